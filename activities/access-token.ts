@@ -1,0 +1,57 @@
+/**
+ * Access tokens: a type that cannot be printed by accident, with the fingerprint that stands for
+ * the token everywhere outside Redis (Temporal, logs, refresh requests).
+ */
+import { createHash } from 'node:crypto';
+
+const REDACTED = '[redacted]';
+
+/**
+ * An OAuth 2.0 access token (RFC 6749 §1.4), here always a Bearer token (RFC 6750). Printing,
+ * logging or serializing it yields `[redacted]`; only {@link AccessToken.reveal} gives the value.
+ *
+ * @see RFC 6749 §1.4
+ * @see RFC 6750 §1.2
+ */
+export class AccessToken {
+  // A private field: not an own enumerable property, so spreads, `util.inspect` and
+  // `JSON.stringify` of a containing object cannot reach it.
+  readonly #value: string;
+
+  constructor(value: string) {
+    this.#value = value;
+  }
+
+  /** The token itself. Call it only where the token goes to Redis or on the wire. */
+  reveal(): string {
+    return this.#value;
+  }
+
+  /**
+   * First 16 hex digits (lowercase) of the SHA-256 of the token: names a token in Temporal, logs
+   * and refresh requests without revealing it (DESIGN.md, Redis layout `fingerprint`).
+   */
+  fingerprint(): string {
+    return tokenFingerprint(this.#value);
+  }
+
+  toString(): string {
+    return REDACTED;
+  }
+
+  toJSON(): string {
+    return REDACTED;
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return REDACTED;
+  }
+}
+
+/**
+ * The fingerprint of a token given as a string, for code that reads tokens back from Redis.
+ * Same value as {@link AccessToken.fingerprint}.
+ */
+export function tokenFingerprint(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex').slice(0, 16);
+}

@@ -1,0 +1,66 @@
+/**
+ * Typed errors of the IAM activity. Their `kind` is a stable {@link FailureKind}: the activity
+ * turns it into the `type` of the `ApplicationFailure` the workflow matches on.
+ *
+ * Messages and enumerable properties are shown in logs and in the Temporal UI, so they never hold
+ * a response body, an access token or a client secret.
+ */
+import type { FailureDetails, FailureKind } from '../workflows/registration.js';
+import type { TokenEndpointResponse } from './token-endpoint.js';
+
+/**
+ * The token endpoint could not be reached, refused the client, or answered with something this
+ * worker cannot use. `kind` says which (DESIGN.md, "Failure kinds"); `details` carry what the
+ * workflow needs to decide on the next try (status, OAuth `error` code, `Retry-After`).
+ *
+ * @see RFC 6749 §5.2 (error response)
+ */
+export class TokenEndpointError extends Error {
+  override name = 'TokenEndpointError';
+  /** Why the request failed; also the `type` of the Temporal failure. */
+  readonly kind: FailureKind;
+  /** Status, OAuth `error` code and `Retry-After`, when the endpoint sent them. */
+  readonly details: Readonly<FailureDetails>;
+  /**
+   * The endpoint's answer, when there was one. Non-enumerable (set in the constructor) so that
+   * logging or serializing the error does not print it; its body is never printed either.
+   */
+  declare readonly response?: TokenEndpointResponse;
+
+  constructor(kind: FailureKind, message: string, details: FailureDetails = {}, response?: TokenEndpointResponse) {
+    super(message);
+    this.kind = kind;
+    this.details = Object.freeze(withoutUndefined(details));
+    if (response !== undefined) {
+      Object.defineProperty(this, 'response', { value: response, enumerable: false });
+    }
+  }
+
+  /** Same as {@link TokenEndpointError.kind}, under the name Node.js errors use for codes. */
+  get code(): FailureKind {
+    return this.kind;
+  }
+}
+
+/**
+ * A client secret could not be resolved from its `env:NAME` or `file:/path` reference. The message
+ * names the reference and what is wrong with it, never the secret.
+ */
+export class SecretUnavailableError extends Error {
+  override name = 'SecretUnavailableError';
+  readonly kind = 'secret_unavailable' satisfies FailureKind;
+
+  /** Same as {@link SecretUnavailableError.kind}, under the name Node.js errors use for codes. */
+  get code(): 'secret_unavailable' {
+    return this.kind;
+  }
+}
+
+/** Drops `undefined` fields, so `details` compares and serializes as what was actually observed. */
+function withoutUndefined(details: FailureDetails): FailureDetails {
+  const result: FailureDetails = {};
+  if (details.status !== undefined) result.status = details.status;
+  if (details.oauthError !== undefined) result.oauthError = details.oauthError;
+  if (details.retryAfterMs !== undefined) result.retryAfterMs = details.retryAfterMs;
+  return result;
+}

@@ -1,0 +1,603 @@
+/**
+ * The token endpoint client: the client credentials grant (RFC 6749 §4.4) in two steps named after
+ * the spec, {@link clientCredentialsGrantRequest} then {@link processClientCredentialsResponse},
+ * and {@link requestToken} which runs both. Every failure becomes a {@link TokenEndpointError}
+ * whose `kind` follows DESIGN.md "Failure kinds"; the pure classifiers ({@link classifyErrorResponse},
+ * {@link classifyRequestError}, {@link parseRetryAfter}) are exported for unit tests.
+ *
+ * Retrying is the workflow's decision alone: got never retries, never follows redirects, and never
+ * reads more than `maxBodyBytes` of an answer.
+ */
+import { once } from 'node:events';
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import got, { TimeoutError } from 'got';
+import { AUTH_METHODS, type AuthMethod } from '../workflows/registration.js';
+import { AccessToken } from './access-token.js';
+import { TokenEndpointError } from './errors.js';
+import type { Secret } from './secrets.js';
+
+/** @see {@link ClientCredentialsRequest.timeoutMs} */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+/** @see {@link ClientCredentialsRequest.maxBodyBytes} */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+/** The longest `expires_in` accepted: 10 years. Anything longer is a bug or a unit mix-up. */
+export const MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 60 * 60;
+
+/** A client credentials token request: who asks, where, and within which limits. */
+export interface ClientCredentialsRequest {
+  /** The token endpoint, `http:` or `https:` (RFC 6749 §3.2). */
+  tokenUrl: string;
+  /** The client identifier (RFC 6749 §2.2). */
+  clientId: string;
+  /** The client password (RFC 6749 §2.3.1), resolved on the worker. */
+  clientSecret: Secret;
+  /** How the client authenticates, by IANA name (RFC 6749 §2.3.1). */
+  authMethod: AuthMethod;
+  /** Space-delimited scope (RFC 6749 §3.3); omitted from the request when undefined or empty. */
+  scope?: string;
+  /**
+   * Extra form parameters, e.g. `audience` or `resource` (RFC 8707). They may not set
+   * `grant_type`, `client_id`, `client_secret` or `scope`.
+   */
+  extraParams?: Record<string, string>;
+  /**
+   * Budget for the whole exchange, from the first DNS lookup to the last byte of the answer.
+   * Connecting (lookup, TCP connect, TLS handshake) gets half of it per phase, so a connection
+   * that cannot be set up is reported as such, not as a slow answer.
+   * @default 10_000
+   */
+  timeoutMs?: number;
+  /** The largest answer body read; a larger body is not buffered. @default 65_536 */
+  maxBodyBytes?: number;
+  /** Aborts the request, e.g. the activity's cancellation signal. */
+  signal?: AbortSignal;
+}
+
+/**
+ * What the token endpoint answered. The body may hold an access token, so it lives in a private
+ * field behind a getter: logging or serializing a response shows status and headers only.
+ */
+export class TokenEndpointResponse {
+  readonly status: number;
+  readonly headers: Readonly<IncomingHttpHeaders>;
+  /** When the request was sent (Unix ms); renewals are timed from here (DESIGN.md, timing). */
+  readonly requestStartedAt: number;
+  /** When the response headers arrived (Unix ms); `Retry-After` dates are relative to this. */
+  readonly receivedAt: number;
+  /** True when the body exceeded {@link TokenEndpointResponse.maxBodyBytes}: reading stopped, `body` is empty. */
+  readonly oversized: boolean;
+  /** The body size limit that applied. */
+  readonly maxBodyBytes: number;
+  readonly #body: string;
+
+  constructor(init: {
+    status: number;
+    headers?: IncomingHttpHeaders;
+    body?: string;
+    requestStartedAt?: number;
+    receivedAt?: number;
+    oversized?: boolean;
+    maxBodyBytes?: number;
+  }) {
+    this.status = init.status;
+    this.headers = init.headers ?? {};
+    this.receivedAt = init.receivedAt ?? Date.now();
+    this.requestStartedAt = init.requestStartedAt ?? this.receivedAt;
+    this.oversized = init.oversized ?? false;
+    this.maxBodyBytes = init.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.#body = this.oversized ? '' : (init.body ?? '');
+  }
+
+  /** The body as UTF-8 text; empty when {@link TokenEndpointResponse.oversized}. */
+  get body(): string {
+    return this.#body;
+  }
+}
+
+/**
+ * A successful token response, parsed and checked. The token is an {@link AccessToken}, which
+ * prints as `[redacted]`.
+ *
+ * @see RFC 6749 §5.1
+ */
+export interface TokenResponse {
+  accessToken: AccessToken;
+  /** Always `'Bearer'` (normalized: servers may send it in any case). */
+  tokenType: 'Bearer';
+  /** `expires_in` in whole seconds; undefined when the server sent none (RFC 6749 §5.1: RECOMMENDED). */
+  expiresInSeconds: number | undefined;
+  /** The granted scope; undefined when the server sent none (then it is the requested scope). */
+  scope: string | undefined;
+  /** When the request was sent (Unix ms). */
+  requestStartedAt: number;
+  /** When the response arrived (Unix ms). */
+  receivedAt: number;
+}
+
+// -------------------------------------------------------------------------------------------------
+// Step 1: the token request
+// -------------------------------------------------------------------------------------------------
+
+/**
+ * Encodes a client identifier or password with the `application/x-www-form-urlencoded` algorithm,
+ * as RFC 6749 §2.3.1 requires before joining them for HTTP Basic authentication (Appendix B).
+ *
+ * This is the WHATWG serializer (what `URLSearchParams` and Java's `URLEncoder`, which Keycloak
+ * decodes with, produce): every byte but `A–Z a–z 0–9 * - . _` is percent-encoded, space becomes
+ * `+`. oauth4webapi also encodes `* - . _`; any server that decodes reads both the same, but
+ * servers that do not decode (older Keycloak) still accept the common `my-service` client IDs.
+ *
+ * @see RFC 6749 §2.3.1, Appendix B
+ */
+export function formUrlEncode(value: string): string {
+  // encodeURIComponent leaves `! ' ( ) ~` alone, the form serializer does not.
+  return encodeURIComponent(value)
+    .replace(/[!'()~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, '+');
+}
+
+/**
+ * The `Authorization` header value for `client_secret_basic`.
+ *
+ * @see RFC 6749 §2.3.1
+ * @see RFC 7617 §2
+ */
+export function clientSecretBasic(clientId: string, clientSecret: Secret): string {
+  const credentials = `${formUrlEncode(clientId)}:${formUrlEncode(clientSecret.reveal())}`;
+  return `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}`;
+}
+
+/** Parameters the grant sets itself; letting `extraParams` replace them would change the grant. */
+const RESERVED_PARAMS: ReadonlySet<string> = new Set(['grant_type', 'client_id', 'client_secret', 'scope']);
+
+/** A bad argument: the caller's bug, raised before any I/O. {@link requestToken} lets it through. */
+class InvalidTokenRequestError extends TypeError {}
+
+/**
+ * Sends the client credentials token request and reads the answer, whatever its status.
+ *
+ * A `POST` with an `application/x-www-form-urlencoded` body `grant_type=client_credentials`
+ * (+ `scope`, + extra parameters), client authentication per `authMethod`, `Accept:
+ * application/json`. No retries, no redirects (a token endpoint that redirects is misconfigured,
+ * and following would hand the credentials to another URL), a time budget, and a body size limit
+ * enforced while streaming.
+ *
+ * @throws TypeError when an argument is invalid (nothing is sent).
+ * @throws {@link TokenEndpointError} `blocked` when no answer came (reset, refused, timeout, TLS
+ *   handshake failure, DNS), `server_error` for anything unexpected.
+ * @throws the signal's reason when `signal` aborted the request.
+ * @see RFC 6749 §4.4.2
+ */
+export async function clientCredentialsGrantRequest(request: ClientCredentialsRequest): Promise<TokenEndpointResponse> {
+  const url = parseTokenUrl(request.tokenUrl);
+  if (typeof request.clientId !== 'string' || request.clientId === '') {
+    throw new InvalidTokenRequestError('clientId must be a non-empty string');
+  }
+  const timeoutMs = request.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 2_147_483_647) {
+    throw new InvalidTokenRequestError('timeoutMs must be a positive integer (milliseconds)');
+  }
+  const maxBodyBytes = request.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes <= 0) {
+    throw new InvalidTokenRequestError('maxBodyBytes must be a positive integer');
+  }
+
+  const form = new URLSearchParams({ grant_type: 'client_credentials' });
+  const headers: Record<string, string> = {
+    accept: 'application/json',
+    'content-type': 'application/x-www-form-urlencoded',
+    'user-agent': 'token-lifecycle-worker',
+  };
+  switch (request.authMethod) {
+    case 'client_secret_basic':
+      headers.authorization = clientSecretBasic(request.clientId, request.clientSecret);
+      break;
+    case 'client_secret_post':
+      form.set('client_id', request.clientId);
+      form.set('client_secret', request.clientSecret.reveal());
+      break;
+    default:
+      throw new InvalidTokenRequestError(`authMethod must be one of ${AUTH_METHODS.join(', ')}`);
+  }
+  if (request.scope !== undefined && request.scope !== '') {
+    form.set('scope', request.scope);
+  }
+  for (const [name, value] of Object.entries(request.extraParams ?? {})) {
+    if (RESERVED_PARAMS.has(name)) {
+      throw new InvalidTokenRequestError(`extraParams.${name} is not allowed: "${name}" is set by the client credentials grant itself`);
+    }
+    if (typeof value !== 'string') {
+      throw new InvalidTokenRequestError(`extraParams.${name} must be a string`);
+    }
+    form.set(name, value);
+  }
+
+  const connectMs = Math.ceil(timeoutMs / 2);
+  const requestStartedAt = Date.now();
+  const stream = got.stream(url, {
+    method: 'POST',
+    headers,
+    body: form.toString(),
+    retry: { limit: 0 },
+    throwHttpErrors: false,
+    followRedirect: false,
+    timeout: { lookup: connectMs, connect: connectMs, secureConnect: connectMs, response: timeoutMs, request: timeoutMs },
+    signal: request.signal,
+  });
+  // got may report a late failure (e.g. a timer racing the end of the body) after we stopped
+  // listening; without a listener that would crash the worker. Failures we wait for still reach
+  // `once` and the async iterator below, which track the stream's state themselves.
+  stream.on('error', () => {});
+
+  try {
+    const [head] = (await once(stream, 'response')) as [{ statusCode: number; headers: IncomingHttpHeaders }];
+    const receivedAt = Date.now();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let oversized = false;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBodyBytes) {
+        // Leaving the loop destroys the stream: the rest of the body is never read.
+        oversized = true;
+        break;
+      }
+      chunks.push(chunk);
+    }
+    return new TokenEndpointResponse({
+      status: head.statusCode,
+      headers: head.headers,
+      body: oversized ? '' : Buffer.concat(chunks).toString('utf8'),
+      requestStartedAt,
+      receivedAt,
+      oversized,
+      maxBodyBytes,
+    });
+  } catch (error) {
+    if (request.signal?.aborted) {
+      // Cancellation is the caller's decision, not an IAM failure: give back what they aborted with.
+      throw request.signal.reason;
+    }
+    throw classifyRequestError(error);
+  } finally {
+    stream.destroy();
+  }
+}
+
+function parseTokenUrl(tokenUrl: string): URL {
+  let url: URL;
+  try {
+    url = new URL(tokenUrl);
+  } catch {
+    throw new InvalidTokenRequestError('tokenUrl must be an absolute http: or https: URL');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new InvalidTokenRequestError(`tokenUrl must be an http: or https: URL, got ${url.protocol}`);
+  }
+  // got would send URL credentials as its own Basic header, next to or instead of the client's.
+  if (url.username !== '' || url.password !== '') {
+    throw new InvalidTokenRequestError('tokenUrl must not contain credentials');
+  }
+  return url;
+}
+
+// -------------------------------------------------------------------------------------------------
+// Step 2: the token response
+// -------------------------------------------------------------------------------------------------
+
+/**
+ * Checks the token endpoint's answer: the status first, then each field of the JSON body.
+ *
+ * Tolerates real servers: `expires_in` as a numeric string (`"300"`), `token_type` in any case
+ * (`"bearer"`), a fractional `expires_in` (whole seconds are kept), any `Content-Type` as long as
+ * the body parses as JSON. Rejects `expires_in` of 0: a token that is already expired would make
+ * the workflow renew in a tight loop, which is what gets an IP blocked.
+ *
+ * @throws {@link TokenEndpointError} per {@link classifyErrorResponse} when the status is not
+ *   200; `malformed_response` when a 200 body is not a usable Bearer token response.
+ * @see RFC 6749 §5.1 (successful response), §5.2 (error response)
+ * @see RFC 6750 §4 (the Bearer token type)
+ */
+export function processClientCredentialsResponse(response: TokenEndpointResponse): TokenResponse {
+  if (response.status !== 200) {
+    throw classifyErrorResponse(response);
+  }
+  const malformed = (message: string) =>
+    new TokenEndpointError('malformed_response', message, { status: response.status }, response);
+
+  if (response.oversized) {
+    throw malformed(`"response" body must not be larger than ${response.maxBodyBytes} bytes`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(response.body);
+  } catch {
+    throw malformed('failed to parse "response" body as JSON');
+  }
+  if (!isJsonObject(json)) {
+    throw malformed('"response" body must be a top level object');
+  }
+
+  const accessToken = json.access_token;
+  if (typeof accessToken !== 'string' || accessToken === '') {
+    throw malformed('"response" body "access_token" property must be a non-empty string');
+  }
+  // The token goes into an HTTP header (RFC 6750 §2.1): a control character or space would break
+  // or inject headers in every consumer.
+  if (!/^[\x21-\x7E]+$/.test(accessToken)) {
+    throw malformed('"response" body "access_token" property must contain only visible ASCII characters');
+  }
+
+  const tokenType = json.token_type;
+  if (typeof tokenType !== 'string') {
+    throw malformed('"response" body "token_type" property must be a string');
+  }
+  if (tokenType.toLowerCase() !== 'bearer') {
+    throw malformed(`"response" body "token_type" property must be "Bearer" (case-insensitive), got ${printable(tokenType)}`);
+  }
+
+  const expiresInSeconds = parseExpiresIn(json.expires_in);
+  if (expiresInSeconds === null) {
+    throw malformed(`"response" body "expires_in" property must be a positive number of seconds, at most ${MAX_EXPIRES_IN_SECONDS}`);
+  }
+
+  const scope = json.scope;
+  if (scope !== undefined && typeof scope !== 'string') {
+    throw malformed('"response" body "scope" property must be a string');
+  }
+
+  return {
+    accessToken: new AccessToken(accessToken),
+    tokenType: 'Bearer',
+    expiresInSeconds,
+    scope,
+    requestStartedAt: response.requestStartedAt,
+    receivedAt: response.receivedAt,
+  };
+}
+
+/** `undefined` when absent, `null` when unusable, whole seconds otherwise. */
+function parseExpiresIn(value: unknown): number | undefined | null {
+  if (value === undefined) return undefined;
+  let seconds: number;
+  if (typeof value === 'number') {
+    seconds = value;
+  } else if (typeof value === 'string' && /^\d+$/.test(value)) {
+    seconds = Number(value);
+  } else {
+    return null;
+  }
+  if (!Number.isFinite(seconds) || seconds < 1 || seconds > MAX_EXPIRES_IN_SECONDS) return null;
+  return Math.floor(seconds);
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+// -------------------------------------------------------------------------------------------------
+// Classification (pure)
+// -------------------------------------------------------------------------------------------------
+
+/**
+ * OAuth `error` codes that say "try again later" rather than "you are refused" (RFC 6749 §4.1.2.1
+ * defines them for the authorization endpoint; some servers use them at the token endpoint too).
+ */
+const TRANSIENT_OAUTH_ERRORS: ReadonlySet<string> = new Set(['server_error', 'temporarily_unavailable']);
+
+/**
+ * Classifies an answer other than 200 into a {@link TokenEndpointError} (DESIGN.md, failure kinds):
+ *
+ * - 429 → `rate_limited`, with `retryAfterMs` from `Retry-After` when it parses;
+ * - 400, 401 or 403 with an OAuth `error` code (RFC 6749 §5.2: `invalid_request`,
+ *   `invalid_client`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`,
+ *   `invalid_scope`, or an extension code such as `invalid_target`) → `credentials_rejected`:
+ *   sending the same request again would be refused again, and repeated failed logins get the IP
+ *   blocked. `server_error` and `temporarily_unavailable` are the exception (→ `server_error`);
+ * - 401 without an OAuth error → `credentials_rejected`: at the token endpoint a 401 means the
+ *   client authentication failed (RFC 6749 §5.2, `invalid_client`);
+ * - 400 or 403 without an OAuth error → `server_error`: typically a proxy's or firewall's page,
+ *   not the IAM judging the client;
+ * - 3xx (redirects are not followed), 5xx and any other status → `server_error`.
+ *
+ * `retryAfterMs` is reported for every status that carries a valid `Retry-After` (e.g. 503).
+ *
+ * @see RFC 6749 §5.2
+ * @see RFC 9110 §15.5.20 (429), §10.2.3 (Retry-After)
+ */
+export function classifyErrorResponse(response: TokenEndpointResponse): TokenEndpointError {
+  const { status } = response;
+  const retryAfterMs = parseRetryAfter(response.headers['retry-after'], response.receivedAt);
+  const answered = `Token endpoint answered ${status}${STATUS_CODES[status] ? ` ${STATUS_CODES[status]}` : ''}`;
+  const fail = (kind: 'rate_limited' | 'credentials_rejected' | 'server_error', message: string, oauthError?: string) =>
+    new TokenEndpointError(kind, message, { status, oauthError, retryAfterMs }, response);
+
+  if (status === 429) {
+    return fail('rate_limited', retryAfterMs === undefined ? answered : `${answered}, Retry-After ${retryAfterMs} ms`);
+  }
+  if (status === 400 || status === 401 || status === 403) {
+    const oauth = parseOAuthError(response.body);
+    if (oauth !== undefined) {
+      const kind = TRANSIENT_OAUTH_ERRORS.has(oauth.error) ? 'server_error' : 'credentials_rejected';
+      const description = oauth.description === undefined ? '' : `: ${oauth.description}`;
+      return fail(kind, `Token endpoint answered ${status} ${oauth.error}${description}`, oauth.error);
+    }
+    if (status === 401) {
+      return fail('credentials_rejected', `${answered} without an OAuth error code: the client authentication was refused`);
+    }
+    return fail('server_error', `${answered} without an OAuth error code`);
+  }
+  if (status >= 300 && status < 400) {
+    return fail('server_error', `${answered}: redirects are not followed, tokenUrl must name the token endpoint itself`);
+  }
+  return fail('server_error', answered);
+}
+
+/** RFC 6749 §5.2: `error` and `error_description` use %x20-21 / %x23-5B / %x5D-7E only. */
+const OAUTH_ERROR_CODE = /^[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
+const MAX_DESCRIPTION_LENGTH = 200;
+
+/**
+ * The `error` and `error_description` of an error response, or undefined when the body is not one.
+ * The description is shown to operators, so it is cut short and stripped of anything that could
+ * forge a log line.
+ *
+ * @see RFC 6749 §5.2
+ */
+export function parseOAuthError(body: string): { error: string; description?: string } | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (!isJsonObject(json) || typeof json.error !== 'string' || !OAUTH_ERROR_CODE.test(json.error)) {
+    return undefined;
+  }
+  const description = json.error_description;
+  if (typeof description !== 'string' || description === '') {
+    return { error: json.error };
+  }
+  const cleaned = description.replace(/[^\x20-\x7E]/g, '?');
+  return {
+    error: json.error,
+    description: cleaned.length > MAX_DESCRIPTION_LENGTH ? `${cleaned.slice(0, MAX_DESCRIPTION_LENGTH)}…` : cleaned,
+  };
+}
+
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
+const LONG_DAY = '(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)';
+const MONTH = '(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)';
+const TIME = '\\d{2}:\\d{2}:\\d{2}';
+/** The three HTTP-date forms a recipient must accept (RFC 9110 §5.6.7). */
+const IMF_FIXDATE = new RegExp(`^${DAY}, \\d{2} ${MONTH} \\d{4} ${TIME} GMT$`);
+const RFC850_DATE = new RegExp(`^${LONG_DAY}, \\d{2}-${MONTH}-\\d{2} ${TIME} GMT$`);
+const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} [ \\d]\\d ${TIME} \\d{4}$`);
+
+/**
+ * Parses `Retry-After` into milliseconds from `now` (when the answer came): delta-seconds
+ * (`"120"`) or an HTTP-date (`"Wed, 21 Oct 2015 07:28:00 GMT"`, and the two obsolete forms). A
+ * date in the past gives 0. Anything else (negative or fractional numbers, other date formats)
+ * gives undefined: the header is then treated as absent, as RFC 9110 allows for invalid fields.
+ *
+ * An HTTP-date is the server's clock, `now` ours: skew between them shifts the result.
+ *
+ * @see RFC 9110 §10.2.3, §5.6.7
+ */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) {
+    const ms = Number(text) * 1000;
+    return Number.isFinite(ms) ? ms : undefined;
+  }
+  let date: number;
+  if (IMF_FIXDATE.test(text) || RFC850_DATE.test(text)) {
+    date = Date.parse(text);
+  } else if (ASCTIME_DATE.test(text)) {
+    // asctime has no zone, and Date.parse would read it as local time; HTTP dates are GMT.
+    date = Date.parse(`${text} GMT`);
+  } else {
+    return undefined;
+  }
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/**
+ * Error codes that mean no HTTP answer came back: the IAM (or a firewall in front of it) refused,
+ * dropped or cut the connection. An IP block looks exactly like this (DESIGN.md, what the IAM does).
+ */
+const BLOCKED_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET', // also "socket hang up" and "Client network socket disconnected before secure TLS connection was established"
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EPROTO',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  // DNS: the endpoint's name does not resolve (now); every client of that endpoint is affected alike.
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  // got: the connection closed before the body that Content-Length announced had arrived.
+  'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
+]);
+
+/** TLS handshake failures: OpenSSL and Node.js TLS codes, and certificate verification codes. */
+const TLS_CODE = /^(?:ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_)|SELF_SIGNED_CERT/;
+
+/**
+ * Classifies a failure to get any answer: a connection reset, refused or cut, a TLS handshake
+ * failure, a DNS failure, or a timeout in any phase (a hang) → `blocked`; anything else (an
+ * unparseable HTTP answer, a bug) → `server_error`. The message names the cause (error code and
+ * Node.js message), never request headers or body.
+ *
+ * @see DESIGN.md "Failure kinds"
+ */
+export function classifyRequestError(error: unknown): TokenEndpointError {
+  const { code, message } = describe(error);
+  if (error instanceof TimeoutError) {
+    return new TokenEndpointError('blocked', `Token endpoint did not answer in time: ${message}`);
+  }
+  if (code !== undefined && (BLOCKED_CODES.has(code) || TLS_CODE.test(code))) {
+    const withCode = message.includes(code) ? message : `${message} (${code})`;
+    return new TokenEndpointError('blocked', `Token endpoint could not be reached: ${withCode}`);
+  }
+  const withCode = code === undefined || message.includes(code) ? message : `${message} (${code})`;
+  return new TokenEndpointError('server_error', `Token request failed unexpectedly: ${withCode}`);
+}
+
+/** Only the code and message: got's errors also carry the request options, headers included. */
+function describe(error: unknown): { code: string | undefined; message: string } {
+  if (!(error instanceof Error)) {
+    return { code: undefined, message: String(error) };
+  }
+  const code = (error as { code?: unknown }).code;
+  // OpenSSL messages span lines; one line keeps logs and the Temporal UI readable.
+  return { code: typeof code === 'string' ? code : undefined, message: error.message.replace(/\s+/g, ' ').trim() };
+}
+
+/** A value shown in a message only when it is short and plain; otherwise just its size. */
+function printable(value: string): string {
+  return /^[\x20-\x7E]{0,32}$/.test(value) ? JSON.stringify(value) : `a ${value.length}-character value`;
+}
+
+// -------------------------------------------------------------------------------------------------
+// Both steps
+// -------------------------------------------------------------------------------------------------
+
+/**
+ * Requests a token with the client credentials grant: {@link clientCredentialsGrantRequest}, then
+ * {@link processClientCredentialsResponse}. Failures are {@link TokenEndpointError}s only
+ * (unexpected ones become `server_error`), and any echo of the client secret in a server-provided
+ * text (an `error_description`) is replaced by `[redacted]`.
+ *
+ * @throws {@link TokenEndpointError} for every failure of the exchange.
+ * @throws TypeError when an argument is invalid (a bug: nothing is sent).
+ * @throws the signal's reason when `signal` aborted the request.
+ * @see RFC 6749 §4.4
+ */
+export async function requestToken(request: ClientCredentialsRequest): Promise<TokenResponse> {
+  try {
+    return processClientCredentialsResponse(await clientCredentialsGrantRequest(request));
+  } catch (error) {
+    if (error instanceof InvalidTokenRequestError) throw error;
+    if (request.signal?.aborted && error === request.signal.reason) throw error;
+    const failure = error instanceof TokenEndpointError ? error : classifyRequestError(error);
+    throw withoutSecret(failure, request.clientSecret, request.clientId);
+  }
+}
+
+/** Replaces the secret, in every form it was sent in, wherever a server echoed it into the error. */
+function withoutSecret(error: TokenEndpointError, secret: Secret, clientId: string): TokenEndpointError {
+  const value = secret.reveal();
+  if (value === '') return error;
+  const forms = [value, formUrlEncode(value), clientSecretBasic(clientId, secret).slice('Basic '.length)];
+  const redact = (text: string) => forms.reduce((result, form) => result.replaceAll(form, '[redacted]'), text);
+  const message = redact(error.message);
+  const oauthError = error.details.oauthError === undefined ? undefined : redact(error.details.oauthError);
+  if (message === error.message && oauthError === error.details.oauthError) return error;
+  return new TokenEndpointError(error.kind, message, { ...error.details, oauthError }, error.response);
+}

@@ -1,0 +1,285 @@
+/**
+ * The token store: where the worker publishes tokens and where consumers read them, in the Redis
+ * layout that DESIGN.md fixes as a contract (consumers in any language depend on it).
+ *
+ * - Key `<prefix>token:<clientId>`: a hash of `access_token`, `token_type`, `expires_at` (Unix ms),
+ *   `obtained_at` (Unix ms), `scope`, `generation`, `fingerprint`, `client_id`, expiring
+ *   (PEXPIREAT) at `expires_at`.
+ * - Channel `<prefix>token-updated`: a {@link TokenUpdatedMessage} after each accepted write.
+ *
+ * Works on standalone Redis, Sentinel and Redis Cluster: every script call touches one key.
+ */
+import type { Cluster, Redis } from 'ioredis';
+
+/** The key prefix used when none is given (DESIGN.md, Redis layout; `TOKEN_KEY_PREFIX`). */
+export const DEFAULT_KEY_PREFIX = 'oauth:';
+
+/** The hash that holds the current token of `clientId`: `<prefix>token:<clientId>`. */
+export function tokenKey(prefix: string, clientId: string): string {
+  return `${prefix}token:${clientId}`;
+}
+
+/** The channel on which every accepted write is announced: `<prefix>token-updated`. */
+export function tokenUpdatedChannel(prefix: string): string {
+  return `${prefix}token-updated`;
+}
+
+/** The stream on which services ask for a refresh: `<prefix>refresh-requests`. */
+export function refreshRequestsStream(prefix: string): string {
+  return `${prefix}refresh-requests`;
+}
+
+/** A token as stored in Redis, without the token itself. Times are Unix milliseconds. */
+export interface StoredTokenMetadata {
+  clientId: string;
+  tokenType: string;
+  /** Space-delimited scope the IAM granted (RFC 6749 §3.3); may be empty. */
+  scope: string;
+  /** Increases with every token the worker obtains for this client; the newest wins. */
+  generation: number;
+  obtainedAt: number;
+  /** The token is unusable from this instant; the Redis key expires then too. */
+  expiresAt: number;
+  /** First 16 hex digits of SHA-256 of the access token. */
+  fingerprint: string;
+}
+
+/** A token as stored in Redis. Times are Unix milliseconds. */
+export interface StoredToken extends StoredTokenMetadata {
+  accessToken: string;
+}
+
+/** The JSON published on {@link tokenUpdatedChannel} after each accepted write. Never the token. */
+export interface TokenUpdatedMessage {
+  clientId: string;
+  generation: number;
+  fingerprint: string;
+  expiresAt: number;
+}
+
+/** What Redis held when a write was refused as stale. */
+export interface StoredGeneration {
+  generation: number;
+  fingerprint: string;
+  expiresAt: number;
+}
+
+/**
+ * The outcome of {@link TokenStore.write}:
+ * - `written`: the token is stored, set to expire at `expiresAt`, and announced;
+ * - `stale`: Redis already holds this or a newer generation, described by `stored`; nothing changed;
+ * - `expired`: `expiresAt` had already passed by Redis's clock; nothing changed.
+ */
+export type WriteResult =
+  | { written: true }
+  | { written: false; reason: 'stale'; stored: StoredGeneration }
+  | { written: false; reason: 'expired' };
+
+/** Options of {@link TokenStore}. */
+export interface TokenStoreOptions {
+  /**
+   * Prefix of every key and channel. Give it here, not as ioredis' own `keyPrefix`, which would
+   * be applied a second time to keys but not to the channel.
+   * @default 'oauth:'
+   */
+  prefix?: string;
+  /** The clock that decides whether a stored token has expired on read. @default Date.now */
+  now?: () => number;
+}
+
+/**
+ * Why one script: invariant 3 (no stale overwrite) needs the generation check and the write to be
+ * one atomic step on the server. Done as separate commands, two writers could both read generation
+ * 4 and the older token could land last; with WATCH/MULTI they would retry under contention. The
+ * expiry (invariant 2) and the announcement belong to the same step, so a consumer never sees a
+ * token without its expiry, nor an announcement of a token that lost the race.
+ *
+ * KEYS[1] the token hash. ARGV: generation, expires_at, access_token, token_type, obtained_at,
+ * scope, fingerprint, client_id, channel, message. Returns {'written'}, {'expired'} or
+ * {'stale', generation, fingerprint, expires_at}: never the token.
+ */
+const WRITE_IF_NEWER_LUA = `
+local key = KEYS[1]
+local generation = tonumber(ARGV[1])
+local expires_at = tonumber(ARGV[2])
+
+local stored = redis.call('HMGET', key, 'generation', 'fingerprint', 'expires_at')
+local stored_generation = tonumber(stored[1])
+if stored_generation ~= nil and stored_generation >= generation then
+  return {'stale', stored[1], stored[2] or '', stored[3] or ''}
+end
+
+-- Redis's own clock decides, the same clock that runs PEXPIREAT.
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if expires_at <= now_ms then
+  return {'expired'}
+end
+
+redis.call('HSET', key,
+  'access_token', ARGV[3],
+  'token_type', ARGV[4],
+  'expires_at', ARGV[2],
+  'obtained_at', ARGV[5],
+  'scope', ARGV[6],
+  'generation', ARGV[1],
+  'fingerprint', ARGV[7],
+  'client_id', ARGV[8])
+redis.call('PEXPIREAT', key, ARGV[2])
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return {'written'}
+`;
+
+/** The name under which the script is registered on the ioredis client (a method of it). */
+const WRITE_IF_NEWER_COMMAND = 'oauthTokenStoreWriteIfNewer';
+
+/** The client once the script is registered: ioredis adds the method at runtime. */
+type ClientWithWriteCommand = (Redis | Cluster) & {
+  [WRITE_IF_NEWER_COMMAND](key: string, ...args: string[]): Promise<unknown>;
+};
+
+/** The hash fields read back, in the order of {@link StoredTokenMetadata}, without `access_token`. */
+const METADATA_FIELDS = ['client_id', 'token_type', 'scope', 'generation', 'obtained_at', 'expires_at', 'fingerprint'] as const;
+
+/**
+ * Reads and writes tokens in Redis (standalone, Sentinel or Cluster) in the contract layout.
+ * Writes are guarded by generation: an older or equal generation never replaces a newer one.
+ */
+export class TokenStore {
+  readonly prefix: string;
+  private readonly client: ClientWithWriteCommand;
+  private readonly now: () => number;
+
+  /**
+   * @param redis an ioredis client; the store registers its script on it (`defineCommand`), so
+   * ioredis sends EVALSHA and falls back to EVAL when Redis answers NOSCRIPT (after a restart or
+   * SCRIPT FLUSH).
+   */
+  constructor(redis: Redis | Cluster, options: TokenStoreOptions = {}) {
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
+    this.now = options.now ?? Date.now;
+    if (!(WRITE_IF_NEWER_COMMAND in redis)) {
+      redis.defineCommand(WRITE_IF_NEWER_COMMAND, { lua: WRITE_IF_NEWER_LUA, numberOfKeys: 1 });
+    }
+    this.client = redis as ClientWithWriteCommand;
+  }
+
+  /**
+   * Stores `token` if its generation is newer than the stored one (or none is stored), sets the
+   * key to expire at `token.expiresAt`, and publishes a {@link TokenUpdatedMessage} on
+   * {@link tokenUpdatedChannel}: all in one atomic script call.
+   */
+  async write(token: StoredToken): Promise<WriteResult> {
+    assertPositiveSafeInteger('generation', token.generation);
+    assertPositiveSafeInteger('obtainedAt', token.obtainedAt);
+    assertPositiveSafeInteger('expiresAt', token.expiresAt);
+    assertNonEmptyString('clientId', token.clientId);
+    assertNonEmptyString('accessToken', token.accessToken);
+
+    const message: TokenUpdatedMessage = {
+      clientId: token.clientId,
+      generation: token.generation,
+      fingerprint: token.fingerprint,
+      expiresAt: token.expiresAt,
+    };
+    const reply = await this.client[WRITE_IF_NEWER_COMMAND](
+      tokenKey(this.prefix, token.clientId),
+      String(token.generation),
+      String(token.expiresAt),
+      token.accessToken,
+      token.tokenType,
+      String(token.obtainedAt),
+      token.scope,
+      token.fingerprint,
+      token.clientId,
+      tokenUpdatedChannel(this.prefix),
+      JSON.stringify(message),
+    );
+    return parseWriteReply(reply);
+  }
+
+  /** The stored token of `clientId`, or null when there is none or it has expired by {@link TokenStoreOptions.now}. */
+  async read(clientId: string): Promise<StoredToken | null> {
+    const key = tokenKey(this.prefix, clientId);
+    const [accessToken, ...metadataValues] = await this.client.hmget(key, 'access_token', ...METADATA_FIELDS);
+    if (accessToken === null || accessToken === undefined) return null;
+    const metadata = this.parseMetadata(key, metadataValues);
+    return metadata && { ...metadata, accessToken };
+  }
+
+  /** Like {@link TokenStore.read}, without fetching the token itself (for status and logs). */
+  async readMetadata(clientId: string): Promise<StoredTokenMetadata | null> {
+    const key = tokenKey(this.prefix, clientId);
+    return this.parseMetadata(key, await this.client.hmget(key, ...METADATA_FIELDS));
+  }
+
+  /**
+   * The stored generation of `clientId`, 0 when none is stored. This is what {@link TokenStore.write}
+   * compares against, so it ignores {@link TokenStoreOptions.now}: only Redis expires the key.
+   */
+  async readGeneration(clientId: string): Promise<number> {
+    const key = tokenKey(this.prefix, clientId);
+    const generation = await this.client.hget(key, 'generation');
+    return generation === null ? 0 : parseIntegerField(key, 'generation', generation);
+  }
+
+  /** Removes the stored token of `clientId`. Resolves to whether there was one. */
+  async delete(clientId: string): Promise<boolean> {
+    return (await this.client.del(tokenKey(this.prefix, clientId))) > 0;
+  }
+
+  private parseMetadata(key: string, values: (string | null | undefined)[]): StoredTokenMetadata | null {
+    const [clientId, tokenType, scope, generation, obtainedAt, expiresAt, fingerprint] = values;
+    if (expiresAt === null || expiresAt === undefined) return null;
+    const metadata: StoredTokenMetadata = {
+      clientId: requireField(key, 'client_id', clientId),
+      tokenType: requireField(key, 'token_type', tokenType),
+      scope: requireField(key, 'scope', scope),
+      generation: parseIntegerField(key, 'generation', requireField(key, 'generation', generation)),
+      obtainedAt: parseIntegerField(key, 'obtained_at', requireField(key, 'obtained_at', obtainedAt)),
+      expiresAt: parseIntegerField(key, 'expires_at', expiresAt),
+      fingerprint: requireField(key, 'fingerprint', fingerprint),
+    };
+    // Redis expires the key itself; this covers a reader whose clock runs ahead of Redis's.
+    return metadata.expiresAt <= this.now() ? null : metadata;
+  }
+}
+
+function parseWriteReply(reply: unknown): WriteResult {
+  if (Array.isArray(reply)) {
+    const [outcome, generation, fingerprint, expiresAt] = reply as unknown[];
+    if (outcome === 'written') return { written: true };
+    if (outcome === 'expired') return { written: false, reason: 'expired' };
+    if (outcome === 'stale' && typeof generation === 'string' && typeof fingerprint === 'string' && typeof expiresAt === 'string') {
+      return {
+        written: false,
+        reason: 'stale',
+        stored: { generation: Number(generation), fingerprint, expiresAt: Number(expiresAt) },
+      };
+    }
+  }
+  throw new Error(`Unexpected reply from the token write script: ${JSON.stringify(reply)}`);
+}
+
+function requireField(key: string, field: string, value: string | null | undefined): string {
+  if (value === null || value === undefined) throw new Error(`Redis hash ${key} has no "${field}" field`);
+  return value;
+}
+
+function parseIntegerField(key: string, field: string, value: string): number {
+  const parsed = Number(value);
+  if (!Number.isSafeInteger(parsed)) throw new Error(`Redis hash ${key} field "${field}" must be an integer, got ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+function assertPositiveSafeInteger(property: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(`"token" "${property}" property must be a positive integer, got ${value}`);
+  }
+}
+
+function assertNonEmptyString(property: string, value: string): void {
+  if (typeof value !== 'string' || value === '') {
+    throw new TypeError(`"token" "${property}" property must be a non-empty string`);
+  }
+}

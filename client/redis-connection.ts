@@ -1,0 +1,41 @@
+/**
+ * An ioredis client from a URL, for standalone Redis, Sentinel and Cluster alike:
+ * - `redis://[:password@]host:port[/db]` or `rediss://…` (TLS): standalone;
+ * - `redis+sentinel://[:password@]host1:26379,host2:26379/<master name>[/db]`: Sentinel;
+ * - `redis+cluster://[:password@]host1:6379,host2:6379`: Cluster (seed nodes).
+ */
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+
+export type RedisClient = Redis | Cluster;
+
+export class RedisUrlError extends Error {
+  readonly code = 'invalid_redis_url';
+}
+
+export function createRedisClient(url: string, options: RedisOptions = {}): RedisClient {
+  const match = /^(redis\+sentinel|redis\+cluster|rediss?):\/\/(?:([^@/]*)@)?([^/]+)(?:\/(.*))?$/.exec(url);
+  if (match === null) {
+    throw new RedisUrlError(`REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379 (got ${redact(url)})`);
+  }
+  const [, scheme, auth, hostList, path = ''] = match;
+  if (scheme === 'redis' || scheme === 'rediss') return new Redis(url, options);
+
+  const password = auth === undefined ? undefined : decodeURIComponent(auth.slice(auth.indexOf(':') + 1));
+  const username = auth === undefined || !auth.includes(':') ? undefined : decodeURIComponent(auth.slice(0, auth.indexOf(':'))) || undefined;
+  const nodes = hostList!.split(',').map((hostPort) => {
+    const [host, port] = hostPort.split(':');
+    return { host: host!, port: Number(port ?? (scheme === 'redis+sentinel' ? 26379 : 6379)) };
+  });
+  const credentials = { ...(password !== undefined && { password }), ...(username !== undefined && { username }) };
+  if (scheme === 'redis+cluster') {
+    return new Cluster(nodes, { redisOptions: { ...options, ...credentials } });
+  }
+  const [name, db] = path.split('/');
+  if (!name) throw new RedisUrlError(`REDIS_URL for Sentinel must name the master: redis+sentinel://host:26379/<master name> (got ${redact(url)})`);
+  return new Redis({ ...options, ...credentials, sentinels: nodes, name, ...(db !== undefined && { db: Number(db) }) });
+}
+
+/** The URL without its password, for error messages. */
+function redact(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
+}

@@ -1,0 +1,60 @@
+/**
+ * Connection settings from the environment (DESIGN.md, "Worker and environment"), shared by the
+ * worker, `tokenctl` and the consumer library. Every problem is reported at once, naming the
+ * variable, so a misconfigured deployment fails at start with one clear message.
+ */
+import { z } from 'zod';
+
+const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
+
+const flag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+const settingsSchema = z.object({
+  TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  /** Temporal Cloud API key; implies TLS. */
+  TEMPORAL_API_KEY: z.string().min(1).optional(),
+  TEMPORAL_TLS: flag.optional(),
+  TEMPORAL_TLS_CERT_PATH: z.string().min(1).optional(),
+  TEMPORAL_TLS_KEY_PATH: z.string().min(1).optional(),
+  TEMPORAL_TLS_CA_PATH: z.string().min(1).optional(),
+  TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
+  /** The workflow task queue; the IAM activity runs on `<queue>-iam`. */
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('token-lifecycle'),
+  REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
+  TOKEN_KEY_PREFIX: z.string().default('oauth:'),
+  IAM_MAX_RPS: z.coerce.number().positive().max(10_000).default(40),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(9464),
+  LOG_LEVEL: z
+    .string()
+    .transform((v) => v.toUpperCase())
+    .pipe(z.enum(LOG_LEVELS))
+    .default('INFO'),
+  /** A prebuilt workflow bundle (`npm run build` writes dist/workflow-bundle.js). */
+  WORKFLOW_BUNDLE_PATH: z.string().min(1).optional(),
+});
+
+export type Settings = z.output<typeof settingsSchema>;
+
+/** Thrown when the environment holds invalid settings; the message lists every problem. */
+export class SettingsError extends Error {
+  readonly code = 'invalid_settings';
+  constructor(readonly problems: string[]) {
+    super(`Invalid settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'SettingsError';
+  }
+}
+
+/** Reads the settings from `env`, with the defaults of DESIGN.md. */
+export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const result = settingsSchema.safeParse(present);
+  if (!result.success) {
+    throw new SettingsError(result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  const settings = result.data;
+  if ((settings.TEMPORAL_TLS_CERT_PATH === undefined) !== (settings.TEMPORAL_TLS_KEY_PATH === undefined)) {
+    throw new SettingsError(['TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be given together (mTLS)']);
+  }
+  return settings;
+}

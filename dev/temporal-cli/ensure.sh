@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Prints the path of a Temporal CLI (which includes the dev server and its Web UI), building it
+# once if needed. The version is pinned in go.mod/go.sum beside this script (a Go `tool`), so every
+# machine builds the same binary; the build is cached outside the checkout so fresh clones reuse it.
+#   TEMPORAL_CLI=/path/to/temporal  use that binary instead.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+if [[ -n "${TEMPORAL_CLI:-}" ]]; then
+  if [[ ! -x "$TEMPORAL_CLI" ]]; then
+    echo "TEMPORAL_CLI=$TEMPORAL_CLI is not an executable file." >&2
+    exit 1
+  fi
+  echo "$TEMPORAL_CLI"
+  exit 0
+fi
+
+version="$(awk '$1 == "github.com/temporalio/cli" { print $2 }' "$here/go.mod")"
+stamp="$( (cat "$here/go.mod" "$here/go.sum") | sha256sum | cut -c1-12)"
+cache_dir="${TOKEN_LIFECYCLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/token-lifecycle-worker}/temporal-cli-${version}-${stamp}"
+binary="$cache_dir/temporal"
+
+if [[ -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  cat >&2 <<MSG
+No Temporal CLI: Go is not installed and TEMPORAL_CLI is not set.
+Either install Go 1.25+ (the project builds Temporal CLI ${version} from go.mod), or download a
+Temporal CLI and run with TEMPORAL_CLI=/path/to/temporal.
+MSG
+  exit 1
+fi
+
+echo "Building Temporal CLI ${version} once (a few minutes; cached in ${cache_dir})..." >&2
+mkdir -p "$cache_dir"
+start=$(date +%s)
+(
+  cd "$here"
+  # -mod=readonly: go.sum is the pin; a build must not change it.
+  go build -mod=readonly -trimpath \
+    -ldflags "-s -w -X github.com/temporalio/cli/temporalcli.Version=${version#v}" \
+    -o "$binary.partial" github.com/temporalio/cli/cmd/temporal
+) >&2
+mv "$binary.partial" "$binary"
+echo "Built Temporal CLI ${version} in $(( $(date +%s) - start )) s." >&2
+echo "$binary"

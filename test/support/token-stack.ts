@@ -1,0 +1,114 @@
+/**
+ * Everything one integration test file needs around the shared Temporal dev server: its own
+ * `redis-server`, workers on a task queue of its own (so files do not see each other's
+ * workflows), an admin API and a Redis client. `stop()` terminates the file's workflows.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { Redis } from 'ioredis';
+import { inject } from 'vitest';
+import { TokenStore } from '../../activities/token-store.js';
+import { TokenAdmin } from '../../client/admin.js';
+import { createTokenWorkers, type TokenWorkers } from '../../worker/token-workers.js';
+import { startRedisServer, type RedisServer } from './redis-server.js';
+
+export interface TokenStack {
+  admin: TokenAdmin;
+  client: Client;
+  redis: Redis;
+  store: TokenStore;
+  redisServer: RedisServer;
+  taskQueue: string;
+  /** Stops the workers (e.g. to simulate a crash) and starts new ones on the same queue. */
+  restartWorkers(): Promise<void>;
+  stopWorkers(): Promise<void>;
+  startWorkers(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface TokenStackOptions {
+  /** The worker's environment, where secret references are resolved. */
+  env?: Record<string, string>;
+  /** @default 40 */
+  iamMaxRps?: number;
+}
+
+let runtimeInstalled = false;
+
+export async function startTokenStack(options: TokenStackOptions = {}): Promise<TokenStack> {
+  if (!runtimeInstalled) {
+    // Worker state changes at INFO would drown the test report.
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    runtimeInstalled = true;
+  }
+  const address = inject('temporalAddress');
+  const redisServer = await startRedisServer();
+  const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+  const workerRedis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+  const store = new TokenStore(redis);
+  const taskQueue = `test-${randomUUID()}`;
+  const workerConnection = await NativeConnection.connect({ address });
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection });
+  const admin = new TokenAdmin(client, { taskQueue });
+
+  let workers: TokenWorkers | null = null;
+  let running: Promise<void> | null = null;
+  const startWorkers = async () => {
+    workers = await createTokenWorkers({
+      connection: workerConnection,
+      namespace: 'default',
+      taskQueue,
+      store: new TokenStore(workerRedis),
+      iamMaxRps: options.iamMaxRps ?? 40,
+      workflowBundle: { codePath: inject('workflowBundlePath') },
+      env: options.env ?? {},
+    });
+    running = workers.run();
+  };
+  const stopWorkers = async () => {
+    workers?.shutdown();
+    await running;
+    workers = null;
+    running = null;
+  };
+  await startWorkers();
+
+  return {
+    admin,
+    client,
+    redis,
+    store,
+    redisServer,
+    taskQueue,
+    startWorkers,
+    stopWorkers,
+    async restartWorkers() {
+      await stopWorkers();
+      await startWorkers();
+    },
+    async stop() {
+      for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
+        await client.workflow.getHandle(execution.workflowId).terminate('test finished').catch(() => undefined);
+      }
+      await stopWorkers();
+      await connection.close();
+      await workerConnection.close();
+      redis.disconnect();
+      workerRedis.disconnect();
+      await redisServer.stop();
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

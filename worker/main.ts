@@ -1,0 +1,70 @@
+/**
+ * The worker process (`npm start`): reads its settings from the environment, registers the
+ * search attributes if missing, runs the workflow and IAM workers, exports Prometheus metrics,
+ * and shuts down gracefully on SIGTERM or SIGINT (Temporal's runtime handles both signals).
+ */
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { TokenStore } from '../activities/token-store.js';
+import { createRedisClient } from '../client/redis-connection.js';
+import { readSettings, SettingsError } from '../client/settings.js';
+import { temporalConnectionOptions } from '../client/temporal-connection.js';
+import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
+import { ensureSearchAttributes } from './search-attributes.js';
+import { createTokenWorkers } from './token-workers.js';
+import { prebuiltBundlePath } from './workflow-bundle.js';
+
+async function main(): Promise<void> {
+  const settings = readSettings();
+  Runtime.install({
+    logger: new DefaultLogger(settings.LOG_LEVEL),
+    telemetryOptions: {
+      metrics:
+        settings.METRICS_PORT === 0
+          ? undefined
+          : {
+              prometheus: {
+                bindAddress: `0.0.0.0:${settings.METRICS_PORT}`,
+                countersTotalSuffix: true,
+                histogramBucketOverrides: { token_endpoint_latency_seconds: TOKEN_ENDPOINT_LATENCY_BUCKETS },
+              },
+            },
+    },
+  });
+  const log = Runtime.instance().logger;
+
+  const connection = await NativeConnection.connect(temporalConnectionOptions(settings));
+  const added = await ensureSearchAttributes(connection, settings.TEMPORAL_NAMESPACE);
+  if (added.length > 0) log.info('Registered search attributes', { namespace: settings.TEMPORAL_NAMESPACE, added });
+
+  const redis = createRedisClient(settings.REDIS_URL, { maxRetriesPerRequest: 2 });
+  const store = new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
+  const workflowBundlePath = prebuiltBundlePath(settings.WORKFLOW_BUNDLE_PATH);
+  if (workflowBundlePath === null) log.warn('No prebuilt workflow bundle (npm run build): bundling the sources at start');
+
+  const workers = await createTokenWorkers({
+    connection,
+    namespace: settings.TEMPORAL_NAMESPACE,
+    taskQueue: settings.TEMPORAL_TASK_QUEUE,
+    store,
+    iamMaxRps: settings.IAM_MAX_RPS,
+    workflowBundle: workflowBundlePath === null ? null : { codePath: workflowBundlePath },
+    metrics: createTokenMetrics(Runtime.instance().metricMeter),
+  });
+  log.info('Worker started', {
+    namespace: settings.TEMPORAL_NAMESPACE,
+    taskQueue: settings.TEMPORAL_TASK_QUEUE,
+    iamMaxRps: settings.IAM_MAX_RPS,
+    metrics: settings.METRICS_PORT === 0 ? 'off' : `:${settings.METRICS_PORT}/metrics`,
+  });
+  try {
+    await workers.run();
+  } finally {
+    redis.disconnect();
+    await connection.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof SettingsError ? err.message : err);
+  process.exit(1);
+});

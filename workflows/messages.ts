@@ -1,0 +1,78 @@
+/**
+ * The messages of the `tokenLifecycle` workflow (DESIGN.md, contract). Defined once and imported by
+ * the workflow and by its callers (admin API, tokenctl, the refresh-request bridge).
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ClientRegistration, FailureKind } from './registration.js';
+
+/** Workflow ID of a client's workflow: one workflow per client ID. */
+export function workflowIdFor(clientId: string): string {
+  return `token-lifecycle:${clientId}`;
+}
+
+/** Task queue of the workflows (and their Redis-only activities). */
+export const WORKFLOW_TASK_QUEUE = 'token-lifecycle';
+
+/**
+ * Task queue of the activity that calls the IAM, derived from the workflow's task queue
+ * (`token-lifecycle` → `token-lifecycle-iam`). Its server-side rate limit caps the whole fleet.
+ */
+export function iamTaskQueueFor(workflowTaskQueue: string): string {
+  return `${workflowTaskQueue}-iam`;
+}
+
+export type TokenState = 'acquiring' | 'active' | 'backing_off' | 'credentials_rejected' | 'stopped';
+
+export const TOKEN_STATES: readonly TokenState[] = ['acquiring', 'active', 'backing_off', 'credentials_rejected', 'stopped'];
+
+/** The last failure, as operators see it. Never contains a secret or a token. */
+export interface LastError {
+  kind: FailureKind;
+  message: string;
+  /** Unix ms. */
+  at: number;
+  status?: number;
+  oauthError?: string;
+}
+
+/** What the `status` query returns. Times are Unix ms. */
+export interface TokenStatus {
+  clientId: string;
+  state: TokenState;
+  /** Why the workflow is backing off, when `state` is `backing_off`. */
+  backoffReason: FailureKind | null;
+  generation: number;
+  fingerprint: string | null;
+  expiresAt: number | null;
+  nextRefreshAt: number | null;
+  lastError: LastError | null;
+  consecutiveFailures: number;
+  backoffUntil: number | null;
+  /** When a pending forced refresh will run, if one is pending. */
+  forcedRefreshAt: number | null;
+}
+
+export interface ForceRefreshRequest {
+  /** Free text for the operator, e.g. `401 invalid_token from orders-api`. */
+  reason?: string;
+  /**
+   * The fingerprint of the token the caller saw rejected. A request naming a fingerprint that is no
+   * longer current is ignored: that token was already replaced.
+   */
+  rejectedFingerprint?: string;
+}
+
+/** What `reconfigure` may change: everything but the client ID. */
+export type RegistrationChanges = Partial<Omit<ClientRegistration, 'clientId'>>;
+
+/** Refresh as soon as allowed (coalesced, at most once per minimum interval). */
+export const forceRefreshSignal = defineSignal<[ForceRefreshRequest]>('forceRefresh');
+/** Change the registration; a parked workflow starts again, and a new token is requested. */
+export const reconfigureSignal = defineSignal<[RegistrationChanges]>('reconfigure');
+/** Leave `credentials_rejected` and try again (after an operator fixed the credentials at the IAM). */
+export const resumeSignal = defineSignal<[]>('resume');
+/** End the workflow; with `purge`, also delete the token from Redis. */
+export const stopSignal = defineSignal<[{ purge?: boolean }]>('stop');
+/** Refresh now and return the new status once the token is in Redis; rejected with a reason otherwise. */
+export const refreshNowUpdate = defineUpdate<TokenStatus, [{ reason?: string }]>('refreshNow');
+export const statusQuery = defineQuery<TokenStatus>('status');

@@ -1,0 +1,142 @@
+/**
+ * The pure decisions of the token lifecycle: when to renew, how long to back off, whether a forced
+ * refresh is due. No Temporal APIs and no clock: every input is a parameter, so long horizons are
+ * unit-tested without a server, and the workflow stays deterministic.
+ */
+import type { BackoffRule, FailureDetails, FailureKind, RefreshPolicy, RetryableFailureKind } from './registration.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+/** The defaults of DESIGN.md ("Failure kinds"), used where a registration's `policy` is silent. */
+export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
+  refreshFraction: 0.85,
+  jitterFraction: 0.05,
+  defaultExpiresInSeconds: 300,
+  minForcedRefreshIntervalMs: 10 * SECOND,
+  backoff: Object.freeze({
+    rate_limited: { baseMs: 1 * SECOND, capMs: 60 * SECOND },
+    blocked: { baseMs: 30 * SECOND, capMs: 15 * MINUTE },
+    server_error: { baseMs: 2 * SECOND, capMs: 5 * MINUTE },
+    malformed_response: { baseMs: 2 * SECOND, capMs: 5 * MINUTE },
+    secret_unavailable: { baseMs: 5 * SECOND, capMs: 5 * MINUTE },
+    store_unavailable: { baseMs: 1 * SECOND, capMs: 30 * SECOND },
+  }),
+  retryAfterMinMs: 1 * SECOND,
+  retryAfterMaxMs: 15 * MINUTE,
+  rejectedProbeIntervalMs: 0,
+  maxCyclesPerRun: 500,
+});
+
+/** Share of a backoff delay that jitter may take off, so failing clients do not retry in step. */
+const BACKOFF_JITTER = 0.2;
+
+/** Merges a registration's overrides onto the defaults; backoff rules merge per failure kind. */
+export function resolvePolicy(overrides: Partial<RefreshPolicy> | undefined): RefreshPolicy {
+  const backoff = { ...DEFAULT_POLICY.backoff };
+  for (const [kind, rule] of Object.entries(overrides?.backoff ?? {}) as [RetryableFailureKind, Partial<BackoffRule>][]) {
+    backoff[kind] = { ...DEFAULT_POLICY.backoff[kind], ...rule };
+  }
+  return { ...DEFAULT_POLICY, ...overrides, backoff };
+}
+
+/**
+ * Problems with a policy override, each naming its path; empty when valid. Checked when a
+ * registration is made, so a workflow never runs with a nonsensical policy.
+ */
+export function policyProblems(policy: RefreshPolicy): string[] {
+  const problems: string[] = [];
+  const check = (ok: boolean, message: string) => ok || problems.push(message);
+  check(policy.refreshFraction > 0 && policy.refreshFraction < 1, 'policy.refreshFraction must be between 0 and 1 (exclusive)');
+  check(policy.jitterFraction >= 0 && policy.jitterFraction < policy.refreshFraction, 'policy.jitterFraction must be at least 0 and below refreshFraction');
+  check(policy.defaultExpiresInSeconds > 0, 'policy.defaultExpiresInSeconds must be greater than 0');
+  check(policy.minForcedRefreshIntervalMs >= 0, 'policy.minForcedRefreshIntervalMs must be at least 0');
+  check(policy.retryAfterMinMs >= 0 && policy.retryAfterMinMs <= policy.retryAfterMaxMs, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs');
+  check(policy.rejectedProbeIntervalMs >= 0, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)');
+  check(Number.isInteger(policy.maxCyclesPerRun) && policy.maxCyclesPerRun >= 1, 'policy.maxCyclesPerRun must be an integer of at least 1');
+  for (const [kind, rule] of Object.entries(policy.backoff)) {
+    check(rule.baseMs > 0 && rule.capMs >= rule.baseMs, `policy.backoff.${kind} must have baseMs > 0 and capMs >= baseMs`);
+  }
+  return problems;
+}
+
+/**
+ * A number in [0, 1) derived from a string (FNV-1a): the same client and generation always get the
+ * same jitter, which keeps replays deterministic and spreads different clients apart.
+ */
+export function jitterUnit(seed: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < seed.length; i++) {
+    hash ^= seed.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) / 0x1_0000_0000;
+}
+
+/**
+ * When to renew a token: `requestStartedAt + (refreshFraction − jitter) × expires_in`. Measured
+ * from when the request started, not when the answer came, so a slow IAM cannot push the renewal
+ * past the expiry. Jitter only moves renewals earlier.
+ */
+export function nextRefreshAt(
+  token: { requestStartedAt: number; expiresInSeconds: number },
+  policy: RefreshPolicy,
+  jitterSeed: string,
+): number {
+  const fraction = policy.refreshFraction - policy.jitterFraction * jitterUnit(jitterSeed);
+  return token.requestStartedAt + Math.round(fraction * token.expiresInSeconds * SECOND);
+}
+
+/**
+ * How long to wait after the `failures`-th consecutive failure (1 for the first) of a retryable
+ * kind: `Retry-After` when the server sent one (clamped to the policy's bounds; RFC 9110 §10.2.3),
+ * else `base × 2^(failures−1)` up to the cap, less up to 20 % jitter.
+ */
+export function backoffDelayMs(
+  kind: RetryableFailureKind,
+  failures: number,
+  details: FailureDetails,
+  policy: RefreshPolicy,
+  jitterSeed: string,
+): number {
+  if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
+    return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
+  }
+  const rule = policy.backoff[kind];
+  const exponent = Math.min(Math.max(failures - 1, 0), 30);
+  const delay = Math.min(rule.capMs, rule.baseMs * 2 ** exponent);
+  return Math.round(delay * (1 - BACKOFF_JITTER * jitterUnit(jitterSeed)));
+}
+
+/** True for failure kinds after which the workflow retries on its own. */
+export function isRetryable(kind: FailureKind): kind is RetryableFailureKind {
+  return kind !== 'credentials_rejected';
+}
+
+/** What to do with a forced-refresh request. */
+export type ForcedRefreshDecision =
+  | { action: 'ignore'; why: 'stale_fingerprint' }
+  | { action: 'schedule'; notBefore: number };
+
+/**
+ * Decides a forced-refresh request (invariant 4). A request naming a fingerprint that is no longer
+ * current is ignored: that token was already rotated. Otherwise it is scheduled no earlier than
+ * the minimum interval after the last token request started, so a misbehaving consumer cannot
+ * hammer the IAM; requests that arrive while one is pending coalesce into it.
+ */
+export function decideForcedRefresh(
+  request: { rejectedFingerprint?: string | undefined },
+  current: { fingerprint: string | undefined; lastRequestStartedAt: number | undefined },
+  now: number,
+  policy: RefreshPolicy,
+): ForcedRefreshDecision {
+  if (request.rejectedFingerprint !== undefined && request.rejectedFingerprint !== current.fingerprint) {
+    return { action: 'ignore', why: 'stale_fingerprint' };
+  }
+  const earliest = current.lastRequestStartedAt === undefined ? now : current.lastRequestStartedAt + policy.minForcedRefreshIntervalMs;
+  return { action: 'schedule', notBefore: Math.max(now, earliest) };
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, value));
+}

@@ -1,0 +1,333 @@
+/**
+ * The state of one client's token lifecycle and the transitions between states. Deterministic:
+ * times come in as parameters (the workflow passes its own `Date.now()`), decisions come from the
+ * pure policy module.
+ */
+import * as wf from '@temporalio/workflow';
+import type { AcquireTokenInput } from '../activities/acquire-token.js';
+import type { ForceRefreshRequest, LastError, RegistrationChanges, TokenState, TokenStatus } from './messages.js';
+import { backoffDelayMs, decideForcedRefresh, isRetryable, nextRefreshAt, resolvePolicy } from './policy.js';
+import type { ClientRegistration, FailureDetails, FailureKind, RefreshPolicy, TokenMetadata } from './registration.js';
+import {
+  endpointHost,
+  TokenClientId,
+  TokenEndpointHost,
+  TokenExpiresAt,
+  TokenFailures,
+  TokenNextRefreshAt,
+  TokenState as TokenStateKey,
+} from './search-attributes.js';
+
+/** What continue-as-new hands to the next run, so nothing pending is lost (DESIGN.md). */
+export interface CarriedState {
+  state: TokenState;
+  backoffReason: FailureKind | null;
+  generation: number;
+  fingerprint: string | null;
+  expiresAt: number | null;
+  nextRefreshAt: number | null;
+  lastRequestStartedAt: number | null;
+  consecutiveFailures: number;
+  backoffUntil: number | null;
+  rejectedAt: number | null;
+  lastError: LastError | null;
+  forced: PendingForcedRefresh | null;
+}
+
+interface PendingForcedRefresh {
+  notBefore: number;
+  reason: string;
+}
+
+export class TokenLifecycleState {
+  registration: ClientRegistration;
+  private policy: RefreshPolicy;
+  private s: CarriedState;
+
+  /** Bumped by every message that may change what is due, to wake the main loop. */
+  changeCount = 0;
+  stopRequested = false;
+  purgeRequested = false;
+  attemptsStarted = 0;
+  attemptsFinished = 0;
+  private attemptInFlight = false;
+  private refreshNowWaiting = 0;
+  private lastOutcome: { attempt: number; error: LastError | null } | null = null;
+  private cyclesThisRun = 0;
+
+  constructor(registration: ClientRegistration, carried: CarriedState | undefined) {
+    this.registration = registration;
+    this.policy = resolvePolicy(registration.policy);
+    this.s = carried ?? {
+      state: 'acquiring',
+      backoffReason: null,
+      generation: 0,
+      fingerprint: null,
+      expiresAt: null,
+      nextRefreshAt: null,
+      lastRequestStartedAt: null,
+      consecutiveFailures: 0,
+      backoffUntil: null,
+      rejectedAt: null,
+      lastError: null,
+      forced: null,
+    };
+  }
+
+  get clientId(): string {
+    return this.registration.clientId;
+  }
+
+  seedGeneration(stored: number): void {
+    this.s.generation = Math.max(this.s.generation, stored);
+  }
+
+  status(): TokenStatus {
+    const s = this.s;
+    return {
+      clientId: this.clientId,
+      state: s.state,
+      backoffReason: s.state === 'backing_off' ? s.backoffReason : null,
+      generation: s.generation,
+      fingerprint: s.fingerprint,
+      expiresAt: s.expiresAt,
+      nextRefreshAt: s.nextRefreshAt,
+      lastError: s.lastError,
+      consecutiveFailures: s.consecutiveFailures,
+      backoffUntil: s.state === 'backing_off' ? s.backoffUntil : null,
+      forcedRefreshAt: s.forced?.notBefore ?? null,
+    };
+  }
+
+  carry(): CarriedState {
+    return { ...this.s };
+  }
+
+  // ---- messages ------------------------------------------------------------------------------
+
+  requestForcedRefresh(request: ForceRefreshRequest, now: number): void {
+    const decision = decideForcedRefresh(
+      request,
+      { fingerprint: this.s.fingerprint ?? undefined, lastRequestStartedAt: this.s.lastRequestStartedAt ?? undefined },
+      now,
+      this.policy,
+    );
+    if (decision.action === 'ignore') {
+      // Signal handlers cannot return errors; the log says why nothing happened.
+      wf.log.info('Forced refresh ignored: the rejected token was already replaced', { clientId: this.clientId });
+      return;
+    }
+    this.scheduleForced(decision.notBefore, request.reason ?? 'forced refresh');
+  }
+
+  /** Returns the attempt whose outcome answers this request (an attempt in flight coalesces). */
+  requestRefreshNow(reason: string | undefined, now: number): number {
+    this.refreshNowWaiting++;
+    if (this.attemptInFlight) return this.attemptsStarted;
+    const decision = decideForcedRefresh({}, { fingerprint: undefined, lastRequestStartedAt: this.s.lastRequestStartedAt ?? undefined }, now, this.policy);
+    if (decision.action === 'schedule') this.scheduleForced(decision.notBefore, reason ?? 'refreshNow');
+    return this.attemptsStarted + 1;
+  }
+
+  /** Update validator: rejects a refresh that cannot happen now, with the reason. */
+  assertRefreshNowAllowed(): void {
+    if (this.stopRequested || this.s.state === 'stopped') throw new Error(`${this.clientId} is stopped`);
+    if (this.s.state === 'credentials_rejected') {
+      throw new Error(`${this.clientId}: the IAM rejected the credentials (${this.s.lastError?.message ?? 'unknown'}); fix them, then resume or reconfigure`);
+    }
+    if (this.s.state === 'backing_off' && this.s.backoffUntil !== null) {
+      throw new Error(`${this.clientId} is backing off after ${this.s.backoffReason} until ${new Date(this.s.backoffUntil).toISOString()}; try again then`);
+    }
+  }
+
+  outcomeOfAttempt(attempt: number): TokenStatus {
+    this.refreshNowWaiting--;
+    if (this.stopRequested) throw wf.ApplicationFailure.create({ type: 'stopped', message: `${this.clientId} was stopped before the refresh`, nonRetryable: true });
+    const error = this.lastOutcome !== null && this.lastOutcome.attempt >= attempt ? this.lastOutcome.error : null;
+    if (error !== null) {
+      throw wf.ApplicationFailure.create({ type: error.kind, message: `Refresh failed: ${error.message}`, nonRetryable: true });
+    }
+    return this.status();
+  }
+
+  reconfigure(changes: RegistrationChanges): void {
+    this.registration = { ...this.registration, ...changes, clientId: this.clientId };
+    this.policy = resolvePolicy(this.registration.policy);
+    if (this.s.state === 'credentials_rejected' || (this.s.state === 'backing_off' && this.s.backoffReason === 'secret_unavailable')) {
+      this.leaveParking();
+    }
+    // New credentials, scope or endpoint deserve a new token now, not at the next renewal.
+    this.scheduleForced(this.s.state === 'backing_off' && this.s.backoffUntil !== null ? this.s.backoffUntil : 0, 'reconfigured');
+  }
+
+  resume(): void {
+    if (this.s.state !== 'credentials_rejected') return;
+    this.leaveParking();
+    this.scheduleForced(0, 'resumed');
+  }
+
+  requestStop(purge: boolean): void {
+    this.stopRequested = true;
+    this.purgeRequested ||= purge;
+    this.changeCount++;
+  }
+
+  // ---- the loop ------------------------------------------------------------------------------
+
+  /** When the loop should act next; null when parked until a message arrives. */
+  nextActionAt(now: number): number | null {
+    const s = this.s;
+    switch (s.state) {
+      case 'stopped':
+        return null;
+      case 'credentials_rejected':
+        return this.policy.rejectedProbeIntervalMs > 0 && s.rejectedAt !== null ? s.rejectedAt + this.policy.rejectedProbeIntervalMs : null;
+      case 'backing_off':
+        return Math.max(s.backoffUntil ?? now, s.forced?.notBefore ?? 0);
+      case 'acquiring':
+        return s.forced?.notBefore ?? now;
+      case 'active':
+        return Math.min(s.nextRefreshAt ?? now, s.forced?.notBefore ?? Infinity);
+    }
+  }
+
+  waitSummary(wakeAt: number): string {
+    const at = new Date(wakeAt).toISOString();
+    switch (this.s.state) {
+      case 'backing_off':
+        return `Back off after ${this.s.backoffReason} until ${at}`;
+      case 'credentials_rejected':
+        return `Probe rejected credentials again at ${at}`;
+      default:
+        return this.s.forced !== null && this.s.forced.notBefore <= (this.s.nextRefreshAt ?? Infinity)
+          ? `Forced refresh (${this.s.forced.reason}) at ${at}`
+          : `Renew generation ${this.s.generation} at ${at}`;
+    }
+  }
+
+  continueAsNewDue(suggested: boolean): boolean {
+    return this.refreshNowWaiting === 0 && (suggested || this.cyclesThisRun >= this.policy.maxCyclesPerRun);
+  }
+
+  beginAttempt(now: number): { generation: number; summary: string } {
+    this.attemptsStarted++;
+    this.attemptInFlight = true;
+    this.s.lastRequestStartedAt = now;
+    const generation = this.s.generation + 1;
+    const why =
+      this.s.forced !== null && this.s.forced.notBefore <= now
+        ? this.s.forced.reason
+        : this.s.state === 'backing_off'
+          ? `retry ${this.s.consecutiveFailures} after ${this.s.backoffReason}`
+          : this.s.fingerprint === null
+            ? 'first token'
+            : 'scheduled renewal';
+    return { generation, summary: `Token request for generation ${generation} (${why})` };
+  }
+
+  acquireInput(generation: number): AcquireTokenInput {
+    const { clientId, tokenUrl, authMethod, secretRef, scope, extraParams } = this.registration;
+    return {
+      clientId,
+      tokenUrl,
+      authMethod,
+      secretRef,
+      generation,
+      defaultExpiresInSeconds: this.policy.defaultExpiresInSeconds,
+      ...(scope !== undefined && { scope }),
+      ...(extraParams !== undefined && { extraParams }),
+    };
+  }
+
+  recordSuccess(token: TokenMetadata): void {
+    const s = this.s;
+    s.generation = Math.max(s.generation, token.generation);
+    s.fingerprint = token.fingerprint;
+    s.expiresAt = token.expiresAt;
+    s.nextRefreshAt = Math.min(nextRefreshAt(token, this.policy, `${this.clientId}#${token.generation}`), token.expiresAt);
+    s.state = 'active';
+    s.backoffReason = null;
+    s.backoffUntil = null;
+    s.rejectedAt = null;
+    s.consecutiveFailures = 0;
+    s.lastError = null;
+    // Any forced refresh requested until now is satisfied by this new token (coalescing).
+    s.forced = null;
+    this.finishAttempt(null);
+    this.cyclesThisRun++;
+  }
+
+  recordFailure(kind: FailureKind, message: string, details: FailureDetails, now: number): void {
+    const s = this.s;
+    s.consecutiveFailures++;
+    s.lastError = { kind, message, at: now, ...(details.status !== undefined && { status: details.status }), ...(details.oauthError !== undefined && { oauthError: details.oauthError }) };
+    if (isRetryable(kind)) {
+      s.state = 'backing_off';
+      s.backoffReason = kind;
+      s.backoffUntil = now + backoffDelayMs(kind, s.consecutiveFailures, details, this.policy, `${this.clientId}#${s.generation}#${s.consecutiveFailures}`);
+    } else {
+      // Retrying rejected credentials is what gets an IP blocked (invariant 6): park instead.
+      s.state = 'credentials_rejected';
+      s.backoffReason = null;
+      s.backoffUntil = null;
+      s.rejectedAt = now;
+      s.forced = null;
+    }
+    this.finishAttempt(s.lastError);
+  }
+
+  markStopped(): void {
+    this.s.state = 'stopped';
+    this.s.nextRefreshAt = null;
+    this.s.forced = null;
+  }
+
+  /** Shows the state in the Temporal UI: search attributes for lists, details for the page. */
+  publish(): void {
+    const s = this.s;
+    wf.upsertSearchAttributes([
+      { key: TokenClientId, value: this.clientId },
+      { key: TokenEndpointHost, value: endpointHost(this.registration.tokenUrl) },
+      { key: TokenStateKey, value: s.state },
+      { key: TokenExpiresAt, value: s.expiresAt === null ? null : new Date(s.expiresAt) },
+      { key: TokenNextRefreshAt, value: s.nextRefreshAt === null ? null : new Date(s.nextRefreshAt) },
+      { key: TokenFailures, value: s.consecutiveFailures },
+    ]);
+    wf.setCurrentDetails(this.details());
+  }
+
+  private details(): string {
+    const s = this.s;
+    const iso = (ms: number | null) => (ms === null ? '—' : new Date(ms).toISOString());
+    const lines = [
+      `**${this.clientId}** · ${s.state}${s.state === 'backing_off' ? ` (${s.backoffReason})` : ''}`,
+      `- endpoint: ${this.registration.tokenUrl} (${this.registration.authMethod})`,
+      `- generation ${s.generation}, fingerprint ${s.fingerprint ?? '—'}`,
+      `- expires ${iso(s.expiresAt)}, next refresh ${iso(s.state === 'backing_off' ? s.backoffUntil : s.nextRefreshAt)}`,
+    ];
+    if (s.lastError !== null) lines.push(`- last error (${s.consecutiveFailures} in a row): ${s.lastError.kind}: ${s.lastError.message}`);
+    if (s.state === 'credentials_rejected') lines.push('- parked: fix the credentials, then `tokenctl resume` or reconfigure');
+    return lines.join('\n');
+  }
+
+  private scheduleForced(notBefore: number, reason: string): void {
+    const pending = this.s.forced;
+    // Coalesce: one pending forced refresh at a time, at the earliest allowed moment.
+    this.s.forced = pending === null ? { notBefore, reason } : { notBefore: Math.min(pending.notBefore, notBefore), reason: pending.reason };
+    this.changeCount++;
+  }
+
+  private leaveParking(): void {
+    this.s.state = this.s.fingerprint === null ? 'acquiring' : 'active';
+    this.s.backoffReason = null;
+    this.s.backoffUntil = null;
+    this.s.rejectedAt = null;
+    this.changeCount++;
+  }
+
+  private finishAttempt(error: LastError | null): void {
+    this.attemptInFlight = false;
+    this.attemptsFinished++;
+    this.lastOutcome = { attempt: this.attemptsStarted, error };
+  }
+}
