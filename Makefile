@@ -1,0 +1,47 @@
+# The README's two commands: `make demo` and `make test`. Both install what is missing first.
+# Node.js 24 comes from the `node` devDependency: npm scripts put it first on the PATH.
+
+SHELL := /bin/bash
+NPM_STAMP := node_modules/.install-stamp
+
+.PHONY: all install system-deps temporal-cli build lint typecheck test demo clean
+
+all: build
+
+# Debian's redis-server for the tests' own Redis servers (present on this kind of machine).
+system-deps:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	  echo "Installing redis-server (Debian package)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server redis-tools; \
+	  else echo "redis-server is missing: sudo apt-get install redis-server redis-tools" >&2; exit 1; fi; }
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: $(NPM_STAMP)
+
+# The pinned Temporal CLI (dev server + Web UI), built once from dev/temporal-cli/go.mod.
+temporal-cli:
+	@bash dev/temporal-cli/ensure.sh >/dev/null
+
+build: install
+	npm run build
+
+lint: install
+	npm run lint
+
+typecheck: install
+	npm run typecheck
+
+test: install system-deps temporal-cli
+	npm run lint
+	npm run typecheck
+	npm run build
+	npm test
+
+demo: install temporal-cli build
+	npm run demo
+
+clean:
+	rm -rf dist .cache

@@ -1,0 +1,62 @@
+/**
+ * How tokenctl prints what it reads: a status block, a table of clients, relative times. Pure
+ * functions of their inputs and `now`, so the output does not depend on when it is tested.
+ */
+import type { TokenStatus } from '../../workflows/messages.js';
+import type { RegisteredClient } from '../admin.js';
+
+/** `in 245s`, `12s ago`, or `-` when there is no time. Seconds, so scripts and eyes agree. */
+export function formatRelative(at: number | null, now: number): string {
+  if (at === null) return '-';
+  const seconds = Math.round((at - now) / 1000);
+  return seconds >= 0 ? `in ${seconds}s` : `${-seconds}s ago`;
+}
+
+/** {@link formatRelative} followed by the absolute time, e.g. `in 245s (2026-05-01T12:00:00.000Z)`. */
+export function formatInstant(at: number | null, now: number): string {
+  return at === null ? '-' : `${formatRelative(at, now)} (${new Date(at).toISOString()})`;
+}
+
+/** The `status` query as an aligned block of `label  value` lines. */
+export function formatStatus(status: TokenStatus, now: number): string {
+  const lastError = status.lastError;
+  const lines: [string, string][] = [
+    ['client', status.clientId],
+    ['state', status.backoffReason === null ? status.state : `${status.state} (${status.backoffReason})`],
+    ['generation', String(status.generation)],
+    ['fingerprint', status.fingerprint ?? '-'],
+    ['expires', formatInstant(status.expiresAt, now)],
+    ['next refresh', formatInstant(status.nextRefreshAt, now)],
+    ['failures', String(status.consecutiveFailures)],
+    ['last error', lastError === null ? '-' : `${lastError.kind}: ${lastError.message} (${formatRelative(lastError.at, now)})`],
+    ['backoff ends', formatInstant(status.backoffUntil, now)],
+  ];
+  if (status.forcedRefreshAt !== null) lines.push(['forced refresh', formatInstant(status.forcedRefreshAt, now)]);
+  return alignColumns(lines);
+}
+
+/** One line after `refresh --wait`: what the new token is. */
+export function formatRefreshed(status: TokenStatus, now: number): string {
+  return `Refreshed ${status.clientId}: generation ${status.generation}, fingerprint ${status.fingerprint ?? '-'}, expires ${formatInstant(status.expiresAt, now)}`;
+}
+
+/** The `list` table, a header row first; times relative to `now`. */
+export function formatClientTable(rows: readonly RegisteredClient[], now: number): string {
+  return alignColumns([
+    ['CLIENT', 'STATE', 'EXPIRES', 'NEXT REFRESH', 'FAILURES', 'ENDPOINT'],
+    ...rows.map((row) => [
+      row.clientId,
+      row.state,
+      formatRelative(row.expiresAt, now),
+      formatRelative(row.nextRefreshAt, now),
+      String(row.failures),
+      row.tokenEndpointHost ?? '-',
+    ]),
+  ]);
+}
+
+/** Pads every column but the last to its widest cell, two spaces apart. */
+function alignColumns(rows: readonly string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n');
+}

@@ -1,0 +1,287 @@
+#!/usr/bin/env node
+/**
+ * `tokenctl`, the admin CLI (DESIGN.md, "Admin CLI tokenctl"): a thin shell over {@link TokenAdmin}
+ * and {@link TokenStore}. Connection settings come only from the environment ({@link readSettings});
+ * each command connects to what it needs (Temporal, or Redis for `token`) and nothing else.
+ *
+ * Exit codes: 0 done, 1 failed (the message says what was wrong and how to fix it), 2 usage.
+ */
+import { Client, Connection, isGrpcServiceError, NamespaceNotFoundError } from '@temporalio/client';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { TokenStore } from '../../activities/token-store.js';
+import { TOKEN_STATES, type TokenState } from '../../workflows/messages.js';
+import type { AuthMethod } from '../../workflows/registration.js';
+import { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from '../admin.js';
+import { createRedisClient, type RedisClient } from '../redis-connection.js';
+import { InvalidRegistrationError, parseRegistration } from '../registration-schema.js';
+import { readSettings, SettingsError, type Settings } from '../settings.js';
+import { temporalConnectionOptions } from '../temporal-connection.js';
+import { formatClientTable, formatInstant, formatRefreshed, formatStatus } from './format.js';
+
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+/** How long a command waits for Temporal or Redis to answer before it gives up. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+const AUTH_METHODS: Record<string, AuthMethod> = { basic: 'client_secret_basic', post: 'client_secret_post' };
+
+/** The flag an operator typed for each registration field, so problems name what to fix. */
+const FLAG_OF_FIELD: Record<string, string> = {
+  clientId: '<clientId>',
+  tokenUrl: '--token-url',
+  authMethod: '--auth',
+  secretRef: '--secret',
+  scope: '--scope',
+  extraParams: '--param',
+  policy: '--policy',
+};
+
+/** A failure whose message already says what went wrong and how to fix it. */
+class CliError extends Error {}
+
+/** The settings and connections of one run, opened on first use and closed at the end. */
+class Session {
+  private cachedSettings: Settings | undefined;
+  private connection: Connection | undefined;
+  private redis: RedisClient | undefined;
+
+  /** Read on first use, so `--help` and usage errors work whatever the environment holds. */
+  settings(): Settings {
+    return (this.cachedSettings ??= readSettings());
+  }
+
+  async admin(): Promise<TokenAdmin> {
+    const settings = this.settings();
+    try {
+      this.connection ??= await Connection.connect({ ...temporalConnectionOptions(settings), connectTimeout: CONNECT_TIMEOUT_MS });
+    } catch (err) {
+      throw new CliError(temporalUnreachable(settings, err));
+    }
+    return new TokenAdmin(new Client({ connection: this.connection, namespace: settings.TEMPORAL_NAMESPACE }), {
+      taskQueue: settings.TEMPORAL_TASK_QUEUE,
+    });
+  }
+
+  async store(): Promise<TokenStore> {
+    const settings = this.settings();
+    // One attempt, no reconnects: a CLI should say Redis is down, not wait for it to come back.
+    const redis = createRedisClient(settings.REDIS_URL, {
+      lazyConnect: true,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      sentinelRetryStrategy: () => null,
+    });
+    this.redis = redis;
+    // connect() only rejects with "Connection is closed."; the 'error' event says why (and, left
+    // unhandled, ioredis would log it).
+    let socketError: Error | undefined;
+    redis.on('error', (err: Error) => (socketError = err));
+    try {
+      await redis.connect();
+    } catch (err) {
+      throw new CliError(
+        `cannot connect to Redis at ${redactUrl(settings.REDIS_URL)} (${innermostMessage(socketError ?? err)}): check that it is running, or set REDIS_URL`,
+      );
+    }
+    return new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
+  }
+
+  async close(): Promise<void> {
+    this.redis?.disconnect();
+    await this.connection?.close();
+  }
+}
+
+function buildProgram(session: Session): Command {
+  const program = new Command('tokenctl')
+    .description('Register, inspect and steer the OAuth token workflows, and read tokens from Redis.')
+    .addHelpText(
+      'after',
+      '\nConnection settings come from the environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,\n' +
+        'TEMPORAL_API_KEY / TEMPORAL_TLS_*, REDIS_URL, TOKEN_KEY_PREFIX.\n' +
+        'Exit codes: 0 done, 1 failed, 2 usage.',
+    )
+    // Subcommands inherit these: usage errors become CommanderErrors that main() maps to exit 2.
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)');
+
+  program
+    .command('register')
+    .description('Register a client: start the workflow that keeps its token fresh in Redis.')
+    .argument('<clientId>', 'the OAuth client ID')
+    .requiredOption('--token-url <url>', "the IAM's token endpoint")
+    .requiredOption('--secret <ref>', 'where the worker finds the secret: env:NAME or file:/absolute/path (never the secret itself)')
+    .addOption(new Option('--auth <method>', 'client authentication: HTTP Basic or form body').choices(Object.keys(AUTH_METHODS)).default('basic'))
+    .option('--scope <scope>', 'space-delimited scope to request')
+    .option('--param <key=value>', 'extra form parameter of the token request, e.g. audience=orders (repeatable)', collectParam)
+    .option('--policy <json>', 'overrides of the refresh and backoff policy, e.g. \'{"refreshFraction":0.8}\'', parseJson)
+    .action(async (clientId: string, options: RegisterOptions) => {
+      const registration = parseRegistration({
+        clientId,
+        tokenUrl: options.tokenUrl,
+        authMethod: AUTH_METHODS[options.auth],
+        secretRef: options.secret,
+        ...(options.scope !== undefined && { scope: options.scope }),
+        ...(options.param !== undefined && { extraParams: options.param }),
+        ...(options.policy !== undefined && { policy: options.policy }),
+      });
+      await (await session.admin()).register(registration);
+      print(`Registered ${clientId}: tokens from ${registration.tokenUrl} (${registration.authMethod}), secret from ${registration.secretRef}. Follow it with: tokenctl status ${clientId}`);
+    });
+
+  program
+    .command('refresh')
+    .description('Ask for a new token now (refreshes are coalesced and rate-limited per client).')
+    .argument('<clientId>', 'the OAuth client ID')
+    .option('--wait', 'wait until the new token is in Redis and print it (generation, fingerprint, expiry)')
+    .option('--reason <text>', 'why, shown in the workflow history')
+    .action(async (clientId: string, options: { wait?: true; reason?: string }) => {
+      const status = await (await session.admin()).refresh(clientId, { wait: options.wait === true, ...(options.reason !== undefined && { reason: options.reason }) });
+      print(status === null ? `Refresh of ${clientId} requested. Follow it with: tokenctl status ${clientId}` : formatRefreshed(status, Date.now()));
+    });
+
+  program
+    .command('status')
+    .description("Show a client's token status, or without a client ID, list every client.")
+    .argument('[clientId]', 'the OAuth client ID')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string | undefined, options: { json?: true }) => {
+      if (clientId === undefined) return list(session, { json: options.json });
+      const status = await (await session.admin()).status(clientId);
+      print(options.json ? JSON.stringify(status, null, 2) : formatStatus(status, Date.now()));
+    });
+
+  program
+    .command('list')
+    .description('List the registered clients.')
+    .addOption(new Option('--state <state>', 'only clients in this state').choices(TOKEN_STATES))
+    .option('--json', 'print a JSON array')
+    .action((options: { state?: TokenState; json?: true }) => list(session, options));
+
+  program
+    .command('resume')
+    .description('Try again after rejected credentials were fixed at the IAM.')
+    .argument('<clientId>', 'the OAuth client ID')
+    .action(async (clientId: string) => {
+      await (await session.admin()).resume(clientId);
+      print(`Resume sent to ${clientId}. Follow it with: tokenctl status ${clientId}`);
+    });
+
+  program
+    .command('remove')
+    .description("Stop a client's workflow; its token stays in Redis until it expires, unless --purge.")
+    .argument('<clientId>', 'the OAuth client ID')
+    .option('--purge', 'also delete the token from Redis')
+    .action(async (clientId: string, options: { purge?: true }) => {
+      const status = await (await session.admin()).remove(clientId, { purge: options.purge === true });
+      const token = options.purge ? 'token deleted from Redis' : `token left in Redis until it expires ${formatInstant(status.expiresAt, Date.now())}`;
+      print(`Removed ${clientId} (${token}).`);
+    });
+
+  program
+    .command('token')
+    .description('Print the current access token from Redis, for scripts: curl -H "Authorization: Bearer $(tokenctl token ID)"')
+    .argument('<clientId>', 'the OAuth client ID')
+    .option('--json', 'print every stored field as JSON')
+    .action(async (clientId: string, options: { json?: true }) => {
+      const token = await (await session.store()).read(clientId);
+      if (token === null) throw new CliError(`no token for ${clientId} in Redis: is it registered and active? try tokenctl status ${clientId}`);
+      print(options.json ? JSON.stringify(token, null, 2) : token.accessToken);
+    });
+
+  return program;
+}
+
+interface RegisterOptions {
+  tokenUrl: string;
+  secret: string;
+  auth: string;
+  scope?: string;
+  param?: Record<string, string>;
+  policy?: unknown;
+}
+
+async function list(session: Session, options: { state?: TokenState; json?: true | undefined }): Promise<void> {
+  const rows = await (await session.admin()).list(options.state === undefined ? {} : { state: options.state });
+  print(options.json ? JSON.stringify(rows, null, 2) : formatClientTable(rows, Date.now()));
+}
+
+function collectParam(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const equals = value.indexOf('=');
+  if (equals <= 0) throw new InvalidArgumentError('expected key=value, e.g. --param audience=orders-api');
+  return { ...previous, [value.slice(0, equals)]: value.slice(equals + 1) };
+}
+
+function parseJson(value: string): unknown {
+  try {
+    return JSON.parse(value) as unknown;
+  } catch (err) {
+    throw new InvalidArgumentError(`not valid JSON (${(err as Error).message}); quote it, e.g. '{"refreshFraction":0.8}'`);
+  }
+}
+
+function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/** The operator-facing message for a failed command: what was wrong and how to fix it. */
+function describeFailure(err: unknown, session: Session): string {
+  if (err instanceof CliError || err instanceof AlreadyRegisteredError) return err.message;
+  if (err instanceof SettingsError) return `${err.message}\nFix these environment variables and try again.`;
+  if (err instanceof InvalidRegistrationError) {
+    const problems = err.problems.map((problem) => `  - ${problem.replace(/^(\w+)/, (field) => FLAG_OF_FIELD[field] ?? field)}`);
+    return `invalid registration, nothing was registered:\n${problems.join('\n')}\nSee tokenctl register --help.`;
+  }
+  if (err instanceof NotRegisteredError) return `${err.message}: register it with tokenctl register ${err.clientId} …, or see tokenctl list`;
+  if (err instanceof RefreshFailedError) return `${err.message}. See tokenctl status ${err.clientId}`;
+  if (err instanceof NamespaceNotFoundError) {
+    return `Temporal namespace '${err.namespace}' not found at ${session.settings().TEMPORAL_ADDRESS}: set TEMPORAL_NAMESPACE to an existing namespace`;
+  }
+  if (isUnavailable(err)) return temporalUnreachable(session.settings(), err);
+  return err instanceof Error ? err.message : String(err);
+}
+
+function temporalUnreachable(settings: Settings, err: unknown): string {
+  return `cannot reach Temporal at ${settings.TEMPORAL_ADDRESS} (${innermostMessage(err)}): check that it is running, or set TEMPORAL_ADDRESS (and TEMPORAL_API_KEY or TEMPORAL_TLS_* for Temporal Cloud or mTLS)`;
+}
+
+/** gRPC DEADLINE_EXCEEDED and UNAVAILABLE: the server did not answer (grpc-js is not a direct dependency). */
+const UNREACHABLE_GRPC_CODES: ReadonlySet<number> = new Set([4, 14]);
+
+/** A gRPC error of {@link UNREACHABLE_GRPC_CODES} anywhere in the cause chain: Temporal went away mid-command. */
+function isUnavailable(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (isGrpcServiceError(e) && UNREACHABLE_GRPC_CODES.has(e.code)) return true;
+  }
+  return false;
+}
+
+/** The message of the deepest cause, which names the socket error rather than "failed to connect". */
+function innermostMessage(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const session = new Session();
+  try {
+    await buildProgram(session).parseAsync(argv);
+    return 0;
+  } catch (err) {
+    // Commander already printed its usage error (or the help) to the right stream.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    process.stderr.write(`error: ${describeFailure(err, session)}\n`);
+    return EXIT_FAILED;
+  } finally {
+    await session.close();
+  }
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,148 @@
+/**
+ * `make demo`: the whole stack on this machine, for a first look.
+ * - the Temporal dev server with its Web UI (state kept in .cache/demo/temporal.db),
+ * - Redis (the one on 127.0.0.1:6379 if it answers, else a redis-server started here),
+ * - the IAM emulator with the demo clients, the worker, and the demo registrations,
+ * then it prints where to look. Ctrl-C stops everything it started.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
+import type { ClientRegistration } from '../workflows/registration.js';
+import { loadEmulatorConfig } from './iam-emulator/config.js';
+import { startIamEmulator } from './iam-emulator/emulator.js';
+import { startTemporalDevServer } from './temporal-dev-server.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const cacheDir = join(root, '.cache', 'demo');
+const TEMPORAL_PORT = Number(process.env.DEMO_TEMPORAL_PORT ?? 7233);
+const UI_PORT = Number(process.env.DEMO_UI_PORT ?? 8233);
+const REDIS_PORT = 6379;
+const METRICS_PORT = Number(process.env.METRICS_PORT ?? 9464);
+
+/** Secrets the demo worker resolves (env:NAME). SHIPPING_SECRET is wrong on purpose. */
+const WORKER_SECRETS = {
+  ORDERS_SECRET: 'demo-orders-secret',
+  BILLING_SECRET: 'demo billing+secret:100%',
+  REPORTING_SECRET: 'demo-reporting-secret',
+  LEGACY_SECRET: 'demo-legacy-secret',
+  SHIPPING_SECRET: 'demo-shipping-secret',
+};
+
+const started: Array<() => Promise<void> | void> = [];
+
+async function main(): Promise<void> {
+  mkdirSync(cacheDir, { recursive: true });
+  const temporalAddress = `127.0.0.1:${TEMPORAL_PORT}`;
+  if (await answers(TEMPORAL_PORT)) {
+    throw new Error(`Port ${TEMPORAL_PORT} is taken: stop what runs there, or set DEMO_TEMPORAL_PORT and DEMO_UI_PORT`);
+  }
+  console.log('Starting the Temporal dev server…');
+  const temporal = await startTemporalDevServer({
+    port: TEMPORAL_PORT,
+    uiPort: UI_PORT,
+    dbFilename: join(cacheDir, 'temporal.db'),
+    logFile: join(cacheDir, 'temporal.log'),
+  });
+  started.push(() => temporal.stop());
+
+  if (!(await answers(REDIS_PORT))) {
+    console.log('Starting redis-server on 127.0.0.1:6379…');
+    const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    started.push(() => stop(redis));
+    await waitFor(() => answers(REDIS_PORT), 'redis-server');
+  }
+
+  const config = await loadEmulatorConfig(join(root, 'dev', 'iam-emulator', 'demo-clients.yaml'));
+  const iam = await startIamEmulator(config);
+  started.push(() => iam.close());
+
+  console.log('Starting the worker…');
+  const worker = spawn(process.execPath, [join(root, 'dist', 'worker', 'main.js')], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, ...WORKER_SECRETS, TEMPORAL_ADDRESS: temporalAddress, REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}`, METRICS_PORT: String(METRICS_PORT), LOG_LEVEL: process.env.LOG_LEVEL ?? 'WARN' },
+  });
+  started.push(() => stop(worker));
+
+  const connection = await Connection.connect({ address: temporalAddress });
+  started.push(() => connection.close());
+  const admin = new TokenAdmin(new Client({ connection }));
+  const tokenUrl = iam.tokenUrl();
+  const registrations: ClientRegistration[] = [
+    { clientId: 'orders-service', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:ORDERS_SECRET', scope: 'orders:read orders:write' },
+    { clientId: 'billing-service', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:BILLING_SECRET', scope: 'billing' },
+    { clientId: 'reporting-service', tokenUrl: iam.legacyTokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:REPORTING_SECRET', scope: 'reports:read' },
+    { clientId: 'legacy-batch', tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:LEGACY_SECRET' },
+    { clientId: 'shipping-service', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:SHIPPING_SECRET' },
+  ];
+  for (const registration of registrations) {
+    try {
+      await admin.register(registration);
+    } catch (err) {
+      if (!(err instanceof AlreadyRegisteredError)) throw err;
+      // A demo restarted on its saved state: point the running workflow at this run's emulator.
+      await admin.reconfigure(registration.clientId, { tokenUrl: registration.tokenUrl });
+    }
+  }
+
+  const env = `TEMPORAL_ADDRESS=${temporalAddress} REDIS_URL=redis://127.0.0.1:${REDIS_PORT}`;
+  console.log(`
+The token lifecycle demo is running.
+
+  Temporal UI        ${temporal.uiUrl}/namespaces/default/workflows
+  rejected clients   ${temporal.uiUrl}/namespaces/default/workflows?query=${encodeURIComponent('TokenState="credentials_rejected"')}
+  IAM emulator       ${tokenUrl}
+  worker metrics     http://127.0.0.1:${METRICS_PORT}/metrics
+
+Try, in another terminal in this folder:
+  ${env} npx tokenctl list
+  ${env} npx tokenctl token orders-service
+  ${env} npx tokenctl status shipping-service
+  ${env} npx tokenctl refresh orders-service --wait
+  curl -s -H "Authorization: Bearer $(${env} npx tokenctl token orders-service)" ${iam.url}/api/resource
+
+Ctrl-C stops everything the demo started.`);
+
+  await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM'), once(worker, 'exit')]);
+}
+
+async function shutdown(): Promise<void> {
+  for (const stopOne of started.reverse()) await Promise.resolve(stopOne()).catch(() => undefined);
+}
+
+function answers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not start within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  })
+  .finally(() => shutdown());

@@ -1,0 +1,430 @@
+// The pure decisions of the token lifecycle (workflows/policy.ts). Long horizons (a thousand
+// failures, a thousand clients) are tested here, because no time-skipping server is available.
+import { describe, expect, it } from 'vitest';
+import {
+  backoffDelayMs,
+  decideForcedRefresh,
+  DEFAULT_POLICY,
+  isRetryable,
+  jitterUnit,
+  nextRefreshAt,
+  policyProblems,
+  resolvePolicy,
+} from '../../workflows/policy.js';
+import { FAILURE_KINDS, type RefreshPolicy, type RetryableFailureKind } from '../../workflows/registration.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
+
+const RETRYABLE_KINDS = FAILURE_KINDS.filter((kind): kind is RetryableFailureKind => kind !== 'credentials_rejected');
+
+/**
+ * A policy override as it arrives from JSON (tokenctl `--policy`, a clients.yaml): backoff rules
+ * may name one kind and one field, which `Partial<RefreshPolicy>` does not express.
+ */
+function overrides(value: Record<string, unknown>): Partial<RefreshPolicy> {
+  return value;
+}
+
+function policyWith(changes: Partial<RefreshPolicy>): RefreshPolicy {
+  return { ...DEFAULT_POLICY, ...changes };
+}
+
+/** `base × 2^(n−1)` up to the cap: the delay before jitter takes its share off. */
+function unjittered(kind: RetryableFailureKind, failures: number): number {
+  const { baseMs, capMs } = DEFAULT_POLICY.backoff[kind];
+  return Math.min(capMs, baseMs * 2 ** (failures - 1));
+}
+
+const seeds = (count: number, prefix = 'client') => Array.from({ length: count }, (_, i) => `${prefix}-${i}#1`);
+
+describe('DEFAULT_POLICY', () => {
+  it('renews at 0.85 of the lifetime, jitters by 0.05, assumes 300 s and allows a forced refresh every 10 s', () => {
+    expect(DEFAULT_POLICY.refreshFraction).toBe(0.85);
+    expect(DEFAULT_POLICY.jitterFraction).toBe(0.05);
+    expect(DEFAULT_POLICY.defaultExpiresInSeconds).toBe(300);
+    expect(DEFAULT_POLICY.minForcedRefreshIntervalMs).toBe(10_000);
+  });
+
+  it('backs off as DESIGN.md\'s failure table says: 1 s–60 s after 429, 30 s–15 min when blocked, 2 s–5 min on server or malformed answers', () => {
+    expect(DEFAULT_POLICY.backoff).toEqual({
+      rate_limited: { baseMs: 1_000, capMs: 60_000 },
+      blocked: { baseMs: 30_000, capMs: 900_000 },
+      server_error: { baseMs: 2_000, capMs: 300_000 },
+      malformed_response: { baseMs: 2_000, capMs: 300_000 },
+      secret_unavailable: { baseMs: 5_000, capMs: 300_000 },
+      store_unavailable: { baseMs: 1_000, capMs: 30_000 },
+    });
+  });
+
+  it('clamps Retry-After to 1 s – 15 min, parks rejected credentials without probing, and continues as new after 500 cycles', () => {
+    expect(DEFAULT_POLICY.retryAfterMinMs).toBe(1_000);
+    expect(DEFAULT_POLICY.retryAfterMaxMs).toBe(900_000);
+    expect(DEFAULT_POLICY.rejectedProbeIntervalMs).toBe(0);
+    expect(DEFAULT_POLICY.maxCyclesPerRun).toBe(500);
+  });
+
+  it('has a backoff rule for every retryable failure kind and none for rejected credentials', () => {
+    expect(Object.keys(DEFAULT_POLICY.backoff).sort()).toEqual([...RETRYABLE_KINDS].sort());
+  });
+
+  it('passes its own validation', () => {
+    expect(policyProblems(DEFAULT_POLICY)).toEqual([]);
+  });
+});
+
+describe('resolvePolicy', () => {
+  it('gives the defaults when a registration has no policy', () => {
+    expect(resolvePolicy(undefined)).toEqual(DEFAULT_POLICY);
+    expect(resolvePolicy({})).toEqual(DEFAULT_POLICY);
+  });
+
+  it('overrides one field of one backoff kind and keeps the other field and every other kind', () => {
+    const policy = resolvePolicy(overrides({ backoff: { blocked: { capMs: 2 * MINUTE } } }));
+
+    expect(policy.backoff).toEqual({ ...DEFAULT_POLICY.backoff, blocked: { baseMs: 30_000, capMs: 120_000 } });
+  });
+
+  it('merges several kinds at once and leaves the scalar fields alone', () => {
+    const policy = resolvePolicy(overrides({ backoff: { rate_limited: { baseMs: 500 }, server_error: { baseMs: 1_000, capMs: 10_000 } } }));
+
+    expect(policy).toEqual({
+      ...DEFAULT_POLICY,
+      backoff: {
+        ...DEFAULT_POLICY.backoff,
+        rate_limited: { baseMs: 500, capMs: 60_000 },
+        server_error: { baseMs: 1_000, capMs: 10_000 },
+      },
+    });
+  });
+
+  it('overrides scalar fields and keeps the default backoff', () => {
+    const policy = resolvePolicy({ refreshFraction: 0.9, minForcedRefreshIntervalMs: 0 });
+
+    expect(policy).toEqual({ ...DEFAULT_POLICY, refreshFraction: 0.9, minForcedRefreshIntervalMs: 0 });
+  });
+
+  it('leaves DEFAULT_POLICY unchanged', () => {
+    const before = structuredClone(DEFAULT_POLICY);
+    resolvePolicy(overrides({ refreshFraction: 0.5, backoff: { blocked: { baseMs: 1, capMs: 2 } } }));
+
+    expect(DEFAULT_POLICY).toEqual(before);
+  });
+});
+
+describe('policyProblems', () => {
+  it.each<[string, Partial<RefreshPolicy>, string]>([
+    ['refreshFraction of 1', { refreshFraction: 1 }, 'policy.refreshFraction must be between 0 and 1 (exclusive)'],
+    ['negative jitterFraction', { jitterFraction: -0.01 }, 'policy.jitterFraction must be at least 0 and below refreshFraction'],
+    ['jitterFraction equal to refreshFraction', { jitterFraction: 0.85 }, 'policy.jitterFraction must be at least 0 and below refreshFraction'],
+    ['defaultExpiresInSeconds of 0', { defaultExpiresInSeconds: 0 }, 'policy.defaultExpiresInSeconds must be greater than 0'],
+    ['negative minForcedRefreshIntervalMs', { minForcedRefreshIntervalMs: -1 }, 'policy.minForcedRefreshIntervalMs must be at least 0'],
+    ['negative retryAfterMinMs', { retryAfterMinMs: -1 }, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs'],
+    ['retryAfterMinMs above retryAfterMaxMs', { retryAfterMinMs: 2_000, retryAfterMaxMs: 1_000 }, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs'],
+    ['negative rejectedProbeIntervalMs', { rejectedProbeIntervalMs: -1 }, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)'],
+    ['maxCyclesPerRun of 0', { maxCyclesPerRun: 0 }, 'policy.maxCyclesPerRun must be an integer of at least 1'],
+    ['fractional maxCyclesPerRun', { maxCyclesPerRun: 1.5 }, 'policy.maxCyclesPerRun must be an integer of at least 1'],
+  ])('names the field for a %s', (_what, changes, message) => {
+    expect(policyProblems(policyWith(changes))).toEqual([message]);
+  });
+
+  it.each([
+    ['a zero baseMs', { baseMs: 0, capMs: 1_000 }],
+    ['a capMs below baseMs', { baseMs: 2_000, capMs: 1_000 }],
+  ])('names the failure kind of a backoff rule with %s', (_what, rule) => {
+    const policy = resolvePolicy(overrides({ backoff: { server_error: rule } }));
+
+    expect(policyProblems(policy)).toEqual(['policy.backoff.server_error must have baseMs > 0 and capMs >= baseMs']);
+  });
+
+  it.each([0, Number.NaN])('flags a refreshFraction of %s, and the jitter that can no longer be below it', (refreshFraction) => {
+    expect(policyProblems(policyWith({ refreshFraction, jitterFraction: 0 }))).toEqual([
+      'policy.refreshFraction must be between 0 and 1 (exclusive)',
+      'policy.jitterFraction must be at least 0 and below refreshFraction',
+    ]);
+  });
+
+  it('names the kind when a partial override puts the cap below the default base', () => {
+    const policy = resolvePolicy(overrides({ backoff: { blocked: { capMs: 10_000 } } }));
+
+    expect(policyProblems(policy)).toEqual(['policy.backoff.blocked must have baseMs > 0 and capMs >= baseMs']);
+  });
+
+  it('reports every problem at once, in field order', () => {
+    const policy = resolvePolicy(
+      overrides({
+        refreshFraction: 2,
+        jitterFraction: -1,
+        defaultExpiresInSeconds: -5,
+        minForcedRefreshIntervalMs: -1,
+        retryAfterMinMs: -1,
+        rejectedProbeIntervalMs: -1,
+        maxCyclesPerRun: 0,
+        backoff: { rate_limited: { baseMs: 0 }, store_unavailable: { capMs: 1 } },
+      }),
+    );
+
+    expect(policyProblems(policy)).toEqual([
+      'policy.refreshFraction must be between 0 and 1 (exclusive)',
+      'policy.jitterFraction must be at least 0 and below refreshFraction',
+      'policy.defaultExpiresInSeconds must be greater than 0',
+      'policy.minForcedRefreshIntervalMs must be at least 0',
+      'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs',
+      'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)',
+      'policy.maxCyclesPerRun must be an integer of at least 1',
+      'policy.backoff.rate_limited must have baseMs > 0 and capMs >= baseMs',
+      'policy.backoff.store_unavailable must have baseMs > 0 and capMs >= baseMs',
+    ]);
+  });
+
+  it('accepts every boundary value that is still meaningful', () => {
+    const policy = resolvePolicy(
+      overrides({
+        refreshFraction: 0.01,
+        jitterFraction: 0,
+        minForcedRefreshIntervalMs: 0,
+        retryAfterMinMs: 0,
+        retryAfterMaxMs: 0,
+        rejectedProbeIntervalMs: 0,
+        maxCyclesPerRun: 1,
+        backoff: { blocked: { baseMs: 1, capMs: 1 } },
+      }),
+    );
+
+    expect(policyProblems(policy)).toEqual([]);
+  });
+});
+
+describe('jitterUnit', () => {
+  it('gives the same number for the same seed, every time', () => {
+    const first = jitterUnit('orders-api#42');
+
+    expect(jitterUnit('orders-api#42')).toBe(first);
+    expect(jitterUnit('orders-api#43')).not.toBe(first);
+  });
+
+  it('stays in [0, 1) for a thousand seeds, the empty one and long unicode ones', () => {
+    for (const seed of [...seeds(1000), '', 'é'.repeat(10_000), '\u{1F511}#1', '\uffff'.repeat(64)]) {
+      const unit = jitterUnit(seed);
+      expect(unit).toBeGreaterThanOrEqual(0);
+      expect(unit).toBeLessThan(1);
+    }
+  });
+
+  it('spreads a thousand clients over every decile, none holding more than twice its share', () => {
+    const deciles = Array.from({ length: 10 }, () => 0);
+    for (const seed of seeds(1000)) deciles[Math.floor(jitterUnit(seed) * 10)]! += 1;
+
+    for (const count of deciles) {
+      expect(count).toBeGreaterThan(0);
+      expect(count).toBeLessThan(200);
+    }
+  });
+
+  it('spreads the generations of one client over every decile', () => {
+    const deciles = Array.from({ length: 10 }, () => 0);
+    for (let generation = 1; generation <= 1000; generation++) deciles[Math.floor(jitterUnit(`orders-api#${generation}`) * 10)]! += 1;
+
+    expect(deciles.every((count) => count > 0)).toBe(true);
+  });
+});
+
+describe('nextRefreshAt', () => {
+  it('renews at requestStartedAt + (0.85 − 0.05 × jitter) × expires_in', () => {
+    const seed = 'orders-api#7';
+    const at = nextRefreshAt({ requestStartedAt: T0, expiresInSeconds: 300 }, DEFAULT_POLICY, seed);
+
+    expect(at).toBe(T0 + Math.round((0.85 - 0.05 * jitterUnit(seed)) * 300_000));
+  });
+
+  it('renews at exactly 0.85 × expires_in without jitter', () => {
+    const policy = policyWith({ jitterFraction: 0 });
+
+    expect(nextRefreshAt({ requestStartedAt: T0, expiresInSeconds: 300 }, policy, 'any')).toBe(T0 + 255_000);
+    expect(nextRefreshAt({ requestStartedAt: T0, expiresInSeconds: 3 }, policy, 'any')).toBe(T0 + 2_550);
+  });
+
+  it.each([3, 60, 300, 3600, 86_400])('renews a %i s token after 0.80 and no later than 0.85 of its lifetime, for a thousand seeds', (expiresInSeconds) => {
+    const lifetimeMs = expiresInSeconds * SECOND;
+    for (const seed of seeds(1000)) {
+      const at = nextRefreshAt({ requestStartedAt: T0, expiresInSeconds }, DEFAULT_POLICY, seed);
+      expect(at - T0).toBeLessThanOrEqual(0.85 * lifetimeMs);
+      expect(at - T0).toBeGreaterThanOrEqual(0.8 * lifetimeMs);
+    }
+  });
+
+  it('is measured from when the request started: a later start moves the renewal by exactly as much', () => {
+    const early = nextRefreshAt({ requestStartedAt: T0, expiresInSeconds: 300 }, DEFAULT_POLICY, 'seed');
+    const late = nextRefreshAt({ requestStartedAt: T0 + 12_345, expiresInSeconds: 300 }, DEFAULT_POLICY, 'seed');
+
+    expect(late - early).toBe(12_345);
+  });
+
+  it('follows an overridden refresh fraction', () => {
+    const policy = policyWith({ refreshFraction: 0.5, jitterFraction: 0 });
+
+    expect(nextRefreshAt({ requestStartedAt: T0, expiresInSeconds: 300 }, policy, 'seed')).toBe(T0 + 150_000);
+  });
+});
+
+describe('backoffDelayMs', () => {
+  const SEQUENCES_S: Record<RetryableFailureKind, number[]> = {
+    rate_limited: [1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60, 60],
+    blocked: [30, 60, 120, 240, 480, 900, 900, 900, 900, 900, 900, 900],
+    server_error: [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300],
+    malformed_response: [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300],
+    secret_unavailable: [5, 10, 20, 40, 80, 160, 300, 300, 300, 300, 300, 300],
+    store_unavailable: [1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30, 30],
+  };
+  const FAILURES = Array.from({ length: 12 }, (_, i) => i + 1);
+
+  it.each(RETRYABLE_KINDS)('doubles the unjittered %s delay from its base up to its cap over 12 failures', (kind) => {
+    expect(FAILURES.map((n) => unjittered(kind, n))).toEqual(SEQUENCES_S[kind].map((s) => s * SECOND));
+  });
+
+  it.each(RETRYABLE_KINDS)('keeps every %s delay between 0.8 × and 1 × the unjittered value, for a hundred seeds', (kind) => {
+    for (const n of FAILURES) {
+      for (const seed of seeds(100)) {
+        const delay = backoffDelayMs(kind, n, {}, DEFAULT_POLICY, seed);
+        expect(delay).toBeLessThanOrEqual(unjittered(kind, n));
+        expect(delay).toBeLessThanOrEqual(DEFAULT_POLICY.backoff[kind].capMs);
+        expect(delay).toBeGreaterThanOrEqual(0.8 * unjittered(kind, n));
+      }
+    }
+  });
+
+  it.each(RETRYABLE_KINDS)('takes the same jitter share off every %s delay of one seed, so the sequence doubles until the cap', (kind) => {
+    const seed = 'orders-api#3#1';
+    const factor = 1 - 0.2 * jitterUnit(seed);
+
+    expect(FAILURES.map((n) => backoffDelayMs(kind, n, {}, DEFAULT_POLICY, seed))).toEqual(
+      SEQUENCES_S[kind].map((s) => Math.round(s * SECOND * factor)),
+    );
+  });
+
+  it('jitters different clients apart', () => {
+    const delays = new Set(seeds(100).map((seed) => backoffDelayMs('blocked', 3, {}, DEFAULT_POLICY, seed)));
+
+    expect(delays.size).toBeGreaterThan(90);
+  });
+
+  it('treats a failure count below 1 as the first failure', () => {
+    expect(backoffDelayMs('blocked', 0, {}, DEFAULT_POLICY, 's')).toBe(backoffDelayMs('blocked', 1, {}, DEFAULT_POLICY, 's'));
+    expect(backoffDelayMs('blocked', -3, {}, DEFAULT_POLICY, 's')).toBe(backoffDelayMs('blocked', 1, {}, DEFAULT_POLICY, 's'));
+  });
+
+  it.each([
+    [0, 1_000],
+    [500, 1_000],
+    [1_000, 1_000],
+    [120_000, 120_000],
+    [900_000, 900_000],
+    [2 * 60 * MINUTE, 900_000],
+  ])('honours a Retry-After of %i ms after a 429 as %i ms, unjittered, whatever the failure count', (retryAfterMs, expected) => {
+    for (const n of [1, 7, 1000]) {
+      for (const seed of ['a', 'b', 'c']) {
+        expect(backoffDelayMs('rate_limited', n, { status: 429, retryAfterMs }, DEFAULT_POLICY, seed)).toBe(expected);
+      }
+    }
+  });
+
+  it('clamps Retry-After to the bounds of an overridden policy', () => {
+    const policy = policyWith({ retryAfterMinMs: 5_000, retryAfterMaxMs: 30_000 });
+
+    expect(backoffDelayMs('rate_limited', 1, { retryAfterMs: 0 }, policy, 's')).toBe(5_000);
+    expect(backoffDelayMs('rate_limited', 1, { retryAfterMs: 10_000 }, policy, 's')).toBe(10_000);
+    expect(backoffDelayMs('rate_limited', 1, { retryAfterMs: 60_000 }, policy, 's')).toBe(30_000);
+  });
+
+  it.each(RETRYABLE_KINDS.filter((kind) => kind !== 'rate_limited'))('ignores Retry-After after a %s failure', (kind) => {
+    for (const n of [1, 4, 12]) {
+      expect(backoffDelayMs(kind, n, { status: 503, retryAfterMs: 120_000 }, DEFAULT_POLICY, 'seed')).toBe(backoffDelayMs(kind, n, {}, DEFAULT_POLICY, 'seed'));
+    }
+  });
+
+  it.each(RETRYABLE_KINDS)('never overflows nor exceeds the %s cap over 1000 consecutive failures', (kind) => {
+    const { capMs } = DEFAULT_POLICY.backoff[kind];
+    for (let n = 1; n <= 1000; n++) {
+      const delay = backoffDelayMs(kind, n, {}, DEFAULT_POLICY, `orders-api#1#${n}`);
+      expect(Number.isSafeInteger(delay)).toBe(true);
+      expect(delay).toBeLessThanOrEqual(capMs);
+      expect(delay).toBeGreaterThanOrEqual(n >= 12 ? 0.8 * capMs : 0.8 * unjittered(kind, n));
+    }
+    expect(backoffDelayMs(kind, Number.MAX_SAFE_INTEGER, {}, DEFAULT_POLICY, 's')).toBeLessThanOrEqual(capMs);
+    expect(backoffDelayMs(kind, Infinity, {}, DEFAULT_POLICY, 's')).toBeLessThanOrEqual(capMs);
+  });
+
+  it('still reaches a cap of a day from a 1 ms base (the doubling stops at 2^30, not at the cap)', () => {
+    const policy = resolvePolicy(overrides({ backoff: { blocked: { baseMs: 1, capMs: 24 * 60 * MINUTE } } }));
+
+    expect(backoffDelayMs('blocked', 1000, {}, { ...policy }, 's')).toBeGreaterThanOrEqual(0.8 * 24 * 60 * MINUTE);
+  });
+});
+
+describe('isRetryable', () => {
+  it('is false only for rejected credentials', () => {
+    expect(isRetryable('credentials_rejected')).toBe(false);
+  });
+
+  it.each(RETRYABLE_KINDS)('is true for %s', (kind) => {
+    expect(isRetryable(kind)).toBe(true);
+  });
+});
+
+describe('decideForcedRefresh', () => {
+  const policy = DEFAULT_POLICY;
+
+  it('ignores a request naming a fingerprint that is no longer current', () => {
+    const decision = decideForcedRefresh({ rejectedFingerprint: '0123456789abcdef' }, { fingerprint: 'fedcba9876543210', lastRequestStartedAt: T0 - MINUTE }, T0, policy);
+
+    expect(decision).toEqual({ action: 'ignore', why: 'stale_fingerprint' });
+  });
+
+  it('ignores a request naming a fingerprint while the workflow holds no token', () => {
+    const decision = decideForcedRefresh({ rejectedFingerprint: '0123456789abcdef' }, { fingerprint: undefined, lastRequestStartedAt: undefined }, T0, policy);
+
+    expect(decision).toEqual({ action: 'ignore', why: 'stale_fingerprint' });
+  });
+
+  it.each([
+    ['naming the current fingerprint', { rejectedFingerprint: '0123456789abcdef' }],
+    ['naming no fingerprint', {}],
+  ])('schedules a request %s no earlier than 10 s after the last request started', (_what, request) => {
+    const decision = decideForcedRefresh(request, { fingerprint: '0123456789abcdef', lastRequestStartedAt: T0 - 3_000 }, T0, policy);
+
+    expect(decision).toEqual({ action: 'schedule', notBefore: T0 + 7_000 });
+  });
+
+  it('schedules a request now when the last request started more than the minimum interval ago', () => {
+    const decision = decideForcedRefresh({ rejectedFingerprint: 'aaaa' }, { fingerprint: 'aaaa', lastRequestStartedAt: T0 - 10 * MINUTE }, T0, policy);
+
+    expect(decision).toEqual({ action: 'schedule', notBefore: T0 });
+  });
+
+  it('schedules a request now when exactly the minimum interval has passed', () => {
+    const decision = decideForcedRefresh({}, { fingerprint: 'aaaa', lastRequestStartedAt: T0 - 10_000 }, T0, policy);
+
+    expect(decision).toEqual({ action: 'schedule', notBefore: T0 });
+  });
+
+  it('schedules the first request now when there was no previous request', () => {
+    const decision = decideForcedRefresh({}, { fingerprint: undefined, lastRequestStartedAt: undefined }, T0, policy);
+
+    expect(decision).toEqual({ action: 'schedule', notBefore: T0 });
+  });
+
+  it('follows an overridden minimum interval, and 0 lets every request through at once', () => {
+    const last = { fingerprint: 'aaaa', lastRequestStartedAt: T0 - 1_000 };
+
+    expect(decideForcedRefresh({}, last, T0, policyWith({ minForcedRefreshIntervalMs: 60_000 }))).toEqual({ action: 'schedule', notBefore: T0 + 59_000 });
+    expect(decideForcedRefresh({}, last, T0, policyWith({ minForcedRefreshIntervalMs: 0 }))).toEqual({ action: 'schedule', notBefore: T0 });
+  });
+
+  it('gives a hundred requests within the interval one and the same time, so they coalesce', () => {
+    const current = { fingerprint: 'aaaa', lastRequestStartedAt: T0 };
+    const times = new Set(Array.from({ length: 100 }, (_, i) => decideForcedRefresh({ rejectedFingerprint: 'aaaa' }, current, T0 + i * 50, policy)).map((d) => (d.action === 'schedule' ? d.notBefore : null)));
+
+    expect([...times]).toEqual([T0 + 10_000]);
+  });
+});
