@@ -33,7 +33,7 @@ export const policySchema = z
   .partial()
   .strict()
   .superRefine((policy, ctx) => {
-    for (const message of policyProblems(resolvePolicy(policy as ClientRegistration['policy']))) ctx.addIssue({ code: 'custom', message });
+    for (const message of policyProblems(resolvePolicy(policy))) ctx.addIssue({ code: 'custom', message });
   });
 
 export const registrationSchema = z
@@ -75,5 +75,5 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = '')
 export function parseRegistration(input: unknown): ClientRegistration {
   const result = registrationSchema.safeParse(input);
   if (!result.success) throw new InvalidRegistrationError(describeIssues(result.error.issues));
-  return result.data as ClientRegistration;
+  return result.data;
 }

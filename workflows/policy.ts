@@ -3,7 +3,7 @@
  * refresh is due. No Temporal APIs and no clock: every input is a parameter, so long horizons are
  * unit-tested without a server, and the workflow stays deterministic.
  */
-import type { BackoffRule, FailureDetails, FailureKind, RefreshPolicy, RetryableFailureKind } from './registration.js';
+import type { BackoffRule, FailureDetails, FailureKind, PolicyOverrides, RefreshPolicy, RetryableFailureKind } from './registration.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -15,12 +15,12 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
   defaultExpiresInSeconds: 300,
   minForcedRefreshIntervalMs: 10 * SECOND,
   backoff: Object.freeze({
-    rate_limited: { baseMs: 1 * SECOND, capMs: 60 * SECOND },
-    blocked: { baseMs: 30 * SECOND, capMs: 15 * MINUTE },
-    server_error: { baseMs: 2 * SECOND, capMs: 5 * MINUTE },
-    malformed_response: { baseMs: 2 * SECOND, capMs: 5 * MINUTE },
-    secret_unavailable: { baseMs: 5 * SECOND, capMs: 5 * MINUTE },
-    store_unavailable: { baseMs: 1 * SECOND, capMs: 30 * SECOND },
+    rate_limited: Object.freeze({ baseMs: 1 * SECOND, capMs: 60 * SECOND }),
+    blocked: Object.freeze({ baseMs: 30 * SECOND, capMs: 15 * MINUTE }),
+    server_error: Object.freeze({ baseMs: 2 * SECOND, capMs: 5 * MINUTE }),
+    malformed_response: Object.freeze({ baseMs: 2 * SECOND, capMs: 5 * MINUTE }),
+    secret_unavailable: Object.freeze({ baseMs: 5 * SECOND, capMs: 5 * MINUTE }),
+    store_unavailable: Object.freeze({ baseMs: 1 * SECOND, capMs: 30 * SECOND }),
   }),
   retryAfterMinMs: 1 * SECOND,
   retryAfterMaxMs: 15 * MINUTE,
@@ -31,13 +31,21 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
 /** Share of a backoff delay that jitter may take off, so failing clients do not retry in step. */
 const BACKOFF_JITTER = 0.2;
 
-/** Merges a registration's overrides onto the defaults; backoff rules merge per failure kind. */
-export function resolvePolicy(overrides: Partial<RefreshPolicy> | undefined): RefreshPolicy {
-  const backoff = { ...DEFAULT_POLICY.backoff };
-  for (const [kind, rule] of Object.entries(overrides?.backoff ?? {}) as [RetryableFailureKind, Partial<BackoffRule>][]) {
-    backoff[kind] = { ...DEFAULT_POLICY.backoff[kind], ...rule };
+/**
+ * Merges a registration's overrides onto the defaults; backoff rules merge per failure kind. A
+ * field set to `undefined` counts as absent (JSON drops it anyway), so it never erases a default.
+ */
+export function resolvePolicy(overrides: PolicyOverrides | undefined): RefreshPolicy {
+  const { backoff: backoffOverrides, ...fields } = overrides ?? {};
+  const backoff = {} as Record<RetryableFailureKind, BackoffRule>;
+  for (const kind of Object.keys(DEFAULT_POLICY.backoff) as RetryableFailureKind[]) {
+    backoff[kind] = { ...DEFAULT_POLICY.backoff[kind], ...definedFields(backoffOverrides?.[kind] ?? {}) };
   }
-  return { ...DEFAULT_POLICY, ...overrides, backoff };
+  return { ...DEFAULT_POLICY, ...definedFields(fields), backoff };
+}
+
+function definedFields<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, field]) => field !== undefined)) as Partial<T>;
 }
 
 /**

@@ -33,8 +33,13 @@ export interface ClientRegistration {
   /** Extra form parameters for the token request, e.g. `audience` or `resource` (RFC 8707). */
   extraParams?: Record<string, string>;
   /** Overrides of the default refresh and backoff policy. */
-  policy?: Partial<RefreshPolicy>;
+  policy?: PolicyOverrides;
 }
+
+/** A registration's overrides of `RefreshPolicy`: any field, and any part of any backoff rule. */
+export type PolicyOverrides = Partial<Omit<RefreshPolicy, 'backoff'>> & {
+  backoff?: Partial<Record<RetryableFailureKind, Partial<BackoffRule>>>;
+};
 
 /** A backoff rule: `base × 2ⁿ` capped at `cap`, for the n-th consecutive failure (n from 0). */
 export interface BackoffRule {

@@ -11,7 +11,7 @@ import {
   policyProblems,
   resolvePolicy,
 } from '../../workflows/policy.js';
-import { FAILURE_KINDS, type RefreshPolicy, type RetryableFailureKind } from '../../workflows/registration.js';
+import { FAILURE_KINDS, type PolicyOverrides, type RefreshPolicy, type RetryableFailureKind } from '../../workflows/registration.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -19,11 +19,8 @@ const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 
 const RETRYABLE_KINDS = FAILURE_KINDS.filter((kind): kind is RetryableFailureKind => kind !== 'credentials_rejected');
 
-/**
- * A policy override as it arrives from JSON (tokenctl `--policy`, a clients.yaml): backoff rules
- * may name one kind and one field, which `Partial<RefreshPolicy>` does not express.
- */
-function overrides(value: Record<string, unknown>): Partial<RefreshPolicy> {
+/** A policy override as it arrives from JSON (tokenctl `--policy`, a clients.yaml). */
+function overrides(value: PolicyOverrides): PolicyOverrides {
   return value;
 }
 
@@ -110,6 +107,20 @@ describe('resolvePolicy', () => {
     resolvePolicy(overrides({ refreshFraction: 0.5, backoff: { blocked: { baseMs: 1, capMs: 2 } } }));
 
     expect(DEFAULT_POLICY).toEqual(before);
+  });
+
+  it('treats a field set to undefined as absent', () => {
+    const policy = resolvePolicy({ refreshFraction: undefined, backoff: { blocked: { capMs: undefined } } });
+
+    expect(policy).toEqual(DEFAULT_POLICY);
+  });
+
+  it('gives each resolved policy its own backoff rules, so changing one cannot reach the defaults', () => {
+    const policy = resolvePolicy(undefined);
+    policy.backoff.blocked.baseMs = 1;
+
+    expect(DEFAULT_POLICY.backoff.blocked.baseMs).toBe(30_000);
+    expect(Object.isFrozen(DEFAULT_POLICY.backoff.blocked)).toBe(true);
   });
 });
 
