@@ -3,10 +3,11 @@
  * `TokenState="credentials_rejected"` works in the UI on any namespace the worker is pointed at.
  */
 import type { NativeConnection } from '@temporalio/worker';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { TOKEN_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
 
-const IndexedValueType = temporal.api.enums.v1.IndexedValueType;
+// @temporalio/proto is CommonJS: Node's ESM loader exposes only its default export.
+const IndexedValueType = proto.temporal.api.enums.v1.IndexedValueType;
 const INDEXED_VALUE_TYPE = {
   KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
   DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
