@@ -34,10 +34,10 @@ lint: install
 typecheck: install
 	npm run typecheck
 
+# `npm test` builds first (pretest): one test runs the build as it ships.
 test: install system-deps temporal-cli
 	npm run lint
 	npm run typecheck
-	npm run build
 	npm test
 
 demo: install temporal-cli build

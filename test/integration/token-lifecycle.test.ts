@@ -3,7 +3,7 @@
  * emulator over HTTP. Token lifetimes of a few seconds stand in for the IAM's 300 s.
  */
 import { createHash } from 'node:crypto';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { tokenKey } from '../../activities/token-store.js';
@@ -137,7 +137,7 @@ test('after several cycles the history holds neither the client secret nor any i
   await tokenWithGenerationAbove(clientId, 2, 20_000);
   const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
   const history = await handle.fetchHistory();
-  const bytes = Buffer.from(temporal.api.history.v1.History.encode(history).finish());
+  const bytes = Buffer.from(proto.temporal.api.history.v1.History.encode(history).finish());
   const tokens = iam.requestsFor(clientId).flatMap((r) => (r.accessToken ? [r.accessToken] : []));
   expect(tokens.length).toBeGreaterThanOrEqual(3);
   for (const secret of [SECRETS.post, ...tokens]) {

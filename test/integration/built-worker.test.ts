@@ -1,0 +1,82 @@
+/**
+ * The build as it ships: `node dist/worker/main.js` (what `npm start` and the Docker image run,
+ * from the prebuilt workflow bundle) and the `tokenctl` bin, as separate processes. Sources run
+ * through tsx elsewhere in the suite; this catches what only plain Node's ESM loader rejects.
+ * `npm test` builds first (`pretest`).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, expect, inject, test } from 'vitest';
+import { Redis } from 'ioredis';
+import { tokenKey } from '../../activities/token-store.js';
+import { TokenAdmin } from '../../client/admin.js';
+import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
+import { workflowIdFor } from '../../workflows/messages.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { eventually } from '../support/token-stack.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const WORKER = join(ROOT, 'dist', 'worker', 'main.js');
+const TOKENCTL = join(ROOT, 'dist', 'client', 'cli', 'tokenctl.js');
+const SECRET = 'built-worker-secret';
+
+let iam: IamEmulator;
+let redisServer: RedisServer;
+let redis: Redis;
+let connection: Connection;
+let worker: ChildProcess;
+let output = '';
+const taskQueue = `built-${Date.now()}`;
+const env = () => ({
+  ...process.env,
+  TEMPORAL_ADDRESS: inject('temporalAddress'),
+  TEMPORAL_TASK_QUEUE: taskQueue,
+  REDIS_URL: redisServer.url,
+  METRICS_PORT: '0',
+  LOG_LEVEL: 'INFO',
+});
+
+beforeAll(async () => {
+  if (!existsSync(WORKER) || !existsSync(TOKENCTL)) throw new Error('dist/ is missing: run `npm run build` first (`npm test` and `make test` do)');
+  iam = await startIamEmulator({ tokenLifetimeSeconds: 30, clients: [{ clientId: 'built', clientSecret: SECRET }] });
+  redisServer = await startRedisServer();
+  redis = new Redis(redisServer.url);
+  connection = await Connection.connect({ address: inject('temporalAddress') });
+  worker = spawn(process.execPath, [WORKER], { env: { ...env(), BUILT_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] });
+  worker.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  worker.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+});
+
+afterAll(async () => {
+  if (worker?.exitCode === null) worker.kill('SIGKILL');
+  // The worker is gone by now: terminate rather than ask the workflow to stop.
+  await new Client({ connection }).workflow.getHandle(workflowIdFor('built')).terminate('test finished').catch(() => undefined);
+  await connection?.close();
+  redis?.disconnect();
+  await redisServer?.stop();
+  await iam?.close();
+});
+
+test('the built worker keeps a token in Redis, tokenctl reads it, and SIGTERM stops the worker cleanly', async () => {
+  const admin = new TokenAdmin(new Client({ connection }), { taskQueue });
+  await admin.register({ clientId: 'built', tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: 'env:BUILT_SECRET' });
+
+  const accessToken = await eventually(() => redis.hget(tokenKey('oauth:', 'built'), 'access_token').then((t) => t ?? undefined), 30_000, 'the token in Redis');
+  expect(iam.requestsFor('built').map((r) => r.outcome)).toEqual(['issued']);
+
+  const printed = await new Promise<string>((resolve, reject) =>
+    execFile(TOKENCTL, ['token', 'built'], { env: env(), timeout: 30_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout))),
+  );
+  expect(printed.trim()).toBe(accessToken);
+
+  const exited = once(worker, 'exit');
+  worker.kill('SIGTERM');
+  const [code] = (await exited) as [number | null];
+  expect(code).toBe(0);
+  expect(output).toContain('Worker started');
+  expect(output).not.toContain(SECRET);
+  expect(output).not.toContain(accessToken);
+});
