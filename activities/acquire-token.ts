@@ -2,10 +2,16 @@
  * The activity that calls the IAM. It resolves the secret on the worker, requests a token, writes
  * it to Redis itself and returns metadata only, so neither the secret nor the token ever enters
  * Temporal (invariant 1): histories are visible to every operator in the UI.
+ *
+ * Before sending, it asks the endpoint's shared breaker (invariant 5): while the breaker is open
+ * after a 429 or a block, or another client probes the endpoint, no request is sent and the
+ * activity fails with the breaker's kind, `breakerOpen` and the remaining wait.
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
-import type { AuthMethod, FailureDetails, FailureKind, SecretRef, TokenMetadata } from '../workflows/registration.js';
-import { SecretUnavailableError, TokenEndpointError } from './errors.js';
+import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
+import type { AuthMethod, FailureDetails, FailureKind, PolicyOverrides, RefreshPolicy, SecretRef, TokenMetadata } from '../workflows/registration.js';
+import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
+import { EndpointBreakerOpenError, SecretUnavailableError, TokenEndpointError } from './errors.js';
 import { resolveSecret } from './secrets.js';
 import { requestToken } from './token-endpoint.js';
 import type { TokenStore } from './token-store.js';
@@ -22,6 +28,12 @@ export interface AcquireTokenInput {
   generation: number;
   /** Lifetime to assume when the IAM omits `expires_in` (RFC 6749 §5.1 makes it RECOMMENDED). */
   defaultExpiresInSeconds: number;
+  /**
+   * The registration's policy overrides: the request timeout and, when this request opens the
+   * endpoint breaker, the wait it imposes (the `rate_limited` / `blocked` backoff and the
+   * `Retry-After` bounds). Defaults apply when absent.
+   */
+  policy?: PolicyOverrides;
 }
 
 export type AcquireToken = (input: AcquireTokenInput) => Promise<TokenMetadata>;
@@ -29,14 +41,30 @@ export type AcquireToken = (input: AcquireTokenInput) => Promise<TokenMetadata>;
 export interface AcquireTokenDeps {
   store: TokenStore;
   env?: NodeJS.ProcessEnv;
-  /** Called with each outcome, for metrics. */
+  /** Called with each outcome of a request sent to the IAM, for metrics (not when the breaker held it back). */
   onOutcome?: (clientId: string, outcome: FailureKind | 'issued', seconds: number) => void;
+  /** The shared breaker of token endpoints. @default one on the token store's Redis client and prefix */
+  breaker?: EndpointBreaker;
+  /**
+   * Called when this worker sees the breaker of `endpoint` (the token URL's origin and path) open
+   * or close, for metrics; the first request to an endpoint reports its state too, so a gauge
+   * starts at 0. Each worker reports what it saw.
+   */
+  onBreakerChange?: (endpoint: string, open: boolean) => void;
 }
 
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
 const HEARTBEAT_INTERVAL_MS = 1000;
 
-export function createAcquireToken({ store, env = process.env, onOutcome }: AcquireTokenDeps): AcquireToken {
+export function createAcquireToken({ store, env = process.env, onOutcome, onBreakerChange, ...deps }: AcquireTokenDeps): AcquireToken {
+  const breaker = deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix });
+  const breakerSeen = new Map<string, boolean>();
+  const noteBreaker = (endpoint: string, open: boolean) => {
+    if (breakerSeen.get(endpoint) === open) return;
+    breakerSeen.set(endpoint, open);
+    onBreakerChange?.(endpoint, open);
+  };
+
   return async function acquireToken(input) {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
@@ -50,8 +78,12 @@ export function createAcquireToken({ store, env = process.env, onOutcome }: Acqu
       // A cancelled activity stays a cancellation: it says nothing about the IAM.
       if (context.cancellationSignal.aborted) throw err;
       const failure = toFailure(err);
-      onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - requestStartedAt) / 1000);
-      log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
+      if (err instanceof EndpointBreakerOpenError) {
+        log.info('Token request held back by the endpoint breaker', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
+      } else {
+        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - requestStartedAt) / 1000);
+        log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
+      }
       throw failure;
     } finally {
       clearInterval(heartbeat);
@@ -62,16 +94,27 @@ export function createAcquireToken({ store, env = process.env, onOutcome }: Acqu
     const clientSecret = await resolveSecret(input.secretRef, env);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
     await storeCall(() => store.readGeneration(input.clientId));
+    const policy = resolvePolicy(input.policy);
+    const endpoint = breakerEndpoint(input.tokenUrl);
+    const gate = await passBreaker(endpoint);
 
-    const response = await requestToken({
-      tokenUrl: input.tokenUrl,
-      clientId: input.clientId,
-      clientSecret,
-      authMethod: input.authMethod,
-      signal,
-      ...(input.scope !== undefined && { scope: input.scope }),
-      ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
-    });
+    let response: Awaited<ReturnType<typeof requestToken>>;
+    try {
+      response = await requestToken({
+        tokenUrl: input.tokenUrl,
+        clientId: input.clientId,
+        clientSecret,
+        authMethod: input.authMethod,
+        signal,
+        timeoutMs: policy.requestTimeoutMs,
+        ...(input.scope !== undefined && { scope: input.scope }),
+        ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
+      });
+    } catch (err) {
+      await reportToBreaker(endpoint, gate, err, policy);
+      throw err;
+    }
+    await reportToBreaker(endpoint, gate, undefined, policy);
     const expiresInSeconds = response.expiresInSeconds ?? input.defaultExpiresInSeconds;
     // Counted from when the request started: the token cannot be older than that, so Redis lets
     // it go no later than the IAM does (invariant 2).
@@ -105,6 +148,50 @@ export function createAcquireToken({ store, env = process.env, onOutcome }: Acqu
       expiresInSeconds: Math.max(0, (held.expiresAt - held.obtainedAt) / 1000),
       written: false,
     };
+  }
+
+  /** Lets the request through, or throws {@link EndpointBreakerOpenError} without sending it. */
+  async function passBreaker(endpoint: string): Promise<BreakerCheck> {
+    const gate = await storeCall(() => breaker.check(endpoint));
+    if (gate.state === 'open' || gate.state === 'probing') {
+      noteBreaker(endpoint, true);
+      const why =
+        gate.state === 'open'
+          ? `the breaker of ${endpoint} is open after ${gate.kind}`
+          : `another client is probing ${endpoint} after ${gate.kind}`;
+      throw new EndpointBreakerOpenError(gate.kind, `No request sent: ${why}; next try in ${gate.retryAfterMs} ms`, gate.retryAfterMs);
+    }
+    noteBreaker(endpoint, gate.state === 'probe');
+    return gate;
+  }
+
+  /**
+   * Tells the breaker what the request showed. A 429 or a block opens it for everyone (again, and
+   * longer, when this was the probe); any other answer from the endpoint, even an error, shows it
+   * is no longer refusing this IP, so a probe closes the breaker. A probe that got no answer for
+   * another reason (cancelled, a bug) frees the probe for the next caller. Never masks the
+   * request's own outcome: a Redis error here is logged, not thrown.
+   */
+  async function reportToBreaker(endpoint: string, gate: BreakerCheck, err: unknown, policy: RefreshPolicy): Promise<void> {
+    try {
+      if (err instanceof TokenEndpointError && (err.kind === 'rate_limited' || err.kind === 'blocked')) {
+        const openings = gate.openings + 1;
+        const waitMs = breakerWaitMs(err.kind, openings, err.details, policy);
+        const opened = await breaker.open(endpoint, err.kind, waitMs, openings);
+        noteBreaker(endpoint, true);
+        log.warn('Endpoint breaker opened: no client of this endpoint sends until the wait is over', { endpoint, kind: err.kind, waitMs: opened.waitMs, openings: opened.openings });
+      } else if (gate.state === 'probe') {
+        if (err === undefined || err instanceof TokenEndpointError) {
+          await breaker.probeSucceeded(endpoint, gate.probeId);
+          noteBreaker(endpoint, false);
+          log.info('Endpoint breaker closed: the probe got an answer', { endpoint });
+        } else {
+          await breaker.releaseProbe(endpoint, gate.probeId);
+        }
+      }
+    } catch (breakerError) {
+      log.warn('Endpoint breaker could not be updated in Redis', { endpoint, error: breakerError instanceof Error ? breakerError.message : String(breakerError) });
+    }
   }
 }
 

@@ -43,6 +43,20 @@ export class TokenEndpointError extends Error {
 }
 
 /**
+ * No request was sent: the shared breaker of the token endpoint holds every client back after a
+ * 429 or a block (`kind` is the one that opened it), or another client is probing the endpoint.
+ * `details.breakerOpen` tells the workflow this was not a failure of the IAM, and
+ * `details.retryAfterMs` when this client may try again.
+ */
+export class EndpointBreakerOpenError extends TokenEndpointError {
+  override name = 'EndpointBreakerOpenError';
+
+  constructor(kind: 'rate_limited' | 'blocked', message: string, retryAfterMs: number) {
+    super(kind, message, { retryAfterMs, breakerOpen: true });
+  }
+}
+
+/**
  * A client secret could not be resolved from its `env:NAME` or `file:/path` reference. The message
  * names the reference and what is wrong with it, never the secret.
  */
@@ -62,5 +76,6 @@ function withoutUndefined(details: FailureDetails): FailureDetails {
   if (details.status !== undefined) result.status = details.status;
   if (details.oauthError !== undefined) result.oauthError = details.oauthError;
   if (details.retryAfterMs !== undefined) result.retryAfterMs = details.retryAfterMs;
+  if (details.breakerOpen !== undefined) result.breakerOpen = details.breakerOpen;
   return result;
 }

@@ -6,6 +6,8 @@
  *   `obtained_at` (Unix ms), `scope`, `generation`, `fingerprint`, `client_id`, expiring
  *   (PEXPIREAT) at `expires_at`.
  * - Channel `<prefix>token-updated`: a {@link TokenUpdatedMessage} after each accepted write.
+ * - Sorted set `<prefix>generations`: the highest generation ever written per client, kept when
+ *   the token key expires or is purged (see {@link generationsKey}).
  *
  * Works on standalone Redis, Sentinel and Redis Cluster: every script call touches one key.
  */
@@ -22,6 +24,16 @@ export function tokenKey(prefix: string, clientId: string): string {
 /** The channel on which every accepted write is announced: `<prefix>token-updated`. */
 export function tokenUpdatedChannel(prefix: string): string {
   return `${prefix}token-updated`;
+}
+
+/**
+ * The sorted set of the highest generation ever written for each client (member: client ID,
+ * score: generation): `<prefix>generations`. Unlike the token key it never expires and `remove
+ * --purge` leaves it, so a client removed and registered again continues numbering above every
+ * token it ever had (invariant 3), even after its token key expired or was deleted.
+ */
+export function generationsKey(prefix: string): string {
+  return `${prefix}generations`;
 }
 
 /** The stream on which services ask for a refresh: `<prefix>refresh-requests`. */
@@ -164,6 +176,11 @@ export class TokenStore {
     this.client = redis as ClientWithWriteCommand;
   }
 
+  /** The ioredis client the store uses, for what shares its connection (the endpoint breaker). */
+  get redis(): Redis | Cluster {
+    return this.client;
+  }
+
   /**
    * Stores `token` if its generation is newer than the stored one (or none is stored), sets the
    * key to expire at `token.expiresAt`, and publishes a {@link TokenUpdatedMessage} on
@@ -175,6 +192,11 @@ export class TokenStore {
     assertPositiveSafeInteger('expiresAt', token.expiresAt);
     assertNonEmptyString('clientId', token.clientId);
     assertNonEmptyString('accessToken', token.accessToken);
+
+    // Reserve the generation first: if the worker dies between the two calls, the record is
+    // ahead of Redis's token (a gap in numbering), never behind it (a number used twice). Two
+    // calls, not one script, because a script must touch one key to run on Redis Cluster.
+    await this.client.zadd(generationsKey(this.prefix), 'GT', token.generation, token.clientId);
 
     const message: TokenUpdatedMessage = {
       clientId: token.clientId,
@@ -223,7 +245,23 @@ export class TokenStore {
     return generation === null ? 0 : parseIntegerField(key, 'generation', generation);
   }
 
-  /** Removes the stored token of `clientId`. Resolves to whether there was one. */
+  /**
+   * The highest generation ever stored for `clientId`: the larger of the token key's and the
+   * record in {@link generationsKey}, 0 for a client never seen. A workflow starting afresh for a
+   * client numbers its tokens from here, so generations keep increasing across remove (with or
+   * without purge, or terminate) and register again, however long the client was gone.
+   */
+  async readHighestGeneration(clientId: string): Promise<number> {
+    const [stored, recorded] = await Promise.all([this.readGeneration(clientId), this.client.zscore(generationsKey(this.prefix), clientId)]);
+    const highest = recorded === null ? 0 : Number(recorded);
+    if (!Number.isSafeInteger(highest)) throw new Error(`Redis sorted set ${generationsKey(this.prefix)} holds ${JSON.stringify(recorded)} for "${clientId}", not an integer`);
+    return Math.max(stored, highest);
+  }
+
+  /**
+   * Removes the stored token of `clientId`. Resolves to whether there was one. The client's record
+   * in {@link generationsKey} stays, so its generations keep increasing if it comes back.
+   */
   async delete(clientId: string): Promise<boolean> {
     return (await this.client.del(tokenKey(this.prefix, clientId))) > 0;
   }

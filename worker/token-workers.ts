@@ -3,11 +3,13 @@
  * activities) on the workflow task queue, one for the IAM activity on `<queue>-iam`, whose
  * server-side rate limit caps token requests across the whole fleet (invariant 5).
  */
-import { Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
+import { Client } from '@temporalio/client';
+import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import type { TokenStore } from '../activities/token-store.js';
 import { iamTaskQueueFor } from '../workflows/messages.js';
 import type { TokenMetrics } from './metrics.js';
+import { createRefreshRequestConsumer, duplicateConnection, type RefreshRequestConsumerOptions } from './refresh-request-consumer.js';
 import { bundleOptions } from './workflow-bundle.js';
 
 export interface TokenWorkersOptions {
@@ -21,6 +23,12 @@ export interface TokenWorkersOptions {
   workflowBundle?: WorkflowBundleOption | null;
   metrics?: TokenMetrics;
   env?: NodeJS.ProcessEnv;
+  /**
+   * The reader of the `<prefix>refresh-requests` stream (on a connection of its own, duplicated
+   * from the store's), with optional settings; `false` leaves the stream to other workers.
+   * @default {}
+   */
+  refreshRequests?: false | Pick<RefreshRequestConsumerOptions, 'consumerName' | 'blockMs' | 'batchSize' | 'claimMinIdleMs' | 'retry'>;
 }
 
 export interface TokenWorkers {
@@ -35,6 +43,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     store,
     ...(options.env !== undefined && { env: options.env }),
     ...(metrics !== undefined && { onOutcome: (clientId, outcome, seconds) => metrics.recordTokenRequest(clientId, outcome, seconds) }),
+    ...(metrics !== undefined && { onBreakerChange: (endpoint, open) => metrics.recordBreakerState(endpoint, open) }),
   });
   const { workflowsPath, ...bundlerOptions } = bundleOptions();
   const workflowCode = options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath, bundlerOptions };
@@ -45,6 +54,11 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     taskQueue,
     ...workflowCode,
     activities: { readStoredGeneration: activities.readStoredGeneration, purgeToken: activities.purgeToken },
+    // After a crash (kill -9) the server keeps sending a workflow's tasks (e.g. its renewal timer)
+    // to the dead worker's sticky queue until this timeout, then to the shared queue. The SDK's
+    // 10 s would let a short-lived token lapse before its renewal (a 20 s token is renewed 3 s
+    // before it expires); a task that misses it is only replayed from full history elsewhere.
+    stickyQueueScheduleToStartTimeout: '1s',
   });
   const iamWorker = await Worker.create({
     connection,
@@ -53,9 +67,26 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     activities: { acquireToken: activities.acquireToken },
     maxTaskQueueActivitiesPerSecond: options.iamMaxRps,
   });
+  const refreshRequests =
+    options.refreshRequests === false
+      ? null
+      : createRefreshRequestConsumer({
+          ...options.refreshRequests,
+          redis: duplicateConnection(store.redis),
+          client: new Client({ connection, namespace }),
+          prefix: store.prefix,
+          logger: Runtime.instance().logger,
+        });
   return {
     async run() {
-      await Promise.all([workflowWorker.run(), iamWorker.run()]);
+      const consuming = refreshRequests?.run();
+      try {
+        await Promise.all([workflowWorker.run(), iamWorker.run()]);
+      } finally {
+        // However the workers ended (shutdown, SIGTERM), stop reading requests with them.
+        await refreshRequests?.stop();
+        await consuming;
+      }
     },
     shutdown() {
       for (const worker of [workflowWorker, iamWorker]) {

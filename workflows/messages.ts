@@ -65,7 +65,11 @@ export interface ForceRefreshRequest {
 /** What `reconfigure` may change: everything but the client ID. */
 export type RegistrationChanges = Partial<Omit<ClientRegistration, 'clientId'>>;
 
-/** Refresh as soon as allowed (coalesced, at most once per minimum interval). */
+/**
+ * Refresh as soon as allowed (coalesced, at most once per minimum interval); ignored when it names
+ * a fingerprint that is no longer current, or while the credentials are rejected. Sent by services
+ * directly or by the worker for each entry of the `<prefix>refresh-requests` stream.
+ */
 export const forceRefreshSignal = defineSignal<[ForceRefreshRequest]>('forceRefresh');
 /** Change the registration; a parked workflow starts again, and a new token is requested. */
 export const reconfigureSignal = defineSignal<[RegistrationChanges]>('reconfigure');
@@ -73,6 +77,11 @@ export const reconfigureSignal = defineSignal<[RegistrationChanges]>('reconfigur
 export const resumeSignal = defineSignal<[]>('resume');
 /** End the workflow; with `purge`, also delete the token from Redis. */
 export const stopSignal = defineSignal<[{ purge?: boolean }]>('stop');
-/** Refresh now and return the new status once the token is in Redis; rejected with a reason otherwise. */
+/**
+ * Refresh now and return the new status once the token is in Redis. Coalesces with a refresh in
+ * flight or pending, and waits for the minimum interval between forced refreshes if needed.
+ * Rejected with an `ApplicationFailure` whose `type` says why: `stopped`, `credentials_rejected`,
+ * `backing_off` (refused before anything happens), or the failure kind of the attempt that ran.
+ */
 export const refreshNowUpdate = defineUpdate<TokenStatus, [{ reason?: string }]>('refreshNow');
 export const statusQuery = defineQuery<TokenStatus>('status');

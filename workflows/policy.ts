@@ -26,7 +26,17 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
   retryAfterMaxMs: 15 * MINUTE,
   rejectedProbeIntervalMs: 0,
   maxCyclesPerRun: 500,
+  requestTimeoutMs: 10 * SECOND,
 });
+
+/** The longest `requestTimeoutMs`: the IAM activity itself may take 60 s (start-to-close). */
+export const MAX_REQUEST_TIMEOUT_MS = 50 * SECOND;
+
+/**
+ * The shortest wait after the endpoint breaker held a request back. Its remaining wait may be a
+ * few milliseconds; retrying sooner than this would only spin activities.
+ */
+export const BREAKER_MIN_WAIT_MS = 50;
 
 /** Share of a backoff delay that jitter may take off, so failing clients do not retry in step. */
 const BACKOFF_JITTER = 0.2;
@@ -62,6 +72,7 @@ export function policyProblems(policy: RefreshPolicy): string[] {
   check(policy.retryAfterMinMs >= 0 && policy.retryAfterMinMs <= policy.retryAfterMaxMs, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs');
   check(policy.rejectedProbeIntervalMs >= 0, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)');
   check(Number.isInteger(policy.maxCyclesPerRun) && policy.maxCyclesPerRun >= 1, 'policy.maxCyclesPerRun must be an integer of at least 1');
+  check(policy.requestTimeoutMs > 0 && policy.requestTimeoutMs <= MAX_REQUEST_TIMEOUT_MS, `policy.requestTimeoutMs must be greater than 0 and at most ${MAX_REQUEST_TIMEOUT_MS}`);
   for (const [kind, rule] of Object.entries(policy.backoff)) {
     check(rule.baseMs > 0 && rule.capMs >= rule.baseMs, `policy.backoff.${kind} must have baseMs > 0 and capMs >= baseMs`);
   }
@@ -97,8 +108,14 @@ export function nextRefreshAt(
 
 /**
  * How long to wait after the `failures`-th consecutive failure (1 for the first) of a retryable
- * kind: `Retry-After` when the server sent one (clamped to the policy's bounds; RFC 9110 §10.2.3),
- * else `base × 2^(failures−1)` up to the cap, less up to 20 % jitter.
+ * kind:
+ * - when the endpoint breaker held the request back (`details.breakerOpen`, after `rate_limited`
+ *   or `blocked`), what remains of its wait, at least {@link BREAKER_MIN_WAIT_MS} and at most
+ *   `retryAfterMaxMs`: the breaker already chose the wait for everyone, jitter included, and the
+ *   `Retry-After` floor would only delay the clients that follow a successful probe;
+ * - `Retry-After` when the server sent one with a 429 (clamped to the policy's bounds;
+ *   RFC 9110 §10.2.3);
+ * - else `base × 2^(failures−1)` up to the cap, less up to 20 % jitter.
  */
 export function backoffDelayMs(
   kind: RetryableFailureKind,
@@ -107,6 +124,9 @@ export function backoffDelayMs(
   policy: RefreshPolicy,
   jitterSeed: string,
 ): number {
+  if (details.breakerOpen === true && details.retryAfterMs !== undefined && (kind === 'rate_limited' || kind === 'blocked')) {
+    return clamp(Math.round(details.retryAfterMs), BREAKER_MIN_WAIT_MS, policy.retryAfterMaxMs);
+  }
   if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
     return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
   }
@@ -114,6 +134,23 @@ export function backoffDelayMs(
   const exponent = Math.min(Math.max(failures - 1, 0), 30);
   const delay = Math.min(rule.capMs, rule.baseMs * 2 ** exponent);
   return Math.round(delay * (1 - BACKOFF_JITTER * jitterUnit(jitterSeed)));
+}
+
+/**
+ * How long the endpoint breaker holds every client back after the `openings`-th consecutive
+ * `rate_limited` or `blocked` outcome on an endpoint (1 for the first): `Retry-After` when the
+ * server sent one with a 429 (clamped like {@link backoffDelayMs}), else the shortest delay that
+ * {@link backoffDelayMs} can choose for that failure count (the unjittered delay less the full
+ * jitter share). So the client that opened the breaker is never held back by it (its own backoff
+ * is at least as long), and every other client holds off at least that long.
+ */
+export function breakerWaitMs(kind: 'rate_limited' | 'blocked', openings: number, details: FailureDetails, policy: RefreshPolicy): number {
+  if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
+    return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
+  }
+  const rule = policy.backoff[kind];
+  const exponent = Math.min(Math.max(openings - 1, 0), 30);
+  return Math.floor(Math.min(rule.capMs, rule.baseMs * 2 ** exponent) * (1 - BACKOFF_JITTER));
 }
 
 /** True for failure kinds after which the workflow retries on its own. */

@@ -72,6 +72,12 @@ export interface RefreshPolicy {
   rejectedProbeIntervalMs: number;
   /** Continue-as-new after this many refresh cycles, even if Temporal does not suggest it. @default 500 */
   maxCyclesPerRun: number;
+  /**
+   * Budget of one token request, from connecting to the last byte of the answer; a request that
+   * takes longer (a hang) fails as `blocked`. At most 50 s, inside the IAM activity's 60 s.
+   * @default 10_000
+   */
+  requestTimeoutMs: number;
 }
 
 /**
@@ -106,8 +112,18 @@ export interface FailureDetails {
   status?: number;
   /** The OAuth `error` code of an error response (RFC 6749 §5.2). */
   oauthError?: string;
-  /** The server's `Retry-After`, in milliseconds from when the answer came (RFC 9110 §10.2.3). */
+  /**
+   * How long to wait, in milliseconds: the server's `Retry-After` counted from when the answer came
+   * (RFC 9110 §10.2.3), or, with {@link FailureDetails.breakerOpen}, what remains of the endpoint
+   * breaker's wait.
+   */
   retryAfterMs?: number;
+  /**
+   * True when no request was sent: the shared breaker of the token endpoint is open (another
+   * client saw a 429 or a block) or another client is probing it. Not a failure of the IAM, so it
+   * does not count as one; `retryAfterMs` says when the breaker lets this client try.
+   */
+  breakerOpen?: boolean;
 }
 
 /**

@@ -3,6 +3,7 @@
  * times come in as parameters (the workflow passes its own `Date.now()`), decisions come from the
  * pure policy module.
  */
+import type { MetricCounter } from '@temporalio/common';
 import * as wf from '@temporalio/workflow';
 import type { AcquireTokenInput } from '../activities/acquire-token.js';
 import type { ForceRefreshRequest, LastError, RegistrationChanges, TokenState, TokenStatus } from './messages.js';
@@ -34,10 +35,23 @@ export interface CarriedState {
   forced: PendingForcedRefresh | null;
 }
 
+/**
+ * What the workflow did with a forced-refresh request (`forceRefresh` signal, refresh-requests
+ * stream entry, `refreshNow` update), the `decision` tag of `token_forced_refreshes`:
+ * - `scheduled`: a refresh is now pending (at once, or when the minimum interval has passed);
+ * - `coalesced`: joined a refresh already pending or in flight: no extra request;
+ * - `ignored_stale`: named a fingerprint that is no longer current (already rotated);
+ * - `ignored_parked`: the credentials were rejected; only `resume`/`reconfigure` start it again.
+ */
+export type ForcedRefreshDecisionTag = 'scheduled' | 'coalesced' | 'ignored_stale' | 'ignored_parked';
+
 interface PendingForcedRefresh {
   notBefore: number;
   reason: string;
 }
+
+/** Distinct unknown fingerprints held during one attempt; more are ignored as stale. */
+const MAX_AWAITING_ATTEMPT = 16;
 
 export class TokenLifecycleState {
   registration: ClientRegistration;
@@ -51,9 +65,19 @@ export class TokenLifecycleState {
   attemptsStarted = 0;
   attemptsFinished = 0;
   private attemptInFlight = false;
+  /**
+   * Requests that named a fingerprint other than the current one while a token request was in
+   * flight: it may name the token that request just wrote to Redis (a service can read it and
+   * see it rejected before the workflow learns the result; Temporal also delivers signals before
+   * an activity's result in the same workflow task). Decided when the attempt ends. Never
+   * carried: continue-as-new happens only between attempts.
+   */
+  private awaitingAttempt = new Map<string, string>();
   private refreshNowWaiting = 0;
   private lastOutcome: { attempt: number; error: LastError | null } | null = null;
   private cyclesThisRun = 0;
+  /** Created lazily: the workflow's meter works only inside workflow context. */
+  private forcedRefreshCounter: MetricCounter | null = null;
 
   constructor(registration: ClientRegistration, carried: CarriedState | undefined) {
     this.registration = registration;
@@ -106,37 +130,63 @@ export class TokenLifecycleState {
   // ---- messages ------------------------------------------------------------------------------
 
   requestForcedRefresh(request: ForceRefreshRequest, now: number): void {
+    if (this.stopRequested) return;
+    if (this.s.state === 'credentials_rejected') {
+      // A new token needs new credentials first; retrying these is what gets an IP blocked.
+      this.countForcedRefresh('ignored_parked');
+      wf.log.info('Forced refresh ignored: the credentials were rejected; resume or reconfigure first', { clientId: this.clientId });
+      return;
+    }
     const decision = decideForcedRefresh(
       request,
       { fingerprint: this.s.fingerprint ?? undefined, lastRequestStartedAt: this.s.lastRequestStartedAt ?? undefined },
       now,
       this.policy,
     );
+    if (decision.action === 'ignore' && this.attemptInFlight && request.rejectedFingerprint !== undefined && this.awaitingAttempt.size < MAX_AWAITING_ATTEMPT) {
+      if (!this.awaitingAttempt.has(request.rejectedFingerprint)) this.awaitingAttempt.set(request.rejectedFingerprint, request.reason ?? 'forced refresh');
+      return;
+    }
     if (decision.action === 'ignore') {
-      // Signal handlers cannot return errors; the log says why nothing happened.
+      // Signal handlers cannot return errors; the log and the metric say why nothing happened.
+      this.countForcedRefresh('ignored_stale');
       wf.log.info('Forced refresh ignored: the rejected token was already replaced', { clientId: this.clientId });
       return;
     }
+    this.countForcedRefresh(this.refreshAlreadyComing() ? 'coalesced' : 'scheduled');
     this.scheduleForced(decision.notBefore, request.reason ?? 'forced refresh');
   }
 
   /** Returns the attempt whose outcome answers this request (an attempt in flight coalesces). */
   requestRefreshNow(reason: string | undefined, now: number): number {
     this.refreshNowWaiting++;
+    this.countForcedRefresh(this.refreshAlreadyComing() ? 'coalesced' : 'scheduled');
     if (this.attemptInFlight) return this.attemptsStarted;
     const decision = decideForcedRefresh({}, { fingerprint: undefined, lastRequestStartedAt: this.s.lastRequestStartedAt ?? undefined }, now, this.policy);
     if (decision.action === 'schedule') this.scheduleForced(decision.notBefore, reason ?? 'refreshNow');
     return this.attemptsStarted + 1;
   }
 
-  /** Update validator: rejects a refresh that cannot happen now, with the reason. */
+  /** Updates waiting for an attempt; continue-as-new waits until there are none. */
+  get refreshNowPending(): number {
+    return this.refreshNowWaiting;
+  }
+
+  /**
+   * Update validator: rejects a refresh that cannot happen now, with the reason as the failure's
+   * message and a stable `type` (`stopped`, `credentials_rejected`, `backing_off`). A rejected
+   * update leaves no trace in the history.
+   */
   assertRefreshNowAllowed(): void {
-    if (this.stopRequested || this.s.state === 'stopped') throw new Error(`${this.clientId} is stopped`);
+    const reject = (type: string, message: string) => {
+      throw wf.ApplicationFailure.create({ type, message, nonRetryable: true });
+    };
+    if (this.stopRequested || this.s.state === 'stopped') reject('stopped', `${this.clientId} is stopped`);
     if (this.s.state === 'credentials_rejected') {
-      throw new Error(`${this.clientId}: the IAM rejected the credentials (${this.s.lastError?.message ?? 'unknown'}); fix them, then resume or reconfigure`);
+      reject('credentials_rejected', `${this.clientId}: the IAM rejected the credentials (${this.s.lastError?.message ?? 'unknown'}); fix them, then resume or reconfigure`);
     }
     if (this.s.state === 'backing_off' && this.s.backoffUntil !== null) {
-      throw new Error(`${this.clientId} is backing off after ${this.s.backoffReason} until ${new Date(this.s.backoffUntil).toISOString()}; try again then`);
+      reject('backing_off', `${this.clientId} is backing off after ${this.s.backoffReason} until ${new Date(this.s.backoffUntil).toISOString()}; try again then`);
     }
   }
 
@@ -183,9 +233,12 @@ export class TokenLifecycleState {
       case 'credentials_rejected':
         return this.policy.rejectedProbeIntervalMs > 0 && s.rejectedAt !== null ? s.rejectedAt + this.policy.rejectedProbeIntervalMs : null;
       case 'backing_off':
-        return Math.max(s.backoffUntil ?? now, s.forced?.notBefore ?? 0);
+        // The retry at the end of the backoff also answers a pending forced refresh; the
+        // minimum interval must not push the retry later.
+        return s.backoffUntil ?? now;
       case 'acquiring':
-        return s.forced?.notBefore ?? now;
+        // There is no token yet: nothing to wait for.
+        return now;
       case 'active':
         return Math.min(s.nextRefreshAt ?? now, s.forced?.notBefore ?? Infinity);
     }
@@ -234,12 +287,13 @@ export class TokenLifecycleState {
       secretRef,
       generation,
       defaultExpiresInSeconds: this.policy.defaultExpiresInSeconds,
+      ...(this.registration.policy !== undefined && { policy: this.registration.policy }),
       ...(scope !== undefined && { scope }),
       ...(extraParams !== undefined && { extraParams }),
     };
   }
 
-  recordSuccess(token: TokenMetadata): void {
+  recordSuccess(token: TokenMetadata, now: number): void {
     const s = this.s;
     s.generation = Math.max(s.generation, token.generation);
     s.fingerprint = token.fingerprint;
@@ -251,15 +305,17 @@ export class TokenLifecycleState {
     s.rejectedAt = null;
     s.consecutiveFailures = 0;
     s.lastError = null;
-    // Any forced refresh requested until now is satisfied by this new token (coalescing).
+    // Any forced refresh requested until now is satisfied by this new token (coalescing)…
     s.forced = null;
     this.finishAttempt(null);
-    this.cyclesThisRun++;
+    // …except one that named this very token: it was rejected already.
+    this.decideAwaitingAttempt(now);
   }
 
   recordFailure(kind: FailureKind, message: string, details: FailureDetails, now: number): void {
     const s = this.s;
-    s.consecutiveFailures++;
+    // Held back by the endpoint breaker, no request was sent: not a failure of this client's.
+    if (details.breakerOpen !== true) s.consecutiveFailures++;
     s.lastError = { kind, message, at: now, ...(details.status !== undefined && { status: details.status }), ...(details.oauthError !== undefined && { oauthError: details.oauthError }) };
     if (isRetryable(kind)) {
       s.state = 'backing_off';
@@ -274,6 +330,14 @@ export class TokenLifecycleState {
       s.forced = null;
     }
     this.finishAttempt(s.lastError);
+    this.decideAwaitingAttempt(now);
+  }
+
+  /** Requests held while an attempt was in flight: those naming the now-current token count. */
+  private decideAwaitingAttempt(now: number): void {
+    const awaiting = [...this.awaitingAttempt];
+    this.awaitingAttempt.clear();
+    for (const [rejectedFingerprint, reason] of awaiting) this.requestForcedRefresh({ rejectedFingerprint, reason }, now);
   }
 
   markStopped(): void {
@@ -290,7 +354,8 @@ export class TokenLifecycleState {
       { key: TokenEndpointHost, value: endpointHost(this.registration.tokenUrl) },
       { key: TokenStateKey, value: s.state },
       { key: TokenExpiresAt, value: s.expiresAt === null ? null : new Date(s.expiresAt) },
-      { key: TokenNextRefreshAt, value: s.nextRefreshAt === null ? null : new Date(s.nextRefreshAt) },
+      // The next token request: after a failure, the end of the backoff.
+      { key: TokenNextRefreshAt, value: dateOrNull(s.state === 'backing_off' ? s.backoffUntil : s.nextRefreshAt) },
       { key: TokenFailures, value: s.consecutiveFailures },
     ]);
     wf.setCurrentDetails(this.details());
@@ -317,6 +382,20 @@ export class TokenLifecycleState {
     this.changeCount++;
   }
 
+  /** True when a token request is in flight or a forced refresh is already pending. */
+  private refreshAlreadyComing(): boolean {
+    return this.attemptInFlight || this.s.forced !== null;
+  }
+
+  /**
+   * Counts a forced-refresh request by decision in `token_forced_refreshes{client_id, decision}`.
+   * The workflow's meter emits nothing while replaying, so a request is counted once.
+   */
+  private countForcedRefresh(decision: ForcedRefreshDecisionTag): void {
+    this.forcedRefreshCounter ??= wf.metricMeter.createCounter('token_forced_refreshes', 'requests', 'Forced refresh requests, by what the workflow decided');
+    this.forcedRefreshCounter.add(1, { client_id: this.clientId, decision });
+  }
+
   private leaveParking(): void {
     this.s.state = this.s.fingerprint === null ? 'acquiring' : 'active';
     this.s.backoffReason = null;
@@ -328,6 +407,12 @@ export class TokenLifecycleState {
   private finishAttempt(error: LastError | null): void {
     this.attemptInFlight = false;
     this.attemptsFinished++;
+    // Each attempt adds the same few events to the history, successful or not.
+    this.cyclesThisRun++;
     this.lastOutcome = { attempt: this.attemptsStarted, error };
   }
+}
+
+function dateOrNull(ms: number | null): Date | null {
+  return ms === null ? null : new Date(ms);
 }

@@ -74,17 +74,25 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   }
   s.publish();
 
+  const continueAsNewDue = () => s.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested);
   while (!s.stopRequested) {
-    if (s.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested)) {
-      // Handlers must finish in this run; their effects travel in the carried state.
-      await wf.condition(wf.allHandlersFinished);
+    if (continueAsNewDue()) {
+      // Handlers must finish in this run (Temporal's rule); signals are synchronous and done, so
+      // this waits only for `refreshNow` updates. One that arrives now needs the loop to run its
+      // refresh: go on and continue-as-new after it.
+      await wf.condition(() => wf.allHandlersFinished() || s.refreshNowPending > 0 || s.stopRequested);
+      if (s.refreshNowPending > 0 || s.stopRequested) continue;
+      // Everything pending travels in the carried state: generation, forced refresh, backoff, and
+      // the start of the last request (the minimum interval between forced refreshes).
       await wf.continueAsNew<typeof tokenLifecycle>({ registration: s.registration, carried: s.carry() });
     }
 
     const wakeAt = s.nextActionAt(Date.now());
     if (wakeAt === null || wakeAt > Date.now()) {
       const seen = s.changeCount;
-      const woken = () => s.changeCount !== seen || s.stopRequested;
+      // Also wake when Temporal suggests continue-as-new: signals that change nothing (stale
+      // fingerprints) still grow the history while the loop sleeps.
+      const woken = () => s.changeCount !== seen || s.stopRequested || continueAsNewDue();
       if (wakeAt === null) await wf.condition(woken);
       else await wf.condition(woken, wakeAt - Date.now(), { summary: s.waitSummary(wakeAt) });
       continue; // re-evaluate: a signal may have changed what is due
@@ -96,7 +104,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
         { ...iamActivityOptions(info.taskQueue), summary: attempt.summary },
         [s.acquireInput(attempt.generation)],
       );
-      s.recordSuccess(metadata);
+      s.recordSuccess(metadata, Date.now());
     } catch (err) {
       const { kind, message, details } = describeFailure(err);
       s.recordFailure(kind, message, details, Date.now());

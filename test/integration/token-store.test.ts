@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import {
+  generationsKey,
   refreshRequestsStream,
   tokenKey,
   TokenStore,
@@ -284,6 +285,28 @@ describe('TokenStore on a real redis-server', () => {
     expect(await store.delete('billing-service')).toBe(true);
     expect(await store.read('billing-service')).toBeNull();
     expect(await store.delete('billing-service')).toBe(false);
+  });
+
+  test('readHighestGeneration outlives the token key: after delete (purge) and after it expired', async () => {
+    await store.write(someToken({ generation: 7 }));
+    await store.delete('billing-service');
+    expect(await store.readGeneration('billing-service')).toBe(0);
+    expect(await store.readHighestGeneration('billing-service')).toBe(7);
+
+    await store.write(someToken({ generation: 8, expiresAt: Date.now() + 150 }));
+    await vi.waitFor(async () => expect(await redis.exists(tokenKey(PREFIX, 'billing-service'))).toBe(0), { timeout: 2000 });
+    expect(await store.readHighestGeneration('billing-service')).toBe(8);
+    expect(await redis.zscore(generationsKey(PREFIX), 'billing-service')).toBe('8');
+    expect(await store.readHighestGeneration('another-client')).toBe(0);
+  });
+
+  test('the generation record only goes up: a stale write leaves it where it was', async () => {
+    await store.write(someToken({ generation: 5 }));
+    await store.delete('billing-service');
+    // With the token key gone, generation 3 is written, but the record of 5 stays.
+    await expect(store.write(someToken({ generation: 3 }))).resolves.toEqual({ written: true });
+    expect(await store.readGeneration('billing-service')).toBe(3);
+    expect(await store.readHighestGeneration('billing-service')).toBe(5);
   });
 
   test('a custom prefix is used for the key and the channel', async () => {

@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import { TokenStore } from '../../activities/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
-import { createTokenWorkers, type TokenWorkers } from '../../worker/token-workers.js';
+import { createTokenWorkers, type TokenWorkers, type TokenWorkersOptions } from '../../worker/token-workers.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 export interface TokenStack {
@@ -32,6 +32,10 @@ export interface TokenStackOptions {
   env?: Record<string, string>;
   /** @default 40 */
   iamMaxRps?: number;
+  /** Another Temporal server (e.g. one with lowered limits). @default the shared dev server */
+  temporalAddress?: string;
+  /** Settings of the refresh-requests stream reader (e.g. a short `claimMinIdleMs`). @default {} */
+  refreshRequests?: TokenWorkersOptions['refreshRequests'];
 }
 
 let runtimeInstalled = false;
@@ -42,7 +46,7 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
     Runtime.install({ logger: new DefaultLogger('WARN') });
     runtimeInstalled = true;
   }
-  const address = inject('temporalAddress');
+  const address = options.temporalAddress ?? inject('temporalAddress');
   const redisServer = await startRedisServer();
   const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
   const workerRedis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
@@ -64,6 +68,7 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
       iamMaxRps: options.iamMaxRps ?? 40,
       workflowBundle: { codePath: inject('workflowBundlePath') },
       env: options.env ?? {},
+      ...(options.refreshRequests !== undefined && { refreshRequests: options.refreshRequests }),
     });
     running = workers.run();
   };

@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   backoffDelayMs,
+  BREAKER_MIN_WAIT_MS,
+  breakerWaitMs,
   decideForcedRefresh,
   DEFAULT_POLICY,
   isRetryable,
@@ -60,6 +62,10 @@ describe('DEFAULT_POLICY', () => {
     expect(DEFAULT_POLICY.retryAfterMaxMs).toBe(900_000);
     expect(DEFAULT_POLICY.rejectedProbeIntervalMs).toBe(0);
     expect(DEFAULT_POLICY.maxCyclesPerRun).toBe(500);
+  });
+
+  it('gives a token request 10 s, the token endpoint client\'s own default', () => {
+    expect(DEFAULT_POLICY.requestTimeoutMs).toBe(10_000);
   });
 
   it('has a backoff rule for every retryable failure kind and none for rejected credentials', () => {
@@ -136,6 +142,8 @@ describe('policyProblems', () => {
     ['negative rejectedProbeIntervalMs', { rejectedProbeIntervalMs: -1 }, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)'],
     ['maxCyclesPerRun of 0', { maxCyclesPerRun: 0 }, 'policy.maxCyclesPerRun must be an integer of at least 1'],
     ['fractional maxCyclesPerRun', { maxCyclesPerRun: 1.5 }, 'policy.maxCyclesPerRun must be an integer of at least 1'],
+    ['requestTimeoutMs of 0', { requestTimeoutMs: 0 }, 'policy.requestTimeoutMs must be greater than 0 and at most 50000'],
+    ['requestTimeoutMs beyond the IAM activity\'s own timeout', { requestTimeoutMs: 60_000 }, 'policy.requestTimeoutMs must be greater than 0 and at most 50000'],
   ])('names the field for a %s', (_what, changes, message) => {
     expect(policyProblems(policyWith(changes))).toEqual([message]);
   });
@@ -366,10 +374,79 @@ describe('backoffDelayMs', () => {
     expect(backoffDelayMs(kind, Infinity, {}, DEFAULT_POLICY, 's')).toBeLessThanOrEqual(capMs);
   });
 
+  describe('when the endpoint breaker held the request back', () => {
+    const breaker = (retryAfterMs: number) => ({ breakerOpen: true, retryAfterMs });
+
+    it.each(['rate_limited', 'blocked'] as const)('waits what remains of the breaker\'s wait after %s, unjittered, whatever the failure count', (kind) => {
+      for (const n of [0, 1, 5, 1000]) {
+        for (const seed of ['a', 'b', 'c']) {
+          expect(backoffDelayMs(kind, n, breaker(2_345), DEFAULT_POLICY, seed)).toBe(2_345);
+        }
+      }
+    });
+
+    it('lets a blocked client follow the breaker after seconds, not after the 30 s blocked backoff', () => {
+      expect(backoffDelayMs('blocked', 1, breaker(4_000), DEFAULT_POLICY, 's')).toBe(4_000);
+      expect(backoffDelayMs('blocked', 1, { retryAfterMs: 4_000 }, DEFAULT_POLICY, 's')).toBeGreaterThanOrEqual(24_000);
+    });
+
+    it('follows a successful probe soon: a short wait is not raised to the Retry-After floor, only to the breaker minimum', () => {
+      expect(backoffDelayMs('rate_limited', 1, breaker(200), DEFAULT_POLICY, 's')).toBe(200);
+      expect(backoffDelayMs('rate_limited', 1, breaker(3), DEFAULT_POLICY, 's')).toBe(BREAKER_MIN_WAIT_MS);
+      expect(backoffDelayMs('blocked', 1, breaker(0), DEFAULT_POLICY, 's')).toBe(BREAKER_MIN_WAIT_MS);
+    });
+
+    it('never waits longer than retryAfterMaxMs, and rounds to whole milliseconds', () => {
+      expect(backoffDelayMs('blocked', 1, breaker(2 * 60 * MINUTE), DEFAULT_POLICY, 's')).toBe(15 * MINUTE);
+      expect(backoffDelayMs('rate_limited', 1, breaker(1_234.6), policyWith({ retryAfterMaxMs: 60_000 }), 's')).toBe(1_235);
+    });
+
+    it('falls back to the kind\'s own backoff when the breaker gave no wait', () => {
+      expect(backoffDelayMs('blocked', 2, { breakerOpen: true }, DEFAULT_POLICY, 's')).toBe(backoffDelayMs('blocked', 2, {}, DEFAULT_POLICY, 's'));
+    });
+
+    it.each(['server_error', 'malformed_response', 'secret_unavailable', 'store_unavailable'] as const)('is ignored for %s, which the breaker never reports', (kind) => {
+      expect(backoffDelayMs(kind, 3, breaker(1_000), DEFAULT_POLICY, 's')).toBe(backoffDelayMs(kind, 3, {}, DEFAULT_POLICY, 's'));
+    });
+  });
+
   it('still reaches a cap of a day from a 1 ms base (the doubling stops at 2^30, not at the cap)', () => {
     const policy = resolvePolicy(overrides({ backoff: { blocked: { baseMs: 1, capMs: 24 * 60 * MINUTE } } }));
 
     expect(backoffDelayMs('blocked', 1000, {}, { ...policy }, 's')).toBeGreaterThanOrEqual(0.8 * 24 * 60 * MINUTE);
+  });
+});
+
+describe('breakerWaitMs', () => {
+  it.each(['rate_limited', 'blocked'] as const)('after %s, is the shortest delay backoffDelayMs can choose, so the opener is never held back by its own breaker', (kind) => {
+    for (let n = 1; n <= 12; n++) {
+      const wait = breakerWaitMs(kind, n, {}, DEFAULT_POLICY);
+      expect(wait).toBe(Math.floor(0.8 * unjittered(kind, n)));
+      for (const seed of seeds(200)) expect(backoffDelayMs(kind, n, {}, DEFAULT_POLICY, seed)).toBeGreaterThanOrEqual(wait);
+    }
+  });
+
+  it('stays at or below every jittered delay for odd bases too (no rounding up)', () => {
+    const policy = resolvePolicy(overrides({ backoff: { blocked: { baseMs: 3, capMs: 1_000 } } }));
+    for (let n = 1; n <= 10; n++) {
+      const wait = breakerWaitMs('blocked', n, {}, policy);
+      for (const seed of seeds(500)) expect(backoffDelayMs('blocked', n, {}, policy, seed)).toBeGreaterThanOrEqual(wait);
+    }
+  });
+
+  it('honours a 429\'s Retry-After exactly as the opener\'s own backoff does, clamped to the policy', () => {
+    expect(breakerWaitMs('rate_limited', 1, { retryAfterMs: 3_000 }, DEFAULT_POLICY)).toBe(3_000);
+    expect(breakerWaitMs('rate_limited', 4, { retryAfterMs: 3_000 }, DEFAULT_POLICY)).toBe(backoffDelayMs('rate_limited', 4, { retryAfterMs: 3_000 }, DEFAULT_POLICY, 's'));
+    expect(breakerWaitMs('rate_limited', 1, { retryAfterMs: 0 }, DEFAULT_POLICY)).toBe(1_000);
+    expect(breakerWaitMs('rate_limited', 1, { retryAfterMs: 3 * 60 * MINUTE }, DEFAULT_POLICY)).toBe(15 * MINUTE);
+  });
+
+  it('grows with each failed probe: 24 s, 48 s, … up to 12 min after blocks, by default', () => {
+    expect([1, 2, 3, 6, 7, 50].map((n) => breakerWaitMs('blocked', n, {}, DEFAULT_POLICY))).toEqual([24_000, 48_000, 96_000, 720_000, 720_000, 720_000]);
+  });
+
+  it('ignores a Retry-After sent with a block (a reset has none; a later one is not its to give)', () => {
+    expect(breakerWaitMs('blocked', 1, { retryAfterMs: 1_000 }, DEFAULT_POLICY)).toBe(24_000);
   });
 });
 

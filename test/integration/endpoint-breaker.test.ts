@@ -1,0 +1,251 @@
+/**
+ * The shared breaker of a token endpoint (DESIGN.md, invariant 5): the module against a real
+ * redis-server, the IAM activity with it against the IAM emulator, and 20 token workflows on one
+ * endpoint where one of them meets a 429.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { ApplicationFailure } from '@temporalio/activity';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createAcquireToken, type AcquireTokenInput } from '../../activities/acquire-token.js';
+import { breakerEndpoint, breakerKey, EndpointBreaker } from '../../activities/endpoint-breaker.js';
+import { TokenStore } from '../../activities/token-store.js';
+import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
+import type { ClientRegistration, FailureDetails, TokenMetadata } from '../../workflows/registration.js';
+import { activeAt, sleep, statusWhere, storedToken, tokenWithGenerationAbove } from '../support/failure-scenarios.js';
+import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+
+const SECRET = 'fleet-secret';
+let stack: TokenStack;
+
+beforeAll(async () => {
+  stack = await startTokenStack({ env: { FLEET_SECRET: SECRET } });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+describe('EndpointBreaker against a real redis-server', () => {
+  const ENDPOINT = 'https://iam.example/realms/prod/protocol/openid-connect/token';
+  let prefixCount = 0;
+  /** A breaker on its own key prefix, so the tests do not see each other's breakers. */
+  const newBreaker = (options: { probeLockMs?: number; followerWaitMs?: number } = {}) =>
+    new EndpointBreaker(stack.redis, { prefix: `unit${++prefixCount}:`, ...options });
+
+  test('the endpoint is the token URL without query or fragment, and its key is one encoded segment', () => {
+    expect(breakerEndpoint('https://IAM.example:443/realms/prod/protocol/openid-connect/token?x=1#f')).toBe(ENDPOINT);
+    expect(breakerKey('oauth:', 'http://127.0.0.1:8080/realms/{a}/token')).toBe('oauth:breaker:http%3A%2F%2F127.0.0.1%3A8080%2Frealms%2F%7Ba%7D%2Ftoken');
+  });
+
+  test('is closed when nothing was recorded, and writes nothing by looking', async () => {
+    const breaker = newBreaker();
+    expect(await breaker.check(ENDPOINT)).toEqual({ state: 'closed', openings: 0 });
+    expect(await stack.redis.exists(breakerKey(breaker.prefix, ENDPOINT))).toBe(0);
+  });
+
+  test('once opened, holds everyone back with the remaining wait until it is over, then lets exactly one of 20 callers probe', async () => {
+    const breaker = newBreaker({ followerWaitMs: 300 });
+    const opened = await breaker.open(ENDPOINT, 'rate_limited', 600, 1);
+    expect(opened).toEqual({ waitMs: 600, openings: 1 });
+    const key = breakerKey(breaker.prefix, ENDPOINT);
+    // The key outlives the wait: the half-open state (probe, then the rest) needs it.
+    expect(await stack.redis.pttl(key)).toBeGreaterThan(600);
+
+    const during = await breaker.check(ENDPOINT);
+    expect(during).toMatchObject({ state: 'open', kind: 'rate_limited', openings: 1 });
+    expect(during.state === 'open' && during.retryAfterMs).toBeGreaterThan(500);
+    expect(during.state === 'open' && during.retryAfterMs).toBeLessThanOrEqual(600);
+
+    await sleep(650);
+    const checks = await Promise.all(Array.from({ length: 20 }, () => breaker.check(ENDPOINT)));
+    const probes = checks.filter((c) => c.state === 'probe');
+    const followers = checks.filter((c) => c.state === 'probing');
+    expect(probes).toHaveLength(1);
+    expect(followers).toHaveLength(19);
+    for (const follower of followers) {
+      expect(follower).toMatchObject({ kind: 'rate_limited', openings: 1 });
+      expect(follower.state === 'probing' && follower.retryAfterMs).toBeLessThanOrEqual(300);
+    }
+
+    const probe = probes[0]!;
+    expect(probe.state === 'probe' && (await breaker.probeSucceeded(ENDPOINT, probe.probeId))).toBe(true);
+    expect(await breaker.check(ENDPOINT)).toEqual({ state: 'closed', openings: 0 });
+    expect(await stack.redis.exists(key)).toBe(0);
+  });
+
+  test('a failed probe opens it again with the next opening count, and a stale probe cannot close the new opening', async () => {
+    const breaker = newBreaker();
+    await breaker.open(ENDPOINT, 'blocked', 100, 1);
+    await sleep(150);
+    const probe = await breaker.check(ENDPOINT);
+    expect(probe).toMatchObject({ state: 'probe', kind: 'blocked', openings: 1 });
+
+    // The probe was reset too: the caller re-opens with openings + 1 and a longer wait.
+    expect(await breaker.open(ENDPOINT, 'blocked', 400, 2)).toEqual({ waitMs: 400, openings: 2 });
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'open', kind: 'blocked', openings: 2 });
+    // The old probe's success (say, a slow answer that came late) leaves the new opening alone.
+    expect(probe.state === 'probe' && (await breaker.probeSucceeded(ENDPOINT, probe.probeId))).toBe(false);
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'open', openings: 2 });
+  });
+
+  test('never shortens a longer wait, and requests in flight during one opening do not escalate it', async () => {
+    const breaker = newBreaker();
+    await breaker.open(ENDPOINT, 'rate_limited', 5_000, 1);
+    // Another request that was already in flight gets its 429 (Retry-After 1 s) a moment later.
+    expect(await breaker.open(ENDPOINT, 'rate_limited', 1_000, 1)).toMatchObject({ openings: 1 });
+    const check = await breaker.check(ENDPOINT);
+    expect(check.state === 'open' && check.retryAfterMs).toBeGreaterThan(4_000);
+  });
+
+  test('a probe whose worker died frees the endpoint after the probe lock, and a released probe at once', async () => {
+    const breaker = newBreaker({ probeLockMs: 300 });
+    await breaker.open(ENDPOINT, 'blocked', 1, 1);
+    await sleep(10);
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'probe' });
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'probing' });
+    await sleep(350);
+    const second = await breaker.check(ENDPOINT);
+    expect(second).toMatchObject({ state: 'probe' });
+    expect(second.state === 'probe' && (await breaker.releaseProbe(ENDPOINT, second.probeId))).toBe(true);
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'probe' });
+  });
+
+  test('keeps endpoints apart', async () => {
+    const breaker = newBreaker();
+    await breaker.open(ENDPOINT, 'rate_limited', 5_000, 1);
+    expect(await breaker.check(`${ENDPOINT}-other`)).toEqual({ state: 'closed', openings: 0 });
+    expect(await breaker.check('https://other.example/realms/prod/protocol/openid-connect/token')).toEqual({ state: 'closed', openings: 0 });
+  });
+});
+
+describe('the IAM activity with the breaker', () => {
+  let iam: IamEmulator;
+
+  beforeAll(async () => {
+    iam = await startIamEmulator({
+      tokenLifetimeSeconds: 60,
+      clients: ['a', 'b', 'c'].map((clientId) => ({ clientId, clientSecret: SECRET })),
+    });
+  });
+
+  afterAll(async () => {
+    await iam?.close();
+  });
+
+  const input = (clientId: string, generation = 1): AcquireTokenInput => ({
+    clientId: `${clientId}`,
+    tokenUrl: iam.tokenUrl(),
+    authMethod: 'client_secret_post',
+    secretRef: 'env:FLEET_SECRET',
+    generation,
+    defaultExpiresInSeconds: 60,
+  });
+
+  test('a 429 opens the breaker; another client then fails rate_limited without a request; after the wait one probe closes it', async () => {
+    const changes: [string, boolean][] = [];
+    const acquireToken = createAcquireToken({
+      store: new TokenStore(stack.redis, { prefix: 'activity:' }),
+      env: { FLEET_SECRET: SECRET },
+      onBreakerChange: (endpoint, open) => changes.push([endpoint, open]),
+    });
+    const run = (clientId: string, generation?: number): Promise<TokenMetadata> => new MockActivityEnvironment().run(acquireToken, input(clientId, generation));
+    const failureOf = async (clientId: string) => {
+      const error = await run(clientId).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toBeInstanceOf(ApplicationFailure);
+      const failure = error as ApplicationFailure;
+      return { type: failure.type, message: failure.message, details: failure.details?.[0] as FailureDetails };
+    };
+    const endpoint = breakerEndpoint(iam.tokenUrl());
+
+    iam.inject({ kind: 'rate_limit', retryAfter: 1 }, { times: 1, clientId: 'a' });
+    const rateLimited = await failureOf('a');
+    expect(rateLimited).toMatchObject({ type: 'rate_limited', details: { status: 429, retryAfterMs: expect.any(Number) as number } });
+    expect(rateLimited.details.breakerOpen).toBeUndefined();
+    // The first sight of an endpoint reports its state too, so the gauge starts at 0.
+    expect(changes).toEqual([
+      [endpoint, false],
+      [endpoint, true],
+    ]);
+
+    const heldBack = await failureOf('b');
+    expect(heldBack.type).toBe('rate_limited');
+    expect(heldBack.details).toEqual({ breakerOpen: true, retryAfterMs: expect.any(Number) as number });
+    expect(heldBack.details.retryAfterMs).toBeGreaterThan(0);
+    expect(heldBack.details.retryAfterMs).toBeLessThanOrEqual(1_000);
+    expect(heldBack.message).toMatch(/^No request sent: the breaker of http:\/\/127\.0\.0\.1:\d+\/realms\/demo\/protocol\/openid-connect\/token is open after rate_limited/);
+    expect(iam.requestsFor('b')).toEqual([]);
+
+    await sleep(heldBack.details.retryAfterMs! + 20);
+    expect((await run('b')).written).toBe(true);
+    expect(iam.requestsFor('b').map((r) => r.outcome)).toEqual(['issued']);
+    expect(changes).toEqual([
+      [endpoint, false],
+      [endpoint, true],
+      [endpoint, false],
+    ]);
+    expect(await stack.redis.exists(breakerKey('activity:', endpoint))).toBe(0);
+    // Closed again: the next client sends at once.
+    expect((await run('c')).written).toBe(true);
+  });
+});
+
+test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send nothing until the wait is over, then one probe, then the rest', async () => {
+  const RETRY_AFTER_S = 3;
+  const clientIds = Array.from({ length: 20 }, (_, i) => `fleet-${String(i).padStart(2, '0')}`);
+  const iam = await startIamEmulator({ tokenLifetimeSeconds: 60, clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })) });
+  try {
+    const registration = (clientId: string): ClientRegistration => ({
+      clientId,
+      tokenUrl: iam.tokenUrl(),
+      authMethod: 'client_secret_post',
+      secretRef: 'env:FLEET_SECRET',
+      policy: { minForcedRefreshIntervalMs: 0 },
+    });
+    await Promise.all(clientIds.map((clientId) => stack.admin.register(registration(clientId))));
+    await Promise.all(clientIds.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 0)));
+    await Promise.all(clientIds.map((clientId) => activeAt(stack, clientId, 1)));
+
+    const [first, ...others] = clientIds as [string, ...string[]];
+    iam.inject({ kind: 'rate_limit', retryAfter: RETRY_AFTER_S }, { times: 1, clientId: first });
+    await stack.admin.refresh(first, { reason: 'test: meet a 429' });
+    const endpoint = breakerEndpoint(iam.tokenUrl());
+    await eventually(async () => ((await stack.redis.exists(breakerKey('oauth:', endpoint))) === 1 ? true : undefined), 10_000, 'the breaker to open');
+    const rateLimited = iam.requests.find((r) => r.outcome === 'fault:rate_limit');
+    expect(rateLimited?.clientId).toBe(first);
+    const openedAt = rateLimited!.at;
+
+    // Every other client now wants a new token at once.
+    await Promise.all(others.map((clientId) => stack.admin.refresh(clientId, { reason: 'test: during the breaker' })));
+    // They back off on the breaker's word: backing_off (rate_limited), not counted as a failure.
+    const follower = await statusWhere(stack, others[0]!, (s) => s.state === 'backing_off', 5_000, 'backing off on the breaker');
+    expect(follower).toMatchObject({ backoffReason: 'rate_limited', consecutiveFailures: 0, lastError: { kind: 'rate_limited' } });
+    expect(follower.lastError?.message).toMatch(/^No request sent/);
+    expect(follower.backoffUntil).toBeLessThanOrEqual(openedAt + RETRY_AFTER_S * 1000 + 1_000);
+
+    await Promise.all(clientIds.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 1, 20_000)));
+
+    const after = iam.requests.filter((r) => r.at > openedAt);
+    // Nobody sent before the wait was over; then each client sent exactly one request, all issued.
+    expect(after.filter((r) => r.at < openedAt + RETRY_AFTER_S * 1000)).toEqual([]);
+    expect(after.map((r) => r.outcome)).toEqual(clientIds.map(() => 'issued'));
+    expect(new Set(after.map((r) => r.clientId))).toEqual(new Set(clientIds));
+    // One probe first; the rest only after its answer was in (its token's obtained_at).
+    const [probe, ...rest] = after;
+    const probeToken = await storedToken(stack.redis, probe!.clientId!);
+    for (const request of rest) expect(request.at).toBeGreaterThanOrEqual(Number(probeToken!.obtained_at));
+    expect(await stack.redis.exists(breakerKey('oauth:', endpoint))).toBe(0);
+
+    const last = after.at(-1)!.at;
+    console.info(
+      `[endpoint breaker] 20 clients, one 429 (Retry-After ${RETRY_AFTER_S} s): requests during the wait 0; ` +
+        `probe ${probe!.at - openedAt} ms after the 429 (${probe!.clientId}); the other ${rest.length} from +${rest[0]!.at - openedAt} ms to +${last - openedAt} ms; ` +
+        `all ${after.length} tokens renewed ${last - (openedAt + RETRY_AFTER_S * 1000)} ms after the wait ended`,
+    );
+    await Promise.all(clientIds.map((clientId) => stack.admin.remove(clientId)));
+  } finally {
+    await iam.close();
+  }
+});

@@ -1,0 +1,264 @@
+/**
+ * Forced refreshes that cannot loop (invariant 4): coalescing, the fingerprint check, the minimum
+ * interval, the `refreshNow` update and its rejections, and the `<prefix>refresh-requests` stream
+ * that the worker turns into `forceRefresh` signals. Real dev server, redis-server and emulator.
+ */
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
+import { refreshRequestsStream, tokenKey } from '../../activities/token-store.js';
+import { REFRESH_REQUESTS_GROUP } from '../../worker/refresh-request-consumer.js';
+import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
+import type { ClientRegistration } from '../../workflows/registration.js';
+import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+
+const SECRET = 'forced-refresh-secret';
+/** Long enough that no scheduled renewal happens during a test: every request seen is forced. */
+const LIFETIME_SECONDS = 60;
+const MIN_INTERVAL_MS = 3_000;
+const STREAM = refreshRequestsStream('oauth:');
+
+let iam: IamEmulator;
+let stack: TokenStack;
+
+beforeAll(async () => {
+  iam = await startIamEmulator({
+    tokenLifetimeSeconds: LIFETIME_SECONDS,
+    clients: ['burst', 'refresh-now', 'parked', 'failing', 'stopping', 'restart', 'stream-ok'].map((clientId) => ({ clientId, clientSecret: SECRET })),
+  });
+  stack = await startTokenStack({
+    env: { SECRET, WRONG_SECRET: 'not-the-secret' },
+    // Entries left by a stopped consumer are claimed half a second later, not after 30 s.
+    refreshRequests: { claimMinIdleMs: 500, blockMs: 500 },
+  });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  await iam?.close();
+});
+
+function registration(clientId: string, overrides: Partial<ClientRegistration> = {}): ClientRegistration {
+  return {
+    clientId,
+    tokenUrl: iam.tokenUrl(),
+    authMethod: 'client_secret_post',
+    secretRef: 'env:SECRET',
+    policy: { minForcedRefreshIntervalMs: MIN_INTERVAL_MS },
+    ...overrides,
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+async function storedToken(clientId: string): Promise<Record<string, string> | undefined> {
+  const hash = await stack.redis.hgetall(tokenKey('oauth:', clientId));
+  return Object.keys(hash).length === 0 ? undefined : hash;
+}
+
+async function tokenWithGenerationAbove(clientId: string, generation: number, timeoutMs = 15_000) {
+  return eventually(async () => {
+    const token = await storedToken(clientId);
+    return token !== undefined && Number(token.generation) > generation ? token : undefined;
+  }, timeoutMs, `${clientId} generation > ${generation}`);
+}
+
+const issued = (clientId: string) => iam.requestsFor(clientId).filter((r) => r.outcome === 'issued');
+
+/** A stream entry as a service that holds only Redis credentials adds it (DESIGN.md). */
+function addRefreshRequest(fields: Record<string, string>): Promise<string | null> {
+  return stack.redis.xadd(STREAM, 'MAXLEN', '~', '10000', '*', ...Object.entries(fields).flat());
+}
+
+/** The stream is drained: every entry acknowledged and deleted, nothing pending in the group. */
+async function streamDrained(): Promise<void> {
+  await eventually(async () => {
+    const [length, pending] = await Promise.all([stack.redis.xlen(STREAM), stack.redis.xpending(STREAM, REFRESH_REQUESTS_GROUP)]);
+    return length === 0 && Number(pending[0]) === 0 ? true : undefined;
+  }, 15_000, 'the refresh-requests stream to be drained');
+}
+
+/** The `reason` of every `forceRefresh` signal in the workflow's history, in order. */
+async function forceRefreshReasons(clientId: string): Promise<string[]> {
+  const history = await stack.client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory();
+  return (history.events ?? []).flatMap((event) => {
+    const signal = event.workflowExecutionSignaledEventAttributes;
+    if (signal?.signalName !== 'forceRefresh') return [];
+    const request = defaultPayloadConverter.fromPayload<ForceRefreshRequest>(signal.input!.payloads![0] as Payload);
+    return [request.reason ?? ''];
+  });
+}
+
+/** 200 refresh requests at once, half as signals and half as stream entries, interleaved. */
+async function burst(clientId: string, fingerprint: string, label: string): Promise<void> {
+  const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
+  await Promise.all(
+    Array.from({ length: 200 }, (_, i) =>
+      i % 2 === 0
+        ? handle.signal(forceRefreshSignal, { rejectedFingerprint: fingerprint, reason: `${label} signal ${i}` })
+        : addRefreshRequest({ clientId, rejectedFingerprint: fingerprint, reason: `${label} stream ${i}` }),
+    ),
+  );
+}
+
+test('200 simultaneous refresh requests naming the current token send exactly one token request; another burst inside the minimum interval sends none', async () => {
+  const clientId = 'burst';
+  await stack.admin.register(registration(clientId));
+  const first = await tokenWithGenerationAbove(clientId, 0);
+  // Let the minimum interval since the first request pass, so the burst's refresh is due at once.
+  await sleep(issued(clientId)[0]!.at + MIN_INTERVAL_MS + 200 - Date.now());
+
+  await burst(clientId, first.fingerprint!, 'first');
+  const second = await tokenWithGenerationAbove(clientId, 1);
+  await streamDrained();
+  await sleep(500);
+  expect(issued(clientId)).toHaveLength(2);
+  expect(iam.requestsFor(clientId)).toHaveLength(2);
+  expect(second.generation).toBe('2');
+
+  // The second burst names the new, current token, but comes inside the minimum interval.
+  const secondRequestAt = issued(clientId)[1]!.at;
+  await burst(clientId, second.fingerprint!, 'second');
+  await streamDrained();
+  await sleep(secondRequestAt + MIN_INTERVAL_MS - 500 - Date.now());
+  expect(iam.requestsFor(clientId)).toHaveLength(2);
+
+  // When the interval is over, the whole second burst is one refresh: it was not forgotten.
+  const third = await tokenWithGenerationAbove(clientId, 2, MIN_INTERVAL_MS + 5_000);
+  await sleep(1_000);
+  expect(iam.requestsFor(clientId)).toHaveLength(3);
+  expect(third.generation).toBe('3');
+  expect(issued(clientId)[2]!.at - secondRequestAt).toBeGreaterThanOrEqual(MIN_INTERVAL_MS - 300);
+
+  // All 400 requests reached the workflow, none twice: 200 signals and 200 stream entries.
+  const reasons = await forceRefreshReasons(clientId);
+  expect(reasons).toHaveLength(400);
+  expect(new Set(reasons).size).toBe(400);
+});
+
+test('refreshNow returns the new status once the token is in Redis, coalescing concurrent calls', async () => {
+  const clientId = 'refresh-now';
+  await stack.admin.register(registration(clientId, { policy: { minForcedRefreshIntervalMs: 0 } }));
+  await tokenWithGenerationAbove(clientId, 0);
+  const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
+
+  const statuses = await Promise.all(Array.from({ length: 5 }, () => handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] })));
+  const stored = await storedToken(clientId);
+  for (const status of statuses) expect(status).toMatchObject({ state: 'active', generation: 2, fingerprint: stored?.fingerprint });
+  expect(stored?.generation).toBe('2');
+  expect(issued(clientId)).toHaveLength(2);
+});
+
+/** The failure a rejected `refreshNow` carries: type and message. */
+async function refreshNowFailure(clientId: string): Promise<ApplicationFailure> {
+  const error: unknown = await stack.client.workflow
+    .getHandle(workflowIdFor(clientId))
+    .executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] })
+    .then(() => null, (err: unknown) => err);
+  expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
+  const cause = (error as WorkflowUpdateFailedError).cause;
+  expect(cause).toBeInstanceOf(ApplicationFailure);
+  return cause as ApplicationFailure;
+}
+
+test('refreshNow is rejected with a clear reason: rejected credentials, backing off, a failed attempt, a stop', async () => {
+  // Rejected credentials: refused at once, nothing sent.
+  await stack.admin.register(registration('parked', { secretRef: 'env:WRONG_SECRET' }));
+  await eventually(async () => ((await stack.admin.status('parked')).state === 'credentials_rejected' ? true : undefined), 20_000, 'parked to be credentials_rejected');
+  const parked = await refreshNowFailure('parked');
+  expect(parked.type).toBe('credentials_rejected');
+  expect(parked.message).toMatch(/parked: the IAM rejected the credentials .*; fix them, then resume or reconfigure/);
+  expect(iam.requestsFor('parked')).toHaveLength(1);
+
+  // The attempt the update waits for fails: rejected with that failure's kind.
+  await stack.admin.register(registration('failing', { policy: { minForcedRefreshIntervalMs: 0, backoff: { server_error: { baseMs: 4_000, capMs: 4_000 } } } }));
+  await tokenWithGenerationAbove('failing', 0);
+  iam.inject({ kind: 'status', status: 503 }, { clientId: 'failing' });
+  const failed = await refreshNowFailure('failing');
+  expect(failed.type).toBe('server_error');
+  expect(failed.message).toMatch(/^Refresh failed: /);
+  // Now backing off: refused at once, naming the reason and the time to try again.
+  const backingOff = await refreshNowFailure('failing');
+  expect(backingOff.type).toBe('backing_off');
+  expect(backingOff.message).toMatch(/failing is backing off after server_error until \d{4}-\d\d-\d\dT/);
+  expect(iam.requestsFor('failing')).toHaveLength(2);
+  iam.clearFaults();
+
+  // A stop while the update waits for the minimum interval: rejected as stopped, nothing sent.
+  await stack.admin.register(registration('stopping', { policy: { minForcedRefreshIntervalMs: 10_000 } }));
+  await tokenWithGenerationAbove('stopping', 0);
+  const handle = stack.client.workflow.getHandle(workflowIdFor('stopping'));
+  const waiting = handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] }).then(() => null, (err: unknown) => err);
+  await eventually(async () => ((await stack.admin.status('stopping')).forcedRefreshAt !== null ? true : undefined), 20_000, 'the refreshNow of stopping to be pending');
+  await handle.signal(stopSignal, {});
+  const stopped = (await waiting) as WorkflowUpdateFailedError;
+  expect(stopped).toBeInstanceOf(WorkflowUpdateFailedError);
+  expect(stopped.cause).toMatchObject({ type: 'stopped', message: 'stopping was stopped before the refresh' });
+  expect(iam.requestsFor('stopping')).toHaveLength(1);
+});
+
+test('a stream entry for an unknown client or without a clientId is acknowledged once and not retried', async () => {
+  await stack.admin.register(registration('stream-ok', { policy: { minForcedRefreshIntervalMs: 0 } }));
+  const first = await tokenWithGenerationAbove('stream-ok', 0);
+
+  await addRefreshRequest({ clientId: 'nobody-registered-this', reason: 'unknown client' });
+  await addRefreshRequest({ rejectedFingerprint: first.fingerprint!, reason: 'no client id' });
+  await addRefreshRequest({ clientId: 'stream-ok', rejectedFingerprint: 'NOT-A-FINGERPRINT' });
+  await streamDrained();
+  // Nothing left to retry: the group holds no pending entry, and none is delivered again.
+  await sleep(1_500);
+  const groups = (await stack.redis.xinfo('GROUPS', STREAM)) as unknown[][];
+  const group = groups.map((row) => Object.fromEntries(Array.from({ length: row.length / 2 }, (_, i) => [row[2 * i], row[2 * i + 1]])) as Record<string, unknown>);
+  expect(group).toMatchObject([{ name: REFRESH_REQUESTS_GROUP, pending: 0 }]);
+  expect(await forceRefreshReasons('stream-ok')).toEqual([]);
+
+  // The consumer is still reading: a good entry after the bad ones is signalled.
+  await addRefreshRequest({ clientId: 'stream-ok', rejectedFingerprint: first.fingerprint!, reason: 'good entry' });
+  await tokenWithGenerationAbove('stream-ok', 1);
+  expect(await forceRefreshReasons('stream-ok')).toEqual(['good entry']);
+});
+
+test('stream entries left unacknowledged by a stopped worker, or added while none runs, are delivered after a restart', async () => {
+  const clientId = 'restart';
+  await stack.admin.register(registration(clientId, { policy: { minForcedRefreshIntervalMs: 0 } }));
+  const first = await tokenWithGenerationAbove(clientId, 0);
+
+  await stack.stopWorkers();
+  await addRefreshRequest({ clientId, rejectedFingerprint: first.fingerprint!, reason: 'read by a worker that died 1' });
+  await addRefreshRequest({ clientId, rejectedFingerprint: first.fingerprint!, reason: 'read by a worker that died 2' });
+  // A worker that read these two and was killed before it acknowledged them.
+  const delivered = await stack.redis.xreadgroup('GROUP', REFRESH_REQUESTS_GROUP, 'killed-worker', 'COUNT', 10, 'STREAMS', STREAM, '>');
+  expect((delivered as [string, unknown[]][])[0]![1]).toHaveLength(2);
+  await addRefreshRequest({ clientId, rejectedFingerprint: first.fingerprint!, reason: 'added while no worker ran' });
+  await sleep(300);
+  expect(await forceRefreshReasons(clientId)).toEqual([]);
+
+  await stack.startWorkers();
+  await streamDrained();
+  // Generous: after a restart, Temporal may first offer the workflow task to the old worker.
+  await tokenWithGenerationAbove(clientId, 1, 30_000);
+  expect((await forceRefreshReasons(clientId)).sort()).toEqual(['added while no worker ran', 'read by a worker that died 1', 'read by a worker that died 2']);
+  // All three named the same token: one refresh.
+  await sleep(500);
+  expect(issued(clientId)).toHaveLength(2);
+});
+
+test('the stream reader survives Redis restarting empty: it creates its group again and goes on reading', async () => {
+  const clientId = 'stream-ok';
+  const before = await stack.admin.status(clientId);
+  await stack.redisServer.restart({ empty: true });
+
+  // No group, no stream: the reader's XREADGROUP fails with NOGROUP until it creates them again.
+  await eventually(async () => {
+    const entryId = await addRefreshRequest({ clientId, reason: 'after a Redis restart' }).catch(() => null);
+    return entryId ?? undefined;
+  }, 10_000, 'Redis to accept the entry');
+  const after = await eventually(async () => {
+    const status = await stack.admin.status(clientId);
+    return status.generation > before.generation ? status : undefined;
+  }, 30_000, `${clientId} refreshed after the Redis restart`);
+  expect(after.state).toBe('active');
+  await streamDrained();
+  expect(await forceRefreshReasons(clientId)).toContain('after a Redis restart');
+});
