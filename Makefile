@@ -8,12 +8,17 @@ NPM_STAMP := node_modules/.install-stamp
 
 all: build
 
-# Debian's redis-server for the tests' own Redis servers (present on this kind of machine).
+# Debian's redis-server for the tests' own Redis servers (present on this kind of machine), and
+# Debian's Chromium for the browser test of the Temporal UI (driven by playwright-core).
 system-deps:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
 	  echo "Installing redis-server (Debian package)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server redis-tools; \
 	  else echo "redis-server is missing: sudo apt-get install redis-server redis-tools" >&2; exit 1; fi; }
+	@[ -x /usr/bin/chromium ] || { \
+	  echo "Installing chromium (Debian package)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -3,6 +3,7 @@
  * is a thin shell over it; other programs can use it directly.
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import {
   forceRefreshSignal,
   reconfigureSignal,
@@ -26,7 +27,7 @@ import {
   TokenNextRefreshAt,
   TokenState as TokenStateKey,
 } from '../workflows/search-attributes.js';
-import { tokenLifecycle } from '../workflows/token-lifecycle.js';
+import { tokenLifecycle, type TokenLifecycleInput } from '../workflows/token-lifecycle.js';
 import { parseRegistration } from './registration-schema.js';
 
 export class AlreadyRegisteredError extends Error {
@@ -65,6 +66,32 @@ export interface RegisteredClient {
   nextRefreshAt: number | null;
   failures: number;
   tokenEndpointHost: string | null;
+}
+
+/** The fields `apply` compares and `reconfigure` may change: everything but the client ID. */
+export const REGISTRATION_FIELDS = ['tokenUrl', 'authMethod', 'secretRef', 'scope', 'extraParams', 'policy'] as const;
+export type RegistrationField = (typeof REGISTRATION_FIELDS)[number];
+
+/** What {@link TokenAdmin.apply} did (or, with `dryRun`, would do), per client ID. */
+export interface ApplyResult {
+  /** Not running before: a workflow was started. */
+  created: string[];
+  /** Running with another registration: sent `reconfigure` with the fields that differ. */
+  updated: { clientId: string; fields: RegistrationField[] }[];
+  unchanged: string[];
+  /** Running on this task queue but not in the desired set (only with `prune`): stopped. */
+  removed: string[];
+  /** What could not be done; the rest was still applied. */
+  failed: { clientId: string; action: 'create' | 'update' | 'remove'; message: string }[];
+}
+
+export interface ApplyOptions {
+  /** Stop the running workflows of this task queue whose client is not in the desired set. @default false */
+  prune?: boolean;
+  /** Only work out what would change. @default false */
+  dryRun?: boolean;
+  /** Clients handled at once (each costs a few Temporal calls). @default 8 */
+  concurrency?: number;
 }
 
 export interface TokenAdminOptions {
@@ -145,6 +172,102 @@ export class TokenAdmin {
     });
   }
 
+  /**
+   * The registration a client's running workflow uses now, or null when none is running. Read from
+   * the current run's history, which works whether or not a worker is up: the run's input (which
+   * continue-as-new carries forward) with every `reconfigure` since applied in order, as the
+   * workflow applies them. The registration holds only the secret's reference, never the secret.
+   */
+  async registration(clientId: string): Promise<ClientRegistration | null> {
+    let runId: string;
+    try {
+      const description = await this.client.workflow.getHandle(workflowIdFor(clientId)).describe();
+      if (description.status.name !== 'RUNNING') return null;
+      runId = description.runId;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return null;
+      throw err;
+    }
+    const history = await this.client.workflow.getHandle(workflowIdFor(clientId), runId).fetchHistory();
+    const converter = this.client.options.loadedDataConverter;
+    let registration: ClientRegistration | null = null;
+    for (const event of history.events ?? []) {
+      const started = event.workflowExecutionStartedEventAttributes;
+      if (started) {
+        const [input] = (await decodeArrayFromPayloads(converter, started.input?.payloads)) as [TokenLifecycleInput];
+        registration = input.registration;
+      }
+      const signaled = event.workflowExecutionSignaledEventAttributes;
+      if (signaled?.signalName === reconfigureSignal.name && registration !== null) {
+        const [changes] = (await decodeArrayFromPayloads(converter, signaled.input?.payloads)) as [RegistrationChanges | undefined];
+        registration = { ...registration, ...changes, clientId: registration.clientId };
+      }
+    }
+    return registration;
+  }
+
+  /**
+   * Makes the running workflows match `registrations` (declarative, idempotent): starts the
+   * missing ones, reconfigures those whose registration differs (only the differing fields are
+   * sent), leaves equal ones alone, and with `prune` stops the other running workflows of this
+   * task queue (their tokens stay in Redis until they expire). A failure for one client does not
+   * stop the others; it is reported in {@link ApplyResult.failed}.
+   */
+  async apply(registrations: readonly ClientRegistration[], options: ApplyOptions = {}): Promise<ApplyResult> {
+    const result: ApplyResult = { created: [], updated: [], unchanged: [], removed: [], failed: [] };
+    const desired = registrations.map((r) => parseRegistration(r));
+    const concurrency = options.concurrency ?? 8;
+
+    await forEachConcurrently(desired, concurrency, async (registration) => {
+      const { clientId } = registration;
+      const current = await this.registration(clientId).catch((err: unknown) => {
+        result.failed.push({ clientId, action: 'update', message: messageOf(err) });
+        return undefined;
+      });
+      if (current === undefined) return;
+      if (current === null) {
+        try {
+          if (!options.dryRun) await this.register(registration);
+          result.created.push(clientId);
+        } catch (err) {
+          result.failed.push({ clientId, action: 'create', message: messageOf(err) });
+        }
+        return;
+      }
+      const fields = changedFields(current, registration);
+      if (fields.length === 0) {
+        result.unchanged.push(clientId);
+        return;
+      }
+      try {
+        if (!options.dryRun) await this.reconfigure(clientId, changesFor(registration, fields));
+        result.updated.push({ clientId, fields });
+      } catch (err) {
+        result.failed.push({ clientId, action: 'update', message: messageOf(err) });
+      }
+    });
+
+    if (options.prune) {
+      const keep = new Set(desired.map((r) => r.clientId));
+      const extra = (await this.list()).map((row) => row.clientId).filter((clientId) => !keep.has(clientId));
+      await forEachConcurrently(extra, concurrency, async (clientId) => {
+        try {
+          if (!options.dryRun) await this.remove(clientId);
+          result.removed.push(clientId);
+        } catch (err) {
+          // Visibility lags: a workflow that ended a moment ago may still be listed as running.
+          if (!(err instanceof NotRegisteredError)) result.failed.push({ clientId, action: 'remove', message: messageOf(err) });
+        }
+      });
+    }
+
+    result.created.sort();
+    result.updated.sort((a, b) => a.clientId.localeCompare(b.clientId));
+    result.unchanged.sort();
+    result.removed.sort();
+    return result;
+  }
+
   /** Running token workflows on this task queue, optionally only those in `state`. */
   async list(options: { state?: TokenState } = {}): Promise<RegisteredClient[]> {
     const clauses = [`WorkflowType = 'tokenLifecycle'`, `TaskQueue = '${this.taskQueue}'`, `ExecutionStatus = 'Running'`];
@@ -172,4 +295,48 @@ export class TokenAdmin {
       throw err;
     }
   }
+}
+
+/**
+ * The fields of `desired` that differ from `current`. An absent `scope`, `extraParams` or `policy`
+ * equals an empty one: that is how {@link changesFor} clears them, since `reconfigure` merges.
+ */
+export function changedFields(current: ClientRegistration, desired: ClientRegistration): RegistrationField[] {
+  return REGISTRATION_FIELDS.filter((field) => canonicalJson(normalized(current[field])) !== canonicalJson(normalized(desired[field])));
+}
+
+/**
+ * The `reconfigure` payload that sets `fields` to their values in `desired`. `reconfigure` merges
+ * into the current registration, so a field to clear is sent empty (`scope: ''` is not sent to the
+ * IAM; `{}` is no extra parameters and the default policy) rather than left out.
+ */
+function changesFor(desired: ClientRegistration, fields: readonly RegistrationField[]): RegistrationChanges {
+  const changes: Record<string, unknown> = {};
+  for (const field of fields) changes[field] = desired[field] ?? (field === 'scope' ? '' : {});
+  return changes;
+}
+
+function normalized(value: unknown): unknown {
+  if (value === '' || value === undefined) return null;
+  if (typeof value === 'object' && value !== null && Object.keys(value).length === 0) return null;
+  return value;
+}
+
+/** JSON with object keys sorted, so equal registrations compare equal whatever their key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v,
+  );
+}
+
+async function forEachConcurrently<T>(items: readonly T[], concurrency: number, action: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await action(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -6,6 +6,11 @@ import { z } from 'zod';
 import { policyProblems, resolvePolicy } from '../workflows/policy.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 
+/** A field's error message, or `is required` when the field is absent. */
+function requiredOr(message: string): (issue: { input: unknown }) => string {
+  return (issue) => (issue.input === undefined ? 'is required' : message);
+}
+
 const backoffRule = z.object({ baseMs: z.number().positive(), capMs: z.number().positive() }).partial().strict();
 
 export const policySchema = z
@@ -18,6 +23,7 @@ export const policySchema = z
     retryAfterMaxMs: z.number(),
     rejectedProbeIntervalMs: z.number(),
     maxCyclesPerRun: z.number(),
+    requestTimeoutMs: z.number(),
     backoff: z
       .object({
         rate_limited: backoffRule,
@@ -38,11 +44,15 @@ export const policySchema = z
 
 export const registrationSchema = z
   .object({
-    clientId: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
-    tokenUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).refine((url) => !/\/\/[^/]*@/.test(url), 'must not contain credentials'),
+    clientId: z
+      .string({ error: requiredOr('must be a string') })
+      .min(1)
+      .max(200)
+      .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
+    tokenUrl: z.url({ protocol: /^https?$/, error: requiredOr('must be an http(s) URL') }).refine((url) => !/\/\/[^/]*@/.test(url), 'must not contain credentials'),
     authMethod: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
     secretRef: z
-      .string()
+      .string({ error: requiredOr('must be a string: env:NAME or file:/absolute/path') })
       .regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:\/.+)$/, 'must be env:NAME or file:/absolute/path (the secret itself never goes here)')
       .transform((ref) => ref as ClientRegistration['secretRef']),
     scope: z.string().optional(),

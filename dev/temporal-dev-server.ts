@@ -21,6 +21,8 @@ export interface TemporalDevServerOptions {
   dbFilename?: string;
   /** Register the project's search attributes at start. @default true */
   searchAttributes?: boolean;
+  /** More namespaces to create at start, besides `default`. @default none */
+  namespaces?: readonly string[];
   /** Dynamic config values, e.g. `{ 'limit.historyCount.suggestContinueAsNew': 50 }`. */
   dynamicConfig?: Record<string, unknown>;
   /** Where the server's output goes. @default discarded */
@@ -64,6 +66,7 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
   if (options.searchAttributes !== false) {
     for (const key of TOKEN_SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=${SEARCH_ATTRIBUTE_TYPE_FLAG[key.type]}`);
   }
+  for (const namespace of options.namespaces ?? []) args.push('--namespace', namespace);
   for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
 
   let child: ChildProcess | null = null;

@@ -10,6 +10,7 @@ import { readSettings, SettingsError } from '../client/settings.js';
 import { temporalConnectionOptions } from '../client/temporal-connection.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
+import { startTokenExpiryGauge } from './token-expiry-gauge.js';
 import { createTokenWorkers } from './token-workers.js';
 import { prebuiltBundlePath } from './workflow-bundle.js';
 
@@ -56,9 +57,21 @@ async function main(): Promise<void> {
     iamMaxRps: settings.IAM_MAX_RPS,
     metrics: settings.METRICS_PORT === 0 ? 'off' : `:${settings.METRICS_PORT}/metrics`,
   });
+  const expiryGauge =
+    settings.METRICS_PORT === 0
+      ? null
+      : await startTokenExpiryGauge({
+          redis,
+          prefix: settings.TOKEN_KEY_PREFIX,
+          meter: Runtime.instance().metricMeter,
+          onError: (error) => {
+            log.warn('Token expiry gauge: Redis error', { error: error.message });
+          },
+        });
   try {
     await workers.run();
   } finally {
+    expiryGauge?.stop();
     redis.disconnect();
     await connection.close();
   }

@@ -8,15 +8,50 @@ import type { FailureKind } from '../workflows/registration.js';
 /** Histogram buckets for token endpoint latency, in seconds. */
 export const TOKEN_ENDPOINT_LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+/** The gauge of seconds until each client's stored token expires (see token-expiry-gauge.ts). */
+export const TOKEN_SECONDS_UNTIL_EXPIRY = 'token_seconds_until_expiry';
+
+/**
+ * Every metric family the project exports, by the name it has on `/metrics` (counters get
+ * `_total` from `countersTotalSuffix`; histograms also expose `_bucket`, `_sum` and `_count`).
+ * Keep it in step with the meters created here, in the activities and in the workflow: the
+ * Grafana dashboard's test refuses queries for any `token_*` name missing from this list.
+ */
+export const PROJECT_METRIC_NAMES = {
+  counters: ['token_requests_total', 'token_forced_refreshes_total'],
+  histograms: ['token_endpoint_latency_seconds'],
+  gauges: [TOKEN_SECONDS_UNTIL_EXPIRY, 'token_breaker_open'],
+} as const;
+
+/**
+ * The Temporal SDK's worker metrics that the Grafana dashboard charts, as the SDK names them on
+ * `/metrics` (no unit suffix; durations in milliseconds). The metrics integration test checks that
+ * the worker really exports each one.
+ */
+export const TEMPORAL_WORKER_METRIC_NAMES = {
+  counters: [],
+  histograms: ['temporal_activity_schedule_to_start_latency', 'temporal_workflow_task_schedule_to_start_latency'],
+  gauges: ['temporal_worker_task_slots_available', 'temporal_worker_task_slots_used', 'temporal_num_pollers'],
+} as const;
+
 export interface TokenMetrics {
   /** One token request finished with `outcome` after `seconds`. */
   recordTokenRequest(clientId: string, outcome: FailureKind | 'issued', seconds: number): void;
+  /**
+   * This worker saw the shared breaker of `endpoint` (the token URL's origin and path) open or
+   * close: gauge `token_breaker_open{endpoint}`, 1 while open.
+   */
+  recordBreakerState(endpoint: string, open: boolean): void;
 }
 
 export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
   const requests = meter.createCounter('token_requests', 'requests', 'Token requests sent to the IAM, by client and outcome');
   const latency = meter.createHistogram('token_endpoint_latency_seconds', 'float', 's', 'Time from sending a token request to its outcome');
+  const breakerOpen = meter.createGauge('token_breaker_open', 'int', '', 'Whether the shared breaker of a token endpoint holds every client back (1) or not (0)');
   return {
+    recordBreakerState(endpoint, open) {
+      breakerOpen.set(open ? 1 : 0, { endpoint });
+    },
     recordTokenRequest(clientId, outcome, seconds) {
       requests.withTags({ client_id: clientId, outcome }).add(1);
       latency.withTags({ outcome }).record(seconds);

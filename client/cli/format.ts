@@ -3,7 +3,7 @@
  * functions of their inputs and `now`, so the output does not depend on when it is tested.
  */
 import type { TokenStatus } from '../../workflows/messages.js';
-import type { RegisteredClient } from '../admin.js';
+import type { ApplyResult, RegisteredClient } from '../admin.js';
 
 /** `in 245s`, `12s ago`, or `-` when there is no time. Seconds, so scripts and eyes agree. */
 export function formatRelative(at: number | null, now: number): string {
@@ -59,4 +59,18 @@ export function formatClientTable(rows: readonly RegisteredClient[], now: number
 function alignColumns(rows: readonly string[][]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
   return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n');
+}
+
+/** The summary of `apply`: one line per client that changed or not, then the counts. */
+export function formatApplyResult(result: ApplyResult, fileName: string, dryRun: boolean): string {
+  const rows: string[][] = [
+    ...result.created.map((clientId) => [dryRun ? 'would create' : 'created', clientId]),
+    ...result.updated.map(({ clientId, fields }) => [dryRun ? 'would update' : 'updated', `${clientId} (${fields.join(', ')})`]),
+    ...result.unchanged.map((clientId) => ['unchanged', clientId]),
+    ...result.removed.map((clientId) => [dryRun ? 'would remove' : 'removed', clientId]),
+    ...result.failed.map(({ clientId, action }) => ['failed', `${clientId} (${action})`]),
+  ];
+  const counts = `${result.created.length} created, ${result.updated.length} updated, ${result.unchanged.length} unchanged, ${result.removed.length} removed${result.failed.length > 0 ? `, ${result.failed.length} failed` : ''}`;
+  const total = `${dryRun ? 'Dry run of' : 'Applied'} ${fileName}: ${counts}.`;
+  return rows.length === 0 ? total : `${alignColumns(rows)}\n${total}`;
 }

@@ -6,6 +6,7 @@
  *
  * Exit codes: 0 done, 1 failed (the message says what was wrong and how to fix it), 2 usage.
  */
+import { readFile } from 'node:fs/promises';
 import { Client, Connection, isGrpcServiceError, NamespaceNotFoundError } from '@temporalio/client';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TokenStore } from '../../activities/token-store.js';
@@ -16,7 +17,8 @@ import { createRedisClient, type RedisClient } from '../redis-connection.js';
 import { InvalidRegistrationError, parseRegistration } from '../registration-schema.js';
 import { readSettings, SettingsError, type Settings } from '../settings.js';
 import { temporalConnectionOptions } from '../temporal-connection.js';
-import { formatClientTable, formatInstant, formatRefreshed, formatStatus } from './format.js';
+import { InvalidClientsFileError, parseClientsFile } from './clients-file.js';
+import { formatApplyResult, formatClientTable, formatInstant, formatRefreshed, formatStatus } from './format.js';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -132,6 +134,31 @@ function buildProgram(session: Session): Command {
     });
 
   program
+    .command('apply')
+    .description('Make the registered clients match a YAML file: start new ones, reconfigure changed ones, and with --prune stop the ones not in it.')
+    .argument('<file>', 'the clients file (YAML; see below)')
+    .option('--prune', 'stop the workflows of this task queue whose client is not in the file (their tokens stay in Redis until they expire)')
+    .option('--dry-run', 'only print what would change')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', APPLY_FILE_HELP)
+    .action(async (file: string, options: { prune?: true; dryRun?: true; json?: true }) => {
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (err) {
+        throw new CliError(`cannot read ${file} (${innermostMessage(err)}): check the path`);
+      }
+      // Validated in full before anything is connected to, so a file with mistakes changes nothing.
+      const registrations = parseClientsFile(text, file);
+      const result = await (await session.admin()).apply(registrations, { prune: options.prune === true, dryRun: options.dryRun === true });
+      print(options.json ? JSON.stringify(result, null, 2) : formatApplyResult(result, file, options.dryRun === true));
+      if (result.failed.length > 0) {
+        const failures = result.failed.map((failure) => `  - could not ${failure.action} ${failure.clientId}: ${failure.message}`);
+        throw new CliError(`${result.failed.length} of the changes failed (the others were applied):\n${failures.join('\n')}\nFix the cause and run tokenctl apply again.`);
+      }
+    });
+
+  program
     .command('refresh')
     .description('Ask for a new token now (refreshes are coalesced and rate-limited per client).')
     .argument('<clientId>', 'the OAuth client ID')
@@ -194,6 +221,26 @@ function buildProgram(session: Session): Command {
   return program;
 }
 
+const APPLY_FILE_HELP = `
+The file lists every client of this task queue (TEMPORAL_TASK_QUEUE); defaults apply to each
+client (a client's own values win; policy and extraParams merge per key). Secrets are references
+only: secretRef is env:NAME (the worker's environment) or file:/absolute/path (e.g. a mounted secret).
+
+  defaults:
+    tokenUrl: https://iam.example.com/realms/prod/protocol/openid-connect/token
+    authMethod: client_secret_basic        # or client_secret_post
+    policy: { refreshFraction: 0.85 }
+  clients:
+    - clientId: orders-api
+      secretRef: env:ORDERS_API_SECRET
+      scope: orders.read
+    - clientId: billing-api
+      secretRef: file:/run/secrets/billing-api
+      extraParams: { audience: billing }
+
+Every mistake is listed with its path (e.g. clients[1].secretRef) and nothing is changed.
+Running it again with the same file changes nothing.`;
+
 interface RegisterOptions {
   tokenUrl: string;
   secret: string;
@@ -230,6 +277,9 @@ function print(text: string): void {
 function describeFailure(err: unknown, session: Session): string {
   if (err instanceof CliError || err instanceof AlreadyRegisteredError) return err.message;
   if (err instanceof SettingsError) return `${err.message}\nFix these environment variables and try again.`;
+  if (err instanceof InvalidClientsFileError) {
+    return `${err.fileName} is invalid, nothing was changed:\n${err.problems.map((p) => `  - ${p}`).join('\n')}\nFix these and run it again; see tokenctl apply --help for the format.`;
+  }
   if (err instanceof InvalidRegistrationError) {
     const problems = err.problems.map((problem) => `  - ${problem.replace(/^(\w+)/, (field) => FLAG_OF_FIELD[field] ?? field)}`);
     return `invalid registration, nothing was registered:\n${problems.join('\n')}\nSee tokenctl register --help.`;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { tokenKey, TokenStore, tokenUpdatedChannel, type StoredToken, type TokenUpdatedMessage } from '../../activities/token-store.js';
+import { TokenReader, TokenUnavailableError } from '../../client/index.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 
 const PREFIX = 'oauth:';
@@ -23,7 +24,18 @@ function someToken(overrides: Partial<StoredToken> = {}): StoredToken {
   };
 }
 
-describe('TokenStore on a real 3-node Redis Cluster', () => {
+/** The ports of the masters that serve the token keys of `clientIds`, from CLUSTER KEYSLOT and CLUSTER SLOTS. */
+async function mastersHolding(cluster: Cluster, clientIds: string[]): Promise<Set<number>> {
+  const ranges = await cluster.cluster('SLOTS');
+  const ports = new Set<number>();
+  for (const clientId of clientIds) {
+    const slot = await cluster.cluster('KEYSLOT', tokenKey(PREFIX, clientId));
+    ports.add(ranges.find(([first, last]) => slot >= first && slot <= last)![2]![1]);
+  }
+  return ports;
+}
+
+describe('TokenStore and TokenReader on a real 3-node Redis Cluster', () => {
   let redisCluster: RedisCluster;
   let cluster: Cluster;
   let subscriber: Cluster;
@@ -95,6 +107,59 @@ describe('TokenStore on a real 3-node Redis Cluster', () => {
       fingerprint: last.fingerprint,
       expiresAt: last.expiresAt,
     });
+  });
+
+  test('the reader gets the tokens of clients whose keys live on every node, and none for a missing key', async () => {
+    const reader = new TokenReader({ redis: cluster });
+    try {
+      const tokens = Array.from({ length: 12 }, (_, index) => someToken({ clientId: `reader-${index}`, generation: 3 }));
+      await Promise.all(tokens.map((token) => store.write(token)));
+
+      const read = await Promise.all(tokens.map((token) => reader.getToken(token.clientId)));
+
+      expect((await mastersHolding(cluster, tokens.map((token) => token.clientId))).size).toBe(3);
+      expect(read).toStrictEqual(
+        tokens.map(({ accessToken, tokenType, expiresAt, generation, fingerprint, scope, clientId }) => ({ accessToken, tokenType, expiresAt, generation, fingerprint, scope, clientId })),
+      );
+      await expect(reader.getToken('reader-missing')).rejects.toBeInstanceOf(TokenUnavailableError);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test('the caching reader drops a client\'s entry when a newer token is announced from any node', async () => {
+    const reader = new TokenReader({ redis: cluster, cache: true });
+    try {
+      const clientIds = ['cached-a', 'cached-b', 'cached-c', 'cached-d', 'cached-e', 'cached-f'];
+      expect((await mastersHolding(cluster, clientIds)).size).toBe(3);
+      await Promise.all(clientIds.map((clientId) => store.write(someToken({ clientId, generation: 1 }))));
+      for (const clientId of clientIds) expect((await reader.getToken(clientId)).generation).toBe(1);
+      // Changed without an announcement: the cache keeps serving what it holds.
+      await cluster.hset(tokenKey(PREFIX, 'cached-a'), 'access_token', 'changed-without-announcement');
+      expect((await reader.getToken('cached-a')).accessToken).toBe('eyJ.cached-a-1.sig');
+
+      const newer = clientIds.map((clientId) => someToken({ clientId, generation: 2 }));
+      const writtenAt = performance.now();
+      await Promise.all(newer.map((token) => store.write(token)));
+      const seen = await vi.waitFor(
+        async () => {
+          const tokens = await Promise.all(clientIds.map((clientId) => reader.getToken(clientId)));
+          expect(tokens.map((token) => token.generation)).toStrictEqual(clientIds.map(() => 2));
+          return tokens;
+        },
+        { timeout: 1_000, interval: 1 },
+      );
+      const latencyMs = performance.now() - writtenAt;
+
+      expect(seen.map((token) => token.accessToken)).toStrictEqual(newer.map((token) => token.accessToken));
+      console.info(`[token-store-cluster] caching reader saw 6 new generations (keys on all 3 nodes) ${latencyMs.toFixed(1)} ms after the writes started`);
+      expect(latencyMs).toBeLessThan(100);
+      const waited = reader.waitForToken('cached-b', { newerThan: 2, timeoutMs: 5_000 });
+      await store.write(someToken({ clientId: 'cached-b', generation: 3 }));
+      expect((await waited).generation).toBe(3);
+    } finally {
+      await reader.close();
+    }
   });
 
   test('the write script still works on every node after SCRIPT FLUSH', async () => {

@@ -1,32 +1,48 @@
 /**
- * tokenctl as operators and scripts run it: a separate process (`npx tsx client/cli/tokenctl.ts`)
+ * tokenctl as operators and scripts run it: a separate process (`node --import tsx client/cli/tokenctl.ts`)
  * configured only by its environment, against the real Temporal dev server, a real redis-server
  * and the IAM emulator. Each call costs a process start-up, so independent calls run together.
  */
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { NotRegisteredError } from '../../client/admin.js';
+import { NotRegisteredError, type ApplyResult } from '../../client/admin.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
-import type { TokenStatus } from '../../workflows/messages.js';
+import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLIENT = 'cli-orders';
 const SECRET = 'cli-secret';
+/** Clients of the `apply` tests, each with its own secret in the worker's environment. */
+const APPLIED = ['apply-a', 'apply-b', 'apply-c'] as const;
+const appliedSecret = (clientId: string) => `${clientId}-secret`;
+const appliedSecretEnv = (clientId: string) => clientId.toUpperCase().replace('-', '_');
 
 let iam: IamEmulator;
 let stack: TokenStack;
+let dir: string;
 
 beforeAll(async () => {
-  iam = await startIamEmulator({ tokenLifetimeSeconds: 300, clients: [{ clientId: CLIENT, clientSecret: SECRET }] });
-  stack = await startTokenStack({ env: { S: SECRET } });
+  iam = await startIamEmulator({
+    tokenLifetimeSeconds: 300,
+    clients: [
+      { clientId: CLIENT, clientSecret: SECRET },
+      ...APPLIED.map((clientId) => ({ clientId, clientSecret: appliedSecret(clientId), scopes: ['orders.read', 'orders.write'] })),
+    ],
+  });
+  stack = await startTokenStack({ env: { S: SECRET, ...Object.fromEntries(APPLIED.map((id) => [appliedSecretEnv(id), appliedSecret(id)])) } });
+  dir = await mkdtemp(join(tmpdir(), 'tokenctl-apply-'));
 });
 
 afterAll(async () => {
   await stack?.stop();
   await iam?.close();
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
 interface Run {
@@ -46,23 +62,27 @@ function tokenctl(args: string[], env: Record<string, string> = {}): Promise<Run
     TOKEN_KEY_PREFIX: 'oauth:',
   };
   return new Promise((resolve) => {
-    execFile('npx', ['tsx', 'client/cli/tokenctl.ts', ...args], { cwd: ROOT, env: { ...process.env, ...settings, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', 'client/cli/tokenctl.ts', ...args], { cwd: ROOT, env: { ...process.env, ...settings, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
       resolve({ code, stdout, stderr });
     });
   });
 }
 
+const COMMANDS = ['register', 'apply', 'refresh', 'status', 'list', 'resume', 'remove', 'token'] as const;
+
 describe('usage', () => {
-  test('--help exits 0 and describes every command, on the program and on a command', async () => {
-    const [program, register] = await Promise.all([tokenctl(['--help']), tokenctl(['register', '--help'])]);
+  test('--help exits 0 and describes every command, on the program and on each command', async () => {
+    const [program, ...commands] = await Promise.all([tokenctl(['--help']), ...COMMANDS.map((command) => tokenctl([command, '--help']))]);
     expect(program).toMatchObject({ code: 0, stderr: '' });
-    for (const command of ['register', 'refresh', 'status', 'list', 'resume', 'remove', 'token']) {
-      expect(program.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
-    }
-    expect(program.stdout).not.toMatch(/^ {2}apply /m);
-    expect(register).toMatchObject({ code: 0, stderr: '' });
-    expect(register.stdout).toContain('--token-url <url>');
+    for (const command of COMMANDS) expect(program.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    commands.forEach((run, index) => {
+      expect(run, COMMANDS[index]).toMatchObject({ code: 0, stderr: '' });
+      expect(run.stdout).toMatch(new RegExp(`^Usage: tokenctl ${COMMANDS[index]} `));
+    });
+    expect(commands[COMMANDS.indexOf('register')]!.stdout).toContain('--token-url <url>');
+    // apply's help documents the file format, secrets as references included.
+    expect(commands[COMMANDS.indexOf('apply')]!.stdout).toMatch(/defaults:\n[\s\S]*clients:\n\s+- clientId: orders-api\n\s+secretRef: env:ORDERS_API_SECRET/);
   });
 
   test('wrong usage exits 2 and says what was wrong', async () => {
@@ -78,6 +98,18 @@ describe('usage', () => {
     expect(missingOption.stderr).toContain("error: required option '--token-url <url>' not specified");
     expect(badChoice).toMatchObject({ code: 2, stdout: '' });
     expect(badChoice.stderr).toContain("argument 'digest' is invalid. Allowed choices are basic, post.");
+
+    const [applyWithoutFile, unknownOption, badState] = await Promise.all([
+      tokenctl(['apply']),
+      tokenctl(['apply', 'clients.yaml', '--purne']),
+      tokenctl(['list', '--state', 'sleeping']),
+    ]);
+    expect(applyWithoutFile).toMatchObject({ code: 2, stdout: '' });
+    expect(applyWithoutFile.stderr).toContain("error: missing required argument 'file'");
+    expect(unknownOption).toMatchObject({ code: 2, stdout: '' });
+    expect(unknownOption.stderr).toContain("error: unknown option '--purne'\n(Did you mean --prune?)");
+    expect(badState).toMatchObject({ code: 2, stdout: '' });
+    expect(badState.stderr).toContain('Allowed choices are acquiring, active, backing_off, credentials_rejected, stopped.');
   });
 });
 
@@ -163,5 +195,133 @@ test("a client's life from the command line: register, status, token, list, refr
     code: 1,
     stdout: '',
     stderr: `error: no token for ${CLIENT} in Redis: is it registered and active? try tokenctl status ${CLIENT}\n`,
+  });
+});
+
+describe('apply', () => {
+  /** Writes a clients file into the test's directory and returns its path. */
+  async function clientsFile(name: string, yaml: string): Promise<string> {
+    const path = join(dir, name);
+    await writeFile(path, yaml);
+    return path;
+  }
+
+  /** A valid file for the APPLIED clients; `scopeOfB` lets a test change one entry. */
+  const goodFile = (options: { scopeOfB: string; without?: string }) =>
+    [
+      'defaults:',
+      `  tokenUrl: ${iam.tokenUrl()}`,
+      '  authMethod: client_secret_post',
+      '  policy: { minForcedRefreshIntervalMs: 0 }',
+      'clients:',
+      ...APPLIED.filter((id) => id !== options.without).flatMap((id) => [
+        `  - clientId: ${id}`,
+        `    secretRef: env:${appliedSecretEnv(id)}`,
+        ...(id === 'apply-b' ? [`    scope: ${options.scopeOfB}`] : []),
+      ]),
+      '',
+    ].join('\n');
+
+  test('a file with mistakes lists every one with its path, never echoes a secret, and changes nothing', async () => {
+    const path = await clientsFile(
+      'mistakes.yaml',
+      [
+        'defaults:',
+        '  authMethod: digest',
+        'clients:',
+        `  - clientId: apply-a`, // valid: still not registered, because the file as a whole is not
+        `    tokenUrl: ${iam.tokenUrl()}`,
+        '    secretRef: env:APPLY_A',
+        '  - clientId: apply-b',
+        '    tokenUrl: ftp://iam.example.com/token',
+        '    clientSecret: hunter2-literal',
+        '  - clientId: apply-a',
+        `    tokenUrl: ${iam.tokenUrl()}`,
+        '    secretRef: plain-secret-value',
+        '    policy: { refreshFraction: 1.5 }',
+        '',
+      ].join('\n'),
+    );
+    const run = await tokenctl(['apply', path]);
+
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      [
+        `error: ${path} is invalid, nothing was changed:`,
+        '  - defaults.authMethod: Invalid option: expected one of "client_secret_basic"|"client_secret_post"',
+        '  - clients[1].clientSecret: secrets never go in this file (Temporal shows registrations to every operator); use secretRef: env:NAME or file:/absolute/path',
+        '  - clients[1].tokenUrl: must be an http(s) URL',
+        '  - clients[1].secretRef: is required (set it here or under defaults:)',
+        '  - clients[2].secretRef: must be env:NAME or file:/absolute/path (the secret itself never goes here)',
+        '  - clients[2].policy: policy.refreshFraction must be between 0 and 1 (exclusive)',
+        '  - clients[2].clientId: "apply-a" is already listed at clients[0] (one entry per client ID)',
+        'Fix these and run it again; see tokenctl apply --help for the format.',
+        '',
+      ].join('\n'),
+    );
+    expect(run.stderr).not.toContain('hunter2');
+    expect(run.stderr).not.toContain('plain-secret-value');
+    // Nothing was started, not even the valid entry.
+    for (const clientId of ['apply-a', 'apply-b']) {
+      await expect(stack.client.workflow.getHandle(workflowIdFor(clientId)).describe()).rejects.toThrow(/not found/i);
+    }
+    expect(iam.requestsFor('apply-a')).toEqual([]);
+  });
+
+  test('a good file starts every client; the same file again changes nothing; a changed entry is reconfigured and --prune stops the removed one', async () => {
+    const first = await clientsFile('clients.yaml', goodFile({ scopeOfB: 'orders.read' }));
+    const created = await tokenctl(['apply', first]);
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    expect(created.stdout).toBe(
+      ['created  apply-a', 'created  apply-b', 'created  apply-c', `Applied ${first}: 3 created, 0 updated, 0 unchanged, 0 removed.`, ''].join('\n'),
+    );
+    for (const clientId of APPLIED) {
+      await eventually(async () => ((await stack.admin.status(clientId)).state === 'active' ? true : undefined), 20_000, `${clientId} active`);
+      expect(iam.requestsFor(clientId).map((r) => [r.outcome, r.authMethod])).toEqual([['issued', 'client_secret_post']]);
+    }
+    expect(iam.requestsFor('apply-b')[0]!.params).toMatchObject({ scope: 'orders.read' });
+
+    // Idempotent: nothing is signalled, so no client asks for a new token.
+    const again = await tokenctl(['apply', first]);
+    expect(again).toEqual({ code: 0, stdout: `unchanged  apply-a\nunchanged  apply-b\nunchanged  apply-c\nApplied ${first}: 0 created, 0 updated, 3 unchanged, 0 removed.\n`, stderr: '' });
+
+    // Visibility (what --prune reads) is eventually consistent: wait until it lists all three.
+    await eventually(async () => ((await stack.admin.list()).filter((row) => APPLIED.includes(row.clientId as never)).length === 3 ? true : undefined), 10_000, 'three listed');
+
+    // apply-b gets another scope; apply-c leaves the file. A dry run first: it only tells.
+    const second = await clientsFile('clients-v2.yaml', goodFile({ scopeOfB: 'orders.read orders.write', without: 'apply-c' }));
+    const dryRun = await tokenctl(['apply', second, '--prune', '--dry-run']);
+    expect(dryRun.stdout).toBe(
+      ['would update  apply-b (scope)', 'unchanged     apply-a', 'would remove  apply-c', `Dry run of ${second}: 0 created, 1 updated, 1 unchanged, 1 removed.`, ''].join('\n'),
+    );
+    expect((await stack.admin.registration('apply-b'))?.scope).toBe('orders.read');
+
+    const applied = await tokenctl(['apply', second, '--prune', '--json']);
+    expect(applied).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(applied.stdout) as ApplyResult).toEqual({
+      created: [],
+      updated: [{ clientId: 'apply-b', fields: ['scope'] }],
+      unchanged: ['apply-a'],
+      removed: ['apply-c'],
+      failed: [],
+    });
+
+    // The reconfigured client asked for a token with its new scope, at once; the others did not.
+    const requestsOfB = await eventually(() => (iam.requestsFor('apply-b').length === 2 ? iam.requestsFor('apply-b') : undefined), 10_000, 'apply-b reconfigured');
+    expect(requestsOfB[1]).toMatchObject({ outcome: 'issued', params: { scope: 'orders.read orders.write' } });
+    expect(await stack.admin.registration('apply-b')).toMatchObject({ clientId: 'apply-b', scope: 'orders.read orders.write', secretRef: 'env:APPLY_B' });
+    expect(iam.requestsFor('apply-a')).toHaveLength(1);
+    // The pruned workflow ended; its token stays in Redis until it expires (no --purge).
+    expect((await stack.client.workflow.getHandle(workflowIdFor('apply-c')).describe()).status.name).toBe('COMPLETED');
+    expect(await stack.store.read('apply-c')).not.toBeNull();
+
+    // Clearing a field: apply-b without a scope.
+    const third = await clientsFile('clients-v3.yaml', goodFile({ scopeOfB: "''", without: 'apply-c' }).replace("    scope: ''\n", ''));
+    const cleared = await tokenctl(['apply', third, '--json']);
+    expect((JSON.parse(cleared.stdout) as ApplyResult).updated).toEqual([{ clientId: 'apply-b', fields: ['scope'] }]);
+    const requestsAfterClear = await eventually(() => (iam.requestsFor('apply-b').length === 3 ? iam.requestsFor('apply-b') : undefined), 10_000, 'apply-b cleared');
+    expect(requestsAfterClear[2]!.params).not.toHaveProperty('scope');
+    expect((await tokenctl(['apply', third, '--json'])).stdout).toContain('"unchanged": [\n    "apply-a",\n    "apply-b"\n  ]');
   });
 });

@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# The token lifecycle worker: compiled TypeScript and the prebuilt workflow bundle on Node.js 24,
+# running as the unprivileged `node` user. Build: docker build -t token-lifecycle-worker .
+
+# ---- build: dev dependencies, tsc, the workflow bundle (webpack runs here, never at start-up) ----
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY workflows ./workflows
+COPY activities ./activities
+COPY worker ./worker
+COPY client ./client
+COPY dev ./dev
+# tsc to dist/, then dist/workflow-bundle.js (worker/bundle-workflows.ts).
+RUN npm run build \
+ && test -s dist/workflow-bundle.js \
+ && npm prune --omit=dev --no-audit --no-fund
+
+# ---- runtime: production dependencies and the build only ----
+FROM node:24-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    METRICS_PORT=9464
+WORKDIR /app
+# Owned by root and read-only for the worker: the process cannot rewrite its own code.
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# The IAM emulator's demo clients, for docker-compose's `demo` profile (never used in production).
+COPY dev/iam-emulator/demo-clients.yaml ./dev/iam-emulator/demo-clients.yaml
+USER node
+EXPOSE 9464
+# Healthy once /metrics shows the Temporal workers' task slots (worker/healthcheck.ts): the worker
+# connected to Temporal and started polling. start-period covers connecting and search attributes.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["node", "dist/worker/healthcheck.js"]
+# SIGTERM (docker stop) shuts the workers down gracefully: in-flight activities finish first.
+STOPSIGNAL SIGTERM
+CMD ["node", "dist/worker/main.js"]

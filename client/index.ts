@@ -1,0 +1,32 @@
+/**
+ * The package's public API (package.json `exports["."]`).
+ *
+ * For backend services that need a token (DESIGN.md, "Consumer library"):
+ * - {@link TokenReader}: the current token of a client from Redis, with an optional in-process
+ *   cache, {@link TokenReader.requestRefresh} and {@link TokenReader.waitForToken};
+ * - {@link withBearerAuth} / {@link bearerAuth}: got requests that carry the token and recover
+ *   once from `401 invalid_token` (RFC 6750 §3, §3.1);
+ * - {@link requestRefresh}: a refresh request without a reader;
+ * - the WWW-Authenticate parser, for other HTTP clients.
+ *
+ * For operators and provisioning code: {@link TokenAdmin} (register, inspect and steer the
+ * workflows through a Temporal client), the API behind `tokenctl`.
+ *
+ * @packageDocumentation
+ */
+export { TokenReader } from './token-reader.js';
+export type { CurrentToken, GetTokenOptions, ReplaceRejectedTokenOptions, TokenReaderOptions, WaitForTokenOptions } from './token-reader.js';
+export { DEFAULT_REFRESH_REQUESTS_MAX_LENGTH, requestRefresh } from './refresh-request.js';
+export type { RefreshRequest, RefreshRequestReceipt, StreamRefreshTarget, TemporalRefreshTarget } from './refresh-request.js';
+export { bearerAuth, withBearerAuth } from './got-bearer-auth.js';
+export type { BearerAuthOptions } from './got-bearer-auth.js';
+export { findBearerChallenge, isInvalidTokenChallenge, parseWwwAuthenticate, WwwAuthenticateSyntaxError } from './www-authenticate.js';
+export type { AuthChallenge, BearerChallenge } from './www-authenticate.js';
+export { RefreshRequestError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
+export { createRedisClient, RedisUrlError } from './redis-connection.js';
+export type { RedisClient } from './redis-connection.js';
+
+export { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from './admin.js';
+export type { RegisteredClient, TokenAdminOptions } from './admin.js';
+export type { ForceRefreshRequest, LastError, RegistrationChanges, TokenState, TokenStatus } from '../workflows/messages.js';
+export type { ClientRegistration } from '../workflows/registration.js';

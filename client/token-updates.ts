@@ -1,0 +1,95 @@
+/**
+ * A subscription to `<prefix>token-updated`, the channel on which the worker announces every token
+ * it stores (DESIGN.md, Redis layout). A Redis connection that subscribes can run nothing else, so
+ * this holds a dedicated one, duplicated from the caller's client (standalone, Sentinel or Cluster).
+ */
+import { Cluster, type Redis } from 'ioredis';
+import type { TokenUpdatedMessage } from '../activities/token-store.js';
+
+/** What a {@link TokenUpdates} subscriber is told. */
+export interface TokenUpdatesListener {
+  /** A token was stored: for `message.clientId`, generation `message.generation`. */
+  onUpdate(message: TokenUpdatedMessage): void;
+  /**
+   * The subscription's connection closed: announcements made until it is back are lost, so
+   * anything kept because no announcement said otherwise must be dropped.
+   */
+  onConnectionLost(): void;
+}
+
+/** One lazily opened subscription to the token-updated channel, shared by its listeners. */
+export class TokenUpdates {
+  private subscriber: Redis | Cluster | undefined;
+  private subscribed: Promise<void> | undefined;
+  private live = false;
+  private readonly listeners = new Set<TokenUpdatesListener>();
+
+  constructor(
+    private readonly redis: Redis | Cluster,
+    readonly channel: string,
+  ) {}
+
+  /**
+   * Whether the subscription is confirmed and its connection has not closed since: only then
+   * can the absence of an announcement be trusted.
+   */
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  /** Opens the subscription once; resolves when Redis has confirmed it. */
+  start(): Promise<void> {
+    this.subscribed ??= this.subscribe();
+    return this.subscribed;
+  }
+
+  listen(listener: TokenUpdatesListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Closes the dedicated connection. */
+  close(): void {
+    this.live = false;
+    this.listeners.clear();
+    this.subscriber?.disconnect();
+  }
+
+  private async subscribe(): Promise<void> {
+    // Two calls, not one: the union of the two `duplicate` signatures is not callable.
+    const subscriber: Redis | Cluster = this.redis instanceof Cluster ? this.redis.duplicate() : this.redis.duplicate();
+    this.subscriber = subscriber;
+    // Errors show up as failed reads on the caller's own connection; this keeps ioredis from
+    // printing every reconnect attempt of this one.
+    subscriber.on('error', () => undefined);
+    subscriber.on('message', (channel: string, payload: string) => {
+      if (channel !== this.channel) return;
+      const message = parseMessage(payload);
+      if (message === undefined) return;
+      for (const listener of this.listeners) listener.onUpdate(message);
+    });
+    subscriber.on('close', () => {
+      if (!this.live) return;
+      this.live = false;
+      for (const listener of this.listeners) listener.onConnectionLost();
+    });
+    // ioredis subscribes again by itself after a reconnect (autoResubscribe). Anything cached
+    // before then was dropped on `close`, and nothing is cached while the connection is down.
+    subscriber.on('ready', () => {
+      if (this.subscribed !== undefined) this.live = true;
+    });
+    await subscriber.subscribe(this.channel);
+    this.live = true;
+  }
+}
+
+/** A well-formed announcement, or `undefined` for anything else on the channel. */
+function parseMessage(payload: string): TokenUpdatedMessage | undefined {
+  try {
+    const value = JSON.parse(payload) as Partial<TokenUpdatedMessage> | null;
+    if (value === null || typeof value.clientId !== 'string' || !Number.isSafeInteger(value.generation)) return undefined;
+    return value as TokenUpdatedMessage;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * `/metrics` of the real worker process (`worker/main.ts`, as `npm start` runs it) during a run
+ * against the IAM emulator: the project's metrics and Temporal's worker metrics, with values that
+ * match what happened (requests in the emulator's log, the expiry in Redis).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { inject } from 'vitest';
+import { tokenKey, tokenUpdatedChannel, TokenStore } from '../../activities/token-store.js';
+import { TokenAdmin } from '../../client/admin.js';
+import { findFreePort } from '../../dev/free-port.js';
+import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
+import { PROJECT_METRIC_NAMES, TEMPORAL_WORKER_METRIC_NAMES } from '../../worker/metrics.js';
+import { startTokenExpiryGauge } from '../../worker/token-expiry-gauge.js';
+import type { MetricMeter } from '@temporalio/common';
+import { eventually } from '../support/token-stack.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const LIFETIME_SECONDS = 4;
+const GOOD_SECRET = 'metrics-good-secret';
+const WRONG_SECRET = 'metrics-wrong-secret';
+
+let iam: IamEmulator;
+let redisServer: RedisServer;
+let redis: Redis;
+let worker: ChildProcess;
+let workerOutput = '';
+let metricsUrl: string;
+let connection: Connection;
+let admin: TokenAdmin;
+const taskQueue = `test-metrics-${randomUUID()}`;
+
+beforeAll(async () => {
+  iam = await startIamEmulator({
+    tokenLifetimeSeconds: LIFETIME_SECONDS,
+    clients: [
+      { clientId: 'metrics-good', clientSecret: GOOD_SECRET },
+      { clientId: 'metrics-rejected', clientSecret: 'the-right-one' },
+    ],
+  });
+  redisServer = await startRedisServer();
+  redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+  const metricsPort = await findFreePort();
+  metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  worker = spawn(process.execPath, ['--import', 'tsx', join(root, 'worker', 'main.ts')], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      REDIS_URL: redisServer.url,
+      METRICS_PORT: String(metricsPort),
+      WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath'),
+      LOG_LEVEL: 'WARN',
+      GOOD_SECRET,
+      WRONG_SECRET,
+    },
+  });
+  for (const stream of [worker.stdout!, worker.stderr!]) stream.on('data', (chunk: Buffer) => (workerOutput += chunk.toString()));
+  await eventually(() => (worker.exitCode !== null ? failStartup() : scrape().then((text) => text, () => undefined)), 60_000, 'the worker to serve /metrics');
+
+  connection = await Connection.connect({ address: inject('temporalAddress') });
+  admin = new TokenAdmin(new Client({ connection }), { taskQueue });
+});
+
+afterAll(async () => {
+  if (connection !== undefined) {
+    const client = new Client({ connection });
+    for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
+      await client.workflow.getHandle(execution.workflowId).terminate('test finished').catch(() => undefined);
+    }
+    await connection.close();
+  }
+  if (worker !== undefined && worker.exitCode === null) {
+    const exited = once(worker, 'exit');
+    worker.kill('SIGTERM');
+    await exited;
+  }
+  redis?.disconnect();
+  await redisServer?.stop();
+  await iam?.close();
+});
+
+function failStartup(): never {
+  throw new Error(`The worker exited (${worker.exitCode}) before serving /metrics:\n${workerOutput}`);
+}
+
+async function scrape(): Promise<string> {
+  const response = await fetch(metricsUrl);
+  if (!response.ok) throw new Error(`GET ${metricsUrl}: ${response.status}`);
+  return response.text();
+}
+
+/** One sample of the Prometheus text format: `name{label="value",…} value`. */
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+function parseSamples(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
+    if (match === null) continue;
+    const labels: Record<string, string> = {};
+    for (const [, key, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[key!] = value!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** The value of the one sample named `name` whose labels include `labels`, or undefined. */
+function valueOf(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
+  return found[0]?.value;
+}
+
+describe('the worker process on /metrics', () => {
+  test('serves the project’s token metrics and Temporal’s worker metrics with values that match the run', async () => {
+    const tokenUrl = iam.tokenUrl();
+    await admin.register({ clientId: 'metrics-good', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:GOOD_SECRET' });
+    await admin.register({ clientId: 'metrics-rejected', tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:WRONG_SECRET' });
+
+    // Wait for one renewal of the good client, so the counter has moved past its first value.
+    const samples = await eventually(async () => {
+      const scraped = parseSamples(await scrape());
+      const issued = valueOf(scraped, 'token_requests_total', { client_id: 'metrics-good', outcome: 'issued' }) ?? 0;
+      const rejected = valueOf(scraped, 'token_requests_total', { client_id: 'metrics-rejected', outcome: 'credentials_rejected' }) ?? 0;
+      return issued >= 2 && rejected >= 1 ? scraped : undefined;
+    }, 20_000, 'two issued and one rejected token request on /metrics');
+
+    // Requests: exactly what the emulator logged, by client and outcome.
+    const issuedAtIam = iam.requestsFor('metrics-good').filter((entry) => entry.outcome === 'issued').length;
+    const issuedOnMetrics = valueOf(samples, 'token_requests_total', { client_id: 'metrics-good', outcome: 'issued' })!;
+    expect(issuedOnMetrics).toBeGreaterThanOrEqual(2);
+    expect(issuedOnMetrics).toBeLessThanOrEqual(issuedAtIam);
+    expect(issuedAtIam - issuedOnMetrics).toBeLessThanOrEqual(1); // at most one request still in flight
+    expect(valueOf(samples, 'token_requests_total', { client_id: 'metrics-rejected', outcome: 'credentials_rejected' })).toBe(1);
+    expect(iam.requestsFor('metrics-rejected')).toHaveLength(1);
+
+    // Latency: one observation per finished request, each well under the request timeout.
+    const latencyCount = valueOf(samples, 'token_endpoint_latency_seconds_count', { outcome: 'issued' })!;
+    const latencySum = valueOf(samples, 'token_endpoint_latency_seconds_sum', { outcome: 'issued' })!;
+    expect(latencyCount).toBe(issuedOnMetrics);
+    expect(latencySum).toBeGreaterThan(0);
+    expect(latencySum / latencyCount).toBeLessThan(2);
+    expect(valueOf(samples, 'token_endpoint_latency_seconds_bucket', { outcome: 'issued', le: '+Inf' })).toBe(latencyCount);
+    expect(valueOf(samples, 'token_endpoint_latency_seconds_count', { outcome: 'credentials_rejected' })).toBe(1);
+
+    // Seconds until expiry: within the lifetime, and what Redis says (the gauge is set every second).
+    const secondsOnMetrics = valueOf(parseSamples(await scrape()), 'token_seconds_until_expiry', { client_id: 'metrics-good' })!;
+    const expiresAt = Number(await redis.hget(tokenKey('oauth:', 'metrics-good'), 'expires_at'));
+    expect(secondsOnMetrics).toBeGreaterThan(0);
+    expect(secondsOnMetrics).toBeLessThanOrEqual(LIFETIME_SECONDS);
+    expect(Math.abs(secondsOnMetrics - (expiresAt - Date.now()) / 1000)).toBeLessThan(1.5);
+    expect(valueOf(samples, 'token_seconds_until_expiry', { client_id: 'metrics-rejected' })).toBeUndefined();
+
+    // Temporal's own worker metrics, for both task queues of this worker.
+    for (const queue of [taskQueue, `${taskQueue}-iam`]) {
+      expect(valueOf(samples, 'temporal_worker_task_slots_available', { task_queue: queue, worker_type: 'ActivityWorker' })).toBeGreaterThan(0);
+      expect(valueOf(samples, 'temporal_activity_schedule_to_start_latency_count', { task_queue: queue })).toBeGreaterThan(0);
+    }
+    expect(valueOf(samples, 'temporal_worker_task_slots_available', { task_queue: taskQueue, worker_type: 'WorkflowWorker' })).toBeGreaterThan(0);
+    expect(valueOf(samples, 'temporal_workflow_task_schedule_to_start_latency_count', { task_queue: taskQueue })).toBeGreaterThan(0);
+  });
+
+  test('every token_* metric on /metrics is one the project lists, the Temporal metrics the dashboard uses exist, and no secret or token appears', async () => {
+    const text = await scrape();
+    const names = new Set(parseSamples(text).map((sample) => sample.name));
+    // The Temporal metrics the Grafana dashboard charts exist under exactly these names.
+    for (const gauge of TEMPORAL_WORKER_METRIC_NAMES.gauges) expect(names).toContain(gauge);
+    for (const histogram of TEMPORAL_WORKER_METRIC_NAMES.histograms) expect(names).toContain(`${histogram}_bucket`);
+
+    const listed = new Set<string>([...PROJECT_METRIC_NAMES.counters, ...PROJECT_METRIC_NAMES.gauges]);
+    for (const histogram of PROJECT_METRIC_NAMES.histograms) for (const suffix of ['_bucket', '_sum', '_count']) listed.add(histogram + suffix);
+    const exported = new Set(parseSamples(text).map((sample) => sample.name).filter((name) => name.startsWith('token_')));
+    expect([...exported].filter((name) => !listed.has(name))).toEqual([]);
+    expect(exported).toContain('token_requests_total');
+    expect(exported).toContain('token_seconds_until_expiry');
+
+    const accessToken = await redis.hget(tokenKey('oauth:', 'metrics-good'), 'access_token');
+    expect(accessToken).toBeTruthy();
+    for (const secret of [GOOD_SECRET, WRONG_SECRET, accessToken!]) expect(text).not.toContain(secret);
+  });
+
+  test('the gauge counts down between renewals and a renewal raises it again', async () => {
+    const readings: number[] = [];
+    const until = Date.now() + LIFETIME_SECONDS * 1000;
+    while (Date.now() < until) {
+      readings.push(valueOf(parseSamples(await scrape()), 'token_seconds_until_expiry', { client_id: 'metrics-good' })!);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const drops = readings.slice(1).filter((value, i) => value < readings[i]!).length;
+    const rises = readings.slice(1).filter((value, i) => value > readings[i]! + 1).length;
+    expect(drops).toBeGreaterThanOrEqual(2);
+    expect(rises).toBeGreaterThanOrEqual(1); // renewed at ~0.85 × 4 s, i.e. ~0.6 s before expiry
+    expect(Math.min(...readings)).toBeGreaterThan(0);
+  });
+});
+
+describe('the token expiry gauge in a worker that starts after the tokens were written', () => {
+  /** A meter that records the gauge's last value per client; the real one has no read API. */
+  function recordingMeter(values: Map<string, number>): MetricMeter {
+    const gauge = { set: (value: number, tags: Record<string, string> = {}) => values.set(tags.client_id!, value) };
+    return { createGauge: () => gauge } as unknown as MetricMeter;
+  }
+
+  test('learns existing tokens by scanning, follows token-updated, and ignores an older generation', async () => {
+    // A `?` in the prefix is a glob wildcard to SCAN's MATCH unless escaped.
+    const prefix = 'gauge?test:';
+    const store = new TokenStore(redis, { prefix });
+    const token = (clientId: string, generation: number, expiresAt: number) => ({
+      clientId, generation, expiresAt, accessToken: `tok-${generation}`, tokenType: 'Bearer', scope: '', obtainedAt: Date.now(), fingerprint: '0123456789abcdef',
+    });
+    const base = Date.now();
+    await store.write(token('scanned', 3, base + 30_000));
+    await new TokenStore(redis, { prefix: 'gaugeXtest:' }).write(token('intruder', 1, base + 30_000)); // matches an unescaped glob
+    await new TokenStore(redis).write(token('not-ours', 1, base + 30_000)); // default prefix
+
+    const values = new Map<string, number>();
+    const gauge = await startTokenExpiryGauge({ redis, prefix, meter: recordingMeter(values) });
+    try {
+      expect(gauge.knownExpiries()).toEqual(new Map([['scanned', base + 30_000]]));
+      expect(values.get('scanned')).toBeGreaterThan(29);
+      expect(values.get('scanned')).toBeLessThanOrEqual(30);
+
+      await store.write(token('scanned', 4, base + 50_000));
+      await eventually(() => (gauge.knownExpiries().get('scanned') === base + 50_000 ? true : undefined), 2_000, 'the newer expiry from token-updated');
+      expect(values.get('scanned')).toBeGreaterThan(49);
+
+      // A late announcement of an older generation must not roll the expiry back.
+      await redis.publish(tokenUpdatedChannel(prefix), JSON.stringify({ clientId: 'scanned', generation: 3, fingerprint: 'x', expiresAt: base + 1_000 }));
+      await redis.publish(tokenUpdatedChannel(prefix), JSON.stringify({ clientId: 'fresh', generation: 1, fingerprint: 'y', expiresAt: base + 10_000 }));
+      await eventually(() => (gauge.knownExpiries().has('fresh') ? true : undefined), 2_000, 'the new client from token-updated');
+      expect(gauge.knownExpiries().get('scanned')).toBe(base + 50_000);
+    } finally {
+      gauge.stop();
+    }
+  });
+});

@@ -1,0 +1,138 @@
+/**
+ * The gauge `token_seconds_until_expiry{client_id}`: how long each client's stored token stays
+ * valid, updated every second, so a dashboard or an alert sees a token running out before any
+ * service does.
+ *
+ * Every worker of a fleet learns every client's expiry, not only its own: it listens to
+ * `<prefix>token-updated` (announced by the store's script after each accepted write, whichever
+ * worker made it) and, at start and then every minute, scans the token keys, which also covers
+ * announcements missed while the subscriber was reconnecting (Redis pub/sub delivers at most once).
+ * Prometheus queries should therefore aggregate over workers, e.g. `max by (client_id) (…)`.
+ *
+ * Only metadata is read (`client_id`, `expires_at`, `generation`), never the token.
+ */
+import type { MetricGauge, MetricMeter } from '@temporalio/common';
+import { Cluster, type Redis } from 'ioredis';
+import { tokenKey, tokenUpdatedChannel, type TokenUpdatedMessage } from '../activities/token-store.js';
+import type { RedisClient } from '../client/redis-connection.js';
+import { TOKEN_SECONDS_UNTIL_EXPIRY } from './metrics.js';
+
+/** Options of {@link startTokenExpiryGauge}. */
+export interface TokenExpiryGaugeOptions {
+  /** The worker's Redis client; a duplicate of it subscribes to the channel. */
+  redis: RedisClient;
+  /** The key prefix (`TOKEN_KEY_PREFIX`). */
+  prefix: string;
+  /** Where the gauge is created: `Runtime.instance().metricMeter`. */
+  meter: MetricMeter;
+  /** How often the gauge is set. @default 1000 */
+  updateIntervalMs?: number;
+  /** How often the token keys are scanned again. @default 60_000 */
+  resyncIntervalMs?: number;
+  /** Told about Redis errors; the gauge keeps going with what it knows. @default ignore */
+  onError?: (error: Error) => void;
+  /** Unix milliseconds. @default Date.now */
+  now?: () => number;
+}
+
+/** A running gauge. */
+export interface TokenExpiryGauge {
+  /** The expiry (Unix ms) known for each client. */
+  knownExpiries(): ReadonlyMap<string, number>;
+  /** Sets the gauge from what is known now (the timer calls it every second). */
+  update(): void;
+  /** Scans the token keys and learns every expiry stored now. */
+  resync(): Promise<void>;
+  /** Stops the timers and the subscription. */
+  stop(): void;
+}
+
+/** Redis pub/sub is fire-and-forget: a message can be lost, so the scan backs it up. */
+const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
+const SCAN_BATCH = 200;
+
+/** Starts the gauge: subscribes, scans once, then updates every second. */
+export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): Promise<TokenExpiryGauge> {
+  const { redis, prefix, meter } = options;
+  const now = options.now ?? Date.now;
+  const onError = options.onError ?? (() => undefined);
+  const gauge: MetricGauge = meter.createGauge(TOKEN_SECONDS_UNTIL_EXPIRY, 'float', 's', 'Seconds until the stored token of each client expires (0 once it has)');
+
+  // Newest generation wins, as in the store: a late message must not roll an expiry back.
+  const expiries = new Map<string, { expiresAt: number; generation: number }>();
+  const learn = (clientId: string, expiresAt: number, generation: number) => {
+    const known = expiries.get(clientId);
+    if (known === undefined || generation >= known.generation) expiries.set(clientId, { expiresAt, generation });
+  };
+
+  const update = () => {
+    const at = now();
+    for (const [clientId, { expiresAt }] of expiries) {
+      gauge.set(Math.max(0, (expiresAt - at) / 1000), { client_id: clientId });
+    }
+  };
+
+  const resync = async () => {
+    for (const node of scanNodes(redis)) {
+      const stream = node.scanStream({ match: `${escapeGlob(tokenKey(prefix, ''))}*`, count: SCAN_BATCH });
+      for await (const keys of stream as AsyncIterable<string[]>) {
+        // One command per key: keys of a batch may live in different Cluster slots.
+        const rows = await Promise.all(keys.map((key) => redis.hmget(key, 'client_id', 'expires_at', 'generation')));
+        for (const [clientId, expiresAt, generation] of rows) {
+          if (clientId && expiresAt && generation) learn(clientId, Number(expiresAt), Number(generation));
+        }
+      }
+    }
+  };
+
+  // A connection in subscriber mode can send nothing else: the subscription gets its own.
+  const subscriber: RedisClient = redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
+  subscriber.on('error', (error: Error) => onError(error));
+  subscriber.on('message', (_channel: string, text: string) => {
+    const message = parseTokenUpdated(text);
+    if (message !== null) learn(message.clientId, message.expiresAt, message.generation);
+    update();
+  });
+  await subscriber.subscribe(tokenUpdatedChannel(prefix));
+  await resync().catch(onError);
+  update();
+
+  const updateTimer = setInterval(update, options.updateIntervalMs ?? 1000);
+  const resyncTimer = setInterval(() => {
+    resync().then(update, onError);
+  }, options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS);
+  // The workers keep the process alive; these timers must not hold up a graceful shutdown.
+  updateTimer.unref();
+  resyncTimer.unref();
+
+  return {
+    knownExpiries: () => new Map([...expiries].map(([clientId, { expiresAt }]) => [clientId, expiresAt])),
+    update,
+    resync,
+    stop() {
+      clearInterval(updateTimer);
+      clearInterval(resyncTimer);
+      subscriber.disconnect();
+    },
+  };
+}
+
+/** A Cluster's keys are spread over its masters, each of which must be scanned. */
+function scanNodes(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis];
+}
+
+/** SCAN's MATCH is a glob: a prefix holding `*`, `?`, `[` or `\` must match only itself. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+function parseTokenUpdated(text: string): TokenUpdatedMessage | null {
+  try {
+    const value = JSON.parse(text) as Partial<TokenUpdatedMessage>;
+    const valid = typeof value.clientId === 'string' && Number.isFinite(value.expiresAt) && Number.isFinite(value.generation);
+    return valid ? (value as TokenUpdatedMessage) : null;
+  } catch {
+    return null;
+  }
+}
