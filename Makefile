@@ -19,6 +19,10 @@ system-deps:
 	  echo "Installing chromium (Debian package)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+	@command -v docker-compose >/dev/null || { \
+	  echo "Installing docker-compose (Debian package, to validate docker-compose.yml)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose; \
+	  else echo "docker-compose is missing: sudo apt-get install docker-compose" >&2; exit 1; fi; }
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
