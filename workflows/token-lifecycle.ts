@@ -93,9 +93,15 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
       // Also wake when Temporal suggests continue-as-new: signals that change nothing (stale
       // fingerprints) still grow the history while the loop sleeps.
       const woken = () => s.changeCount !== seen || s.stopRequested || continueAsNewDue();
-      if (wakeAt === null) await wf.condition(woken);
-      else await wf.condition(woken, wakeAt - Date.now(), { summary: s.waitSummary(wakeAt) });
-      continue; // re-evaluate: a signal may have changed what is due
+      if (wakeAt === null) {
+        await wf.condition(woken);
+        continue;
+      }
+      const wokenEarly = await wf.condition(woken, wakeAt - Date.now(), { summary: s.waitSummary(wakeAt) });
+      // Re-evaluate only when a signal may have changed what is due. When the timer fired, the
+      // attempt is due: re-comparing with Date.now() could start a second timer when the task ran
+      // late on a new worker after a crash, and the next replay would diverge from the history.
+      if (wokenEarly) continue;
     }
 
     const attempt = s.beginAttempt(Date.now());
