@@ -91,6 +91,6 @@ describe('emulator config', () => {
 
     expect(res.status).toBe(200);
     expect(((await res.json()) as { scope: string }).scope).toBe('billing');
-    expect(config.clients.map((client) => client.clientId)).toEqual(['orders-service', 'billing-service', 'reporting-service', 'legacy-batch']);
+    expect(config.clients.map((client) => client.clientId)).toEqual(['orders-service', 'billing-service', 'reporting-service', 'legacy-batch', 'shipping-service']);
   });
 });
