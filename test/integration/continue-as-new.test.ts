@@ -14,6 +14,7 @@ import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emula
 import { refreshRequestsStream, tokenKey } from '../../activities/token-store.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
+import { storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const SECRET = 'continue-as-new-secret';
@@ -47,17 +48,8 @@ function registration(clientId: string, policy: ClientRegistration['policy']): C
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
-async function storedToken(clientId: string): Promise<Record<string, string> | undefined> {
-  const hash = await stack.redis.hgetall(tokenKey('oauth:', clientId));
-  return Object.keys(hash).length === 0 ? undefined : hash;
-}
-
-async function tokenWithGenerationAbove(clientId: string, generation: number, timeoutMs = 20_000) {
-  return eventually(async () => {
-    const token = await storedToken(clientId);
-    return token !== undefined && Number(token.generation) > generation ? token : undefined;
-  }, timeoutMs, `${clientId} generation > ${generation}`);
-}
+const storedToken = (clientId: string) => storedTokenIn(stack.redis, clientId);
+const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 20_000) => tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
 
 const issued = (clientId: string) => iam.requestsFor(clientId).filter((r) => r.outcome === 'issued');
 

@@ -9,6 +9,7 @@ import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emula
 import { tokenKey } from '../../activities/token-store.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
+import { storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const LIFETIME_SECONDS = 3;
@@ -47,17 +48,8 @@ function registration(clientId: string, overrides: Partial<ClientRegistration> =
   return { clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:POST_SECRET', ...overrides };
 }
 
-async function storedToken(clientId: string): Promise<Record<string, string> | undefined> {
-  const hash = await stack.redis.hgetall(tokenKey('oauth:', clientId));
-  return Object.keys(hash).length === 0 ? undefined : hash;
-}
-
-async function tokenWithGenerationAbove(clientId: string, generation: number, timeoutMs = 15_000) {
-  return eventually(async () => {
-    const token = await storedToken(clientId);
-    return token !== undefined && Number(token.generation) > generation ? token : undefined;
-  }, timeoutMs, `${clientId} generation > ${generation}`);
-}
+const storedToken = (clientId: string) => storedTokenIn(stack.redis, clientId);
+const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 15_000) => tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
 
 const sha256Prefix = (token: string) => createHash('sha256').update(token).digest('hex').slice(0, 16);
 
