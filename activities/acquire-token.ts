@@ -3,15 +3,18 @@
  * it to Redis itself and returns metadata only, so neither the secret nor the token ever enters
  * Temporal (invariant 1): histories are visible to every operator in the UI.
  *
- * Before sending, it asks the endpoint's shared breaker (invariant 5): while the breaker is open
- * after a 429 or a block, or another client probes the endpoint, no request is sent and the
- * activity fails with the breaker's kind, `breakerOpen` and the remaining wait.
+ * Before sending (invariant 5), it takes a slot in the IAM host's one-second window, waiting a
+ * moment if the fleet already sent `IAM_MAX_RPS` requests in the last second, and asks the
+ * endpoint's shared breaker: while the breaker is open after a 429 or a block, or another client
+ * probes the endpoint, no request is sent and the activity fails with the breaker's kind,
+ * `breakerOpen` and the remaining wait.
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
 import type { AuthMethod, FailureDetails, FailureKind, PolicyOverrides, RefreshPolicy, SecretRef, TokenMetadata } from '../workflows/registration.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
-import { EndpointBreakerOpenError, SecretUnavailableError, TokenEndpointError } from './errors.js';
+import { EndpointRateWindow } from './endpoint-rate-window.js';
+import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
 import { resolveSecret } from './secrets.js';
 import { requestToken } from './token-endpoint.js';
 import type { TokenStore } from './token-store.js';
@@ -26,6 +29,13 @@ export interface AcquireTokenInput {
   extraParams?: Record<string, string>;
   /** Written only if newer than the generation Redis holds (invariant 3). */
   generation: number;
+  /**
+   * Set until the workflow knows what Redis held before it started (a fresh registration, maybe
+   * of a client that was removed): the token is written with at least one more than the highest
+   * generation Redis ever held for the client, so generations keep increasing across remove and
+   * register again. The result says which generation was written.
+   */
+  afterStoredGeneration?: boolean;
   /** Lifetime to assume when the IAM omits `expires_in` (RFC 6749 §5.1 makes it RECOMMENDED). */
   defaultExpiresInSeconds: number;
   /**
@@ -40,6 +50,8 @@ export type AcquireToken = (input: AcquireTokenInput) => Promise<TokenMetadata>;
 
 export interface AcquireTokenDeps {
   store: TokenStore;
+  /** Token requests per IAM host in any one-second window, fleet-wide: `IAM_MAX_RPS`. */
+  iamMaxRps: number;
   env?: NodeJS.ProcessEnv;
   /** Called with each outcome of a request sent to the IAM, for metrics (not when the breaker held it back). */
   onOutcome?: (clientId: string, outcome: FailureKind | 'issued', seconds: number) => void;
@@ -56,8 +68,16 @@ export interface AcquireTokenDeps {
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
 const HEARTBEAT_INTERVAL_MS = 1000;
 
-export function createAcquireToken({ store, env = process.env, onOutcome, onBreakerChange, ...deps }: AcquireTokenDeps): AcquireToken {
+/**
+ * The longest wait for a slot in the host's rate window. Temporal's task-queue limit starts
+ * activities at about that rate, so waits are a fraction of a second; a longer queue (another
+ * deployment sharing the host) is waited out durably by the workflow instead.
+ */
+const RATE_WINDOW_MAX_WAIT_MS = 5_000;
+
+export function createAcquireToken({ store, env = process.env, onOutcome, onBreakerChange, iamMaxRps, ...deps }: AcquireTokenDeps): AcquireToken {
   const breaker = deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix });
+  const rateWindow = new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps });
   const breakerSeen = new Map<string, boolean>();
   const noteBreaker = (endpoint: string, open: boolean) => {
     if (breakerSeen.get(endpoint) === open) return;
@@ -78,8 +98,8 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
       // A cancelled activity stays a cancellation: it says nothing about the IAM.
       if (context.cancellationSignal.aborted) throw err;
       const failure = toFailure(err);
-      if (err instanceof EndpointBreakerOpenError) {
-        log.info('Token request held back by the endpoint breaker', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
+      if (err instanceof RequestHeldBackError) {
+        log.info('Token request held back', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
       } else {
         onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - requestStartedAt) / 1000);
         log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
@@ -93,10 +113,16 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
   async function acquireAndStore(input: AcquireTokenInput, requestStartedAt: number, signal: AbortSignal): Promise<TokenMetadata> {
     const clientSecret = await resolveSecret(input.secretRef, env);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
-    await storeCall(() => store.readGeneration(input.clientId));
+    const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
+    // (A retried attempt whose first try wrote its token then writes the next generation: the
+    // request is sent again anyway.)
+    const generation = input.afterStoredGeneration === true ? Math.max(input.generation, highestStored + 1) : input.generation;
     const policy = resolvePolicy(input.policy);
     const endpoint = breakerEndpoint(input.tokenUrl);
     const gate = await passBreaker(endpoint);
+    // The slot last, right before sending: the edge counts arrivals, so the less happens between
+    // the slot and the request, the closer the two counts are.
+    await takeRateSlot(input.tokenUrl, endpoint, gate, signal);
 
     let response: Awaited<ReturnType<typeof requestToken>>;
     try {
@@ -125,10 +151,10 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     const obtainedAt = Date.now();
 
     const result = await storeCall(() =>
-      store.write({ clientId: input.clientId, accessToken: response.accessToken.reveal(), tokenType, scope, generation: input.generation, obtainedAt, expiresAt, fingerprint }),
+      store.write({ clientId: input.clientId, accessToken: response.accessToken.reveal(), tokenType, scope, generation, obtainedAt, expiresAt, fingerprint }),
     );
     if (result.written) {
-      return { clientId: input.clientId, generation: input.generation, fingerprint, tokenType, scope, requestStartedAt, obtainedAt, expiresAt, expiresInSeconds, written: true };
+      return { clientId: input.clientId, generation, fingerprint, tokenType, scope, requestStartedAt, obtainedAt, expiresAt, expiresInSeconds, written: true };
     }
     if (result.reason === 'expired') {
       throw new TokenEndpointError('malformed_response', `"response" body "expires_in" (${expiresInSeconds} s) ended before the token could be stored`, {});
@@ -150,7 +176,21 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     };
   }
 
-  /** Lets the request through, or throws {@link EndpointBreakerOpenError} without sending it. */
+  /**
+   * Waits for a slot in the host's one-second window. Nothing is sent when none comes: a probe
+   * this caller holds is released for another caller, and a Redis failure is the store's.
+   */
+  async function takeRateSlot(tokenUrl: string, endpoint: string, gate: BreakerCheck, signal: AbortSignal): Promise<void> {
+    try {
+      await rateWindow.take(tokenUrl, { maxWaitMs: RATE_WINDOW_MAX_WAIT_MS, signal });
+    } catch (err) {
+      if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
+      if (err instanceof RequestHeldBackError || signal.aborted) throw err;
+      throw new StoreUnavailableError(`Redis is unavailable: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Lets the request through, or throws {@link RequestHeldBackError} without sending it. */
   async function passBreaker(endpoint: string): Promise<BreakerCheck> {
     const gate = await storeCall(() => breaker.check(endpoint));
     if (gate.state === 'open' || gate.state === 'probing') {
@@ -159,7 +199,7 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
         gate.state === 'open'
           ? `the breaker of ${endpoint} is open after ${gate.kind}`
           : `another client is probing ${endpoint} after ${gate.kind}`;
-      throw new EndpointBreakerOpenError(gate.kind, `No request sent: ${why}; next try in ${gate.retryAfterMs} ms`, gate.retryAfterMs);
+      throw new RequestHeldBackError(gate.kind, `No request sent: ${why}; next try in ${gate.retryAfterMs} ms`, gate.retryAfterMs);
     }
     noteBreaker(endpoint, gate.state === 'probe');
     return gate;

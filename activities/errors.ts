@@ -44,12 +44,13 @@ export class TokenEndpointError extends Error {
 
 /**
  * No request was sent: the shared breaker of the token endpoint holds every client back after a
- * 429 or a block (`kind` is the one that opened it), or another client is probing the endpoint.
- * `details.breakerOpen` tells the workflow this was not a failure of the IAM, and
- * `details.retryAfterMs` when this client may try again.
+ * 429 or a block (`kind` is the one that opened it), another client is probing the endpoint, or
+ * the host's one-second rate window stayed full (`rate_limited`). `details.breakerOpen` tells the
+ * workflow this was not a failure of the IAM, and `details.retryAfterMs` when this client may try
+ * again.
  */
-export class EndpointBreakerOpenError extends TokenEndpointError {
-  override name = 'EndpointBreakerOpenError';
+export class RequestHeldBackError extends TokenEndpointError {
+  override name = 'RequestHeldBackError';
 
   constructor(kind: 'rate_limited' | 'blocked', message: string, retryAfterMs: number) {
     super(kind, message, { retryAfterMs, breakerOpen: true });

@@ -9,11 +9,6 @@ export function createActivities(deps: AcquireTokenDeps) {
   return {
     /** Runs on the IAM task queue, under its server-side rate limit. */
     acquireToken: createAcquireToken(deps),
-    /**
-     * The highest generation Redis ever held for a client (0 when none), to continue numbering
-     * from it: it survives the token's expiry and `remove --purge`.
-     */
-    readStoredGeneration: (clientId: string): Promise<number> => store.readHighestGeneration(clientId),
     /** Deletes a client's token from Redis (`stop({ purge: true })`). */
     purgeToken: async (clientId: string): Promise<void> => {
       await store.delete(clientId);

@@ -123,6 +123,8 @@ export class TokenAdmin {
           { key: TokenClientId, value: registration.clientId },
           { key: TokenEndpointHost, value: endpointHost(registration.tokenUrl) },
           { key: TokenStateKey, value: 'acquiring' },
+          // What the workflow's first publish() would set: starting with it saves an upsert.
+          { key: TokenFailures, value: 0 },
         ],
       });
     } catch (err) {

@@ -17,7 +17,10 @@ export interface TokenWorkersOptions {
   namespace: string;
   taskQueue: string;
   store: TokenStore;
-  /** Token requests per second for the whole fleet (Temporal's task-queue rate limit). */
+  /**
+   * Token requests per second for the whole fleet: Temporal's task-queue rate limit, and the cap
+   * of each IAM host's one-second window in Redis.
+   */
   iamMaxRps: number;
   /** Prebuilt workflow code; without it the workflow sources are bundled at start (slow). */
   workflowBundle?: WorkflowBundleOption | null;
@@ -41,6 +44,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
   const { connection, namespace, taskQueue, store, metrics } = options;
   const activities = createActivities({
     store,
+    iamMaxRps: options.iamMaxRps,
     ...(options.env !== undefined && { env: options.env }),
     ...(metrics !== undefined && { onOutcome: (clientId, outcome, seconds) => metrics.recordTokenRequest(clientId, outcome, seconds) }),
     ...(metrics !== undefined && { onBreakerChange: (endpoint, open) => metrics.recordBreakerState(endpoint, open) }),
@@ -53,7 +57,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     namespace,
     taskQueue,
     ...workflowCode,
-    activities: { readStoredGeneration: activities.readStoredGeneration, purgeToken: activities.purgeToken },
+    activities: { purgeToken: activities.purgeToken },
     // After a crash (kill -9) the server keeps sending a workflow's tasks (e.g. its renewal timer)
     // to the dead worker's sticky queue until this timeout, then to the shared queue. The SDK's
     // 10 s would let a short-lived token lapse before its renewal (a 20 s token is renewed 3 s

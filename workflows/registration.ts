@@ -120,8 +120,9 @@ export interface FailureDetails {
   retryAfterMs?: number;
   /**
    * True when no request was sent: the shared breaker of the token endpoint is open (another
-   * client saw a 429 or a block) or another client is probing it. Not a failure of the IAM, so it
-   * does not count as one; `retryAfterMs` says when the breaker lets this client try.
+   * client saw a 429 or a block), another client is probing it, or the host's one-second rate
+   * window stayed full. Not a failure of the IAM, so it does not count as one; `retryAfterMs` says
+   * when this client may try.
    */
   breakerOpen?: boolean;
 }

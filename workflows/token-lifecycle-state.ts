@@ -3,7 +3,7 @@
  * times come in as parameters (the workflow passes its own `Date.now()`), decisions come from the
  * pure policy module.
  */
-import type { MetricCounter } from '@temporalio/common';
+import type { MetricCounter, SearchAttributeUpdatePair } from '@temporalio/common';
 import * as wf from '@temporalio/workflow';
 import type { AcquireTokenInput } from '../activities/acquire-token.js';
 import type { ForceRefreshRequest, LastError, RegistrationChanges, TokenState, TokenStatus } from './messages.js';
@@ -22,6 +22,12 @@ import {
 /** What continue-as-new hands to the next run, so nothing pending is lost (DESIGN.md). */
 export interface CarriedState {
   state: TokenState;
+  /**
+   * False until a token request of this lifecycle succeeded: until then `generation` does not
+   * account for what Redis held before the start, and requests ask the activity to number after
+   * it (`afterStoredGeneration`). Absent in states carried by older runs, which had read it.
+   */
+  generationKnown?: boolean;
   backoffReason: FailureKind | null;
   generation: number;
   fingerprint: string | null;
@@ -84,6 +90,7 @@ export class TokenLifecycleState {
     this.policy = resolvePolicy(registration.policy);
     this.s = carried ?? {
       state: 'acquiring',
+      generationKnown: false,
       backoffReason: null,
       generation: 0,
       fingerprint: null,
@@ -100,10 +107,6 @@ export class TokenLifecycleState {
 
   get clientId(): string {
     return this.registration.clientId;
-  }
-
-  seedGeneration(stored: number): void {
-    this.s.generation = Math.max(this.s.generation, stored);
   }
 
   status(): TokenStatus {
@@ -286,6 +289,7 @@ export class TokenLifecycleState {
       authMethod,
       secretRef,
       generation,
+      ...(this.s.generationKnown === false && { afterStoredGeneration: true }),
       defaultExpiresInSeconds: this.policy.defaultExpiresInSeconds,
       ...(this.registration.policy !== undefined && { policy: this.registration.policy }),
       ...(scope !== undefined && { scope }),
@@ -296,6 +300,7 @@ export class TokenLifecycleState {
   recordSuccess(token: TokenMetadata, now: number): void {
     const s = this.s;
     s.generation = Math.max(s.generation, token.generation);
+    s.generationKnown = true;
     s.fingerprint = token.fingerprint;
     s.expiresAt = token.expiresAt;
     s.nextRefreshAt = Math.min(nextRefreshAt(token, this.policy, `${this.clientId}#${token.generation}`), token.expiresAt);
@@ -349,15 +354,20 @@ export class TokenLifecycleState {
   /** Shows the state in the Temporal UI: search attributes for lists, details for the page. */
   publish(): void {
     const s = this.s;
-    wf.upsertSearchAttributes([
+    const wanted: SearchAttributeUpdatePair[] = [
       { key: TokenClientId, value: this.clientId },
       { key: TokenEndpointHost, value: endpointHost(this.registration.tokenUrl) },
       { key: TokenStateKey, value: s.state },
-      { key: TokenExpiresAt, value: s.expiresAt === null ? null : new Date(s.expiresAt) },
+      { key: TokenExpiresAt, value: dateOrNull(s.expiresAt) },
       // The next token request: after a failure, the end of the backoff.
       { key: TokenNextRefreshAt, value: dateOrNull(s.state === 'backing_off' ? s.backoffUntil : s.nextRefreshAt) },
       { key: TokenFailures, value: s.consecutiveFailures },
-    ]);
+    ];
+    // Each upsert is a history event and a visibility write: send only what changed since the
+    // start or the last upsert (the SDK keeps both in workflowInfo, identically on replay).
+    const current = wf.workflowInfo().typedSearchAttributes;
+    const changed = wanted.filter(({ key, value }) => !sameAttributeValue(current.get(key), value));
+    if (changed.length > 0) wf.upsertSearchAttributes(changed);
     wf.setCurrentDetails(this.details());
   }
 
@@ -415,4 +425,11 @@ export class TokenLifecycleState {
 
 function dateOrNull(ms: number | null): Date | null {
   return ms === null ? null : new Date(ms);
+}
+
+/** Whether a search attribute holds `wanted` already (`null` removes it: absent counts as equal). */
+function sameAttributeValue(current: unknown, wanted: SearchAttributeUpdatePair['value']): boolean {
+  if (wanted === null) return current === undefined;
+  if (wanted instanceof Date) return current instanceof Date && current.getTime() === wanted.getTime();
+  return current === wanted;
 }

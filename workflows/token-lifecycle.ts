@@ -45,10 +45,7 @@ const iamActivityOptions = (taskQueue: string): wf.ActivityOptions => ({
 export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenStatus> {
   const info = wf.workflowInfo();
   const { acquireToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(iamActivityOptions(info.taskQueue));
-  const { readStoredGeneration, purgeToken } = wf.proxyActivities<ReturnType<typeof createActivities>>({
-    startToCloseTimeout: '30s',
-    retry: { initialInterval: '1s', maximumInterval: '30s' },
-  });
+  const { purgeToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(readOptions());
 
   const s = new TokenLifecycleState(input.registration, input.carried);
 
@@ -67,11 +64,6 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     { validator: (_request) => s.assertRefreshNowAllowed() },
   );
 
-  if (input.carried === undefined) {
-    // Generations must keep increasing across a remove and register again (invariant 3): start
-    // after whatever Redis still holds for this client.
-    s.seedGeneration(await readStoredGeneration.executeWithOptions({ summary: 'Read the stored generation', ...readOptions() }, [s.clientId]));
-  }
   s.publish();
 
   const continueAsNewDue = () => s.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested);

@@ -145,6 +145,7 @@ describe('the IAM activity with the breaker', () => {
     const changes: [string, boolean][] = [];
     const acquireToken = createAcquireToken({
       store: new TokenStore(stack.redis, { prefix: 'activity:' }),
+      iamMaxRps: 40,
       env: { FLEET_SECRET: SECRET },
       onBreakerChange: (endpoint, open) => changes.push([endpoint, open]),
     });

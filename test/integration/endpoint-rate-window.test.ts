@@ -1,0 +1,85 @@
+/**
+ * The one-second window per IAM host (invariant 5), on a real redis-server: never more than the
+ * limit in any one-second window, however many callers race, on one host; other hosts unaffected.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { EndpointRateWindow, rateWindowKey } from '../../activities/endpoint-rate-window.js';
+import { RequestHeldBackError } from '../../activities/errors.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+
+let redisServer: RedisServer;
+let redis: Redis;
+
+beforeAll(async () => {
+  redisServer = await startRedisServer();
+  redis = new Redis(redisServer.url);
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await redisServer?.stop();
+});
+
+/** The most of `times` that fall into any one-second window. */
+function busiestSecond(times: number[]): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let most = 0;
+  let start = 0;
+  for (let end = 0; end < sorted.length; end++) {
+    while (sorted[end]! - sorted[start]! >= 1000) start++;
+    most = Math.max(most, end - start + 1);
+  }
+  return most;
+}
+
+test('30 racing callers with a limit of 10: at most 10 in any second, all through in about 2 s', async () => {
+  const window = new EndpointRateWindow(redis, { prefix: 'race:', limit: 10 });
+  const tokenUrl = 'http://iam.example:8080/realms/a/protocol/openid-connect/token';
+  const startedAt = Date.now();
+  const passedAt = await Promise.all(
+    Array.from({ length: 30 }, async () => {
+      await window.take(tokenUrl, { maxWaitMs: 10_000 });
+      return Date.now();
+    }),
+  );
+  const tookMs = Date.now() - startedAt;
+  console.info(`[rate-window] 30 callers, limit 10: busiest second ${busiestSecond(passedAt)}, all through after ${tookMs} ms`);
+  expect(busiestSecond(passedAt)).toBeLessThanOrEqual(10);
+  expect(tookMs).toBeGreaterThanOrEqual(2000);
+  expect(tookMs).toBeLessThan(4000);
+  // Another realm on the same host shares the window; another host has its own.
+  expect(await window.tryTake('http://iam.example:8080/realms/b/protocol/openid-connect/token')).toBeGreaterThan(0);
+  expect(await window.tryTake('http://other-iam.example/token')).toBe(0);
+  expect(await redis.pttl(rateWindowKey('race:', tokenUrl))).toBeLessThanOrEqual(1000);
+});
+
+test('a full window past the caller’s longest wait: RequestHeldBackError (rate_limited) with the wait, nothing counted', async () => {
+  const window = new EndpointRateWindow(redis, { prefix: 'full:', limit: 2 });
+  const tokenUrl = 'https://iam.example/token';
+  await window.take(tokenUrl, { maxWaitMs: 0 });
+  await window.take(tokenUrl, { maxWaitMs: 0 });
+  const error = await window.take(tokenUrl, { maxWaitMs: 100 }).catch((err: unknown) => err);
+  expect(error).toBeInstanceOf(RequestHeldBackError);
+  const heldBack = error as RequestHeldBackError;
+  expect(heldBack.kind).toBe('rate_limited');
+  expect(heldBack.details.breakerOpen).toBe(true);
+  expect(heldBack.details.retryAfterMs).toBeGreaterThan(100);
+  expect(heldBack.details.retryAfterMs).toBeLessThanOrEqual(1001);
+  expect(heldBack.message).toContain('https://iam.example stayed at 2 requests per second');
+  expect(await redis.zcard(rateWindowKey('full:', tokenUrl))).toBe(2);
+});
+
+test('an aborted wait rejects at once with an AbortError', async () => {
+  const window = new EndpointRateWindow(redis, { prefix: 'abort:', limit: 1 });
+  const tokenUrl = 'https://iam.example/token';
+  await window.take(tokenUrl, { maxWaitMs: 0 });
+  const controller = new AbortController();
+  const waiting = window.take(tokenUrl, { maxWaitMs: 5_000, signal: controller.signal });
+  controller.abort(new Error('activity cancelled'));
+  await expect(waiting).rejects.toMatchObject({ name: 'AbortError', cause: new Error('activity cancelled') });
+});
+
+test('a limit that is not a positive number is refused, naming the option', () => {
+  expect(() => new EndpointRateWindow(redis, { limit: 0 })).toThrow('EndpointRateWindowOptions.limit must be a positive number, got 0');
+});
