@@ -11,7 +11,7 @@ import { refreshRequestsStream } from '../../activities/token-store.js';
 import { REFRESH_REQUESTS_GROUP } from '../../worker/refresh-request-consumer.js';
 import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
-import { storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
+import { activeAt, storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const SECRET = 'forced-refresh-secret';
@@ -132,7 +132,7 @@ test('200 simultaneous refresh requests naming the current token send exactly on
 test('refreshNow returns the new status once the token is in Redis, coalescing concurrent calls', async () => {
   const clientId = 'refresh-now';
   await stack.admin.register(registration(clientId, { policy: { minForcedRefreshIntervalMs: 0 } }));
-  await tokenWithGenerationAbove(clientId, 0);
+  await activeAt(stack, clientId, 1);
   const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
 
   const statuses = await Promise.all(Array.from({ length: 5 }, () => handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] })));
@@ -165,7 +165,7 @@ test('refreshNow is rejected with a clear reason: rejected credentials, backing 
 
   // The attempt the update waits for fails: rejected with that failure's kind.
   await stack.admin.register(registration('failing', { policy: { minForcedRefreshIntervalMs: 0, backoff: { server_error: { baseMs: 4_000, capMs: 4_000 } } } }));
-  await tokenWithGenerationAbove('failing', 0);
+  await activeAt(stack, 'failing', 1);
   iam.inject({ kind: 'status', status: 503 }, { clientId: 'failing' });
   const failed = await refreshNowFailure('failing');
   expect(failed.type).toBe('server_error');
@@ -179,7 +179,7 @@ test('refreshNow is rejected with a clear reason: rejected credentials, backing 
 
   // A stop while the update waits for the minimum interval: rejected as stopped, nothing sent.
   await stack.admin.register(registration('stopping', { policy: { minForcedRefreshIntervalMs: 10_000 } }));
-  await tokenWithGenerationAbove('stopping', 0);
+  await activeAt(stack, 'stopping', 1);
   const handle = stack.client.workflow.getHandle(workflowIdFor('stopping'));
   const waiting = handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] }).then(() => null, (err: unknown) => err);
   await eventually(async () => ((await stack.admin.status('stopping')).forcedRefreshAt !== null ? true : undefined), 20_000, 'the refreshNow of stopping to be pending');

@@ -9,7 +9,7 @@ import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emula
 import { tokenKey } from '../../activities/token-store.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
-import { storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
+import { activeAt, storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const LIFETIME_SECONDS = 3;
@@ -101,6 +101,8 @@ test('forceRefresh yields a new token, and one naming an old fingerprint sends n
   await stack.admin.register(registration(clientId, { policy: { minForcedRefreshIntervalMs: 0, refreshFraction: 0.9 } }));
   try {
     const first = await tokenWithGenerationAbove(clientId, 0);
+    // A refresh while the first request is still in flight would join it (coalescing).
+    await activeAt(stack, clientId, 1);
     const status = await stack.admin.refresh(clientId, { reason: 'test', wait: true });
     expect(status?.generation).toBe(2);
     const second = await tokenWithGenerationAbove(clientId, 1);
