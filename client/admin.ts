@@ -88,6 +88,8 @@ export interface ApplyResult {
 export interface ApplyOptions {
   /** Stop the running workflows of this task queue whose client is not in the desired set. @default false */
   prune?: boolean;
+  /** With `prune`: also delete the pruned clients' tokens from Redis (see {@link TokenAdmin.remove}). @default false */
+  purge?: boolean;
   /** Only work out what would change. @default false */
   dryRun?: boolean;
   /** Clients handled at once (each costs a few Temporal calls). @default 8 */
@@ -212,7 +214,7 @@ export class TokenAdmin {
    * Makes the running workflows match `registrations` (declarative, idempotent): starts the
    * missing ones, reconfigures those whose registration differs (only the differing fields are
    * sent), leaves equal ones alone, and with `prune` stops the other running workflows of this
-   * task queue (their tokens stay in Redis until they expire). A failure for one client does not
+   * task queue (their tokens stay in Redis until they expire, unless `purge`). A failure for one client does not
    * stop the others; it is reported in {@link ApplyResult.failed}.
    */
   async apply(registrations: readonly ClientRegistration[], options: ApplyOptions = {}): Promise<ApplyResult> {
@@ -254,7 +256,7 @@ export class TokenAdmin {
       const extra = (await this.list()).map((row) => row.clientId).filter((clientId) => !keep.has(clientId));
       await forEachConcurrently(extra, concurrency, async (clientId) => {
         try {
-          if (!options.dryRun) await this.remove(clientId);
+          if (!options.dryRun) await this.remove(clientId, { purge: options.purge === true });
           result.removed.push(clientId);
         } catch (err) {
           // Visibility lags: a workflow that ended a moment ago may still be listed as running.

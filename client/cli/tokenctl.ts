@@ -138,10 +138,12 @@ function buildProgram(session: Session): Command {
     .description('Make the registered clients match a YAML file: start new ones, reconfigure changed ones, and with --prune stop the ones not in it.')
     .argument('<file>', 'the clients file (YAML; see below)')
     .option('--prune', 'stop the workflows of this task queue whose client is not in the file (their tokens stay in Redis until they expire)')
+    .option('--purge', 'with --prune: also delete the pruned clients\' tokens from Redis')
     .option('--dry-run', 'only print what would change')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', APPLY_FILE_HELP)
-    .action(async (file: string, options: { prune?: true; dryRun?: true; json?: true }) => {
+    .action(async (file: string, options: { prune?: true; purge?: true; dryRun?: true; json?: true }, command: Command) => {
+      if (options.purge && !options.prune) command.error("error: option '--purge' needs '--prune': it deletes the tokens of the clients that --prune stops", { exitCode: EXIT_USAGE });
       let text: string;
       try {
         text = await readFile(file, 'utf8');
@@ -150,7 +152,7 @@ function buildProgram(session: Session): Command {
       }
       // Validated in full before anything is connected to, so a file with mistakes changes nothing.
       const registrations = parseClientsFile(text, file);
-      const result = await (await session.admin()).apply(registrations, { prune: options.prune === true, dryRun: options.dryRun === true });
+      const result = await (await session.admin()).apply(registrations, { prune: options.prune === true, purge: options.purge === true, dryRun: options.dryRun === true });
       print(options.json ? JSON.stringify(result, null, 2) : formatApplyResult(result, file, options.dryRun === true));
       if (result.failed.length > 0) {
         const failures = result.failed.map((failure) => `  - could not ${failure.action} ${failure.clientId}: ${failure.message}`);

@@ -21,37 +21,33 @@ afterAll(async () => {
   await redisServer?.stop();
 });
 
-/** The most of `times` that fall into any one-second window. */
-function busiestSecond(times: number[]): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let most = 0;
-  let start = 0;
-  for (let end = 0; end < sorted.length; end++) {
-    while (sorted[end]! - sorted[start]! >= 1000) start++;
-    most = Math.max(most, end - start + 1);
-  }
-  return most;
-}
-
-test('30 racing callers with a limit of 10: at most 10 in any second, all through in about 2 s', async () => {
-  const window = new EndpointRateWindow(redis, { prefix: 'race:', limit: 10 });
+test('30 callers at once with a limit of 10: exactly 10 get a slot, the others the wait until the oldest leaves', async () => {
+  const window = new EndpointRateWindow(redis, { prefix: 'burst:', limit: 10 });
   const tokenUrl = 'http://iam.example:8080/realms/a/protocol/openid-connect/token';
-  const startedAt = Date.now();
-  const passedAt = await Promise.all(
-    Array.from({ length: 30 }, async () => {
-      await window.take(tokenUrl, { maxWaitMs: 10_000 });
-      return Date.now();
-    }),
-  );
-  const tookMs = Date.now() - startedAt;
-  console.info(`[rate-window] 30 callers, limit 10: busiest second ${busiestSecond(passedAt)}, all through after ${tookMs} ms`);
-  expect(busiestSecond(passedAt)).toBeLessThanOrEqual(10);
-  expect(tookMs).toBeGreaterThanOrEqual(2000);
-  expect(tookMs).toBeLessThan(4000);
+  const waits = await Promise.all(Array.from({ length: 30 }, () => window.tryTake(tokenUrl)));
+  expect(waits.filter((wait) => wait === 0)).toHaveLength(10);
+  for (const wait of waits.filter((w) => w !== 0)) {
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(1001);
+  }
+  expect(await redis.zcard(rateWindowKey('burst:', tokenUrl))).toBe(10);
+  expect(await redis.pttl(rateWindowKey('burst:', tokenUrl))).toBeLessThanOrEqual(1000);
   // Another realm on the same host shares the window; another host has its own.
   expect(await window.tryTake('http://iam.example:8080/realms/b/protocol/openid-connect/token')).toBeGreaterThan(0);
   expect(await window.tryTake('http://other-iam.example/token')).toBe(0);
-  expect(await redis.pttl(rateWindowKey('race:', tokenUrl))).toBeLessThanOrEqual(1000);
+});
+
+test('30 callers waiting for slots with a limit of 10: they need at least two more seconds, and all get through', async () => {
+  const window = new EndpointRateWindow(redis, { prefix: 'race:', limit: 10 });
+  const tokenUrl = 'https://iam.example/token';
+  const startedAt = Date.now();
+  await Promise.all(Array.from({ length: 30 }, () => window.take(tokenUrl, { maxWaitMs: 10_000 })));
+  const tookMs = Date.now() - startedAt;
+  console.info(`[rate-window] 30 callers, limit 10: all through after ${tookMs} ms`);
+  // Slots are counted on Redis's clock; this process's clock only bounds them from below (a busy
+  // event loop delays when a caller learns it got one, never when it got it).
+  expect(tookMs).toBeGreaterThanOrEqual(2000);
+  expect(tookMs).toBeLessThan(6000);
 });
 
 test('a full window past the caller’s longest wait: RequestHeldBackError (rate_limited) with the wait, nothing counted', async () => {

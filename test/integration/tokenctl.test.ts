@@ -107,7 +107,7 @@ describe('usage', () => {
     expect(applyWithoutFile).toMatchObject({ code: 2, stdout: '' });
     expect(applyWithoutFile.stderr).toContain("error: missing required argument 'file'");
     expect(unknownOption).toMatchObject({ code: 2, stdout: '' });
-    expect(unknownOption.stderr).toContain("error: unknown option '--purne'\n(Did you mean --prune?)");
+    expect(unknownOption.stderr).toContain("error: unknown option '--purne'\n(Did you mean one of --prune, --purge?)");
     expect(badState).toMatchObject({ code: 2, stdout: '' });
     expect(badState.stderr).toContain('Allowed choices are acquiring, active, backing_off, credentials_rejected, stopped.');
   });
@@ -269,7 +269,7 @@ describe('apply', () => {
     expect(iam.requestsFor('apply-a')).toEqual([]);
   });
 
-  test('a good file starts every client; the same file again changes nothing; a changed entry is reconfigured and --prune stops the removed one', async () => {
+  test('a good file starts every client; the same file again changes nothing; a changed entry is reconfigured, --prune stops the removed one and --purge deletes its token', async () => {
     const first = await clientsFile('clients.yaml', goodFile({ scopeOfB: 'orders.read' }));
     const created = await tokenctl(['apply', first]);
     expect(created).toMatchObject({ code: 0, stderr: '' });
@@ -323,5 +323,16 @@ describe('apply', () => {
     const requestsAfterClear = await eventually(() => (iam.requestsFor('apply-b').length === 3 ? iam.requestsFor('apply-b') : undefined), 10_000, 'apply-b cleared');
     expect(requestsAfterClear[2]!.params).not.toHaveProperty('scope');
     expect((await tokenctl(['apply', third, '--json'])).stdout).toContain('"unchanged": [\n    "apply-a",\n    "apply-b"\n  ]');
+
+    // --purge without --prune is a usage error; with it, the pruned client's token goes too.
+    const fourth = await clientsFile('clients-v4.yaml', goodFile({ scopeOfB: "''", without: 'apply-c' }).replace(/ {2}- clientId: apply-b\n( {4}.*\n)*/, ''));
+    const purgeAlone = await tokenctl(['apply', fourth, '--purge']);
+    expect(purgeAlone).toMatchObject({ code: 2, stdout: '' });
+    expect(purgeAlone.stderr).toContain("error: option '--purge' needs '--prune'");
+    await eventually(async () => ((await stack.admin.list()).some((row) => row.clientId === 'apply-b') ? true : undefined), 10_000, 'apply-b listed');
+    const purged = await tokenctl(['apply', fourth, '--prune', '--purge', '--json']);
+    expect(JSON.parse(purged.stdout) as ApplyResult).toMatchObject({ removed: ['apply-b'], failed: [] });
+    expect(await stack.store.read('apply-b')).toBeNull();
+    expect(await stack.store.read('apply-a')).not.toBeNull();
   });
 });
