@@ -371,17 +371,25 @@ export class TokenLifecycleState {
     wf.setCurrentDetails(this.details());
   }
 
+  /** Most urgent first: the UI shows the current details in a frame of a few lines. */
   private details(): string {
     const s = this.s;
     const iso = (ms: number | null) => (ms === null ? '—' : new Date(ms).toISOString());
-    const lines = [
-      `**${this.clientId}** · ${s.state}${s.state === 'backing_off' ? ` (${s.backoffReason})` : ''}`,
-      `- endpoint: ${this.registration.tokenUrl} (${this.registration.authMethod})`,
-      `- generation ${s.generation}, fingerprint ${s.fingerprint ?? '—'}`,
-      `- expires ${iso(s.expiresAt)}, next refresh ${iso(s.state === 'backing_off' ? s.backoffUntil : s.nextRefreshAt)}`,
-    ];
+    const headline =
+      s.state === 'credentials_rejected'
+        ? 'credentials_rejected — parked: fix the credentials, then `tokenctl resume` or reconfigure'
+        : s.state === 'backing_off'
+          ? `backing_off (${s.backoffReason}) until ${iso(s.backoffUntil)}`
+          : s.state;
+    const lines = [`**${this.clientId}** · ${headline}`, /* the UI's Markdown starts a list only after a blank line */ ''];
     if (s.lastError !== null) lines.push(`- last error (${s.consecutiveFailures} in a row): ${s.lastError.kind}: ${s.lastError.message}`);
-    if (s.state === 'credentials_rejected') lines.push('- parked: fix the credentials, then `tokenctl resume` or reconfigure');
+    lines.push(
+      s.fingerprint === null
+        ? '- token: none from this registration yet'
+        : `- token: generation ${s.generation}, fingerprint ${s.fingerprint}, expires ${iso(s.expiresAt)}`,
+    );
+    if (s.state === 'active') lines.push(`- next refresh: ${iso(s.nextRefreshAt)}`);
+    lines.push(`- endpoint (${this.registration.authMethod}): ${this.registration.tokenUrl}`);
     return lines.join('\n');
   }
 

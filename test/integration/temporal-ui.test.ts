@@ -107,6 +107,8 @@ test(
       expect(metadataText).toContain('Client credentials (client_secret_basic), secret from env');
       expect(metadataText).toMatch(/last error \(1 in a row\): credentials_rejected: Token endpoint answered 401 unauthorized_client/);
       expect(metadataText).toContain('parked: fix the credentials, then tokenctl resume or reconfigure');
+      // A Markdown list, one item per line, the most urgent first.
+      expect(metadataText).toMatch(/parked: fix the credentials, then tokenctl resume or reconfigure\n+last error \(1 in a row\)[^\n]*\n+token: none from this registration yet\n+endpoint \(client_secret_basic\): http/);
       // Timer and activity summaries make the events read as a story.
       expect(metadataText).toContain('Token request for generation 1 (first token)');
       // Invariant 1, as the operator sees it: the page has the reference, never the secret.
