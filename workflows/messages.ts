@@ -41,7 +41,12 @@ export interface TokenStatus {
   state: TokenState;
   /** Why the workflow is backing off, when `state` is `backing_off`. */
   backoffReason: FailureKind | null;
+  /**
+   * The generation of the last token this registration stored; 0 before its first (a client
+   * registered again numbers its first token after what Redis still holds).
+   */
   generation: number;
+  /** The fingerprint of that token (DESIGN.md); null before the first. */
   fingerprint: string | null;
   expiresAt: number | null;
   nextRefreshAt: number | null;

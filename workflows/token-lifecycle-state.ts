@@ -278,7 +278,11 @@ export class TokenLifecycleState {
           : this.s.fingerprint === null
             ? 'first token'
             : 'scheduled renewal';
-    return { generation, summary: `Token request for generation ${generation} (${why})` };
+    const summary =
+      this.s.generationKnown === false
+        ? `Token request (${why}), numbered after the generation Redis holds`
+        : `Token request for generation ${generation} (${why})`;
+    return { generation, summary };
   }
 
   acquireInput(generation: number): AcquireTokenInput {

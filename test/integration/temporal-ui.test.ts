@@ -110,7 +110,7 @@ test(
       // A Markdown list, one item per line, the most urgent first.
       expect(metadataText).toMatch(/parked: fix the credentials, then tokenctl resume or reconfigure\n+last error \(1 in a row\)[^\n]*\n+token: none from this registration yet\n+endpoint \(client_secret_basic\): http/);
       // Timer and activity summaries make the events read as a story.
-      expect(metadataText).toContain('Token request for generation 1 (first token)');
+      expect(metadataText).toContain('Token request (first token), numbered after the generation Redis holds');
       // Invariant 1, as the operator sees it: the page has the reference, never the secret.
       for (const text of [historyText, metadataText]) {
         expect(text).not.toContain('an-old-billing-secret');
