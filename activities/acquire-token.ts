@@ -10,6 +10,7 @@
  * `breakerOpen` and the remaining wait.
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { ApplicationFailureCategory } from '@temporalio/common';
 import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
 import type { AuthMethod, FailureDetails, FailureKind, PolicyOverrides, RefreshPolicy, SecretRef, TokenMetadata } from '../workflows/registration.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
@@ -250,11 +251,15 @@ async function storeCall<T>(call: () => Promise<T>): Promise<T> {
 /**
  * Every outcome becomes a non-retryable `ApplicationFailure` whose type is the failure kind: the
  * workflow, not Temporal's retry policy, decides when to try again (DESIGN.md, failure kinds).
+ * A failure this module classified is BENIGN: `acquireToken` has logged it in one line with its
+ * kind, so the SDK logs it at debug rather than again at warn with a stack trace. Unexpected errors
+ * keep the SDK's warning, stack included.
  */
 function toFailure(err: unknown): ApplicationFailure {
   let kind: FailureKind = 'server_error';
   let details: FailureDetails = {};
   let message = err instanceof Error ? err.message : String(err);
+  let category: ApplicationFailureCategory | undefined = ApplicationFailureCategory.BENIGN;
   if (err instanceof TokenEndpointError) {
     kind = err.kind;
     details = err.details;
@@ -264,6 +269,7 @@ function toFailure(err: unknown): ApplicationFailure {
     kind = 'store_unavailable';
   } else {
     message = `Unexpected error while acquiring a token: ${message}`;
+    category = undefined;
   }
-  return ApplicationFailure.create({ type: kind, message, details: [details], nonRetryable: true });
+  return ApplicationFailure.create({ type: kind, message, details: [details], nonRetryable: true, category });
 }

@@ -53,16 +53,20 @@ beforeAll(async () => {
 afterAll(async () => {
   if (worker?.exitCode === null) worker.kill('SIGKILL');
   // The worker is gone by now: terminate rather than ask the workflow to stop.
-  await new Client({ connection }).workflow.getHandle(workflowIdFor('built')).terminate('test finished').catch(() => undefined);
+  for (const clientId of ['built', 'built-unknown']) {
+    await new Client({ connection }).workflow.getHandle(workflowIdFor(clientId)).terminate('test finished').catch(() => undefined);
+  }
   await connection?.close();
   redis?.disconnect();
   await redisServer?.stop();
   await iam?.close();
 });
 
-test('the built worker keeps a token in Redis, tokenctl reads it, and SIGTERM stops the worker cleanly', async () => {
+test('the built worker keeps a token in Redis, tokenctl reads it, logs a rejection once, and SIGTERM stops it cleanly', async () => {
   const admin = new TokenAdmin(new Client({ connection }), { taskQueue });
   await admin.register({ clientId: 'built', tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: 'env:BUILT_SECRET' });
+  // A client the IAM does not know: rejected, parked, and logged in one line, not twice.
+  await admin.register({ clientId: 'built-unknown', tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: 'env:BUILT_SECRET' });
 
   const accessToken = await eventually(() => redis.hget(tokenKey('oauth:', 'built'), 'access_token').then((t) => t ?? undefined), 30_000, 'the token in Redis');
   expect(iam.requestsFor('built').map((r) => r.outcome)).toEqual(['issued']);
@@ -71,6 +75,14 @@ test('the built worker keeps a token in Redis, tokenctl reads it, and SIGTERM st
     execFile(TOKENCTL, ['token', 'built'], { env: env(), timeout: 30_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout))),
   );
   expect(printed.trim()).toBe(accessToken);
+
+  await eventually(async () => ((await admin.status('built-unknown')).state === 'credentials_rejected' ? true : undefined), 30_000, 'built-unknown parked');
+  expect(iam.requestsFor('built-unknown').map((r) => r.outcome)).toEqual(['invalid_client']);
+  // The worker's line names the kind; the SDK's own "Activity failed" (with a stack trace) is
+  // debug-level for a failure the activity classified (ApplicationFailureCategory.BENIGN).
+  expect(output.match(/Token request failed/g)).toHaveLength(1);
+  expect(output).toContain("kind: 'credentials_rejected'");
+  expect(output).not.toContain('Activity failed');
 
   const exited = once(worker, 'exit');
   worker.kill('SIGTERM');
