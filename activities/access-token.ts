@@ -3,48 +3,22 @@
  * the token everywhere outside Redis (Temporal, logs, refresh requests).
  */
 import { createHash } from 'node:crypto';
-
-const REDACTED = '[redacted]';
+import { Redacted } from './redacted.js';
 
 /**
  * An OAuth 2.0 access token (RFC 6749 §1.4), here always a Bearer token (RFC 6750). Printing,
- * logging or serializing it yields `[redacted]`; only {@link AccessToken.reveal} gives the value.
+ * logging or serializing it yields `[redacted]`; only {@link Redacted.reveal} gives the value.
  *
  * @see RFC 6749 §1.4
  * @see RFC 6750 §1.2
  */
-export class AccessToken {
-  // A private field: not an own enumerable property, so spreads, `util.inspect` and
-  // `JSON.stringify` of a containing object cannot reach it.
-  readonly #value: string;
-
-  constructor(value: string) {
-    this.#value = value;
-  }
-
-  /** The token itself. Call it only where the token goes to Redis or on the wire. */
-  reveal(): string {
-    return this.#value;
-  }
-
+export class AccessToken extends Redacted {
   /**
    * First 16 hex digits (lowercase) of the SHA-256 of the token: names a token in Temporal, logs
    * and refresh requests without revealing it (DESIGN.md, Redis layout `fingerprint`).
    */
   fingerprint(): string {
-    return tokenFingerprint(this.#value);
-  }
-
-  toString(): string {
-    return REDACTED;
-  }
-
-  toJSON(): string {
-    return REDACTED;
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return REDACTED;
+    return tokenFingerprint(this.reveal());
   }
 }
 

@@ -12,7 +12,7 @@
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
-import type { AuthMethod, FailureDetails, FailureKind, PolicyOverrides, RefreshPolicy, SecretRef, TokenMetadata } from '../workflows/registration.js';
+import type { ClientRegistration, FailureDetails, FailureKind, RefreshPolicy, TokenMetadata } from '../workflows/registration.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
@@ -20,14 +20,13 @@ import { resolveSecret } from './secrets.js';
 import { requestToken } from './token-endpoint.js';
 import type { TokenStore } from './token-store.js';
 
-/** Input of {@link AcquireToken}: a registration's public part plus the generation to write. */
-export interface AcquireTokenInput {
-  clientId: string;
-  tokenUrl: string;
-  authMethod: AuthMethod;
-  secretRef: SecretRef;
-  scope?: string;
-  extraParams?: Record<string, string>;
+/**
+ * Input of {@link AcquireToken}: the registration (references only, no secret) plus the generation
+ * to write. Of the registration's `policy`, the activity uses the request timeout and, when this
+ * request opens the endpoint breaker, the wait it imposes (the `rate_limited` / `blocked` backoff
+ * and the `Retry-After` bounds).
+ */
+export interface AcquireTokenInput extends ClientRegistration {
   /** Written only if newer than the generation Redis holds (invariant 3). */
   generation: number;
   /**
@@ -39,12 +38,6 @@ export interface AcquireTokenInput {
   afterStoredGeneration?: boolean;
   /** Lifetime to assume when the IAM omits `expires_in` (RFC 6749 §5.1 makes it RECOMMENDED). */
   defaultExpiresInSeconds: number;
-  /**
-   * The registration's policy overrides: the request timeout and, when this request opens the
-   * endpoint breaker, the wait it imposes (the `rate_limited` / `blocked` backoff and the
-   * `Retry-After` bounds). Defaults apply when absent.
-   */
-  policy?: PolicyOverrides;
 }
 
 export type AcquireToken = (input: AcquireTokenInput) => Promise<TokenMetadata>;

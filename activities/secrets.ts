@@ -7,43 +7,17 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import type { SecretRef } from '../workflows/registration.js';
 import { SecretUnavailableError } from './errors.js';
+import { Redacted } from './redacted.js';
 
 export { SecretUnavailableError };
 
-const REDACTED = '[redacted]';
-
 /**
  * A client secret (RFC 6749 §2.3.1 client password). Printing, logging or serializing it yields
- * `[redacted]`; only {@link Secret.reveal} gives the value, so every use is greppable.
+ * `[redacted]`; only {@link Redacted.reveal} gives the value.
  *
  * @see RFC 6749 §2.3.1
  */
-export class Secret {
-  // A private field: not an own enumerable property, so spreads, `util.inspect` and
-  // `JSON.stringify` of a containing object cannot reach it.
-  readonly #value: string;
-
-  constructor(value: string) {
-    this.#value = value;
-  }
-
-  /** The secret itself. Call it only where the secret goes on the wire. */
-  reveal(): string {
-    return this.#value;
-  }
-
-  toString(): string {
-    return REDACTED;
-  }
-
-  toJSON(): string {
-    return REDACTED;
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return REDACTED;
-  }
-}
+export class Secret extends Redacted {}
 
 /** POSIX-style environment variable names; anything else is a typo worth reporting as such. */
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

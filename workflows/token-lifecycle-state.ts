@@ -286,18 +286,11 @@ export class TokenLifecycleState {
   }
 
   acquireInput(generation: number): AcquireTokenInput {
-    const { clientId, tokenUrl, authMethod, secretRef, scope, extraParams } = this.registration;
     return {
-      clientId,
-      tokenUrl,
-      authMethod,
-      secretRef,
+      ...this.registration,
       generation,
       ...(this.s.generationKnown === false && { afterStoredGeneration: true }),
       defaultExpiresInSeconds: this.policy.defaultExpiresInSeconds,
-      ...(this.registration.policy !== undefined && { policy: this.registration.policy }),
-      ...(scope !== undefined && { scope }),
-      ...(extraParams !== undefined && { extraParams }),
     };
   }
 
