@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
 import type { ClientRegistration } from '../workflows/registration.js';
+import { exitDescription, hasExited } from './child-process.js';
 import { loadEmulatorConfig } from './iam-emulator/config.js';
 import { startIamEmulator } from './iam-emulator/emulator.js';
 import { startTemporalDevServer } from './temporal-dev-server.js';
@@ -108,11 +109,22 @@ Try, in another terminal in this folder:
 
 Ctrl-C stops everything the demo started.`);
 
-  await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM'), once(worker, 'exit')]);
+  const ended = await Promise.race([
+    once(process, 'SIGINT').then(() => 'signal' as const),
+    once(process, 'SIGTERM').then(() => 'signal' as const),
+    once(worker, 'exit').then(() => 'worker' as const),
+  ]);
+  if (ended === 'worker') {
+    console.error(`\nThe worker exited (${exitDescription(worker)}): see its output above.`);
+    process.exitCode = 1;
+  }
 }
 
 async function shutdown(): Promise<void> {
+  if (started.length === 0) return;
+  console.log('\nStopping the demo…');
   for (const stopOne of started.reverse()) await Promise.resolve(stopOne()).catch(() => undefined);
+  console.log('Stopped.');
 }
 
 function answers(port: number): Promise<boolean> {
@@ -134,7 +146,7 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
 }
 
 async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (hasExited(child)) return;
   const exited = once(child, 'exit');
   child.kill('SIGTERM');
   await exited;

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
 import { TOKEN_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
+import { exitDescription, hasExited } from './child-process.js';
 import { findFreePorts } from './free-port.js';
 
 export interface TemporalDevServerOptions {
@@ -86,7 +87,7 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
   const stop = async () => {
     const proc = child;
     child = null;
-    if (proc === null || proc.exitCode !== null) return;
+    if (proc === null || hasExited(proc)) return;
     const exited = once(proc, 'exit');
     proc.kill('SIGTERM');
     const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
@@ -111,7 +112,7 @@ async function waitUntilReady(address: string, proc: ChildProcess, timeoutMs: nu
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`Temporal dev server exited with code ${proc.exitCode} before it was ready`);
+    if (hasExited(proc)) throw new Error(`Temporal dev server exited (${exitDescription(proc)}) before it was ready`);
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1000 });
       try {

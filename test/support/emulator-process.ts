@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EmulatorConfig } from '../../dev/iam-emulator/config.js';
+import { exitDescription, hasExited } from '../../dev/child-process.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAIN = join(ROOT, 'dev', 'iam-emulator', 'main.ts');
@@ -69,7 +70,7 @@ export async function startEmulatorProcess(config: Omit<EmulatorConfig, 'port'>,
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
 
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
+    if (!hasExited(child)) {
       const gone = once(child, 'exit');
       child.kill('SIGTERM');
       await gone;
@@ -77,7 +78,7 @@ export async function startEmulatorProcess(config: Omit<EmulatorConfig, 'port'>,
     rmSync(dir, { recursive: true, force: true });
   };
   const exited = once(child, 'exit').then(() => {
-    throw new Error(`IAM emulator process exited during start (${child.exitCode ?? child.signalCode}):\n${output}`);
+    throw new Error(`IAM emulator process exited during start (${exitDescription(child)}):\n${output}`);
   });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

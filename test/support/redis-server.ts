@@ -17,6 +17,7 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { exitDescription, hasExited } from '../../dev/child-process.js';
 import { findFreePort } from '../../dev/free-port.js';
 import { promisify } from 'node:util';
 
@@ -135,7 +136,7 @@ async function spawnAndWaitForPing(args: string[], port: number, dir: string): P
     const failure = await Promise.race([spawnError, sleep(50).then(() => undefined)]);
     if (failure) throw new Error(`Could not start ${REDIS_SERVER_BIN}: ${failure.message}`);
     if (hasExited(child)) {
-      throw new Error(`redis-server on port ${port} exited during startup (${child.exitCode ?? child.signalCode}):\n${await logTail(dir)}`);
+      throw new Error(`redis-server on port ${port} exited during startup (${exitDescription(child)}):\n${await logTail(dir)}`);
     }
     if (await answersPing(port)) return child;
     if (Date.now() > deadline) {
@@ -151,10 +152,6 @@ async function answersPing(port: number): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function hasExited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
 }
 
 async function logTail(dir: string): Promise<string> {

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { build } from 'esbuild';
+import { exitDescription, hasExited } from '../../dev/child-process.js';
 import { iamTaskQueueFor } from '../../workflows/messages.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -118,9 +119,8 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = () => child.exitCode !== null || child.signalCode !== null;
   const kill9 = async () => {
-    if (exited()) return;
+    if (hasExited(child)) return;
     const gone = once(child, 'exit');
     child.kill('SIGKILL');
     await gone;
@@ -131,7 +131,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   try {
     const deadline = startedAt + (options.readyTimeoutMs ?? 60_000);
     for (;;) {
-      if (exited()) throw new Error(`Worker process exited during start (${child.exitCode ?? child.signalCode}):\n${output}`);
+      if (hasExited(child)) throw new Error(`Worker process exited during start (${exitDescription(child)}):\n${output}`);
       const polling = await Promise.all([
         isPolling(connection, namespace, options.taskQueue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, identity),
         isPolling(connection, namespace, iamTaskQueueFor(options.taskQueue), TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, identity),
@@ -152,7 +152,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     startMs: Date.now() - startedAt,
     output: () => output,
     kill9,
-    hasExited: exited,
+    hasExited: () => hasExited(child),
   };
 }
 
