@@ -3,7 +3,8 @@
  * - the Temporal dev server with its Web UI (state kept in .cache/demo/temporal.db),
  * - Redis (the one on 127.0.0.1:6379 if it answers, else a redis-server started here),
  * - the IAM emulator with the demo clients, the worker, and the demo registrations,
- * then it prints where to look. Ctrl-C stops everything it started.
+ * then it prints where to look. Ctrl-C stops everything it started. The DEMO_* variables below
+ * move its ports and state folder (test/dev/demo.test.ts runs it beside a running demo).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -12,6 +13,7 @@ import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import { z } from 'zod';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import { exitDescription, hasExited } from './child-process.js';
@@ -20,11 +22,29 @@ import { startIamEmulator } from './iam-emulator/emulator.js';
 import { startTemporalDevServer } from './temporal-dev-server.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const cacheDir = join(root, '.cache', 'demo');
-const TEMPORAL_PORT = Number(process.env.DEMO_TEMPORAL_PORT ?? 7233);
-const UI_PORT = Number(process.env.DEMO_UI_PORT ?? 8233);
-const REDIS_PORT = 6379;
-const METRICS_PORT = Number(process.env.METRICS_PORT ?? 9464);
+
+const port = z.coerce.number().int().min(1).max(65_535);
+/** Where the demo listens; the defaults are the usual local ports, the variables move them. */
+const demoSettingsSchema = z.object({
+  DEMO_TEMPORAL_PORT: port.default(7233),
+  DEMO_UI_PORT: port.default(8233),
+  /** A Redis that answers here is used; otherwise the demo starts redis-server on it. */
+  DEMO_REDIS_PORT: port.default(6379),
+  /** @default the port in demo-clients.yaml (8180) */
+  DEMO_IAM_PORT: port.optional(),
+  METRICS_PORT: port.default(9464),
+  /** The dev server's database and log: a restarted demo finds its workflows again. */
+  DEMO_STATE_DIR: z.string().min(1).default(join(root, '.cache', 'demo')),
+});
+
+function readDemoSettings(env: NodeJS.ProcessEnv): z.output<typeof demoSettingsSchema> {
+  const present = Object.fromEntries(Object.entries(env).filter(([name, value]) => name in demoSettingsSchema.shape && value !== ''));
+  const result = demoSettingsSchema.safeParse(present);
+  if (!result.success) {
+    throw new Error(`Invalid demo settings:\n${result.error.issues.map((issue) => `  - ${issue.path.join('.')}: ${issue.message}`).join('\n')}`);
+  }
+  return result.data;
+}
 
 /** Secrets the demo worker resolves (env:NAME). SHIPPING_SECRET is wrong on purpose. */
 const WORKER_SECRETS = {
@@ -38,7 +58,8 @@ const WORKER_SECRETS = {
 const started: Array<() => Promise<void> | void> = [];
 
 async function main(): Promise<void> {
-  mkdirSync(cacheDir, { recursive: true });
+  const { DEMO_TEMPORAL_PORT: TEMPORAL_PORT, DEMO_UI_PORT: UI_PORT, DEMO_REDIS_PORT: REDIS_PORT, DEMO_IAM_PORT, METRICS_PORT, DEMO_STATE_DIR: stateDir } = readDemoSettings(process.env);
+  mkdirSync(stateDir, { recursive: true });
   const temporalAddress = `127.0.0.1:${TEMPORAL_PORT}`;
   if (await answers(TEMPORAL_PORT)) {
     throw new Error(`Port ${TEMPORAL_PORT} is taken: stop what runs there, or set DEMO_TEMPORAL_PORT and DEMO_UI_PORT`);
@@ -47,20 +68,20 @@ async function main(): Promise<void> {
   const temporal = await startTemporalDevServer({
     port: TEMPORAL_PORT,
     uiPort: UI_PORT,
-    dbFilename: join(cacheDir, 'temporal.db'),
-    logFile: join(cacheDir, 'temporal.log'),
+    dbFilename: join(stateDir, 'temporal.db'),
+    logFile: join(stateDir, 'temporal.log'),
   });
   started.push(() => temporal.stop());
 
   if (!(await answers(REDIS_PORT))) {
-    console.log('Starting redis-server on 127.0.0.1:6379…');
+    console.log(`Starting redis-server on 127.0.0.1:${REDIS_PORT}…`);
     const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     started.push(() => stop(redis));
     await waitFor(() => answers(REDIS_PORT), 'redis-server');
   }
 
   const config = await loadEmulatorConfig(join(root, 'dev', 'iam-emulator', 'demo-clients.yaml'));
-  const iam = await startIamEmulator(config);
+  const iam = await startIamEmulator({ ...config, ...(DEMO_IAM_PORT !== undefined && { port: DEMO_IAM_PORT }) });
   started.push(() => iam.close());
 
   console.log('Starting the worker…');

@@ -1,0 +1,109 @@
+/**
+ * `make demo` as a newcomer meets it (`npm run demo`, after the build): the stack comes up, tokenctl
+ * prints a demo client's token, the UI's server lists the workflows by `TokenState`, and Ctrl-C
+ * stops everything the demo started. It runs on free ports (DEMO_* variables), so it does not
+ * collide with a demo already running on this machine.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { hasExited } from '../../dev/child-process.js';
+import { findFreePorts } from '../../dev/free-port.js';
+import { eventually } from '../support/token-stack.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const TOKENCTL = join(ROOT, 'dist', 'client', 'cli', 'tokenctl.js');
+const run = promisify(execFile);
+
+let demo: ChildProcess;
+let output = '';
+let stateDir: string;
+let ports: { temporal: number; ui: number; redis: number; iam: number; metrics: number };
+const tokenctlEnv = () => ({ ...process.env, TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`, REDIS_URL: `redis://127.0.0.1:${ports.redis}` });
+
+beforeAll(async () => {
+  const [temporal, ui, redis, iam, metrics] = (await findFreePorts(5)) as [number, number, number, number, number];
+  ports = { temporal, ui, redis, iam, metrics };
+  stateDir = mkdtempSync(join(tmpdir(), 'demo-test-'));
+  // Its own process group, so that the safety net in afterAll can take its children too.
+  demo = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'dev', 'demo.ts')], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      DEMO_TEMPORAL_PORT: String(temporal),
+      DEMO_UI_PORT: String(ui),
+      DEMO_REDIS_PORT: String(redis),
+      DEMO_IAM_PORT: String(iam),
+      METRICS_PORT: String(metrics),
+      DEMO_STATE_DIR: stateDir,
+    },
+  });
+  demo.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  demo.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await eventually(() => {
+    if (hasExited(demo)) throw new Error(`The demo exited during start:\n${output}`);
+    return output.includes('The token lifecycle demo is running.') ? true : undefined;
+  }, 150_000, 'the demo up');
+});
+
+afterAll(() => {
+  if (demo !== undefined && !hasExited(demo)) process.kill(-demo.pid!, 'SIGKILL');
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+test('it prints where to look and what to try', () => {
+  expect(output).toContain(`http://127.0.0.1:${ports.ui}/namespaces/default/workflows`);
+  expect(output).toContain(`http://127.0.0.1:${ports.iam}/realms/demo/protocol/openid-connect/token`);
+  expect(output).toContain(`TEMPORAL_ADDRESS=127.0.0.1:${ports.temporal} REDIS_URL=redis://127.0.0.1:${ports.redis} npx tokenctl token orders-service`);
+  // No Redis answered on the port, so the demo started one.
+  expect(output).toContain(`Starting redis-server on 127.0.0.1:${ports.redis}`);
+});
+
+test('tokenctl token prints a demo client\'s token', async () => {
+  const token = await eventually(
+    () => run(process.execPath, [TOKENCTL, 'token', 'orders-service'], { env: tokenctlEnv() }).then(({ stdout }) => stdout.trim(), () => undefined),
+    30_000,
+    'the orders-service token',
+  );
+  // The emulator issues JWT-shaped tokens.
+  expect(token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+});
+
+test('the UI server lists the workflows with their TokenState, the rejected ones on purpose', async () => {
+  // The same request the UI's list page makes for its query box.
+  const list = async (query: string) => {
+    const url = `http://127.0.0.1:${ports.ui}/api/v1/namespaces/default/workflows?query=${encodeURIComponent(query)}`;
+    const body = (await (await fetch(url)).json()) as { executions?: Array<{ execution: { workflowId: string } }> };
+    return (body.executions ?? []).map((e) => e.execution.workflowId).sort();
+  };
+  const rejected = ['token-lifecycle:legacy-batch', 'token-lifecycle:shipping-service'];
+  const active = ['token-lifecycle:billing-service', 'token-lifecycle:orders-service', 'token-lifecycle:reporting-service'];
+  await eventually(async () => ((await list('TokenState="credentials_rejected"')).join() === rejected.join() ? true : undefined), 30_000, 'the rejected demo clients listed');
+  await eventually(async () => ((await list('TokenState="active"')).join() === active.join() ? true : undefined), 30_000, 'the active demo clients listed');
+});
+
+test('Ctrl-C stops everything the demo started', async () => {
+  const exited = once(demo, 'exit');
+  process.kill(demo.pid!, 'SIGINT');
+  const [code] = (await exited) as [number | null];
+  expect(code).toBe(0);
+  expect(output).toContain('Stopped.');
+  for (const port of Object.values(ports)) expect(await answers(port), `port ${port}`).toBe(false);
+});
+
+function answers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
