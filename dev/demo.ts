@@ -81,7 +81,11 @@ async function main(): Promise<void> {
   }
 
   const config = await loadEmulatorConfig(join(root, 'dev', 'iam-emulator', 'demo-clients.yaml'));
-  const iam = await startIamEmulator({ ...config, ...(DEMO_IAM_PORT !== undefined && { port: DEMO_IAM_PORT }) });
+  const iamPort = DEMO_IAM_PORT ?? config.port;
+  const iam = await startIamEmulator({ ...config, port: iamPort }).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    throw new Error(`Port ${iamPort} is taken: stop what runs there, or set DEMO_IAM_PORT`);
+  });
   started.push(() => iam.close());
 
   console.log('Starting the worker…');
