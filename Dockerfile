@@ -20,8 +20,10 @@ RUN npm run build \
 
 # ---- runtime: production dependencies and the build only ----
 FROM node:24-bookworm-slim AS runtime
+# JSON log lines (LOG_FORMAT) for the container's log pipeline.
 ENV NODE_ENV=production \
-    METRICS_PORT=9464
+    METRICS_PORT=9464 \
+    LOG_FORMAT=json
 WORKDIR /app
 # Owned by root and read-only for the worker: the process cannot rewrite its own code.
 COPY --from=build /app/package.json ./package.json

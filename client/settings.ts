@@ -30,6 +30,8 @@ const settingsSchema = z.object({
     .transform((v) => v.toUpperCase())
     .pipe(z.enum(LOG_LEVELS))
     .default('INFO'),
+  /** `pretty`: the SDK's readable lines; `json`: one JSON object per line, for log pipelines. */
+  LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
   /** A prebuilt workflow bundle (`npm run build` writes dist/workflow-bundle.js). */
   WORKFLOW_BUNDLE_PATH: z.string().min(1).optional(),
 });

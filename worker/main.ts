@@ -3,11 +3,12 @@
  * search attributes if missing, runs the workflow and IAM workers, exports Prometheus metrics,
  * and shuts down gracefully on SIGTERM or SIGINT (Temporal's runtime handles both signals).
  */
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TokenStore } from '../activities/token-store.js';
 import { createRedisClient } from '../client/redis-connection.js';
 import { readSettings, SettingsError } from '../client/settings.js';
 import { temporalConnectionOptions } from '../client/temporal-connection.js';
+import { createWorkerLogger } from './logger.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
@@ -17,7 +18,7 @@ import { prebuiltBundlePath } from './workflow-bundle.js';
 async function main(): Promise<void> {
   const settings = readSettings();
   Runtime.install({
-    logger: new DefaultLogger(settings.LOG_LEVEL),
+    logger: createWorkerLogger({ level: settings.LOG_LEVEL, format: settings.LOG_FORMAT }),
     telemetryOptions: {
       metrics:
         settings.METRICS_PORT === 0

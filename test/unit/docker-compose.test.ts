@@ -74,6 +74,7 @@ describe.skipIf(composeMissing)(`docker-compose.yml (skipped when ${COMPOSE} is 
       IAM_MAX_RPS: '40',
       METRICS_PORT: '9464',
       LOG_LEVEL: 'INFO',
+      LOG_FORMAT: 'json',
     });
     expect(worker.depends_on).toEqual({ temporal: { condition: 'service_healthy' }, redis: { condition: 'service_healthy' } });
     expect(worker.healthcheck?.test).toEqual(['CMD', 'node', 'dist/worker/healthcheck.js']);
