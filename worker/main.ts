@@ -7,7 +7,7 @@ import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TokenStore } from '../activities/token-store.js';
 import { createRedisClient } from '../client/redis-connection.js';
 import { readSettings, SettingsError } from '../client/settings.js';
-import { temporalConnectionOptions } from '../client/temporal-connection.js';
+import { TemporalUnreachableError, temporalConnectionOptions } from '../client/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
@@ -34,7 +34,10 @@ async function main(): Promise<void> {
   });
   const log = Runtime.instance().logger;
 
-  const connection = await NativeConnection.connect(temporalConnectionOptions(settings));
+  const connectionOptions = temporalConnectionOptions(settings);
+  const connection = await NativeConnection.connect(connectionOptions).catch((err: unknown) => {
+    throw new TemporalUnreachableError(settings.TEMPORAL_ADDRESS, err);
+  });
   const added = await ensureSearchAttributes(connection, settings.TEMPORAL_NAMESPACE);
   if (added.length > 0) log.info('Registered search attributes', { namespace: settings.TEMPORAL_NAMESPACE, added });
 
@@ -79,6 +82,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof SettingsError ? err.message : err);
+  // What the operator must fix, in one message; anything else with its stack.
+  console.error(err instanceof SettingsError || err instanceof TemporalUnreachableError ? err.message : err);
   process.exit(1);
 });

@@ -16,7 +16,8 @@ import { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAd
 import { createRedisClient, type RedisClient } from '../redis-connection.js';
 import { InvalidRegistrationError, parseRegistration } from '../registration-schema.js';
 import { readSettings, SettingsError, type Settings } from '../settings.js';
-import { temporalConnectionOptions } from '../temporal-connection.js';
+import { innermostMessage } from '../innermost-message.js';
+import { TemporalUnreachableError, temporalConnectionOptions } from '../temporal-connection.js';
 import { InvalidClientsFileError, parseClientsFile } from './clients-file.js';
 import { formatApplyResult, formatClientTable, formatInstant, formatRefreshed, formatStatus } from './format.js';
 
@@ -55,10 +56,11 @@ class Session {
 
   async admin(): Promise<TokenAdmin> {
     const settings = this.settings();
+    const options = temporalConnectionOptions(settings);
     try {
-      this.connection ??= await Connection.connect({ ...temporalConnectionOptions(settings), connectTimeout: CONNECT_TIMEOUT_MS });
+      this.connection ??= await Connection.connect({ ...options, connectTimeout: CONNECT_TIMEOUT_MS });
     } catch (err) {
-      throw new CliError(temporalUnreachable(settings, err));
+      throw new TemporalUnreachableError(settings.TEMPORAL_ADDRESS, err);
     }
     return new TokenAdmin(new Client({ connection: this.connection, namespace: settings.TEMPORAL_NAMESPACE }), {
       taskQueue: settings.TEMPORAL_TASK_QUEUE,
@@ -277,7 +279,7 @@ function print(text: string): void {
 
 /** The operator-facing message for a failed command: what was wrong and how to fix it. */
 function describeFailure(err: unknown, session: Session): string {
-  if (err instanceof CliError || err instanceof AlreadyRegisteredError) return err.message;
+  if (err instanceof CliError || err instanceof AlreadyRegisteredError || err instanceof TemporalUnreachableError) return err.message;
   if (err instanceof SettingsError) return `${err.message}\nFix these environment variables and try again.`;
   if (err instanceof InvalidClientsFileError) {
     return `${err.fileName} is invalid, nothing was changed:\n${err.problems.map((p) => `  - ${p}`).join('\n')}\nFix these and run it again; see tokenctl apply --help for the format.`;
@@ -291,12 +293,8 @@ function describeFailure(err: unknown, session: Session): string {
   if (err instanceof NamespaceNotFoundError) {
     return `Temporal namespace '${err.namespace}' not found at ${session.settings().TEMPORAL_ADDRESS}: set TEMPORAL_NAMESPACE to an existing namespace`;
   }
-  if (isUnavailable(err)) return temporalUnreachable(session.settings(), err);
+  if (isUnavailable(err)) return new TemporalUnreachableError(session.settings().TEMPORAL_ADDRESS, err).message;
   return err instanceof Error ? err.message : String(err);
-}
-
-function temporalUnreachable(settings: Settings, err: unknown): string {
-  return `cannot reach Temporal at ${settings.TEMPORAL_ADDRESS} (${innermostMessage(err)}): check that it is running, or set TEMPORAL_ADDRESS (and TEMPORAL_API_KEY or TEMPORAL_TLS_* for Temporal Cloud or mTLS)`;
 }
 
 /** gRPC DEADLINE_EXCEEDED and UNAVAILABLE: the server did not answer (grpc-js is not a direct dependency). */
@@ -310,12 +308,6 @@ function isUnavailable(err: unknown): boolean {
   return false;
 }
 
-/** The message of the deepest cause, which names the socket error rather than "failed to connect". */
-function innermostMessage(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
-}
 
 function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//[redacted]@');

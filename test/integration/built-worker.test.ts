@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { Redis } from 'ioredis';
 import { tokenKey } from '../../activities/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
+import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
@@ -97,4 +98,27 @@ test('the built worker keeps a token in Redis, tokenctl reads it, logs a rejecti
   expect(messages).not.toContain('No workflows registered, not polling for workflow tasks');
   expect(output).not.toContain(SECRET);
   expect(output).not.toContain(accessToken);
+});
+
+test('the built worker exits 1 with one line saying what to fix when Temporal is unreachable or a setting is wrong', async () => {
+  const [closedPort] = await findFreePorts(1);
+  const start = (overrides: Record<string, string>) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, [WORKER], { env: { ...env(), LOG_FORMAT: 'pretty', ...overrides }, timeout: 60_000 }, (error, _stdout, stderr) =>
+        resolve({ code: error === null ? 0 : (error.code as number | null), stderr }),
+      );
+    });
+  const [unreachable, badTls, badSetting] = await Promise.all([
+    start({ TEMPORAL_ADDRESS: `127.0.0.1:${closedPort}` }),
+    start({ TEMPORAL_TLS_CA_PATH: '/nonexistent/ca.pem' }),
+    start({ IAM_MAX_RPS: 'lots' }),
+  ]);
+
+  expect(unreachable.code).toBe(1);
+  expect(unreachable.stderr).toMatch(new RegExp(`^cannot reach Temporal at 127\\.0\\.0\\.1:${closedPort} \\(.*Connection refused.*\\): check that it is running, or set TEMPORAL_ADDRESS`));
+  expect(badTls).toEqual({ code: 1, stderr: 'Invalid settings:\n  - TEMPORAL_TLS_CA_PATH: cannot read /nonexistent/ca.pem (ENOENT)\n' });
+  expect(badSetting.code).toBe(1);
+  expect(badSetting.stderr).toMatch(/^Invalid settings:\n {2}- IAM_MAX_RPS: /);
+  // One message, no stack trace.
+  for (const run of [unreachable, badTls, badSetting]) expect(run.stderr).not.toMatch(/\n\s+at /);
 });

@@ -144,6 +144,13 @@ describe('failures', () => {
     expect(redis).toMatchObject({ code: 1, stdout: '' });
     expect(redis.stderr).toMatch(new RegExp(`^error: cannot connect to Redis at redis://127\\.0\\.0\\.1:${redisPort} \\(connect ECONNREFUSED .*set REDIS_URL`));
   });
+
+  test('an unreadable TLS file exits 1 naming the variable, not as an unreachable Temporal', async () => {
+    const run = await tokenctl(['list'], { TEMPORAL_TLS_CA_PATH: '/nonexistent/ca.pem' });
+
+    expect(run).toMatchObject({ code: 1, stdout: '' });
+    expect(run.stderr).toBe('error: Invalid settings:\n  - TEMPORAL_TLS_CA_PATH: cannot read /nonexistent/ca.pem (ENOENT)\nFix these environment variables and try again.\n');
+  });
 });
 
 test("a client's life from the command line: register, status, token, list, refresh --wait, remove --purge", async () => {
