@@ -15,7 +15,7 @@ export class RedisUrlError extends Error {
 export function createRedisClient(url: string, options: RedisOptions = {}): RedisClient {
   const match = /^(redis\+sentinel|redis\+cluster|rediss?):\/\/(?:([^@/]*)@)?([^/]+)(?:\/(.*))?$/.exec(url);
   if (match === null) {
-    throw new RedisUrlError(`REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379 (got ${redact(url)})`);
+    throw new RedisUrlError(`REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379 (got ${redactRedisUrl(url)})`);
   }
   const [, scheme, auth, hostList, path = ''] = match;
   if (scheme === 'redis' || scheme === 'rediss') return new Redis(url, options);
@@ -31,11 +31,42 @@ export function createRedisClient(url: string, options: RedisOptions = {}): Redi
     return new Cluster(nodes, { redisOptions: { ...options, ...credentials } });
   }
   const [name, db] = path.split('/');
-  if (!name) throw new RedisUrlError(`REDIS_URL for Sentinel must name the master: redis+sentinel://host:26379/<master name> (got ${redact(url)})`);
+  if (!name) throw new RedisUrlError(`REDIS_URL for Sentinel must name the master: redis+sentinel://host:26379/<master name> (got ${redactRedisUrl(url)})`);
   return new Redis({ ...options, ...credentials, sentinels: nodes, name, ...(db !== undefined && { db: Number(db) }) });
 }
 
-/** The URL without its password, for error messages. */
-function redact(url: string): string {
+/** The URL without its password, for messages and logs. */
+export function redactRedisUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
+}
+
+/** A second connection like `redis` (same nodes and options), e.g. for a subscription. */
+export function duplicateConnection(redis: RedisClient): RedisClient {
+  // Two calls, not one: the union of the two `duplicate` signatures is not callable.
+  return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
+}
+
+/** What {@link watchConnection} calls: once per outage and once per recovery. */
+export interface ConnectionWatcher {
+  down(error: Error): void;
+  restored?(): void;
+}
+
+/**
+ * Calls `down` once when the connection fails, not on each of ioredis's reconnection attempts, and
+ * `restored` once it is ready again. It also keeps ioredis from printing "Unhandled error event"
+ * for every attempt, which it does for a client without an `error` listener.
+ */
+export function watchConnection(redis: RedisClient, watcher: ConnectionWatcher): void {
+  let down = false;
+  redis.on('error', (error: Error) => {
+    if (down) return;
+    down = true;
+    watcher.down(error);
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    watcher.restored?.();
+  });
 }

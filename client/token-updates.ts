@@ -3,8 +3,9 @@
  * it stores (DESIGN.md, Redis layout). A Redis connection that subscribes can run nothing else, so
  * this holds a dedicated one, duplicated from the caller's client (standalone, Sentinel or Cluster).
  */
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { TokenUpdatedMessage } from '../activities/token-store.js';
+import { duplicateConnection } from './redis-connection.js';
 
 /** What a {@link TokenUpdates} subscriber is told. */
 export interface TokenUpdatesListener {
@@ -56,8 +57,7 @@ export class TokenUpdates {
   }
 
   private async subscribe(): Promise<void> {
-    // Two calls, not one: the union of the two `duplicate` signatures is not callable.
-    const subscriber: Redis | Cluster = this.redis instanceof Cluster ? this.redis.duplicate() : this.redis.duplicate();
+    const subscriber = duplicateConnection(this.redis);
     this.subscriber = subscriber;
     // Errors show up as failed reads on the caller's own connection; this keeps ioredis from
     // printing every reconnect attempt of this one.

@@ -5,7 +5,7 @@
  */
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TokenStore } from '../activities/token-store.js';
-import { createRedisClient } from '../client/redis-connection.js';
+import { createRedisClient, redactRedisUrl, watchConnection } from '../client/redis-connection.js';
 import { readSettings, SettingsError } from '../client/settings.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../client/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
@@ -42,6 +42,16 @@ async function main(): Promise<void> {
   if (added.length > 0) log.info('Registered search attributes', { namespace: settings.TEMPORAL_NAMESPACE, added });
 
   const redis = createRedisClient(settings.REDIS_URL, { maxRetriesPerRequest: 2 });
+  // Token requests fail as store_unavailable meanwhile and back off; one line each way is enough.
+  const redisUrl = redactRedisUrl(settings.REDIS_URL);
+  watchConnection(redis, {
+    down(error) {
+      log.warn('Redis unreachable: the worker keeps reconnecting', { redis: redisUrl, error: error.message });
+    },
+    restored() {
+      log.info('Redis connection restored', { redis: redisUrl });
+    },
+  });
   const store = new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
   const workflowBundlePath = prebuiltBundlePath(settings.WORKFLOW_BUNDLE_PATH);
   if (workflowBundlePath === null) log.warn('No prebuilt workflow bundle (npm run build): bundling the sources at start');

@@ -18,7 +18,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { refreshRequestsStream } from '../activities/token-store.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../workflows/messages.js';
 
@@ -288,11 +288,6 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
       await running;
     },
   };
-}
-
-/** A second connection like `redis`, for a blocking command that would hold up the others. */
-export function duplicateConnection(redis: Redis | Cluster): Redis | Cluster {
-  return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
 }
 
 /**

@@ -14,7 +14,7 @@
 import type { MetricGauge, MetricMeter } from '@temporalio/common';
 import { Cluster, type Redis } from 'ioredis';
 import { tokenKey, tokenUpdatedChannel, type TokenUpdatedMessage } from '../activities/token-store.js';
-import type { RedisClient } from '../client/redis-connection.js';
+import { duplicateConnection, watchConnection, type RedisClient } from '../client/redis-connection.js';
 import { TOKEN_SECONDS_UNTIL_EXPIRY } from './metrics.js';
 
 /** Options of {@link startTokenExpiryGauge}. */
@@ -50,6 +50,8 @@ export interface TokenExpiryGauge {
 /** Redis pub/sub is fire-and-forget: a message can be lost, so the scan backs it up. */
 const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
 const SCAN_BATCH = 200;
+/** Until the first subscription succeeds (the connection's own failure is reported once). */
+const SUBSCRIBE_RETRY_MS = 1000;
 
 /** Starts the gauge: subscribes, scans once, then updates every second. */
 export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): Promise<TokenExpiryGauge> {
@@ -86,14 +88,32 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
   };
 
   // A connection in subscriber mode can send nothing else: the subscription gets its own.
-  const subscriber: RedisClient = redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
-  subscriber.on('error', (error: Error) => onError(error));
+  const subscriber = duplicateConnection(redis);
+  watchConnection(subscriber, {
+    down: onError,
+    // Announcements made while it was away are lost: scan now rather than at the next resync.
+    restored: () => void resync().then(update, onError),
+  });
   subscriber.on('message', (_channel: string, text: string) => {
     const message = parseTokenUpdated(text);
     if (message !== null) learn(message.clientId, message.expiresAt, message.generation);
     update();
   });
-  await subscriber.subscribe(tokenUpdatedChannel(prefix));
+  // A failed first subscription is retried in the background: a worker started while Redis is down
+  // still starts (its token requests back off as store_unavailable). Once subscribed, ioredis
+  // subscribes again after each reconnection.
+  let stopped = false;
+  let subscribeRetry: NodeJS.Timeout | undefined;
+  const subscribe = async (attempt = 1): Promise<void> => {
+    try {
+      await subscriber.subscribe(tokenUpdatedChannel(prefix));
+      // What was announced before this late subscription is only in the keys.
+      if (attempt > 1) void resync().then(update, onError);
+    } catch {
+      if (!stopped) subscribeRetry = setTimeout(() => void subscribe(attempt + 1), SUBSCRIBE_RETRY_MS).unref();
+    }
+  };
+  await subscribe();
   await resync().catch(onError);
   update();
 
@@ -110,6 +130,8 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
     update,
     resync,
     stop() {
+      stopped = true;
+      clearTimeout(subscribeRetry);
       clearInterval(updateTimer);
       clearInterval(resyncTimer);
       subscriber.disconnect();

@@ -7,9 +7,10 @@ import { Client } from '@temporalio/client';
 import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import type { TokenStore } from '../activities/token-store.js';
+import { duplicateConnection } from '../client/redis-connection.js';
 import { iamTaskQueueFor } from '../workflows/messages.js';
 import type { TokenMetrics } from './metrics.js';
-import { createRefreshRequestConsumer, duplicateConnection, type RefreshRequestConsumerOptions } from './refresh-request-consumer.js';
+import { createRefreshRequestConsumer, type RefreshRequestConsumerOptions } from './refresh-request-consumer.js';
 import { bundleOptions } from './workflow-bundle.js';
 
 export interface TokenWorkersOptions {

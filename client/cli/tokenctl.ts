@@ -13,7 +13,7 @@ import { TokenStore } from '../../activities/token-store.js';
 import { TOKEN_STATES, type TokenState } from '../../workflows/messages.js';
 import type { AuthMethod } from '../../workflows/registration.js';
 import { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from '../admin.js';
-import { createRedisClient, type RedisClient } from '../redis-connection.js';
+import { createRedisClient, redactRedisUrl, type RedisClient } from '../redis-connection.js';
 import { InvalidRegistrationError, parseRegistration } from '../registration-schema.js';
 import { readSettings, SettingsError, type Settings } from '../settings.js';
 import { innermostMessage } from '../innermost-message.js';
@@ -86,7 +86,7 @@ class Session {
       await redis.connect();
     } catch (err) {
       throw new CliError(
-        `cannot connect to Redis at ${redactUrl(settings.REDIS_URL)} (${innermostMessage(socketError ?? err)}): check that it is running, or set REDIS_URL`,
+        `cannot connect to Redis at ${redactRedisUrl(settings.REDIS_URL)} (${innermostMessage(socketError ?? err)}): check that it is running, or set REDIS_URL`,
       );
     }
     return new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
@@ -308,10 +308,6 @@ function isUnavailable(err: unknown): boolean {
   return false;
 }
 
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
-}
 
 async function main(argv: string[]): Promise<number> {
   const session = new Session();

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { Redis } from 'ioredis';
 import { tokenKey } from '../../activities/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
+import { hasExited } from '../../dev/child-process.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor } from '../../workflows/messages.js';
@@ -121,4 +122,34 @@ test('the built worker exits 1 with one line saying what to fix when Temporal is
   expect(badSetting.stderr).toMatch(/^Invalid settings:\n {2}- IAM_MAX_RPS: /);
   // One message, no stack trace.
   for (const run of [unreachable, badTls, badSetting]) expect(run.stderr).not.toMatch(/\n\s+at /);
+});
+
+test('the built worker started while Redis is down keeps running, says so once, and says when Redis is back', async () => {
+  const [redisPort, metricsPort] = await findFreePorts(2);
+  let lines = '';
+  const lateWorker = spawn(process.execPath, [WORKER], {
+    env: { ...env(), REDIS_URL: `redis://127.0.0.1:${redisPort}`, METRICS_PORT: String(metricsPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  lateWorker.stdout.on('data', (chunk: Buffer) => (lines += chunk.toString()));
+  lateWorker.stderr.on('data', (chunk: Buffer) => (lines += chunk.toString()));
+  const messages = () => lines.split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { message: string }).message);
+  let lateRedis: RedisServer | undefined;
+  try {
+    await eventually(() => (messages().includes('Worker started') ? true : undefined), 30_000, 'the worker started without Redis');
+    // Several reconnection attempts later: still one line, and none of ioredis's own.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(lateWorker.exitCode).toBeNull();
+    expect(messages().filter((message) => message.startsWith('Redis unreachable'))).toHaveLength(1);
+    expect(lines).not.toContain('Unhandled error event');
+
+    lateRedis = await startRedisServer({ port: redisPort });
+    await eventually(() => (messages().includes('Redis connection restored') ? true : undefined), 15_000, 'the worker back on Redis');
+    const exited = once(lateWorker, 'exit');
+    lateWorker.kill('SIGTERM');
+    expect((await exited)[0]).toBe(0);
+  } finally {
+    if (!hasExited(lateWorker)) lateWorker.kill('SIGKILL');
+    await lateRedis?.stop();
+  }
 });

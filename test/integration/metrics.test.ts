@@ -248,4 +248,40 @@ describe('the token expiry gauge in a worker that starts after the tokens were w
       gauge.stop();
     }
   });
+  test('starts while Redis is down, then learns the stored token and newer ones promptly once Redis is up', async () => {
+    const port = await findFreePort();
+    const url = `redis://127.0.0.1:${port}`;
+    // As the worker makes its client: commands fail after two reconnection attempts.
+    const workerRedis = new Redis(url, { maxRetriesPerRequest: 2 });
+    workerRedis.on('error', () => undefined); // the worker's own watcher reports it (worker/main.ts)
+    const errors: Error[] = [];
+    const values = new Map<string, number>();
+    const gauge = await startTokenExpiryGauge({ redis: workerRedis, prefix: 'late:', meter: recordingMeter(values), onError: (error) => errors.push(error) });
+    let server: RedisServer | undefined;
+    let writer: Redis | undefined;
+    try {
+      expect(gauge.knownExpiries().size).toBe(0);
+      expect(errors.map((error) => error.message).join('\n')).toMatch(/ECONNREFUSED|max retries/);
+
+      server = await startRedisServer({ port });
+      writer = new Redis(url);
+      const store = new TokenStore(writer, { prefix: 'late:' });
+      const token = (generation: number, expiresAt: number) => ({
+        clientId: 'late', generation, expiresAt, accessToken: `tok-${generation}`, tokenType: 'Bearer', scope: '', obtainedAt: Date.now(), fingerprint: '0123456789abcdef',
+      });
+      const base = Date.now();
+      await store.write(token(1, base + 30_000));
+      // Learned by the scan that follows the reconnection, not a minute later.
+      await eventually(() => (gauge.knownExpiries().get('late') === base + 30_000 ? true : undefined), 15_000, 'the token written while the gauge was reconnecting');
+      // The subscription that failed at start is retried, and a scan follows it: a newer token is
+      // learned in seconds, not at the next minute's scan.
+      await store.write(token(2, base + 60_000));
+      await eventually(() => (gauge.knownExpiries().get('late') === base + 60_000 ? true : undefined), 3_000, 'the newer token from token-updated');
+    } finally {
+      gauge.stop();
+      workerRedis.disconnect();
+      writer?.disconnect();
+      await server?.stop();
+    }
+  });
 });
