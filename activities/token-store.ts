@@ -254,7 +254,7 @@ export class TokenStore {
   async readHighestGeneration(clientId: string): Promise<number> {
     const [stored, recorded] = await Promise.all([this.readGeneration(clientId), this.client.zscore(generationsKey(this.prefix), clientId)]);
     const highest = recorded === null ? 0 : Number(recorded);
-    if (!Number.isSafeInteger(highest)) throw new Error(`Redis sorted set ${generationsKey(this.prefix)} holds ${JSON.stringify(recorded)} for "${clientId}", not an integer`);
+    if (!Number.isSafeInteger(highest)) throw new MalformedStoredTokenError(generationsKey(this.prefix), `holds ${JSON.stringify(recorded)} for "${clientId}", not an integer`);
     return Math.max(stored, highest);
   }
 
@@ -283,6 +283,21 @@ export class TokenStore {
   }
 }
 
+/**
+ * A Redis record that does not follow the layout of DESIGN.md (something other than the worker
+ * wrote it). The message names the key and the problem, never the token.
+ */
+export class MalformedStoredTokenError extends Error {
+  readonly code = 'malformed_stored_token';
+  constructor(
+    readonly key: string,
+    problem: string,
+  ) {
+    super(`Redis record ${key} ${problem}`);
+    this.name = 'MalformedStoredTokenError';
+  }
+}
+
 function parseWriteReply(reply: unknown): WriteResult {
   if (Array.isArray(reply)) {
     const [outcome, generation, fingerprint, expiresAt] = reply as unknown[];
@@ -300,13 +315,13 @@ function parseWriteReply(reply: unknown): WriteResult {
 }
 
 function requireField(key: string, field: string, value: string | null | undefined): string {
-  if (value === null || value === undefined) throw new Error(`Redis hash ${key} has no "${field}" field`);
+  if (value === null || value === undefined) throw new MalformedStoredTokenError(key, `has no "${field}" field`);
   return value;
 }
 
 function parseIntegerField(key: string, field: string, value: string): number {
   const parsed = Number(value);
-  if (!Number.isSafeInteger(parsed)) throw new Error(`Redis hash ${key} field "${field}" must be an integer, got ${JSON.stringify(value)}`);
+  if (!Number.isSafeInteger(parsed)) throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
   return parsed;
 }
 

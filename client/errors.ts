@@ -2,6 +2,7 @@
  * The errors of the consumer library: one class per condition, each with a stable `code` that
  * programs can switch on, and the client ID in a readonly field. None of them carries a token.
  */
+import { innermostMessage } from './innermost-message.js';
 
 /**
  * Redis holds no usable token for the client: the worker has not stored one yet, the last one
@@ -47,6 +48,21 @@ export class RefreshRequestError extends Error {
   ) {
     super(`Could not request a refresh for client '${clientId}': ${reason}`, options);
     this.name = 'RefreshRequestError';
+  }
+}
+
+/**
+ * Redis did not answer the reader: down, unreachable, or refusing the command (ioredis's error is
+ * the `cause`). The worker keeps tokens fresh meanwhile; retry later.
+ */
+export class RedisUnavailableError extends Error {
+  readonly code = 'redis_unavailable';
+  constructor(
+    readonly clientId: string,
+    options: { cause: unknown },
+  ) {
+    super(`Could not read the token of client '${clientId}' from Redis: ${innermostMessage(options.cause)}`, options);
+    this.name = 'RedisUnavailableError';
   }
 }
 

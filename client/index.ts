@@ -22,7 +22,8 @@ export { bearerAuth, withBearerAuth } from './got-bearer-auth.js';
 export type { BearerAuthOptions } from './got-bearer-auth.js';
 export { findBearerChallenge, isInvalidTokenChallenge, parseWwwAuthenticate, WwwAuthenticateSyntaxError } from './www-authenticate.js';
 export type { AuthChallenge, BearerChallenge } from './www-authenticate.js';
-export { RefreshRequestError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
+export { RedisUnavailableError, RefreshRequestError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
+export { MalformedStoredTokenError } from '../activities/token-store.js';
 export { createRedisClient, RedisUrlError } from './redis-connection.js';
 export type { RedisClient } from './redis-connection.js';
 

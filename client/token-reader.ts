@@ -5,8 +5,8 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
-import { DEFAULT_KEY_PREFIX, tokenKey, TokenStore, tokenUpdatedChannel, type StoredToken, type TokenUpdatedMessage } from '../activities/token-store.js';
-import { TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
+import { DEFAULT_KEY_PREFIX, MalformedStoredTokenError, tokenKey, TokenStore, tokenUpdatedChannel, type StoredToken, type TokenUpdatedMessage } from '../activities/token-store.js';
+import { RedisUnavailableError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
 import { requestRefresh, type RefreshRequest, type RefreshRequestReceipt } from './refresh-request.js';
 import { TokenUpdates } from './token-updates.js';
 
@@ -124,11 +124,13 @@ export class TokenReader {
    * hash `<prefix>token:<clientId>`. Never a token whose `expiresAt` has passed.
    *
    * @throws {@link TokenUnavailableError} when Redis holds no unexpired token for the client.
+   * @throws {@link RedisUnavailableError} when Redis did not answer.
+   * @throws {@link MalformedStoredTokenError} when the key holds something other than the worker's layout.
    */
   async getToken(clientId: string, options: GetTokenOptions = {}): Promise<CurrentToken> {
     this.assertOpen();
     if (this.cacheEnabled) {
-      await this.updates.start();
+      await this.fromRedis(clientId, () => this.updates.start());
       const cached = this.cache.get(clientId);
       if (cached !== undefined && cached.expiresAt > this.now()) {
         if (!options.skipCache) return cached;
@@ -136,7 +138,7 @@ export class TokenReader {
         this.cache.delete(clientId);
       }
     }
-    const token = await this.read(clientId);
+    const token = await this.fromRedis(clientId, () => this.read(clientId));
     if (token === undefined) throw new TokenUnavailableError(clientId, tokenKey(this.prefix, clientId));
     return token;
   }
@@ -162,10 +164,11 @@ export class TokenReader {
    * {@link TokenReaderOptions.waitPollIntervalMs}.
    *
    * @throws {@link TokenWaitTimeoutError} after `timeoutMs` without such a token.
+   * @throws {@link RedisUnavailableError} when Redis did not answer the subscription.
    */
   async waitForToken(clientId: string, { newerThan, timeoutMs }: WaitForTokenOptions): Promise<CurrentToken> {
     this.assertOpen();
-    await this.updates.start();
+    await this.fromRedis(clientId, () => this.updates.start());
     return new Promise<CurrentToken>((resolve, reject) => {
       let settled = false;
       const waiters = this.waiters.get(clientId) ?? new Set();
@@ -244,6 +247,16 @@ export class TokenReader {
     } catch (error) {
       if (error instanceof TokenWaitTimeoutError) return undefined;
       throw error;
+    }
+  }
+
+  /** `call`, with a Redis failure as a {@link RedisUnavailableError} (a malformed record stays what it is). */
+  private async fromRedis<T>(clientId: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof MalformedStoredTokenError) throw error;
+      throw new RedisUnavailableError(clientId, { cause: error });
     }
   }
 

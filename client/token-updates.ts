@@ -38,9 +38,17 @@ export class TokenUpdates {
     return this.live;
   }
 
-  /** Opens the subscription once; resolves when Redis has confirmed it. */
+  /**
+   * Opens the subscription once; resolves when Redis has confirmed it. A failure is not kept: the
+   * next call tries again, so a reader created while Redis was down works once it is back.
+   */
   start(): Promise<void> {
-    this.subscribed ??= this.subscribe();
+    this.subscribed ??= this.subscribe().catch((error: unknown) => {
+      this.subscribed = undefined;
+      this.subscriber?.disconnect();
+      this.subscriber = undefined;
+      throw error;
+    });
     return this.subscribed;
   }
 

@@ -10,13 +10,25 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import got, { HTTPError, type Got } from 'got';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { refreshRequestsStream, tokenKey, type StoredToken } from '../../activities/token-store.js';
+import { refreshRequestsStream, tokenKey, TokenStore, type StoredToken } from '../../activities/token-store.js';
+import { findFreePort } from '../../dev/free-port.js';
 import { ADMIN_PATH, RESOURCE_PATH, startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
-import { RefreshRequestError, requestRefresh, TokenReader, TokenUnavailableError, TokenWaitTimeoutError, withBearerAuth } from '../../client/index.js';
+import {
+  MalformedStoredTokenError,
+  RedisUnavailableError,
+  RefreshRequestError,
+  requestRefresh,
+  TokenReader,
+  TokenUnavailableError,
+  TokenWaitTimeoutError,
+  withBearerAuth,
+} from '../../client/index.js';
 import { parseRefreshRequest } from '../../worker/refresh-request-consumer.js';
 import { workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const SECRET = 'consumer-secret';
@@ -269,6 +281,49 @@ describe('TokenReader', () => {
     } finally {
       await plainReader.close();
     }
+  });
+
+  test('Redis away gives RedisUnavailableError, and a reader created then works once Redis is up', async () => {
+    const port = await findFreePort();
+    const url = `redis://127.0.0.1:${port}`;
+    const consumerRedis = new Redis(url, { maxRetriesPerRequest: 1 });
+    consumerRedis.on('error', () => undefined);
+    const cachingReader = new TokenReader({ redis: consumerRedis, cache: true });
+    const plainReader = new TokenReader({ redis: consumerRedis });
+    let lateRedis: RedisServer | undefined;
+    let writer: Redis | undefined;
+    try {
+      for (const candidate of [cachingReader, plainReader]) {
+        const error = await candidate.getToken('away').catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(RedisUnavailableError);
+        expect(error).toMatchObject({ code: 'redis_unavailable', clientId: 'away' });
+        expect((error as Error).message).toMatch(/^Could not read the token of client 'away' from Redis: /);
+      }
+      const waitError = await cachingReader.waitForToken('away', { newerThan: 0, timeoutMs: 1_000 }).catch((caught: unknown) => caught);
+      expect(waitError).toBeInstanceOf(RedisUnavailableError);
+
+      lateRedis = await startRedisServer({ port });
+      writer = new Redis(url);
+      const token = someToken('away', 1);
+      await new TokenStore(writer).write(token);
+      // The failed subscription was not kept: the caching reader subscribes now and serves the token.
+      const served = await eventually(() => cachingReader.getToken('away').catch(() => undefined), 15_000, 'the token once Redis is up');
+      expect(served.accessToken).toBe(token.accessToken);
+      expect((await plainReader.getToken('away')).accessToken).toBe(token.accessToken);
+    } finally {
+      await cachingReader.close();
+      await plainReader.close();
+      consumerRedis.disconnect();
+      writer?.disconnect();
+      await lateRedis?.stop();
+    }
+  });
+
+  test('a key that does not follow the layout gives MalformedStoredTokenError naming the key', async () => {
+    await stack.redis.hset(tokenKey('oauth:', 'garbled'), { access_token: 'x', client_id: 'garbled', token_type: 'Bearer', scope: '', generation: 'two', obtained_at: '1', expires_at: String(Date.now() + 60_000), fingerprint: 'f' });
+    const error = await reader.getToken('garbled').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MalformedStoredTokenError);
+    expect(error).toMatchObject({ code: 'malformed_stored_token', key: 'oauth:token:garbled', message: 'Redis record oauth:token:garbled field "generation" must be an integer, got "two"' });
   });
 
   test('an expired token is never served, not even from the cache', async () => {
