@@ -32,6 +32,16 @@ const settingsSchema = z.object({
     .default('INFO'),
   /** `pretty`: the SDK's readable lines; `json`: one JSON object per line, for log pipelines. */
   LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
+  /**
+   * Workflows kept in the worker's memory between their tasks (Temporal's sticky cache); others are
+   * replayed from their short history when they wake. 0 turns the cache off; the SDK needs at least
+   * 2 otherwise. Default: the SDK's, which scales with the heap.
+   */
+  MAX_CACHED_WORKFLOWS: z.coerce
+    .number()
+    .int()
+    .refine((n) => n === 0 || n >= 2, 'must be 0 (no cache) or at least 2')
+    .optional(),
   /** A prebuilt workflow bundle (`npm run build` writes dist/workflow-bundle.js). */
   WORKFLOW_BUNDLE_PATH: z.string().min(1).optional(),
 });

@@ -62,6 +62,7 @@ async function main(): Promise<void> {
     taskQueue: settings.TEMPORAL_TASK_QUEUE,
     store,
     iamMaxRps: settings.IAM_MAX_RPS,
+    ...(settings.MAX_CACHED_WORKFLOWS !== undefined && { maxCachedWorkflows: settings.MAX_CACHED_WORKFLOWS }),
     workflowBundle: workflowBundlePath === null ? null : { codePath: workflowBundlePath },
     metrics: createTokenMetrics(Runtime.instance().metricMeter),
   });

@@ -23,6 +23,8 @@ export interface TokenWorkersOptions {
    * of each IAM host's one-second window in Redis.
    */
   iamMaxRps: number;
+  /** `MAX_CACHED_WORKFLOWS`: the workflow worker's sticky cache. @default the SDK's (scales with the heap) */
+  maxCachedWorkflows?: number;
   /** Prebuilt workflow code; without it the workflow sources are bundled at start (slow). */
   workflowBundle?: WorkflowBundleOption | null;
   metrics?: TokenMetrics;
@@ -40,6 +42,9 @@ export interface TokenWorkers {
   run(): Promise<void>;
   shutdown(): void;
 }
+
+/** The SDK's default of `maxConcurrentWorkflowTaskExecutions`. */
+const DEFAULT_WORKFLOW_TASK_SLOTS = 40;
 
 export async function createTokenWorkers(options: TokenWorkersOptions): Promise<TokenWorkers> {
   const { connection, namespace, taskQueue, store, metrics } = options;
@@ -64,6 +69,11 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     // 10 s would let a short-lived token lapse before its renewal (a 20 s token is renewed 3 s
     // before it expires); a task that misses it is only replayed from full history elsewhere.
     stickyQueueScheduleToStartTimeout: '1s',
+    ...(options.maxCachedWorkflows !== undefined && {
+      maxCachedWorkflows: options.maxCachedWorkflows,
+      // The SDK runs no more workflow tasks at once than it can cache (and warns when asked to).
+      ...(options.maxCachedWorkflows > 0 && { maxConcurrentWorkflowTaskExecutions: Math.min(DEFAULT_WORKFLOW_TASK_SLOTS, options.maxCachedWorkflows) }),
+    }),
   });
   const iamWorker = await Worker.create({
     connection,

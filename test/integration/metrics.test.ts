@@ -60,6 +60,9 @@ beforeAll(async () => {
       METRICS_PORT: String(metricsPort),
       WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath'),
       LOG_LEVEL: 'WARN',
+      // Two workflows run here, both cached by default: no cache shows that the setting reaches
+      // the worker (and runs every workflow task by replaying its history).
+      MAX_CACHED_WORKFLOWS: '0',
       GOOD_SECRET,
       WRONG_SECRET,
     },
@@ -173,6 +176,8 @@ describe('the worker process on /metrics', () => {
     expect(valueOf(samples, 'temporal_activity_schedule_to_start_latency_count', { task_queue: `${taskQueue}-iam` })).toBeGreaterThan(0);
     expect(valueOf(samples, 'temporal_worker_task_slots_available', { task_queue: taskQueue, worker_type: 'WorkflowWorker' })).toBeGreaterThan(0);
     expect(valueOf(samples, 'temporal_workflow_task_schedule_to_start_latency_count', { task_queue: taskQueue })).toBeGreaterThan(0);
+    // MAX_CACHED_WORKFLOWS=0: neither workflow stays in memory between its tasks.
+    expect(valueOf(samples, 'temporal_sticky_cache_size', { task_queue: taskQueue }) ?? 0).toBe(0);
   });
 
   test('every token_* metric on /metrics is one the project lists, the Temporal metrics the dashboard uses exist, and no secret or token appears', async () => {

@@ -3,7 +3,6 @@ import { LogTimestamp } from '@temporalio/worker';
 import { describe, expect, test } from 'vitest';
 import { AccessToken } from '../../activities/access-token.js';
 import { Secret } from '../../activities/secrets.js';
-import { readSettings, SettingsError } from '../../client/settings.js';
 import { createWorkerLogger } from '../../worker/logger.js';
 
 function jsonLogger(level: 'DEBUG' | 'INFO' = 'INFO') {
@@ -58,14 +57,5 @@ describe('LOG_FORMAT=json', () => {
     const debug = jsonLogger('DEBUG');
     debug.logger.warn('No workflows registered, not polling for workflow tasks');
     expect(debug.records()).toMatchObject([{ level: 'DEBUG' }]);
-  });
-});
-
-describe('the LOG_FORMAT setting', () => {
-  test('pretty by default, json when asked, anything else named as the problem', () => {
-    expect(readSettings({}).LOG_FORMAT).toBe('pretty');
-    expect(readSettings({ LOG_FORMAT: 'json' }).LOG_FORMAT).toBe('json');
-    expect(() => readSettings({ LOG_FORMAT: 'xml' })).toThrow(SettingsError);
-    expect(() => readSettings({ LOG_FORMAT: 'xml' })).toThrow(/LOG_FORMAT: .*"pretty".*"json"/);
   });
 });
