@@ -1,0 +1,30 @@
+/**
+ * The benchmarks still run and print their figures (`npm run bench`), on tiny inputs so that they
+ * cost the suite seconds: a benchmark nobody can run is a figure nobody can check. The figures
+ * themselves are not asserted (targets belong in the benchmarks, not in timed tests).
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect, inject, test } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const run = promisify(execFile);
+
+function bench(script: string, env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script)], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 120_000 });
+}
+
+test('bench/token-store.ts prints throughput and latency for each operation', async () => {
+  const { stdout } = await bench('token-store.ts', { BENCH_OPERATIONS: '300', BENCH_CONCURRENCY: '10' });
+  expect(stdout).toMatch(/^token store on redis-server, 300 operations, 10 in flight/);
+  const rows = stdout.split('\n').filter((line) => / ops\/s {3}p50 [\d.]+ ms {3}p99 [\d.]+ ms$/.test(line));
+  expect(rows.length).toBeGreaterThanOrEqual(3);
+});
+
+test('bench/worker-scale.ts prints what a worker costs per client (the built worker, `npm test` builds it)', async () => {
+  const { stdout } = await bench('worker-scale.ts', { BENCH_CLIENTS: '10', BENCH_IDLE_SECONDS: '1', BENCH_TEMPORAL_ADDRESS: inject('temporalAddress') });
+  for (const row of ['clients +10', 'every token stored +[\\d.]+ s', 'token requests +10 \\(0 not issued\\)', 'worker RSS after 1 s idle +\\d+ MiB', 'per client +-?[\\d.]+ KiB', 'CPU while idle +[\\d.]+ % of a core']) {
+    expect(stdout).toMatch(new RegExp(`^  ${row}`, 'm'));
+  }
+});
