@@ -9,7 +9,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
@@ -17,6 +16,7 @@ import { z } from 'zod';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import { exitDescription, hasExited } from './child-process.js';
+import { portAnswers } from './free-port.js';
 import { loadEmulatorConfig } from './iam-emulator/config.js';
 import { startIamEmulator } from './iam-emulator/emulator.js';
 import { startTemporalDevServer } from './temporal-dev-server.js';
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   const { DEMO_TEMPORAL_PORT: TEMPORAL_PORT, DEMO_UI_PORT: UI_PORT, DEMO_REDIS_PORT: REDIS_PORT, DEMO_IAM_PORT, METRICS_PORT, DEMO_STATE_DIR: stateDir } = readDemoSettings(process.env);
   mkdirSync(stateDir, { recursive: true });
   const temporalAddress = `127.0.0.1:${TEMPORAL_PORT}`;
-  if (await answers(TEMPORAL_PORT)) {
+  if (await portAnswers(TEMPORAL_PORT)) {
     throw new Error(`Port ${TEMPORAL_PORT} is taken: stop what runs there, or set DEMO_TEMPORAL_PORT and DEMO_UI_PORT`);
   }
   console.log('Starting the Temporal dev server…');
@@ -73,11 +73,11 @@ async function main(): Promise<void> {
   });
   started.push(() => temporal.stop());
 
-  if (!(await answers(REDIS_PORT))) {
+  if (!(await portAnswers(REDIS_PORT))) {
     console.log(`Starting redis-server on 127.0.0.1:${REDIS_PORT}…`);
     const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     started.push(() => stop(redis));
-    await waitFor(() => answers(REDIS_PORT), 'redis-server');
+    await waitFor(() => portAnswers(REDIS_PORT), 'redis-server');
   }
 
   const config = await loadEmulatorConfig(join(root, 'dev', 'iam-emulator', 'demo-clients.yaml'));
@@ -150,16 +150,6 @@ async function shutdown(): Promise<void> {
   console.log('\nStopping the demo…');
   for (const stopOne of started.reverse()) await Promise.resolve(stopOne()).catch(() => undefined);
   console.log('Stopped.');
-}
-
-function answers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(false));
-  });
 }
 
 async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {

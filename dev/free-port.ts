@@ -1,8 +1,9 @@
 /**
- * Free TCP ports on 127.0.0.1, for the local stack and the tests' own servers.
+ * Free TCP ports on 127.0.0.1, for the local stack and the tests' own servers, and whether one is
+ * taken.
  */
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 /**
  * A port that is free right now on 127.0.0.1. Another process may take it before we bind it; that
@@ -29,4 +30,15 @@ export async function findFreePorts(count: number): Promise<number[]> {
   } finally {
     await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
   }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` right now. */
+export function portAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
 }

@@ -7,13 +7,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { hasExited } from '../../dev/child-process.js';
-import { findFreePorts } from '../../dev/free-port.js';
+import { findFreePorts, portAnswers } from '../../dev/free-port.js';
 import { eventually } from '../support/token-stack.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -95,15 +94,5 @@ test('Ctrl-C stops everything the demo started', async () => {
   const [code] = (await exited) as [number | null];
   expect(code).toBe(0);
   expect(output).toContain('Stopped.');
-  for (const port of Object.values(ports)) expect(await answers(port), `port ${port}`).toBe(false);
+  for (const port of Object.values(ports)) expect(await portAnswers(port), `port ${port}`).toBe(false);
 });
-
-function answers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(false));
-  });
-}
