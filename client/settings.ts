@@ -57,14 +57,24 @@ export class SettingsError extends Error {
   }
 }
 
-/** Reads the settings from `env`, with the defaults of DESIGN.md. */
-export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+/**
+ * `env` read through `schema` (a `z.object` of variable names): an empty value counts as unset, and
+ * every problem is reported at once, each naming its variable.
+ *
+ * @throws {@link SettingsError}
+ */
+export function parseEnvironment<Schema extends z.ZodObject>(schema: Schema, env: NodeJS.ProcessEnv): z.output<Schema> {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
-  const result = settingsSchema.safeParse(present);
+  const result = schema.safeParse(present);
   if (!result.success) {
     throw new SettingsError(result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
-  const settings = result.data;
+  return result.data;
+}
+
+/** Reads the settings from `env`, with the defaults of DESIGN.md. */
+export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const settings = parseEnvironment(settingsSchema, env);
   if ((settings.TEMPORAL_TLS_CERT_PATH === undefined) !== (settings.TEMPORAL_TLS_KEY_PATH === undefined)) {
     throw new SettingsError(['TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be given together (mTLS)']);
   }

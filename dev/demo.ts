@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { z } from 'zod';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
+import { parseEnvironment } from '../client/settings.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import { exitDescription, hasExited } from './child-process.js';
 import { portAnswers } from './free-port.js';
@@ -37,15 +38,6 @@ const demoSettingsSchema = z.object({
   DEMO_STATE_DIR: z.string().min(1).default(join(root, '.cache', 'demo')),
 });
 
-function readDemoSettings(env: NodeJS.ProcessEnv): z.output<typeof demoSettingsSchema> {
-  const present = Object.fromEntries(Object.entries(env).filter(([name, value]) => name in demoSettingsSchema.shape && value !== ''));
-  const result = demoSettingsSchema.safeParse(present);
-  if (!result.success) {
-    throw new Error(`Invalid demo settings:\n${result.error.issues.map((issue) => `  - ${issue.path.join('.')}: ${issue.message}`).join('\n')}`);
-  }
-  return result.data;
-}
-
 /** Secrets the demo worker resolves (env:NAME). SHIPPING_SECRET is wrong on purpose. */
 const WORKER_SECRETS = {
   ORDERS_SECRET: 'demo-orders-secret',
@@ -58,7 +50,7 @@ const WORKER_SECRETS = {
 const started: Array<() => Promise<void> | void> = [];
 
 async function main(): Promise<void> {
-  const { DEMO_TEMPORAL_PORT: TEMPORAL_PORT, DEMO_UI_PORT: UI_PORT, DEMO_REDIS_PORT: REDIS_PORT, DEMO_IAM_PORT, METRICS_PORT, DEMO_STATE_DIR: stateDir } = readDemoSettings(process.env);
+  const { DEMO_TEMPORAL_PORT: TEMPORAL_PORT, DEMO_UI_PORT: UI_PORT, DEMO_REDIS_PORT: REDIS_PORT, DEMO_IAM_PORT, METRICS_PORT, DEMO_STATE_DIR: stateDir } = parseEnvironment(demoSettingsSchema, process.env);
   mkdirSync(stateDir, { recursive: true });
   const temporalAddress = `127.0.0.1:${TEMPORAL_PORT}`;
   if (await portAnswers(TEMPORAL_PORT)) {

@@ -56,11 +56,14 @@ class Session {
 
   async admin(): Promise<TokenAdmin> {
     const settings = this.settings();
-    const options = temporalConnectionOptions(settings);
-    try {
-      this.connection ??= await Connection.connect({ ...options, connectTimeout: CONNECT_TIMEOUT_MS });
-    } catch (err) {
-      throw new TemporalUnreachableError(settings.TEMPORAL_ADDRESS, err);
+    if (this.connection === undefined) {
+      // Outside the try: an unreadable TLS file is a settings error, not an unreachable server.
+      const options = temporalConnectionOptions(settings);
+      try {
+        this.connection = await Connection.connect({ ...options, connectTimeout: CONNECT_TIMEOUT_MS });
+      } catch (err) {
+        throw new TemporalUnreachableError(settings.TEMPORAL_ADDRESS, err);
+      }
     }
     return new TokenAdmin(new Client({ connection: this.connection, namespace: settings.TEMPORAL_NAMESPACE }), {
       taskQueue: settings.TEMPORAL_TASK_QUEUE,
