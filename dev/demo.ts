@@ -126,11 +126,12 @@ Try, in another terminal in this folder:
 
 Ctrl-C stops everything the demo started.`);
 
-  const ended = await Promise.race([
-    once(process, 'SIGINT').then(() => 'signal' as const),
-    once(process, 'SIGTERM').then(() => 'signal' as const),
-    once(worker, 'exit').then(() => 'worker' as const),
-  ]);
+  // Listeners that stay: Ctrl-C reaches make, npm and tsx too, and tsx passes it on, so a second
+  // SIGINT may follow the first. It must not end this process before what it started is stopped.
+  const signalled = new Promise<'signal'>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => resolve('signal'));
+  });
+  const ended = await Promise.race([signalled, once(worker, 'exit').then(() => 'worker' as const)]);
   if (ended === 'worker') {
     console.error(`\nThe worker exited (${exitDescription(worker)}): see its output above.`);
     process.exitCode = 1;
