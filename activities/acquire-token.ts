@@ -82,10 +82,10 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
   return async function acquireToken(input) {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
-    const requestStartedAt = Date.now();
+    const startedAt = Date.now();
     try {
-      const metadata = await acquireAndStore(input, requestStartedAt, context.cancellationSignal);
-      onOutcome?.(input.clientId, 'issued', (Date.now() - requestStartedAt) / 1000);
+      const metadata = await acquireAndStore(input, context.cancellationSignal);
+      onOutcome?.(input.clientId, 'issued', (Date.now() - startedAt) / 1000);
       log.info('Token acquired', { clientId: input.clientId, generation: metadata.generation, fingerprint: metadata.fingerprint, expiresAt: new Date(metadata.expiresAt).toISOString(), written: metadata.written });
       return metadata;
     } catch (err) {
@@ -95,7 +95,7 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
       if (err instanceof RequestHeldBackError) {
         log.info('Token request held back', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
       } else {
-        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - requestStartedAt) / 1000);
+        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - startedAt) / 1000);
         log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
       }
       throw failure;
@@ -104,7 +104,7 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     }
   };
 
-  async function acquireAndStore(input: AcquireTokenInput, requestStartedAt: number, signal: AbortSignal): Promise<TokenMetadata> {
+  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal): Promise<TokenMetadata> {
     const clientSecret = await resolveSecret(input.secretRef, env);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
     const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
@@ -136,8 +136,10 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     }
     await reportToBreaker(endpoint, gate, undefined, policy);
     const expiresInSeconds = response.expiresInSeconds ?? input.defaultExpiresInSeconds;
-    // Counted from when the request started: the token cannot be older than that, so Redis lets
-    // it go no later than the IAM does (invariant 2).
+    // The moment the request left, after the breaker and the rate window: the token cannot be
+    // older than that, so Redis lets it go no later than the IAM does (invariant 2), and the
+    // workflow counts the minimum interval between forced refreshes from it (invariant 4).
+    const requestStartedAt = response.requestStartedAt;
     const expiresAt = requestStartedAt + expiresInSeconds * 1000;
     const fingerprint = response.accessToken.fingerprint();
     const scope = response.scope ?? input.scope ?? '';

@@ -298,6 +298,10 @@ export class TokenLifecycleState {
     const s = this.s;
     s.generation = Math.max(s.generation, token.generation);
     s.generationKnown = true;
+    // The minimum interval between forced refreshes counts from when the request left the worker,
+    // not from when this workflow scheduled it: a request that waited in the IAM task queue or the
+    // rate window reached the IAM later, and the next forced one must not follow it too soon.
+    s.lastRequestStartedAt = Math.max(s.lastRequestStartedAt ?? 0, token.requestStartedAt);
     s.fingerprint = token.fingerprint;
     s.expiresAt = token.expiresAt;
     s.nextRefreshAt = Math.min(nextRefreshAt(token, this.policy, `${this.clientId}#${token.generation}`), token.expiresAt);
