@@ -144,7 +144,7 @@ test('the built worker started while Redis is down keeps running, says so once, 
     expect(lines).not.toContain('Unhandled error event');
 
     lateRedis = await startRedisServer({ port: redisPort });
-    await eventually(() => (messages().includes('Redis connection restored') ? true : undefined), 15_000, 'the worker back on Redis');
+    await eventually(() => (messages().includes('Redis connection restored') ? true : undefined), 30_000, 'the worker back on Redis');
     const exited = once(lateWorker, 'exit');
     lateWorker.kill('SIGTERM');
     expect((await exited)[0]).toBe(0);

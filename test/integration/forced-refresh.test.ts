@@ -68,7 +68,7 @@ async function streamDrained(): Promise<void> {
   await eventually(async () => {
     const [length, pending] = await Promise.all([stack.redis.xlen(STREAM), stack.redis.xpending(STREAM, REFRESH_REQUESTS_GROUP)]);
     return length === 0 && Number(pending[0]) === 0 ? true : undefined;
-  }, 15_000, 'the refresh-requests stream to be drained');
+  }, 30_000, 'the refresh-requests stream to be drained');
 }
 
 /** The `reason` of every `forceRefresh` signal in the workflow's history, in order. */
@@ -245,7 +245,7 @@ test('the stream reader survives Redis restarting empty: it creates its group ag
   await eventually(async () => {
     const entryId = await addRefreshRequest({ clientId, reason: 'after a Redis restart' }).catch(() => null);
     return entryId ?? undefined;
-  }, 10_000, 'Redis to accept the entry');
+  }, 30_000, 'Redis to accept the entry');
   const after = await eventually(async () => {
     const status = await stack.admin.status(clientId);
     return status.generation > before.generation ? status : undefined;

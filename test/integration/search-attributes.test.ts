@@ -125,7 +125,7 @@ test('worker processes add the attributes to their namespace, and the Temporal C
   const listed = await eventually(async () => {
     const ids = await temporalWorkflowList(`TokenState="credentials_rejected"`);
     return ids.length === REJECTED.length ? ids : undefined;
-  }, 10_000, 'the CLI listing both rejected registrations');
+  }, 30_000, 'the CLI listing both rejected registrations');
   expect(listed.sort()).toEqual(REJECTED.map(workflowIdFor).sort());
   expect((await temporalWorkflowList(`TokenState="active"`)).sort()).toEqual(GOOD.map(workflowIdFor).sort());
   // Rejected credentials are not retried in a loop: one request each.

@@ -11,6 +11,7 @@ import { workflowIdFor } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { activeAt, storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+import { historyEvents, issuedTokenMetadata, scheduledRenewals } from '../support/workflow-history.js';
 
 const LIFETIME_SECONDS = 3;
 const SECRETS = {
@@ -79,14 +80,20 @@ describe.each([
     expect(Number(expireTime)).toBeLessThanOrEqual(Number(first.expires_at));
     expect(Number(first.expires_at) - issued[0]!.at).toBeLessThanOrEqual(LIFETIME_SECONDS * 1000);
 
-    const second = await tokenWithGenerationAbove(clientId, 1, LIFETIME_SECONDS * 1000 + 5000);
+    const second = await tokenWithGenerationAbove(clientId, 1, LIFETIME_SECONDS * 1000 + 30_000);
     expect(second.generation).toBe('2');
     expect(second.access_token).not.toBe(first.access_token);
+    // The workflow chose to renew 0.85 × the lifetime after the first request left, less up to
+    // 5 % jitter; the renewal reached the IAM no earlier (how much later is the machine's).
+    const events = await historyEvents(stack.client, workflowIdFor(clientId));
+    const [firstRequest] = issuedTokenMetadata(events);
+    const [renewal] = scheduledRenewals(events);
+    expect(renewal!.generation).toBe(1);
+    const fraction = (renewal!.at - firstRequest!.requestStartedAt) / (LIFETIME_SECONDS * 1000);
+    expect(fraction).toBeGreaterThanOrEqual(0.8);
+    expect(fraction).toBeLessThanOrEqual(0.85);
     const renewals = iam.requestsFor(clientId).filter((r) => r.outcome === 'issued');
-    const gapSeconds = (renewals[1]!.at - renewals[0]!.at) / 1000;
-    // 0.85 × 3 s, less up to 5 % jitter, plus scheduling slack.
-    expect(gapSeconds).toBeGreaterThanOrEqual(0.8 * LIFETIME_SECONDS - 0.1);
-    expect(gapSeconds).toBeLessThan(LIFETIME_SECONDS);
+    expect(renewals[1]!.at).toBeGreaterThanOrEqual(renewal!.at);
 
     const status = await stack.admin.status(clientId);
     expect(status).toMatchObject({ clientId, state: 'active', consecutiveFailures: 0, lastError: null });

@@ -183,7 +183,7 @@ test("a client's life from the command line: register, status, token, list, refr
     const run = await tokenctl(['list', '--json']);
     const rows = JSON.parse(run.stdout) as { clientId: string; state: string }[];
     return rows.some((row) => row.clientId === CLIENT && row.state === 'active') ? rows : undefined;
-  }, 10_000, `${CLIENT} listed as active`);
+  }, 30_000, `${CLIENT} listed as active`);
   expect(listed).toEqual([expect.objectContaining({ clientId: CLIENT, state: 'active', failures: 0, tokenEndpointHost: new URL(iam.url).host })]);
   const table = await tokenctl(['list']);
   expect(table.stdout.split('\n')[0]).toMatch(/^CLIENT +STATE +EXPIRES +NEXT REFRESH +FAILURES +ENDPOINT$/);
@@ -294,7 +294,7 @@ describe('apply', () => {
     expect(again).toEqual({ code: 0, stdout: `unchanged  apply-a\nunchanged  apply-b\nunchanged  apply-c\nApplied ${first}: 0 created, 0 updated, 3 unchanged, 0 removed.\n`, stderr: '' });
 
     // Visibility (what --prune reads) is eventually consistent: wait until it lists all three.
-    await eventually(async () => ((await stack.admin.list()).filter((row) => APPLIED.includes(row.clientId as never)).length === 3 ? true : undefined), 10_000, 'three listed');
+    await eventually(async () => ((await stack.admin.list()).filter((row) => APPLIED.includes(row.clientId as never)).length === 3 ? true : undefined), 30_000, 'three listed');
 
     // apply-b gets another scope; apply-c leaves the file. A dry run first: it only tells.
     const second = await clientsFile('clients-v2.yaml', goodFile({ scopeOfB: 'orders.read orders.write', without: 'apply-c' }));
@@ -315,7 +315,7 @@ describe('apply', () => {
     });
 
     // The reconfigured client asked for a token with its new scope, at once; the others did not.
-    const requestsOfB = await eventually(() => (iam.requestsFor('apply-b').length === 2 ? iam.requestsFor('apply-b') : undefined), 10_000, 'apply-b reconfigured');
+    const requestsOfB = await eventually(() => (iam.requestsFor('apply-b').length === 2 ? iam.requestsFor('apply-b') : undefined), 30_000, 'apply-b reconfigured');
     expect(requestsOfB[1]).toMatchObject({ outcome: 'issued', params: { scope: 'orders.read orders.write' } });
     expect(await stack.admin.registration('apply-b')).toMatchObject({ clientId: 'apply-b', scope: 'orders.read orders.write', secretRef: 'env:APPLY_B' });
     expect(iam.requestsFor('apply-a')).toHaveLength(1);
@@ -327,7 +327,7 @@ describe('apply', () => {
     const third = await clientsFile('clients-v3.yaml', goodFile({ scopeOfB: "''", without: 'apply-c' }).replace("    scope: ''\n", ''));
     const cleared = await tokenctl(['apply', third, '--json']);
     expect((JSON.parse(cleared.stdout) as ApplyResult).updated).toEqual([{ clientId: 'apply-b', fields: ['scope'] }]);
-    const requestsAfterClear = await eventually(() => (iam.requestsFor('apply-b').length === 3 ? iam.requestsFor('apply-b') : undefined), 10_000, 'apply-b cleared');
+    const requestsAfterClear = await eventually(() => (iam.requestsFor('apply-b').length === 3 ? iam.requestsFor('apply-b') : undefined), 30_000, 'apply-b cleared');
     expect(requestsAfterClear[2]!.params).not.toHaveProperty('scope');
     expect((await tokenctl(['apply', third, '--json'])).stdout).toContain('"unchanged": [\n    "apply-a",\n    "apply-b"\n  ]');
 
@@ -336,7 +336,7 @@ describe('apply', () => {
     const purgeAlone = await tokenctl(['apply', fourth, '--purge']);
     expect(purgeAlone).toMatchObject({ code: 2, stdout: '' });
     expect(purgeAlone.stderr).toContain("error: option '--purge' needs '--prune'");
-    await eventually(async () => ((await stack.admin.list()).some((row) => row.clientId === 'apply-b') ? true : undefined), 10_000, 'apply-b listed');
+    await eventually(async () => ((await stack.admin.list()).some((row) => row.clientId === 'apply-b') ? true : undefined), 30_000, 'apply-b listed');
     const purged = await tokenctl(['apply', fourth, '--prune', '--purge', '--json']);
     expect(JSON.parse(purged.stdout) as ApplyResult).toMatchObject({ removed: ['apply-b'], failed: [] });
     expect(await stack.store.read('apply-b')).toBeNull();
