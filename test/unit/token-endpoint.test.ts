@@ -572,16 +572,15 @@ describe('No answer at all is blocked', () => {
 
   it('a server that reads the request and never answers times out after timeoutMs', async () => {
     const endpoint = await tokenEndpoint(() => {});
-    const started = Date.now();
 
     const error = await failure(requestToken(tokenRequest(endpoint.url, { timeoutMs: 200 })));
 
+    // got names the timer that fired: the request's own 200 ms, not the 10 s default.
     expect(summary(error)).toEqual({
       kind: 'blocked',
       details: {},
       message: "Token endpoint did not answer in time: Timeout awaiting 'request' for 200ms",
     });
-    expect(Date.now() - started).toBeLessThan(1_500);
     expect(endpoint.exchanges).toHaveLength(1);
   });
 
