@@ -69,7 +69,14 @@ const HEARTBEAT_INTERVAL_MS = 1000;
  */
 const RATE_WINDOW_MAX_WAIT_MS = 5_000;
 
-export function createAcquireToken({ store, env = process.env, onOutcome, onBreakerChange, iamMaxRps, ...deps }: AcquireTokenDeps): AcquireToken {
+export function createAcquireToken({
+  store,
+  env = process.env,
+  onOutcome,
+  onBreakerChange,
+  iamMaxRps,
+  ...deps
+}: AcquireTokenDeps): AcquireToken {
   const breaker = deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix });
   const rateWindow = new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps });
   const breakerSeen = new Map<string, boolean>();
@@ -86,7 +93,13 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     try {
       const metadata = await acquireAndStore(input, context.cancellationSignal);
       onOutcome?.(input.clientId, 'issued', (Date.now() - startedAt) / 1000);
-      log.info('Token acquired', { clientId: input.clientId, generation: metadata.generation, fingerprint: metadata.fingerprint, expiresAt: new Date(metadata.expiresAt).toISOString(), written: metadata.written });
+      log.info('Token acquired', {
+        clientId: input.clientId,
+        generation: metadata.generation,
+        fingerprint: metadata.fingerprint,
+        expiresAt: new Date(metadata.expiresAt).toISOString(),
+        written: metadata.written,
+      });
       return metadata;
     } catch (err) {
       // A cancelled activity stays a cancellation: it says nothing about the IAM.
@@ -147,13 +160,37 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     const obtainedAt = Date.now();
 
     const result = await storeCall(() =>
-      store.write({ clientId: input.clientId, accessToken: response.accessToken.reveal(), tokenType, scope, generation, obtainedAt, expiresAt, fingerprint }),
+      store.write({
+        clientId: input.clientId,
+        accessToken: response.accessToken.reveal(),
+        tokenType,
+        scope,
+        generation,
+        obtainedAt,
+        expiresAt,
+        fingerprint,
+      }),
     );
     if (result.written) {
-      return { clientId: input.clientId, generation, fingerprint, tokenType, scope, requestStartedAt, obtainedAt, expiresAt, expiresInSeconds, written: true };
+      return {
+        clientId: input.clientId,
+        generation,
+        fingerprint,
+        tokenType,
+        scope,
+        requestStartedAt,
+        obtainedAt,
+        expiresAt,
+        expiresInSeconds,
+        written: true,
+      };
     }
     if (result.reason === 'expired') {
-      throw new TokenEndpointError('malformed_response', `"response" body "expires_in" (${expiresInSeconds} s) ended before the token could be stored`, {});
+      throw new TokenEndpointError(
+        'malformed_response',
+        `"response" body "expires_in" (${expiresInSeconds} s) ended before the token could be stored`,
+        {},
+      );
     }
     // A newer generation is already stored (this is a retried attempt): report what Redis holds.
     const stored = await storeCall(() => store.readMetadata(input.clientId));
@@ -215,7 +252,12 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
         const waitMs = breakerWaitMs(err.kind, openings, err.details, policy);
         const opened = await breaker.open(endpoint, err.kind, waitMs, openings);
         noteBreaker(endpoint, true);
-        log.warn('Endpoint breaker opened: no client of this endpoint sends until the wait is over', { endpoint, kind: err.kind, waitMs: opened.waitMs, openings: opened.openings });
+        log.warn('Endpoint breaker opened: no client of this endpoint sends until the wait is over', {
+          endpoint,
+          kind: err.kind,
+          waitMs: opened.waitMs,
+          openings: opened.openings,
+        });
       } else if (gate.state === 'probe') {
         if (err === undefined || err instanceof TokenEndpointError) {
           await breaker.probeSucceeded(endpoint, gate.probeId);
@@ -226,7 +268,10 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
         }
       }
     } catch (breakerError) {
-      log.warn('Endpoint breaker could not be updated in Redis', { endpoint, error: breakerError instanceof Error ? breakerError.message : String(breakerError) });
+      log.warn('Endpoint breaker could not be updated in Redis', {
+        endpoint,
+        error: breakerError instanceof Error ? breakerError.message : String(breakerError),
+      });
     }
   }
 }

@@ -251,6 +251,7 @@ function parseKind(kind: string | undefined): BreakerKind {
 }
 
 function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`EndpointBreakerOptions.${name} must be a positive integer, got ${value}`);
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new RangeError(`EndpointBreakerOptions.${name} must be a positive integer, got ${value}`);
   return value;
 }

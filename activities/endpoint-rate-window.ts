@@ -100,7 +100,11 @@ export class EndpointRateWindow {
       if (waitMs === 0) return;
       if (Date.now() + waitMs > deadline) {
         const host = new URL(tokenUrl).origin;
-        throw new RequestHeldBackError('rate_limited', `No request sent: ${host} stayed at ${this.limit} requests per second for ${maxWaitMs} ms; next try in ${waitMs} ms`, waitMs);
+        throw new RequestHeldBackError(
+          'rate_limited',
+          `No request sent: ${host} stayed at ${this.limit} requests per second for ${maxWaitMs} ms; next try in ${waitMs} ms`,
+          waitMs,
+        );
       }
       await delay(waitMs, undefined, signal === undefined ? {} : { signal });
     }

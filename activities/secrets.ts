@@ -32,10 +32,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  *   is not set, a file that cannot be read, or an empty value. The message names the reference and
  *   the problem, never the secret.
  */
-export async function resolveSecret(
-  ref: SecretRef,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): Promise<Secret> {
+export async function resolveSecret(ref: SecretRef, env: Readonly<Record<string, string | undefined>> = process.env): Promise<Secret> {
   // The type says `env:…` or `file:…`, but the value comes from a registration (JSON), so check.
   const reference: unknown = ref;
   if (typeof reference !== 'string') {

@@ -302,8 +302,7 @@ export function processClientCredentialsResponse(response: TokenEndpointResponse
   if (response.status !== 200) {
     throw classifyErrorResponse(response);
   }
-  const malformed = (message: string) =>
-    new TokenEndpointError('malformed_response', message, { status: response.status }, response);
+  const malformed = (message: string) => new TokenEndpointError('malformed_response', message, { status: response.status }, response);
 
   if (response.oversized) {
     throw malformed(`"response" body must not be larger than ${response.maxBodyBytes} bytes`);

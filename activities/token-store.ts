@@ -83,9 +83,7 @@ export interface StoredGeneration {
  * - `expired`: `expiresAt` had already passed by Redis's clock; nothing changed.
  */
 export type WriteResult =
-  | { written: true }
-  | { written: false; reason: 'stale'; stored: StoredGeneration }
-  | { written: false; reason: 'expired' };
+  { written: true } | { written: false; reason: 'stale'; stored: StoredGeneration } | { written: false; reason: 'expired' };
 
 /** Options of {@link TokenStore}. */
 export interface TokenStoreOptions {
@@ -252,9 +250,16 @@ export class TokenStore {
    * without purge, or terminate) and register again, however long the client was gone.
    */
   async readHighestGeneration(clientId: string): Promise<number> {
-    const [stored, recorded] = await Promise.all([this.readGeneration(clientId), this.client.zscore(generationsKey(this.prefix), clientId)]);
+    const [stored, recorded] = await Promise.all([
+      this.readGeneration(clientId),
+      this.client.zscore(generationsKey(this.prefix), clientId),
+    ]);
     const highest = recorded === null ? 0 : Number(recorded);
-    if (!Number.isSafeInteger(highest)) throw new MalformedStoredTokenError(generationsKey(this.prefix), `holds ${JSON.stringify(recorded)} for "${clientId}", not an integer`);
+    if (!Number.isSafeInteger(highest))
+      throw new MalformedStoredTokenError(
+        generationsKey(this.prefix),
+        `holds ${JSON.stringify(recorded)} for "${clientId}", not an integer`,
+      );
     return Math.max(stored, highest);
   }
 
@@ -321,7 +326,8 @@ function requireField(key: string, field: string, value: string | null | undefin
 
 function parseIntegerField(key: string, field: string, value: string): number {
   const parsed = Number(value);
-  if (!Number.isSafeInteger(parsed)) throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
+  if (!Number.isSafeInteger(parsed))
+    throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
   return parsed;
 }
 

@@ -82,7 +82,11 @@ async function measureCacheInvalidation(store: TokenStore, redis: Redis): Promis
     await reader.close();
   }
   latencies.sort((a, b) => a - b);
-  return { p50Ms: latencies[latencies.length >> 1]!, p99Ms: latencies[Math.floor(0.99 * (latencies.length - 1))]!, maxMs: latencies.at(-1)! };
+  return {
+    p50Ms: latencies[latencies.length >> 1]!,
+    p99Ms: latencies[Math.floor(0.99 * (latencies.length - 1))]!,
+    maxMs: latencies.at(-1)!,
+  };
 }
 
 const server = await startRedisServer();
@@ -95,7 +99,9 @@ try {
   rows.push(['read (HGETALL, checked)', await measure((i) => store.read(`client-${i % CLIENTS}`))]);
   console.log(`token store on redis-server, ${OPERATIONS} operations, ${CONCURRENCY} in flight, ${CLIENTS} clients`);
   for (const [name, figures] of rows) {
-    console.log(`  ${name.padEnd(50)} ${figures.perSecond.toFixed(0).padStart(7)} ops/s   p50 ${figures.p50Ms.toFixed(2)} ms   p99 ${figures.p99Ms.toFixed(2)} ms`);
+    console.log(
+      `  ${name.padEnd(50)} ${figures.perSecond.toFixed(0).padStart(7)} ops/s   p50 ${figures.p50Ms.toFixed(2)} ms   p99 ${figures.p99Ms.toFixed(2)} ms`,
+    );
   }
   const invalidation = await measureCacheInvalidation(store, redis);
   console.log(

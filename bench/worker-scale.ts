@@ -109,7 +109,10 @@ async function main(): Promise<void> {
     const client = new Client({ connection });
     cleanups.push(async () => {
       for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-        await client.workflow.getHandle(execution.workflowId).terminate('benchmark finished').catch(() => undefined);
+        await client.workflow
+          .getHandle(execution.workflowId)
+          .terminate('benchmark finished')
+          .catch(() => undefined);
       }
       await connection.close();
     });
@@ -122,7 +125,11 @@ async function main(): Promise<void> {
     const startedAt = performance.now();
     for (let i = 0; i < clientIds.length; i += 50) {
       await Promise.all(
-        clientIds.slice(i, i + 50).map((clientId) => admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:BENCH_SECRET' })),
+        clientIds
+          .slice(i, i + 50)
+          .map((clientId) =>
+            admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:BENCH_SECRET' }),
+          ),
       );
     }
     const registeredMs = performance.now() - startedAt;
@@ -152,14 +159,23 @@ async function main(): Promise<void> {
       ['IAM_MAX_RPS', String(IAM_MAX_RPS)],
       ['MAX_CACHED_WORKFLOWS', process.env.MAX_CACHED_WORKFLOWS ?? "the SDK's default (scales with the heap)"],
       ['registrations sent', `${(registeredMs / 1000).toFixed(1)} s`],
-      ['every token stored', `${(allStoredMs / 1000).toFixed(1)} s (at IAM_MAX_RPS: ${(CLIENTS / IAM_MAX_RPS).toFixed(1)} s; target ≤ ${targetSeconds.toFixed(1)} s: ${allStoredMs / 1000 <= targetSeconds ? 'met' : 'missed'})`],
+      [
+        'every token stored',
+        `${(allStoredMs / 1000).toFixed(1)} s (at IAM_MAX_RPS: ${(CLIENTS / IAM_MAX_RPS).toFixed(1)} s; target ≤ ${targetSeconds.toFixed(1)} s: ${allStoredMs / 1000 <= targetSeconds ? 'met' : 'missed'})`,
+      ],
       ['token requests', `${requests.length} (${rejected} not issued)`],
-      ['token requests per second', `${requestsPerSecond.toFixed(1)} (IAM_MAX_RPS ${IAM_MAX_RPS}), busiest second at the edge ${busiestSecond(arrivals)}`],
+      [
+        'token requests per second',
+        `${requestsPerSecond.toFixed(1)} (IAM_MAX_RPS ${IAM_MAX_RPS}), busiest second at the edge ${busiestSecond(arrivals)}`,
+      ],
       ['worker RSS at start', `${rssAtStart.toFixed(0)} MiB`],
       ['worker RSS, all active', `${rssAfterAcquiring.toFixed(0)} MiB (peak ${peakRss.toFixed(0)} MiB)`],
       [`worker RSS after ${IDLE_SECONDS} s idle`, `${rssAfterIdle.toFixed(0)} MiB`],
       ['per client', `${(((rssAfterIdle - rssAtStart) * 1024) / CLIENTS).toFixed(1)} KiB`],
-      ['CPU while acquiring', `${(cpuAfterAcquiring - cpuAtStart).toFixed(1)} s (${(((cpuAfterAcquiring - cpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)`],
+      [
+        'CPU while acquiring',
+        `${(cpuAfterAcquiring - cpuAtStart).toFixed(1)} s (${(((cpuAfterAcquiring - cpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)`,
+      ],
       ['CPU while idle', `${(((cpuAfterIdle - cpuAfterAcquiring) / IDLE_SECONDS) * 100).toFixed(1)} % of a core`],
     ];
     const width = Math.max(...rows.map(([name]) => name.length));

@@ -16,7 +16,9 @@ export class TokenUnavailableError extends Error {
     /** The Redis key that was read, e.g. `oauth:token:orders`. */
     readonly key: string,
   ) {
-    super(`No current token for client '${clientId}' in Redis (key ${key}): none was stored yet, it expired, or the client is not registered`);
+    super(
+      `No current token for client '${clientId}' in Redis (key ${key}): none was stored yet, it expired, or the client is not registered`,
+    );
     this.name = 'TokenUnavailableError';
   }
 }

@@ -15,14 +15,26 @@
  * @packageDocumentation
  */
 export { TokenReader } from './token-reader.js';
-export type { CurrentToken, GetTokenOptions, ReplaceRejectedTokenOptions, TokenReaderOptions, WaitForTokenOptions } from './token-reader.js';
+export type {
+  CurrentToken,
+  GetTokenOptions,
+  ReplaceRejectedTokenOptions,
+  TokenReaderOptions,
+  WaitForTokenOptions,
+} from './token-reader.js';
 export { DEFAULT_REFRESH_REQUESTS_MAX_LENGTH, requestRefresh } from './refresh-request.js';
 export type { RefreshRequest, RefreshRequestReceipt, StreamRefreshTarget, TemporalRefreshTarget } from './refresh-request.js';
 export { bearerAuth, withBearerAuth } from './got-bearer-auth.js';
 export type { BearerAuthOptions } from './got-bearer-auth.js';
 export { findBearerChallenge, isInvalidTokenChallenge, parseWwwAuthenticate, WwwAuthenticateSyntaxError } from './www-authenticate.js';
 export type { AuthChallenge, BearerChallenge } from './www-authenticate.js';
-export { RedisUnavailableError, RefreshRequestError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
+export {
+  RedisUnavailableError,
+  RefreshRequestError,
+  TokenReaderClosedError,
+  TokenUnavailableError,
+  TokenWaitTimeoutError,
+} from './errors.js';
 export { MalformedStoredTokenError } from '../activities/token-store.js';
 export { createRedisClient, RedisUrlError } from './redis-connection.js';
 export type { RedisClient } from './redis-connection.js';

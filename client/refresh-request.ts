@@ -28,8 +28,7 @@ export interface RefreshRequest {
 
 /** Where {@link requestRefresh} sent the request. */
 export type RefreshRequestReceipt =
-  | { via: 'redis-stream'; stream: string; entryId: string }
-  | { via: 'temporal-signal'; workflowId: string };
+  { via: 'redis-stream'; stream: string; entryId: string } | { via: 'temporal-signal'; workflowId: string };
 
 /** Sends refresh requests through the Redis stream `<prefix>refresh-requests`. */
 export interface StreamRefreshTarget {
@@ -82,7 +81,11 @@ async function addStreamEntry(target: StreamRefreshTarget, clientId: string, req
   }
 }
 
-async function signalForceRefresh(target: TemporalRefreshTarget, clientId: string, request: RefreshRequest): Promise<RefreshRequestReceipt> {
+async function signalForceRefresh(
+  target: TemporalRefreshTarget,
+  clientId: string,
+  request: RefreshRequest,
+): Promise<RefreshRequestReceipt> {
   const workflowId = workflowIdFor(clientId);
   try {
     await target.temporal.workflow.getHandle(workflowId).signal(forceRefreshSignal, {
@@ -91,7 +94,10 @@ async function signalForceRefresh(target: TemporalRefreshTarget, clientId: strin
     });
     return { via: 'temporal-signal', workflowId };
   } catch (error) {
-    const reason = error instanceof WorkflowNotFoundError ? `no workflow ${workflowId} is running (is the client registered?)` : `Temporal refused the forceRefresh signal: ${messageOf(error)}`;
+    const reason =
+      error instanceof WorkflowNotFoundError
+        ? `no workflow ${workflowId} is running (is the client registered?)`
+        : `Temporal refused the forceRefresh signal: ${messageOf(error)}`;
     throw new RefreshRequestError(clientId, reason, { cause: error });
   }
 }

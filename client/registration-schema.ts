@@ -49,7 +49,9 @@ export const registrationSchema = z
       .min(1)
       .max(200)
       .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
-    tokenUrl: z.url({ protocol: /^https?$/, error: requiredOr('must be an http(s) URL') }).refine((url) => !/\/\/[^/]*@/.test(url), 'must not contain credentials'),
+    tokenUrl: z
+      .url({ protocol: /^https?$/, error: requiredOr('must be an http(s) URL') })
+      .refine((url) => !/\/\/[^/]*@/.test(url), 'must not contain credentials'),
     authMethod: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
     secretRef: z
       .string({ error: requiredOr('must be a string: env:NAME or file:/absolute/path') })
@@ -58,7 +60,10 @@ export const registrationSchema = z
     scope: z.string().optional(),
     extraParams: z
       .record(z.string(), z.string())
-      .refine((params) => !['grant_type', 'client_id', 'client_secret', 'scope'].some((k) => k in params), 'must not set grant_type, client_id, client_secret or scope')
+      .refine(
+        (params) => !['grant_type', 'client_id', 'client_secret', 'scope'].some((k) => k in params),
+        'must not set grant_type, client_id, client_secret or scope',
+      )
       .optional(),
     policy: policySchema.optional(),
   })

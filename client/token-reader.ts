@@ -5,7 +5,15 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
-import { DEFAULT_KEY_PREFIX, MalformedStoredTokenError, tokenKey, TokenStore, tokenUpdatedChannel, type StoredToken, type TokenUpdatedMessage } from '../activities/token-store.js';
+import {
+  DEFAULT_KEY_PREFIX,
+  MalformedStoredTokenError,
+  tokenKey,
+  TokenStore,
+  tokenUpdatedChannel,
+  type StoredToken,
+  type TokenUpdatedMessage,
+} from '../activities/token-store.js';
 import { RedisUnavailableError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
 import { requestRefresh, type RefreshRequest, type RefreshRequestReceipt } from './refresh-request.js';
 import { TokenUpdates } from './token-updates.js';
@@ -213,7 +221,11 @@ export class TokenReader {
    *
    * @throws {@link RefreshRequestError} when the request could not be delivered.
    */
-  replaceRejectedToken(clientId: string, rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>, options: ReplaceRejectedTokenOptions): Promise<CurrentToken | undefined> {
+  replaceRejectedToken(
+    clientId: string,
+    rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>,
+    options: ReplaceRejectedTokenOptions,
+  ): Promise<CurrentToken | undefined> {
     const key = `${clientId}\u0000${rejected.fingerprint}`;
     let replacement = this.replacements.get(key);
     if (replacement === undefined) {
@@ -233,7 +245,11 @@ export class TokenReader {
     return Promise.resolve();
   }
 
-  private async replace(clientId: string, rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>, options: ReplaceRejectedTokenOptions): Promise<CurrentToken | undefined> {
+  private async replace(
+    clientId: string,
+    rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>,
+    options: ReplaceRejectedTokenOptions,
+  ): Promise<CurrentToken | undefined> {
     // A caller whose request was in flight while the token rotated needs no new refresh.
     const current = await this.getToken(clientId, { skipCache: true }).catch((error: unknown) => {
       if (error instanceof TokenUnavailableError) return undefined;
@@ -241,7 +257,10 @@ export class TokenReader {
     });
     if (current !== undefined && current.generation > rejected.generation) return current;
 
-    await this.requestRefresh(clientId, { rejectedFingerprint: rejected.fingerprint, ...(options.reason !== undefined && { reason: options.reason }) });
+    await this.requestRefresh(clientId, {
+      rejectedFingerprint: rejected.fingerprint,
+      ...(options.reason !== undefined && { reason: options.reason }),
+    });
     try {
       return await this.waitForToken(clientId, { newerThan: rejected.generation, timeoutMs: options.timeoutMs });
     } catch (error) {

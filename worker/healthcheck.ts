@@ -20,7 +20,9 @@ export async function checkWorkerHealth(metricsPort: number): Promise<string | n
     const response = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (!response.ok) return `${url} answered ${response.status}`;
     const body = await response.text();
-    return body.includes(WORKER_READY_METRIC) ? null : `${url} does not show ${WORKER_READY_METRIC} yet: the Temporal workers are not running`;
+    return body.includes(WORKER_READY_METRIC)
+      ? null
+      : `${url} does not show ${WORKER_READY_METRIC} yet: the Temporal workers are not running`;
   } catch (error) {
     return `${url} did not answer: ${(error as Error).message}`;
   }

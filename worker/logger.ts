@@ -28,7 +28,11 @@ class WorkerLogger extends DefaultLogger {
 }
 
 /** The logger for `Runtime.install({ logger })`. */
-export function createWorkerLogger({ level, format, writeLine = (line) => process.stderr.write(line) }: WorkerLoggerOptions): DefaultLogger {
+export function createWorkerLogger({
+  level,
+  format,
+  writeLine = (line) => process.stderr.write(line),
+}: WorkerLoggerOptions): DefaultLogger {
   if (format === 'pretty') return new WorkerLogger(level);
   return new WorkerLogger(level, (entry) => writeLine(`${toJsonLine(entry)}\n`));
 }

@@ -47,7 +47,12 @@ export interface TokenMetrics {
 export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
   const requests = meter.createCounter('token_requests', 'requests', 'Token requests sent to the IAM, by client and outcome');
   const latency = meter.createHistogram('token_endpoint_latency_seconds', 'float', 's', 'Time from sending a token request to its outcome');
-  const breakerOpen = meter.createGauge('token_breaker_open', 'int', '', 'Whether the shared breaker of a token endpoint holds every client back (1) or not (0)');
+  const breakerOpen = meter.createGauge(
+    'token_breaker_open',
+    'int',
+    '',
+    'Whether the shared breaker of a token endpoint holds every client back (1) or not (0)',
+  );
   return {
     recordBreakerState(endpoint, open) {
       breakerOpen.set(open ? 1 : 0, { endpoint });

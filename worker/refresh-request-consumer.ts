@@ -93,11 +93,16 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
     if (!values.has(fields[i]!)) values.set(fields[i]!, fields[i + 1]!);
   }
   const clientId = values.get('clientId');
-  if (clientId === undefined || clientId === '') return { ok: false, problem: `field "clientId" is missing (fields: ${[...values.keys()].join(', ') || 'none'})` };
-  if (clientId.length > 200 || !/^[\x21-\x7e]+$/.test(clientId)) return { ok: false, problem: 'field "clientId" must be 1–200 printable ASCII characters without spaces' };
+  if (clientId === undefined || clientId === '')
+    return { ok: false, problem: `field "clientId" is missing (fields: ${[...values.keys()].join(', ') || 'none'})` };
+  if (clientId.length > 200 || !/^[\x21-\x7e]+$/.test(clientId))
+    return { ok: false, problem: 'field "clientId" must be 1–200 printable ASCII characters without spaces' };
   const rejectedFingerprint = values.get('rejectedFingerprint') || undefined;
   if (rejectedFingerprint !== undefined && !/^[0-9a-f]{16}$/.test(rejectedFingerprint)) {
-    return { ok: false, problem: `field "rejectedFingerprint" of ${clientId} must be 16 lowercase hex digits (the token hash's "fingerprint")` };
+    return {
+      ok: false,
+      problem: `field "rejectedFingerprint" of ${clientId} must be 16 lowercase hex digits (the token hash's "fingerprint")`,
+    };
   }
   const reason = values.get('reason') || undefined;
   return {
@@ -157,14 +162,19 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
           done.push(id);
         } catch (err) {
           if (err instanceof WorkflowNotFoundError) {
-            logger.warn(`Refresh request ${id} on ${stream} acknowledged without a signal: client '${parsed.clientId}' is not registered (no running workflow ${workflowIdFor(parsed.clientId)})`, {
-              stream,
-              entryId: id,
-              clientId: parsed.clientId,
-            });
+            logger.warn(
+              `Refresh request ${id} on ${stream} acknowledged without a signal: client '${parsed.clientId}' is not registered (no running workflow ${workflowIdFor(parsed.clientId)})`,
+              {
+                stream,
+                entryId: id,
+                clientId: parsed.clientId,
+              },
+            );
             done.push(id);
           } else {
-            retryable.push(err instanceof Error ? err : new Error(`Signal to ${workflowIdFor(parsed.clientId)} failed: ${JSON.stringify(err)}`));
+            retryable.push(
+              err instanceof Error ? err : new Error(`Signal to ${workflowIdFor(parsed.clientId)} failed: ${JSON.stringify(err)}`),
+            );
           }
         }
       }),
@@ -196,7 +206,10 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
   async function claimAbandoned(): Promise<void> {
     let cursor = '0-0';
     do {
-      const reply = (await call('XAUTOCLAIM', stream, group, consumerName, claimMinIdleMs, cursor, 'COUNT', batchSize)) as [string, StreamEntry[] | null];
+      const reply = (await call('XAUTOCLAIM', stream, group, consumerName, claimMinIdleMs, cursor, 'COUNT', batchSize)) as [
+        string,
+        StreamEntry[] | null,
+      ];
       cursor = reply[0];
       const entries = reply[1] ?? [];
       if (entries.length > 0) {

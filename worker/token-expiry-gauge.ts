@@ -58,7 +58,12 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
   const { redis, prefix, meter } = options;
   const now = options.now ?? Date.now;
   const onError = options.onError ?? (() => undefined);
-  const gauge: MetricGauge = meter.createGauge(TOKEN_SECONDS_UNTIL_EXPIRY, 'float', 's', 'Seconds until the stored token of each client expires (0 once it has)');
+  const gauge: MetricGauge = meter.createGauge(
+    TOKEN_SECONDS_UNTIL_EXPIRY,
+    'float',
+    's',
+    'Seconds until the stored token of each client expires (0 once it has)',
+  );
 
   // Newest generation wins, as in the store: a late message must not roll an expiry back.
   const expiries = new Map<string, { expiresAt: number; generation: number }>();

@@ -78,7 +78,9 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     ...(options.maxCachedWorkflows !== undefined && {
       maxCachedWorkflows: options.maxCachedWorkflows,
       // The SDK runs no more workflow tasks at once than it can cache (and warns when asked to).
-      ...(options.maxCachedWorkflows > 0 && { maxConcurrentWorkflowTaskExecutions: Math.min(DEFAULT_WORKFLOW_TASK_SLOTS, options.maxCachedWorkflows) }),
+      ...(options.maxCachedWorkflows > 0 && {
+        maxConcurrentWorkflowTaskExecutions: Math.min(DEFAULT_WORKFLOW_TASK_SLOTS, options.maxCachedWorkflows),
+      }),
     }),
   });
   const iamWorker = await Worker.create({

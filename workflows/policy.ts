@@ -66,13 +66,22 @@ export function policyProblems(policy: RefreshPolicy): string[] {
   const problems: string[] = [];
   const check = (ok: boolean, message: string) => ok || problems.push(message);
   check(policy.refreshFraction > 0 && policy.refreshFraction < 1, 'policy.refreshFraction must be between 0 and 1 (exclusive)');
-  check(policy.jitterFraction >= 0 && policy.jitterFraction < policy.refreshFraction, 'policy.jitterFraction must be at least 0 and below refreshFraction');
+  check(
+    policy.jitterFraction >= 0 && policy.jitterFraction < policy.refreshFraction,
+    'policy.jitterFraction must be at least 0 and below refreshFraction',
+  );
   check(policy.defaultExpiresInSeconds > 0, 'policy.defaultExpiresInSeconds must be greater than 0');
   check(policy.minForcedRefreshIntervalMs >= 0, 'policy.minForcedRefreshIntervalMs must be at least 0');
-  check(policy.retryAfterMinMs >= 0 && policy.retryAfterMinMs <= policy.retryAfterMaxMs, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs');
+  check(
+    policy.retryAfterMinMs >= 0 && policy.retryAfterMinMs <= policy.retryAfterMaxMs,
+    'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs',
+  );
   check(policy.rejectedProbeIntervalMs >= 0, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)');
   check(Number.isInteger(policy.maxCyclesPerRun) && policy.maxCyclesPerRun >= 1, 'policy.maxCyclesPerRun must be an integer of at least 1');
-  check(policy.requestTimeoutMs > 0 && policy.requestTimeoutMs <= MAX_REQUEST_TIMEOUT_MS, `policy.requestTimeoutMs must be greater than 0 and at most ${MAX_REQUEST_TIMEOUT_MS}`);
+  check(
+    policy.requestTimeoutMs > 0 && policy.requestTimeoutMs <= MAX_REQUEST_TIMEOUT_MS,
+    `policy.requestTimeoutMs must be greater than 0 and at most ${MAX_REQUEST_TIMEOUT_MS}`,
+  );
   for (const [kind, rule] of Object.entries(policy.backoff)) {
     check(rule.baseMs > 0 && rule.capMs >= rule.baseMs, `policy.backoff.${kind} must have baseMs > 0 and capMs >= baseMs`);
   }
@@ -159,9 +168,7 @@ export function isRetryable(kind: FailureKind): kind is RetryableFailureKind {
 }
 
 /** What to do with a forced-refresh request. */
-export type ForcedRefreshDecision =
-  | { action: 'ignore'; why: 'stale_fingerprint' }
-  | { action: 'schedule'; notBefore: number };
+export type ForcedRefreshDecision = { action: 'ignore'; why: 'stale_fingerprint' } | { action: 'schedule'; notBefore: number };
 
 /**
  * Decides a forced-refresh request (invariant 4). A request naming a fingerprint that is no longer

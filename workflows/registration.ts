@@ -85,13 +85,7 @@ export interface RefreshPolicy {
  * the IAM activity throws, so they show in the Temporal UI and are matched by the workflow.
  */
 export type FailureKind =
-  | 'rate_limited'
-  | 'blocked'
-  | 'server_error'
-  | 'malformed_response'
-  | 'credentials_rejected'
-  | 'secret_unavailable'
-  | 'store_unavailable';
+  'rate_limited' | 'blocked' | 'server_error' | 'malformed_response' | 'credentials_rejected' | 'secret_unavailable' | 'store_unavailable';
 
 /** Failure kinds after which the workflow tries again on its own. */
 export type RetryableFailureKind = Exclude<FailureKind, 'credentials_rejected'>;

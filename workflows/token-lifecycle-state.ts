@@ -146,8 +146,14 @@ export class TokenLifecycleState {
       now,
       this.policy,
     );
-    if (decision.action === 'ignore' && this.attemptInFlight && request.rejectedFingerprint !== undefined && this.awaitingAttempt.size < MAX_AWAITING_ATTEMPT) {
-      if (!this.awaitingAttempt.has(request.rejectedFingerprint)) this.awaitingAttempt.set(request.rejectedFingerprint, request.reason ?? 'forced refresh');
+    if (
+      decision.action === 'ignore' &&
+      this.attemptInFlight &&
+      request.rejectedFingerprint !== undefined &&
+      this.awaitingAttempt.size < MAX_AWAITING_ATTEMPT
+    ) {
+      if (!this.awaitingAttempt.has(request.rejectedFingerprint))
+        this.awaitingAttempt.set(request.rejectedFingerprint, request.reason ?? 'forced refresh');
       return;
     }
     if (decision.action === 'ignore') {
@@ -165,7 +171,12 @@ export class TokenLifecycleState {
     this.refreshNowWaiting++;
     this.countForcedRefresh(this.refreshAlreadyComing() ? 'coalesced' : 'scheduled');
     if (this.attemptInFlight) return this.attemptsStarted;
-    const decision = decideForcedRefresh({}, { fingerprint: undefined, lastRequestStartedAt: this.s.lastRequestStartedAt ?? undefined }, now, this.policy);
+    const decision = decideForcedRefresh(
+      {},
+      { fingerprint: undefined, lastRequestStartedAt: this.s.lastRequestStartedAt ?? undefined },
+      now,
+      this.policy,
+    );
     if (decision.action === 'schedule') this.scheduleForced(decision.notBefore, reason ?? 'refreshNow');
     return this.attemptsStarted + 1;
   }
@@ -186,16 +197,27 @@ export class TokenLifecycleState {
     };
     if (this.stopRequested || this.s.state === 'stopped') reject('stopped', `${this.clientId} is stopped`);
     if (this.s.state === 'credentials_rejected') {
-      reject('credentials_rejected', `${this.clientId}: the IAM rejected the credentials (${this.s.lastError?.message ?? 'unknown'}); fix them, then resume or reconfigure`);
+      reject(
+        'credentials_rejected',
+        `${this.clientId}: the IAM rejected the credentials (${this.s.lastError?.message ?? 'unknown'}); fix them, then resume or reconfigure`,
+      );
     }
     if (this.s.state === 'backing_off' && this.s.backoffUntil !== null) {
-      reject('backing_off', `${this.clientId} is backing off after ${this.s.backoffReason} until ${new Date(this.s.backoffUntil).toISOString()}; try again then`);
+      reject(
+        'backing_off',
+        `${this.clientId} is backing off after ${this.s.backoffReason} until ${new Date(this.s.backoffUntil).toISOString()}; try again then`,
+      );
     }
   }
 
   outcomeOfAttempt(attempt: number): TokenStatus {
     this.refreshNowWaiting--;
-    if (this.stopRequested) throw wf.ApplicationFailure.create({ type: 'stopped', message: `${this.clientId} was stopped before the refresh`, nonRetryable: true });
+    if (this.stopRequested)
+      throw wf.ApplicationFailure.create({
+        type: 'stopped',
+        message: `${this.clientId} was stopped before the refresh`,
+        nonRetryable: true,
+      });
     const error = this.lastOutcome !== null && this.lastOutcome.attempt >= attempt ? this.lastOutcome.error : null;
     if (error !== null) {
       throw wf.ApplicationFailure.create({ type: error.kind, message: `Refresh failed: ${error.message}`, nonRetryable: true });
@@ -322,11 +344,19 @@ export class TokenLifecycleState {
     const s = this.s;
     // Held back by the endpoint breaker, no request was sent: not a failure of this client's.
     if (details.breakerOpen !== true) s.consecutiveFailures++;
-    s.lastError = { kind, message, at: now, ...(details.status !== undefined && { status: details.status }), ...(details.oauthError !== undefined && { oauthError: details.oauthError }) };
+    s.lastError = {
+      kind,
+      message,
+      at: now,
+      ...(details.status !== undefined && { status: details.status }),
+      ...(details.oauthError !== undefined && { oauthError: details.oauthError }),
+    };
     if (isRetryable(kind)) {
       s.state = 'backing_off';
       s.backoffReason = kind;
-      s.backoffUntil = now + backoffDelayMs(kind, s.consecutiveFailures, details, this.policy, `${this.clientId}#${s.generation}#${s.consecutiveFailures}`);
+      s.backoffUntil =
+        now +
+        backoffDelayMs(kind, s.consecutiveFailures, details, this.policy, `${this.clientId}#${s.generation}#${s.consecutiveFailures}`);
     } else {
       // Retrying rejected credentials is what gets an IP blocked (invariant 6): park instead.
       s.state = 'credentials_rejected';
@@ -397,7 +427,8 @@ export class TokenLifecycleState {
   private scheduleForced(notBefore: number, reason: string): void {
     const pending = this.s.forced;
     // Coalesce: one pending forced refresh at a time, at the earliest allowed moment.
-    this.s.forced = pending === null ? { notBefore, reason } : { notBefore: Math.min(pending.notBefore, notBefore), reason: pending.reason };
+    this.s.forced =
+      pending === null ? { notBefore, reason } : { notBefore: Math.min(pending.notBefore, notBefore), reason: pending.reason };
     this.changeCount++;
   }
 
@@ -411,7 +442,11 @@ export class TokenLifecycleState {
    * The workflow's meter emits nothing while replaying, so a request is counted once.
    */
   private countForcedRefresh(decision: ForcedRefreshDecisionTag): void {
-    this.forcedRefreshCounter ??= wf.metricMeter.createCounter('token_forced_refreshes', 'requests', 'Forced refresh requests, by what the workflow decided');
+    this.forcedRefreshCounter ??= wf.metricMeter.createCounter(
+      'token_forced_refreshes',
+      'requests',
+      'Forced refresh requests, by what the workflow decided',
+    );
     this.forcedRefreshCounter.add(1, { client_id: this.clientId, decision });
   }
 

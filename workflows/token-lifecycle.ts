@@ -98,10 +98,9 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
 
     const attempt = s.beginAttempt(Date.now());
     try {
-      const metadata = await acquireToken.executeWithOptions(
-        { ...iamActivityOptions(info.taskQueue), summary: attempt.summary },
-        [s.acquireInput(attempt.generation)],
-      );
+      const metadata = await acquireToken.executeWithOptions({ ...iamActivityOptions(info.taskQueue), summary: attempt.summary }, [
+        s.acquireInput(attempt.generation),
+      ]);
       s.recordSuccess(metadata, Date.now());
     } catch (err) {
       const { kind, message, details } = describeFailure(err);

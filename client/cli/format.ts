@@ -58,7 +58,9 @@ export function formatClientTable(rows: readonly RegisteredClient[], now: number
 /** Pads every column but the last to its widest cell, two spaces apart. */
 function alignColumns(rows: readonly string[][]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n');
+  return rows
+    .map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  '))
+    .join('\n');
 }
 
 /** The summary of `apply`: one line per client that changed or not, then the counts. */

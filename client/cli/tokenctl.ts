@@ -120,7 +120,9 @@ function buildProgram(session: Session): Command {
     .argument('<clientId>', 'the OAuth client ID')
     .requiredOption('--token-url <url>', "the IAM's token endpoint")
     .requiredOption('--secret <ref>', 'where the worker finds the secret: env:NAME or file:/absolute/path (never the secret itself)')
-    .addOption(new Option('--auth <method>', 'client authentication: HTTP Basic or form body').choices(Object.keys(AUTH_METHODS)).default('basic'))
+    .addOption(
+      new Option('--auth <method>', 'client authentication: HTTP Basic or form body').choices(Object.keys(AUTH_METHODS)).default('basic'),
+    )
     .option('--scope <scope>', 'space-delimited scope to request')
     .option('--param <key=value>', 'extra form parameter of the token request, e.g. audience=orders (repeatable)', collectParam)
     .option('--policy <json>', 'overrides of the refresh and backoff policy, e.g. \'{"refreshFraction":0.8}\'', parseJson)
@@ -135,20 +137,30 @@ function buildProgram(session: Session): Command {
         ...(options.policy !== undefined && { policy: options.policy }),
       });
       await (await session.admin()).register(registration);
-      print(`Registered ${clientId}: tokens from ${registration.tokenUrl} (${registration.authMethod}), secret from ${registration.secretRef}. Follow it with: tokenctl status ${clientId}`);
+      print(
+        `Registered ${clientId}: tokens from ${registration.tokenUrl} (${registration.authMethod}), secret from ${registration.secretRef}. Follow it with: tokenctl status ${clientId}`,
+      );
     });
 
   program
     .command('apply')
-    .description('Make the registered clients match a YAML file: start new ones, reconfigure changed ones, and with --prune stop the ones not in it.')
+    .description(
+      'Make the registered clients match a YAML file: start new ones, reconfigure changed ones, and with --prune stop the ones not in it.',
+    )
     .argument('<file>', 'the clients file (YAML; see below)')
-    .option('--prune', 'stop the workflows of this task queue whose client is not in the file (their tokens stay in Redis until they expire)')
-    .option('--purge', 'with --prune: also delete the pruned clients\' tokens from Redis')
+    .option(
+      '--prune',
+      'stop the workflows of this task queue whose client is not in the file (their tokens stay in Redis until they expire)',
+    )
+    .option('--purge', "with --prune: also delete the pruned clients' tokens from Redis")
     .option('--dry-run', 'only print what would change')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', APPLY_FILE_HELP)
     .action(async (file: string, options: { prune?: true; purge?: true; dryRun?: true; json?: true }, command: Command) => {
-      if (options.purge && !options.prune) command.error("error: option '--purge' needs '--prune': it deletes the tokens of the clients that --prune stops", { exitCode: EXIT_USAGE });
+      if (options.purge && !options.prune)
+        command.error("error: option '--purge' needs '--prune': it deletes the tokens of the clients that --prune stops", {
+          exitCode: EXIT_USAGE,
+        });
       let text: string;
       try {
         text = await readFile(file, 'utf8');
@@ -157,11 +169,15 @@ function buildProgram(session: Session): Command {
       }
       // Validated in full before anything is connected to, so a file with mistakes changes nothing.
       const registrations = parseClientsFile(text, file);
-      const result = await (await session.admin()).apply(registrations, { prune: options.prune === true, purge: options.purge === true, dryRun: options.dryRun === true });
+      const result = await (
+        await session.admin()
+      ).apply(registrations, { prune: options.prune === true, purge: options.purge === true, dryRun: options.dryRun === true });
       print(options.json ? JSON.stringify(result, null, 2) : formatApplyResult(result, file, options.dryRun === true));
       if (result.failed.length > 0) {
         const failures = result.failed.map((failure) => `  - could not ${failure.action} ${failure.clientId}: ${failure.message}`);
-        throw new CliError(`${result.failed.length} of the changes failed (the others were applied):\n${failures.join('\n')}\nFix the cause and run tokenctl apply again.`);
+        throw new CliError(
+          `${result.failed.length} of the changes failed (the others were applied):\n${failures.join('\n')}\nFix the cause and run tokenctl apply again.`,
+        );
       }
     });
 
@@ -172,8 +188,14 @@ function buildProgram(session: Session): Command {
     .option('--wait', 'wait until the new token is in Redis and print it (generation, fingerprint, expiry)')
     .option('--reason <text>', 'why, shown in the workflow history')
     .action(async (clientId: string, options: { wait?: true; reason?: string }) => {
-      const status = await (await session.admin()).refresh(clientId, { wait: options.wait === true, ...(options.reason !== undefined && { reason: options.reason }) });
-      print(status === null ? `Refresh of ${clientId} requested. Follow it with: tokenctl status ${clientId}` : formatRefreshed(status, Date.now()));
+      const status = await (
+        await session.admin()
+      ).refresh(clientId, { wait: options.wait === true, ...(options.reason !== undefined && { reason: options.reason }) });
+      print(
+        status === null
+          ? `Refresh of ${clientId} requested. Follow it with: tokenctl status ${clientId}`
+          : formatRefreshed(status, Date.now()),
+      );
     });
 
   program
@@ -210,7 +232,9 @@ function buildProgram(session: Session): Command {
     .option('--purge', 'also delete the token from Redis')
     .action(async (clientId: string, options: { purge?: true }) => {
       const status = await (await session.admin()).remove(clientId, { purge: options.purge === true });
-      const token = options.purge ? 'token deleted from Redis' : `token left in Redis until it expires ${formatInstant(status.expiresAt, Date.now())}`;
+      const token = options.purge
+        ? 'token deleted from Redis'
+        : `token left in Redis until it expires ${formatInstant(status.expiresAt, Date.now())}`;
       print(`Removed ${clientId} (${token}).`);
     });
 
@@ -221,7 +245,8 @@ function buildProgram(session: Session): Command {
     .option('--json', 'print every stored field as JSON')
     .action(async (clientId: string, options: { json?: true }) => {
       const token = await (await session.store()).read(clientId);
-      if (token === null) throw new CliError(`no token for ${clientId} in Redis: is it registered and active? try tokenctl status ${clientId}`);
+      if (token === null)
+        throw new CliError(`no token for ${clientId} in Redis: is it registered and active? try tokenctl status ${clientId}`);
       print(options.json ? JSON.stringify(token, null, 2) : token.accessToken);
     });
 
@@ -291,7 +316,8 @@ function describeFailure(err: unknown, session: Session): string {
     const problems = err.problems.map((problem) => `  - ${problem.replace(/^(\w+)/, (field) => FLAG_OF_FIELD[field] ?? field)}`);
     return `invalid registration, nothing was registered:\n${problems.join('\n')}\nSee tokenctl register --help.`;
   }
-  if (err instanceof NotRegisteredError) return `${err.message}: register it with tokenctl register ${err.clientId} …, or see tokenctl list`;
+  if (err instanceof NotRegisteredError)
+    return `${err.message}: register it with tokenctl register ${err.clientId} …, or see tokenctl list`;
   if (err instanceof RefreshFailedError) return `${err.message}. See tokenctl status ${err.clientId}`;
   if (err instanceof NamespaceNotFoundError) {
     return `Temporal namespace '${err.namespace}' not found at ${session.settings().TEMPORAL_ADDRESS}: set TEMPORAL_NAMESPACE to an existing namespace`;
@@ -310,7 +336,6 @@ function isUnavailable(err: unknown): boolean {
   }
   return false;
 }
-
 
 async function main(argv: string[]): Promise<number> {
   const session = new Session();

@@ -82,7 +82,11 @@ export function answerResourceRequest(request: ResourceRequest, context: Resourc
   const inactive = context.tokens.inactiveReason(accessToken, context.now);
   const token = context.tokens.get(accessToken);
   if (inactive !== undefined || token === undefined) {
-    return { ...bearerError(401, 'invalid_token', INACTIVE_DESCRIPTIONS[inactive ?? 'unknown'], context), accessToken, clientId: token?.clientId };
+    return {
+      ...bearerError(401, 'invalid_token', INACTIVE_DESCRIPTIONS[inactive ?? 'unknown'], context),
+      accessToken,
+      clientId: token?.clientId,
+    };
   }
   if (neededScope !== undefined && !token.scope.split(' ').includes(neededScope)) {
     return {

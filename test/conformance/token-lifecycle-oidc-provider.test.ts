@@ -59,10 +59,14 @@ async function storedToken(clientId: string): Promise<Record<string, string> | u
 }
 
 async function tokenWithGenerationAbove(clientId: string, generation: number, timeoutMs: number) {
-  return eventually(async () => {
-    const token = await storedToken(clientId);
-    return token !== undefined && Number(token.generation) > generation ? token : undefined;
-  }, timeoutMs, `${clientId} generation > ${generation}`);
+  return eventually(
+    async () => {
+      const token = await storedToken(clientId);
+      return token !== undefined && Number(token.generation) > generation ? token : undefined;
+    },
+    timeoutMs,
+    `${clientId} generation > ${generation}`,
+  );
 }
 
 const sha256Prefix = (token: string) => createHash('sha256').update(token).digest('hex').slice(0, 16);
@@ -119,12 +123,22 @@ describe.each(CASES)('$authMethod against oidc-provider', ({ authMethod, clientI
 
   test('a wrong secret parks the workflow in credentials_rejected after exactly one request', async () => {
     const rejected = rejectedClientId(authMethod);
-    await stack.admin.register({ clientId: rejected, tokenUrl: provider.tokenUrl, authMethod, secretRef: 'env:WRONG_SECRET', scope: SCOPE });
+    await stack.admin.register({
+      clientId: rejected,
+      tokenUrl: provider.tokenUrl,
+      authMethod,
+      secretRef: 'env:WRONG_SECRET',
+      scope: SCOPE,
+    });
 
-    const status = await eventually(async () => {
-      const s = await stack.admin.status(rejected);
-      return s.state === 'credentials_rejected' ? s : undefined;
-    }, 30_000, `${rejected} credentials_rejected`);
+    const status = await eventually(
+      async () => {
+        const s = await stack.admin.status(rejected);
+        return s.state === 'credentials_rejected' ? s : undefined;
+      },
+      30_000,
+      `${rejected} credentials_rejected`,
+    );
     expect(status.lastError).toMatchObject({ kind: 'credentials_rejected', status: 401, oauthError: 'invalid_client' });
     expect(status.backoffUntil).toBeNull();
 

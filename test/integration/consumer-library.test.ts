@@ -56,7 +56,13 @@ afterAll(async () => {
 });
 
 function registration(clientId: string, minForcedRefreshIntervalMs: number): ClientRegistration {
-  return { clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:CONSUMER_SECRET', policy: { minForcedRefreshIntervalMs } };
+  return {
+    clientId,
+    tokenUrl: iam.tokenUrl(),
+    authMethod: 'client_secret_post',
+    secretRef: 'env:CONSUMER_SECRET',
+    policy: { minForcedRefreshIntervalMs },
+  };
 }
 
 function api(clientId: string, refreshTimeoutMs = 10_000, prefixUrl = iam.url): Got {
@@ -84,7 +90,7 @@ async function forceRefreshSignals(clientId: string): Promise<ForceRefreshReques
 
 async function registerAndWaitForFirstToken(clientId: string, minForcedRefreshIntervalMs: number) {
   await stack.admin.register(registration(clientId, minForcedRefreshIntervalMs));
-  const token = await eventually(async () => (await reader.getToken(clientId).catch(() => undefined)), 20_000, `first token of ${clientId}`);
+  const token = await eventually(async () => await reader.getToken(clientId).catch(() => undefined), 20_000, `first token of ${clientId}`);
   // The workflow holds forced refreshes to the minimum interval after its last request started.
   const issuedAt = issuedTo(clientId)[0]!.at;
   await sleep(Math.max(0, issuedAt + minForcedRefreshIntervalMs + 200 - Date.now()));
@@ -108,12 +114,16 @@ describe('got with bearerAuth against the emulator resource API', () => {
     expect(second.generation).toBe(2);
     expect(second.fingerprint).not.toBe(first.fingerprint);
     expect(iam.resourceRequests.at(-1)!.accessToken).toBe(second.accessToken);
-    expect(await forceRefreshSignals(clientId)).toStrictEqual([{ rejectedFingerprint: first.fingerprint, reason: `401 invalid_token from ${new URL(iam.url).host}` }]);
+    expect(await forceRefreshSignals(clientId)).toStrictEqual([
+      { rejectedFingerprint: first.fingerprint, reason: `401 invalid_token from ${new URL(iam.url).host}` },
+    ]);
 
     // Inside the minimum interval the workflow defers the refresh, so no newer token arrives in time.
     iam.revoke(second.accessToken);
     const secondRevocationAt = Date.now();
-    const refused = await api(clientId, 1_000).get(resourcePath).catch((error: unknown) => error);
+    const refused = await api(clientId, 1_000)
+      .get(resourcePath)
+      .catch((error: unknown) => error);
     const waitedMs = Date.now() - secondRevocationAt;
 
     expect(refused).toBeInstanceOf(HTTPError);
@@ -123,7 +133,10 @@ describe('got with bearerAuth against the emulator resource API', () => {
     // It waited out its refresh timeout; the refusal reached the caller before any newer token
     // existed (two tokens, above), so it did not wait for the deferred refresh.
     expect(waitedMs).toBeGreaterThanOrEqual(1_000);
-    expect((await forceRefreshSignals(clientId)).map((signal) => signal.rejectedFingerprint)).toStrictEqual([first.fingerprint, second.fingerprint]);
+    expect((await forceRefreshSignals(clientId)).map((signal) => signal.rejectedFingerprint)).toStrictEqual([
+      first.fingerprint,
+      second.fingerprint,
+    ]);
 
     // The deferred request is served once, when the interval is over: one token, not a loop.
     const third = await reader.waitForToken(clientId, { newerThan: 2, timeoutMs: MIN_FORCED_INTERVAL_MS + 5_000 });
@@ -131,7 +144,9 @@ describe('got with bearerAuth against the emulator resource API', () => {
     await sleep(1_000);
     expect(issuedTo(clientId)).toHaveLength(3);
     expect(resourceOutcomes(clientId, secondRevocationAt)).toStrictEqual(['invalid_token']);
-    console.info(`[consumer-library] revoked once: recovered after 1 refresh; revoked again inside ${MIN_FORCED_INTERVAL_MS} ms: 401 after ${waitedMs} ms, 1 resource request, 0 extra IAM requests`);
+    console.info(
+      `[consumer-library] revoked once: recovered after 1 refresh; revoked again inside ${MIN_FORCED_INTERVAL_MS} ms: 401 after ${waitedMs} ms, 1 resource request, 0 extra IAM requests`,
+    );
   });
 
   test('100 concurrent callers holding the same revoked token cause exactly one refresh request and one IAM request', async () => {
@@ -153,7 +168,9 @@ describe('got with bearerAuth against the emulator resource API', () => {
     expect(outcomes.filter((outcome) => outcome === 'invalid_token')).toHaveLength(100);
     expect(outcomes.filter((outcome) => outcome === 'ok')).toHaveLength(100);
     expect(outcomes).toHaveLength(200);
-    console.info(`[consumer-library] 100 concurrent callers with a revoked token: ${issuedTo(clientId).length - issuedBefore} IAM request, 1 forceRefresh signal, all 100 succeeded in ${elapsedMs} ms`);
+    console.info(
+      `[consumer-library] 100 concurrent callers with a revoked token: ${issuedTo(clientId).length - issuedBefore} IAM request, 1 forceRefresh signal, all 100 succeeded in ${elapsedMs} ms`,
+    );
   });
 
   test('a reader without a Temporal client recovers through the refresh-requests stream and the worker consumer', async () => {
@@ -161,14 +178,20 @@ describe('got with bearerAuth against the emulator resource API', () => {
     const first = await registerAndWaitForFirstToken(clientId, 0);
     const streamReader = new TokenReader({ redis: stack.redis, cache: true });
     try {
-      const streamApi = withBearerAuth(got.extend({ prefixUrl: iam.url, retry: { limit: 0 } }), { reader: streamReader, clientId, refreshTimeoutMs: 10_000 });
+      const streamApi = withBearerAuth(got.extend({ prefixUrl: iam.url, retry: { limit: 0 } }), {
+        reader: streamReader,
+        clientId,
+        refreshTimeoutMs: 10_000,
+      });
       iam.revoke(first.accessToken);
       const revokedAt = Date.now();
 
       expect(await streamApi.get(resourcePath).json()).toStrictEqual({ ok: true, clientId });
       expect(resourceOutcomes(clientId, revokedAt)).toStrictEqual(['invalid_token', 'ok']);
       expect(issuedTo(clientId)).toHaveLength(2);
-      expect(await forceRefreshSignals(clientId)).toStrictEqual([{ rejectedFingerprint: first.fingerprint, reason: `401 invalid_token from ${new URL(iam.url).host}` }]);
+      expect(await forceRefreshSignals(clientId)).toStrictEqual([
+        { rejectedFingerprint: first.fingerprint, reason: `401 invalid_token from ${new URL(iam.url).host}` },
+      ]);
     } finally {
       await streamReader.close();
     }
@@ -180,7 +203,9 @@ describe('got with bearerAuth against the emulator resource API', () => {
     const issuedBefore = issuedTo(clientId).length;
 
     const since = Date.now();
-    const forbidden = await api(clientId).get(ADMIN_PATH.slice(1)).catch((error: unknown) => error);
+    const forbidden = await api(clientId)
+      .get(ADMIN_PATH.slice(1))
+      .catch((error: unknown) => error);
     expect((forbidden as HTTPError).response.statusCode).toBe(403);
     expect((forbidden as HTTPError).response.headers['www-authenticate']).toContain('error="insufficient_scope"');
     expect(resourceOutcomes(clientId, since)).toStrictEqual(['insufficient_scope']);
@@ -320,10 +345,23 @@ describe('TokenReader', () => {
   });
 
   test('a key that does not follow the layout gives MalformedStoredTokenError naming the key', async () => {
-    await stack.redis.hset(tokenKey('oauth:', 'garbled'), { access_token: 'x', client_id: 'garbled', token_type: 'Bearer', scope: '', generation: 'two', obtained_at: '1', expires_at: String(Date.now() + 60_000), fingerprint: 'f' });
+    await stack.redis.hset(tokenKey('oauth:', 'garbled'), {
+      access_token: 'x',
+      client_id: 'garbled',
+      token_type: 'Bearer',
+      scope: '',
+      generation: 'two',
+      obtained_at: '1',
+      expires_at: String(Date.now() + 60_000),
+      fingerprint: 'f',
+    });
     const error = await reader.getToken('garbled').catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(MalformedStoredTokenError);
-    expect(error).toMatchObject({ code: 'malformed_stored_token', key: 'oauth:token:garbled', message: 'Redis record oauth:token:garbled field "generation" must be an integer, got "two"' });
+    expect(error).toMatchObject({
+      code: 'malformed_stored_token',
+      key: 'oauth:token:garbled',
+      message: 'Redis record oauth:token:garbled field "generation" must be an integer, got "two"',
+    });
   });
 
   test('an expired token is never served, not even from the cache', async () => {
@@ -375,12 +413,20 @@ describe('TokenReader', () => {
     const streamReader = new TokenReader({ redis: stack.redis, prefix });
     try {
       const fingerprint = 'a1b2c3d4e5f60718';
-      const receipt = await streamReader.requestRefresh('orders-service', { rejectedFingerprint: fingerprint, reason: '401 invalid_token from orders-api' });
+      const receipt = await streamReader.requestRefresh('orders-service', {
+        rejectedFingerprint: fingerprint,
+        reason: '401 invalid_token from orders-api',
+      });
 
       const stream = refreshRequestsStream(prefix);
       expect(receipt).toMatchObject({ via: 'redis-stream', stream });
       const entries = await stack.redis.xrange(stream, '-', '+');
-      expect(entries).toStrictEqual([[receipt.via === 'redis-stream' ? receipt.entryId : '', ['clientId', 'orders-service', 'rejectedFingerprint', fingerprint, 'reason', '401 invalid_token from orders-api']]]);
+      expect(entries).toStrictEqual([
+        [
+          receipt.via === 'redis-stream' ? receipt.entryId : '',
+          ['clientId', 'orders-service', 'rejectedFingerprint', fingerprint, 'reason', '401 invalid_token from orders-api'],
+        ],
+      ]);
       expect(parseRefreshRequest(entries[0]![1])).toStrictEqual({
         ok: true,
         clientId: 'orders-service',

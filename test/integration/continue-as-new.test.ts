@@ -50,7 +50,8 @@ function registration(clientId: string, policy: ClientRegistration['policy']): C
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 const storedToken = (clientId: string) => storedTokenIn(stack.redis, clientId);
-const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 20_000) => tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
+const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 20_000) =>
+  tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
 
 const issued = (clientId: string) => iam.requestsFor(clientId).filter((r) => r.outcome === 'issued');
 
@@ -111,7 +112,20 @@ test('continue-as-new suggested by the server while signals arrive: no signal lo
     const reason = `request ${i}`;
     sent.push(reason);
     if (i % 2 === 0) await handle.signal(forceRefreshSignal, { rejectedFingerprint: token.fingerprint!, reason });
-    else await stack.redis.xadd(refreshRequestsStream('oauth:'), 'MAXLEN', '~', '10000', '*', 'clientId', clientId, 'rejectedFingerprint', token.fingerprint!, 'reason', reason);
+    else
+      await stack.redis.xadd(
+        refreshRequestsStream('oauth:'),
+        'MAXLEN',
+        '~',
+        '10000',
+        '*',
+        'clientId',
+        clientId,
+        'rejectedFingerprint',
+        token.fingerprint!,
+        'reason',
+        reason,
+      );
     await sleep(60);
   }
   // The last request named a current token: it is answered, even if a continue-as-new came between.
@@ -186,7 +200,11 @@ test('generations keep increasing across remove and register again: without purg
 
     // Removed, and registered again only once the token key has expired.
     const removedAgain = await stack.admin.remove(clientId);
-    await eventually(async () => ((await stack.redis.exists(tokenKey('oauth:', clientId))) === 0 ? true : undefined), 30_000, 'the token key to expire');
+    await eventually(
+      async () => ((await stack.redis.exists(tokenKey('oauth:', clientId))) === 0 ? true : undefined),
+      30_000,
+      'the token key to expire',
+    );
     await register();
     const afterExpiry = await tokenWithGenerationAbove(clientId, removedAgain.generation);
     expect(Number(afterExpiry.generation)).toBe(removedAgain.generation + 1);

@@ -73,7 +73,12 @@ async function storedToken(clientId: string, from = redis): Promise<Record<strin
   return Object.keys(hash).length === 0 ? undefined : hash;
 }
 
-async function tokenWithGenerationAbove(clientId: string, generation: number, timeoutMs: number, from = redis): Promise<Record<string, string>> {
+async function tokenWithGenerationAbove(
+  clientId: string,
+  generation: number,
+  timeoutMs: number,
+  from = redis,
+): Promise<Record<string, string>> {
   return eventually(
     async () => {
       const token = await storedToken(clientId, from).catch(() => undefined);
@@ -98,14 +103,23 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const client = new Client({ connection });
-  for (const clientId of CLIENT_IDS) await client.workflow.getHandle(workflowIdFor(clientId)).terminate('test finished').catch(() => undefined);
+  for (const clientId of CLIENT_IDS)
+    await client.workflow
+      .getHandle(workflowIdFor(clientId))
+      .terminate('test finished')
+      .catch(() => undefined);
   for (const started of workers) await started.kill9();
   await connection?.close();
   redis?.disconnect();
   await redisServer?.stop();
   await iam?.close();
   const startTimes = workers.map((w) => w.startMs);
-  figures.workerStartMs = { count: startTimes.length, min: Math.min(...startTimes), median: startTimes.sort((a, b) => a - b)[startTimes.length >> 1], max: Math.max(...startTimes) };
+  figures.workerStartMs = {
+    count: startTimes.length,
+    min: Math.min(...startTimes),
+    median: startTimes.sort((a, b) => a - b)[startTimes.length >> 1],
+    max: Math.max(...startTimes),
+  };
   console.log(`durability figures: ${JSON.stringify(figures, null, 2)}`);
 });
 
@@ -127,12 +141,20 @@ test('a kill -9 during a token request: the lost attempt is retried once on the 
   expect(token.fingerprint).toBe(fingerprintOf(issued(clientId)[0]!.accessToken!));
   // The lost attempt was the worker's crash, not the IAM's failure: it leaves no failure behind.
   // (The token is in Redis a moment before the workflow has recorded the activity's result.)
-  const status = await eventually(async () => {
-    const current = await admin.status(clientId);
-    return current.state === 'acquiring' ? undefined : current;
-  }, 30_000, `${clientId} past acquiring`);
+  const status = await eventually(
+    async () => {
+      const current = await admin.status(clientId);
+      return current.state === 'acquiring' ? undefined : current;
+    },
+    30_000,
+    `${clientId} past acquiring`,
+  );
   expect(status).toMatchObject({ state: 'active', generation: 1, consecutiveFailures: 0, lastError: null });
-  figures.killDuringRequest = { requests: iam.requestsFor(clientId).length, newWorkerPollingAfterMs: pollingAfterMs, tokenAfterKillMs: recoveredMs };
+  figures.killDuringRequest = {
+    requests: iam.requestsFor(clientId).length,
+    newWorkerPollingAfterMs: pollingAfterMs,
+    tokenAfterKillMs: recoveredMs,
+  };
 });
 
 test('a kill -9 during a backoff: the durable timer fires on the new worker, not before the wait and not much after', async () => {
@@ -141,10 +163,14 @@ test('a kill -9 during a backoff: the durable timer fires on the new worker, not
   iam.setTokenLifetime(30);
   iam.inject({ kind: 'status', status: 503 }, { clientId, times: 1 });
   await admin.register(registration(clientId, { policy: { backoff: { server_error: { baseMs: backoffMs, capMs: backoffMs } } } }));
-  const backingOff = await eventually(async () => {
-    const status = await admin.status(clientId);
-    return status.state === 'backing_off' ? status : undefined;
-  }, 30_000, 'backing_off');
+  const backingOff = await eventually(
+    async () => {
+      const status = await admin.status(clientId);
+      return status.state === 'backing_off' ? status : undefined;
+    },
+    30_000,
+    'backing_off',
+  );
   expect(backingOff.backoffReason).toBe('server_error');
 
   const { killedAt, pollingAfterMs } = await crashAndReplaceWorker();
@@ -225,7 +251,11 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
       }
       // One more renewal after the last kill shows the loop still runs.
       const lastKillAt = kills.at(-1)!.killedAt;
-      await eventually(() => (issued(clientId).some((r) => r.at > lastKillAt) ? true : undefined), lifetimeSeconds * 1000, 'a renewal after the last kill').catch(async (error: unknown) => {
+      await eventually(
+        () => (issued(clientId).some((r) => r.at > lastKillAt) ? true : undefined),
+        lifetimeSeconds * 1000,
+        'a renewal after the last kill',
+      ).catch(async (error: unknown) => {
         const handle = new Client({ connection }).workflow.getHandle(workflowIdFor(clientId));
         const description = await handle.describe();
         const history = await handle.fetchHistory();
@@ -235,7 +265,14 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
         await writeFile(historyFile, JSON.stringify(proto.temporal.api.history.v1.History.fromObject(history).toJSON()));
         const diagnosis = {
           historyFile,
-          lastEvents: events.slice(-8).map((e) => ({ id: String(e.eventId), type: e.eventType, failure: e.workflowTaskFailedEventAttributes?.failure?.message, cause: e.workflowTaskFailedEventAttributes?.cause })),
+          lastEvents: events
+            .slice(-8)
+            .map((e) => ({
+              id: String(e.eventId),
+              type: e.eventType,
+              failure: e.workflowTaskFailedEventAttributes?.failure?.message,
+              cause: e.workflowTaskFailedEventAttributes?.cause,
+            })),
           status: await admin.status(clientId).catch((e: unknown) => String(e)),
           pendingActivities: description.raw.pendingActivities,
           pendingWorkflowTask: description.raw.pendingWorkflowTask,
@@ -261,7 +298,10 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
     figures.killLoop = {
       kills: kills.length,
       aimedAtRenewals: kills.filter((k) => k.aimed).length,
-      newWorkerPollingAfterMs: { max: Math.max(...kills.map((k) => k.pollingAfterMs)), median: kills.map((k) => k.pollingAfterMs).sort((a, b) => a - b)[kills.length >> 1] },
+      newWorkerPollingAfterMs: {
+        max: Math.max(...kills.map((k) => k.pollingAfterMs)),
+        median: kills.map((k) => k.pollingAfterMs).sort((a, b) => a - b)[kills.length >> 1],
+      },
       requests: requests.length,
       generations: generationsAfterFirst + 1,
       killsDuringRequests,
@@ -272,7 +312,10 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
       longestReadIntervalMs: poll.longestReadIntervalMs,
       renewalLatenessMs: lateness,
       // Seconds since the loop started: when each kill landed, and when each request reached the IAM.
-      timeline: { kills: kills.map((k) => (k.killedAt - loopStartedAt) / 1000), requests: requests.map((r) => (r.at - loopStartedAt) / 1000) },
+      timeline: {
+        kills: kills.map((k) => (k.killedAt - loopStartedAt) / 1000),
+        requests: requests.map((r) => (r.at - loopStartedAt) / 1000),
+      },
     };
 
     expect(kills.length).toBeGreaterThanOrEqual(8);
@@ -307,7 +350,12 @@ test('Redis restarted empty: the token is back within one refresh cycle, with a 
   const backAfterMs = Date.now() - restartedAt;
   expect(Number(after.generation)).toBe(Number(before.generation) + 1);
   expect(issued(clientId).length).toBe(Number(after.generation));
-  figures.redisRestartEmpty = { redisRestartMs: restartMs, tokenBackAfterMs: backAfterMs, requests: iam.requestsFor(clientId).length, generation: Number(after.generation) };
+  figures.redisRestartEmpty = {
+    redisRestartMs: restartMs,
+    tokenBackAfterMs: backAfterMs,
+    requests: iam.requestsFor(clientId).length,
+    generation: Number(after.generation),
+  };
 });
 
 describe('the Temporal dev server restarted (with a database file)', () => {
@@ -351,7 +399,12 @@ describe('the Temporal dev server restarted (with a database file)', () => {
     expect(status.generation).toBeGreaterThanOrEqual(Number(after.generation));
     // Nothing refreshed twice: one request per generation.
     expect(issued(clientId).length).toBe(Number((await storedToken(clientId))!.generation));
-    figures.devServerRestart = { serverBackMs, renewedAfterRestartMs: renewedAfterMs, requests: iam.requestsFor(clientId).length, generation: status.generation };
+    figures.devServerRestart = {
+      serverBackMs,
+      renewedAfterRestartMs: renewedAfterMs,
+      requests: iam.requestsFor(clientId).length,
+      generation: status.generation,
+    };
   }, 120_000);
 });
 

@@ -34,7 +34,9 @@ describe('EndpointBreaker against a real redis-server', () => {
 
   test('the endpoint is the token URL without query or fragment, and its key is one encoded segment', () => {
     expect(breakerEndpoint('https://IAM.example:443/realms/prod/protocol/openid-connect/token?x=1#f')).toBe(ENDPOINT);
-    expect(breakerKey('oauth:', 'http://127.0.0.1:8080/realms/{a}/token')).toBe('oauth:breaker:http%3A%2F%2F127.0.0.1%3A8080%2Frealms%2F%7Ba%7D%2Ftoken');
+    expect(breakerKey('oauth:', 'http://127.0.0.1:8080/realms/{a}/token')).toBe(
+      'oauth:breaker:http%3A%2F%2F127.0.0.1%3A8080%2Frealms%2F%7Ba%7D%2Ftoken',
+    );
   });
 
   test('is closed when nothing was recorded, and writes nothing by looking', async () => {
@@ -115,7 +117,10 @@ describe('EndpointBreaker against a real redis-server', () => {
     const breaker = newBreaker();
     await breaker.open(ENDPOINT, 'rate_limited', 5_000, 1);
     expect(await breaker.check(`${ENDPOINT}-other`)).toEqual({ state: 'closed', openings: 0 });
-    expect(await breaker.check('https://other.example/realms/prod/protocol/openid-connect/token')).toEqual({ state: 'closed', openings: 0 });
+    expect(await breaker.check('https://other.example/realms/prod/protocol/openid-connect/token')).toEqual({
+      state: 'closed',
+      openings: 0,
+    });
   });
 });
 
@@ -150,7 +155,8 @@ describe('the IAM activity with the breaker', () => {
       env: { FLEET_SECRET: SECRET },
       onBreakerChange: (endpoint, open) => changes.push([endpoint, open]),
     });
-    const run = (clientId: string, generation?: number): Promise<TokenMetadata> => new MockActivityEnvironment().run(acquireToken, input(clientId, generation));
+    const run = (clientId: string, generation?: number): Promise<TokenMetadata> =>
+      new MockActivityEnvironment().run(acquireToken, input(clientId, generation));
     const failureOf = async (clientId: string) => {
       const error = await run(clientId).then(
         () => undefined,
@@ -177,7 +183,9 @@ describe('the IAM activity with the breaker', () => {
     expect(heldBack.details).toEqual({ breakerOpen: true, retryAfterMs: expect.any(Number) as number });
     expect(heldBack.details.retryAfterMs).toBeGreaterThan(0);
     expect(heldBack.details.retryAfterMs).toBeLessThanOrEqual(2_000);
-    expect(heldBack.message).toMatch(/^No request sent: the breaker of http:\/\/127\.0\.0\.1:\d+\/realms\/demo\/protocol\/openid-connect\/token is open after rate_limited/);
+    expect(heldBack.message).toMatch(
+      /^No request sent: the breaker of http:\/\/127\.0\.0\.1:\d+\/realms\/demo\/protocol\/openid-connect\/token is open after rate_limited/,
+    );
     expect(iam.requestsFor('b')).toEqual([]);
 
     await sleep(heldBack.details.retryAfterMs! + 20);
@@ -197,7 +205,10 @@ describe('the IAM activity with the breaker', () => {
 test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send nothing until the wait is over, then one probe, then the rest', async () => {
   const RETRY_AFTER_S = 3;
   const clientIds = Array.from({ length: 20 }, (_, i) => `fleet-${String(i).padStart(2, '0')}`);
-  const iam = await startIamEmulator({ tokenLifetimeSeconds: 60, clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })) });
+  const iam = await startIamEmulator({
+    tokenLifetimeSeconds: 60,
+    clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })),
+  });
   try {
     const registration = (clientId: string): ClientRegistration => ({
       clientId,
@@ -214,7 +225,11 @@ test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send not
     iam.inject({ kind: 'rate_limit', retryAfter: RETRY_AFTER_S }, { times: 1, clientId: first });
     await stack.admin.refresh(first, { reason: 'test: meet a 429' });
     const endpoint = breakerEndpoint(iam.tokenUrl());
-    await eventually(async () => ((await stack.redis.exists(breakerKey('oauth:', endpoint))) === 1 ? true : undefined), 30_000, 'the breaker to open');
+    await eventually(
+      async () => ((await stack.redis.exists(breakerKey('oauth:', endpoint))) === 1 ? true : undefined),
+      30_000,
+      'the breaker to open',
+    );
     const rateLimited = iam.requests.find((r) => r.outcome === 'fault:rate_limit');
     expect(rateLimited?.clientId).toBe(first);
     const openedAt = rateLimited!.at;

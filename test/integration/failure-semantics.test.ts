@@ -43,7 +43,11 @@ function registration(iam: IamEmulator, clientId: string, policy: PolicyOverride
 async function searchAttributes(clientId: string) {
   const description = await stack.client.workflow.getHandle(workflowIdFor(clientId)).describe();
   const attributes = description.typedSearchAttributes;
-  return { state: attributes.get(TokenState), failures: attributes.get(TokenFailures), nextTry: attributes.get(TokenNextRefreshAt)?.getTime() };
+  return {
+    state: attributes.get(TokenState),
+    failures: attributes.get(TokenFailures),
+    nextTry: attributes.get(TokenNextRefreshAt)?.getTime(),
+  };
 }
 
 const backingOff = (kind: FailureKind) => (s: TokenStatus) => s.state === 'backing_off' && s.backoffReason === kind;
@@ -77,7 +81,9 @@ describe('429 Retry-After is honoured in both forms', () => {
     expect(requests[1]!.at).toBeGreaterThanOrEqual(notBefore);
     expect(token.generation).toBe('1');
     expect(await activeAt(stack, clientId, 1)).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
-    console.info(`[429 ${typeof header === 'number' ? `Retry-After: ${header}` : `Retry-After: ${header.toUTCString()}`}] requests 2; gap ${requests[1]!.at - requests[0]!.at} ms (allowed from ${notBefore - requests[0]!.at} ms); recovered ${requests[1]!.at - notBefore} ms after the allowed time`);
+    console.info(
+      `[429 ${typeof header === 'number' ? `Retry-After: ${header}` : `Retry-After: ${header.toUTCString()}`}] requests 2; gap ${requests[1]!.at - requests[0]!.at} ms (allowed from ${notBefore - requests[0]!.at} ms); recovered ${requests[1]!.at - notBefore} ms after the allowed time`,
+    );
     await stack.admin.remove(clientId);
   });
 });
@@ -90,7 +96,13 @@ describe('connection-level failures back off as configured and recover when the 
     iam.inject({ kind: 'reset' }, { times: 3, clientId });
     await stack.admin.register(registration(iam, clientId, { backoff: { blocked: { baseMs: BASE_MS, capMs: 10_000 } } }));
 
-    const during = await statusWhere(stack, clientId, (s) => backingOff('blocked')(s) && s.consecutiveFailures === 2, 30_000, 'second reset');
+    const during = await statusWhere(
+      stack,
+      clientId,
+      (s) => backingOff('blocked')(s) && s.consecutiveFailures === 2,
+      30_000,
+      'second reset',
+    );
     expect(during.lastError).toMatchObject({ kind: 'blocked' });
     expect(during.lastError?.message).toMatch(/ECONNRESET|socket hang up/);
     expect((await searchAttributes(clientId)).state).toBe('backing_off');
@@ -109,7 +121,9 @@ describe('connection-level failures back off as configured and recover when the 
       expect(gap, `wait after reset ${i + 1}`).toBeGreaterThanOrEqual(0.8 * configured);
     });
     expect(await activeAt(stack, clientId, 1)).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
-    console.info(`[resets] requests ${requests.length}; gaps ${gaps.join(', ')} ms (configured ${BASE_MS}, ${2 * BASE_MS}, ${4 * BASE_MS} less ≤ 20 % jitter); recovered ${requests.at(-1)!.at - requests[0]!.at} ms after the first reset`);
+    console.info(
+      `[resets] requests ${requests.length}; gaps ${gaps.join(', ')} ms (configured ${BASE_MS}, ${2 * BASE_MS}, ${4 * BASE_MS} less ≤ 20 % jitter); recovered ${requests.at(-1)!.at - requests[0]!.at} ms after the first reset`,
+    );
     await stack.admin.remove(clientId);
   });
 
@@ -119,7 +133,9 @@ describe('connection-level failures back off as configured and recover when the 
     const TIMEOUT_MS = 1_000;
     const iam = await emulatorFor([clientId]);
     iam.inject({ kind: 'hang' }, { times: 2, clientId });
-    await stack.admin.register(registration(iam, clientId, { requestTimeoutMs: TIMEOUT_MS, backoff: { blocked: { baseMs: BASE_MS, capMs: 10_000 } } }));
+    await stack.admin.register(
+      registration(iam, clientId, { requestTimeoutMs: TIMEOUT_MS, backoff: { blocked: { baseMs: BASE_MS, capMs: 10_000 } } }),
+    );
 
     const during = await statusWhere(stack, clientId, backingOff('blocked'), 30_000, 'first hang');
     expect(during.lastError?.message).toMatch(/did not answer in time/);
@@ -137,7 +153,9 @@ describe('connection-level failures back off as configured and recover when the 
       expect(wait, `wait after hang ${i + 1}`).toBeGreaterThanOrEqual(0.8 * configured);
     });
     expect(await activeAt(stack, clientId, 1)).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
-    console.info(`[hangs] requests ${requests.length}; gaps ${gapsBetween(requests).join(', ')} ms = ${TIMEOUT_MS} ms timeout + waits ${waits.join(', ')} ms (configured ${BASE_MS}, ${2 * BASE_MS}); recovered ${requests.at(-1)!.at - requests[0]!.at} ms after the first hang`);
+    console.info(
+      `[hangs] requests ${requests.length}; gaps ${gapsBetween(requests).join(', ')} ms = ${TIMEOUT_MS} ms timeout + waits ${waits.join(', ')} ms (configured ${BASE_MS}, ${2 * BASE_MS}); recovered ${requests.at(-1)!.at - requests[0]!.at} ms after the first hang`,
+    );
     await stack.admin.remove(clientId);
   });
 });
@@ -179,12 +197,15 @@ test('a rotated secret parks the workflow: one request, no timer, the last good 
   expect(iam.requestsFor(clientId).map((r) => r.outcome)).toEqual(['issued', 'unauthorized_client', 'issued']);
   expect(await activeAt(stack, clientId, 2)).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
   const last = iam.requestsFor(clientId).at(-1)!;
-  console.info(`[parked] requests while parked over ${WATCH_MS} ms: ${rejected.length}; timers after the rejection: 0; recovered ${last.at - reconfiguredAt} ms after reconfigure`);
+  console.info(
+    `[parked] requests while parked over ${WATCH_MS} ms: ${rejected.length}; timers after the rejection: 0; recovered ${last.at - reconfiguredAt} ms after reconfigure`,
+  );
   await stack.admin.remove(clientId);
 });
 
 describe('malformed answers: the right failure kind in status, no crash, nothing wrong written to Redis', () => {
-  const validToken = (fields: Record<string, unknown>) => JSON.stringify({ access_token: 'eyJ.malformed-case.sig', token_type: 'Bearer', expires_in: 300, ...fields });
+  const validToken = (fields: Record<string, unknown>) =>
+    JSON.stringify({ access_token: 'eyJ.malformed-case.sig', token_type: 'Bearer', expires_in: 300, ...fields });
   const json = (body: string): Fault => ({ kind: 'body', body });
   const FAILING: { name: string; fault: Fault }[] = [
     { name: 'html-200', fault: { kind: 'body', contentType: 'text/html', body: '<html><body>Welcome to nginx!</body></html>' } },
@@ -198,18 +219,32 @@ describe('malformed answers: the right failure kind in status, no crash, nothing
   ];
   // Tolerated as real servers send them (RFC 6749 §5.1 only RECOMMENDS expires_in).
   const TOLERATED: { name: string; fault: Fault; expiresInSeconds: number }[] = [
-    { name: 'expires-missing', fault: json(JSON.stringify({ access_token: 'eyJ.no-expiry.sig', token_type: 'Bearer' })), expiresInSeconds: 45 },
-    { name: 'expires-string', fault: json(JSON.stringify({ access_token: 'eyJ.string-expiry.sig', token_type: 'bearer', expires_in: '300' })), expiresInSeconds: 300 },
+    {
+      name: 'expires-missing',
+      fault: json(JSON.stringify({ access_token: 'eyJ.no-expiry.sig', token_type: 'Bearer' })),
+      expiresInSeconds: 45,
+    },
+    {
+      name: 'expires-string',
+      fault: json(JSON.stringify({ access_token: 'eyJ.string-expiry.sig', token_type: 'bearer', expires_in: '300' })),
+      expiresInSeconds: 300,
+    },
   ];
   // Long enough to see the failure in status and read Redis before the retry replaces the token,
   // even on a busy machine.
-  const POLICY: PolicyOverrides = { minForcedRefreshIntervalMs: 0, defaultExpiresInSeconds: 45, backoff: { malformed_response: { baseMs: 10_000, capMs: 10_000 } } };
+  const POLICY: PolicyOverrides = {
+    minForcedRefreshIntervalMs: 0,
+    defaultExpiresInSeconds: 45,
+    backoff: { malformed_response: { baseMs: 10_000, capMs: 10_000 } },
+  };
 
   test('every malformed 200 answer is malformed_response, keeps the good token, and the next answer recovers; missing and "300" expires_in are tolerated', async () => {
     const cases = [...FAILING, ...TOLERATED];
     const iam = await emulatorFor(cases.map((c) => c.name));
     await Promise.all(cases.map((c) => stack.admin.register(registration(iam, c.name, POLICY))));
-    const good = new Map(await Promise.all(cases.map(async (c) => [c.name, await tokenWithGenerationAbove(stack.redis, c.name, 0)] as const)));
+    const good = new Map(
+      await Promise.all(cases.map(async (c) => [c.name, await tokenWithGenerationAbove(stack.redis, c.name, 0)] as const)),
+    );
     await Promise.all(cases.map((c) => activeAt(stack, c.name, 1)));
 
     for (const c of cases) iam.inject(c.fault, { times: 1, clientId: c.name });
@@ -221,7 +256,12 @@ describe('malformed answers: the right failure kind in status, no crash, nothing
         const status = await statusWhere(stack, name, backingOff('malformed_response'), 30_000, 'malformed_response');
         // Read at once: the retry comes 8–10 s after the failure.
         expect(await storedToken(stack.redis, name), `${name}: the good token is intact`).toEqual(good.get(name));
-        expect(status, name).toMatchObject({ consecutiveFailures: 1, generation: 1, fingerprint: good.get(name)!.fingerprint, lastError: { kind: 'malformed_response', status: 200 } });
+        expect(status, name).toMatchObject({
+          consecutiveFailures: 1,
+          generation: 1,
+          fingerprint: good.get(name)!.fingerprint,
+          lastError: { kind: 'malformed_response', status: 200 },
+        });
         expect((await searchAttributes(name)).state, name).toBe('backing_off');
       }),
     );
@@ -241,8 +281,16 @@ describe('malformed answers: the right failure kind in status, no crash, nothing
     // The worker did not crash: every failing client recovers with the emulator's next answer.
     await Promise.all(FAILING.map(({ name }) => tokenWithGenerationAbove(stack.redis, name, 1, 40_000)));
     for (const { name } of FAILING) {
-      expect(iam.requestsFor(name).map((r) => r.outcome), name).toEqual(['issued', 'fault:body', 'issued']);
-      expect(await activeAt(stack, name, 2), name).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null, generation: 2 });
+      expect(
+        iam.requestsFor(name).map((r) => r.outcome),
+        name,
+      ).toEqual(['issued', 'fault:body', 'issued']);
+      expect(await activeAt(stack, name, 2), name).toMatchObject({
+        state: 'active',
+        consecutiveFailures: 0,
+        lastError: null,
+        generation: 2,
+      });
     }
     const messages = FAILING.map(({ name }) => `${name}: ${iam.requestsFor(name).length} requests`);
     console.info(`[malformed] ${messages.join('; ')}; recovered within ${Date.now() - startedAt} ms of the forced refreshes`);
@@ -252,7 +300,9 @@ describe('malformed answers: the right failure kind in status, no crash, nothing
   test('a hang is blocked after requestTimeoutMs, keeps the good token, and recovers', async () => {
     const clientId = 'malformed-hang';
     const iam = await emulatorFor([clientId]);
-    await stack.admin.register(registration(iam, clientId, { ...POLICY, requestTimeoutMs: 1_000, backoff: { blocked: { baseMs: 4_000, capMs: 10_000 } } }));
+    await stack.admin.register(
+      registration(iam, clientId, { ...POLICY, requestTimeoutMs: 1_000, backoff: { blocked: { baseMs: 4_000, capMs: 10_000 } } }),
+    );
     const good = await tokenWithGenerationAbove(stack.redis, clientId, 0);
     await activeAt(stack, clientId, 1);
     iam.inject({ kind: 'hang' }, { times: 1, clientId });

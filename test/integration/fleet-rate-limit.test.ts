@@ -64,7 +64,10 @@ beforeAll(async () => {
 afterAll(async () => {
   if (client) {
     for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow.getHandle(execution.workflowId).terminate('test finished').catch(() => undefined);
+      await client.workflow
+        .getHandle(execution.workflowId)
+        .terminate('test finished')
+        .catch(() => undefined);
     }
   }
   await worker?.kill9();
@@ -76,76 +79,85 @@ afterAll(async () => {
   await iam?.stop();
 });
 
-test(`${CLIENTS} token requests queued at once with IAM_MAX_RPS=${IAM_MAX_RPS}: zero 429s at the ${EDGE_LIMIT_PER_SECOND}/s edge, at most ${IAM_MAX_RPS} let through in any second, one request per client`, async () => {
-  // 1. Every workflow's first task schedules its token request; no IAM worker takes them yet. No
-  //    workflow cache: nothing is left on this worker's sticky queue for the worker process.
-  const scheduler = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-    activities: {},
-    maxCachedWorkflows: 0,
-  });
-  const scheduling = scheduler.run();
-  try {
-    await Promise.all(clientIds.map((clientId) => admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:FLEET_SECRET' })));
-    // The first task publishes the search attributes and schedules the request, in one completion.
+test(
+  `${CLIENTS} token requests queued at once with IAM_MAX_RPS=${IAM_MAX_RPS}: zero 429s at the ${EDGE_LIMIT_PER_SECOND}/s edge, at most ${IAM_MAX_RPS} let through in any second, one request per client`,
+  async () => {
+    // 1. Every workflow's first task schedules its token request; no IAM worker takes them yet. No
+    //    workflow cache: nothing is left on this worker's sticky queue for the worker process.
+    const scheduler = await Worker.create({
+      connection: nativeConnection,
+      taskQueue,
+      workflowBundle: { codePath: inject('workflowBundlePath') },
+      activities: {},
+      maxCachedWorkflows: 0,
+    });
+    const scheduling = scheduler.run();
+    try {
+      await Promise.all(
+        clientIds.map((clientId) =>
+          admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:FLEET_SECRET' }),
+        ),
+      );
+      // The first task publishes the search attributes and schedules the request, in one completion.
+      await eventually(
+        async () =>
+          (await client.workflow.count(`TaskQueue = '${taskQueue}' AND TokenState = 'acquiring'`)).count === CLIENTS ? true : undefined,
+        ALL_TOKENS_DEADLINE_MS,
+        `${CLIENTS} token requests scheduled`,
+      );
+    } finally {
+      scheduler.shutdown();
+      await scheduling;
+    }
+    expect(iam.requests()).toEqual([]);
+
+    // 2. Every slot the fleet's window in Redis grants is a ZADD inside its script, scored with
+    //    Redis's clock: MONITOR sees each one, with no polling gap.
+    const windowKey = rateWindowKey('oauth:', iam.tokenUrl);
+    const grants: number[] = [];
+    monitor = await redis.monitor();
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toUpperCase() === 'ZADD' && args[1] === windowKey) grants.push(Number(args[2]));
+    });
+
+    // 3. The worker process starts with all of them waiting on its IAM task queue.
+    const startedAt = Date.now();
+    worker = await startWorkerProcess({
+      temporalAddress: inject('temporalAddress'),
+      taskQueue,
+      redisUrl: redisServer.url,
+      workflowBundlePath: inject('workflowBundlePath'),
+      env: { FLEET_SECRET: SECRET, IAM_MAX_RPS: String(IAM_MAX_RPS), LOG_LEVEL: 'WARN' },
+    });
     await eventually(
-      async () => ((await client.workflow.count(`TaskQueue = '${taskQueue}' AND TokenState = 'acquiring'`)).count === CLIENTS ? true : undefined),
+      async () => {
+        const present = await redis.exists(...clientIds.map((clientId) => tokenKey('oauth:', clientId)));
+        return present === CLIENTS ? true : undefined;
+      },
       ALL_TOKENS_DEADLINE_MS,
-      `${CLIENTS} token requests scheduled`,
+      `all ${CLIENTS} tokens in Redis`,
     );
-  } finally {
-    scheduler.shutdown();
-    await scheduling;
-  }
-  expect(iam.requests()).toEqual([]);
+    const allPresentMs = Date.now() - startedAt;
 
-  // 2. Every slot the fleet's window in Redis grants is a ZADD inside its script, scored with
-  //    Redis's clock: MONITOR sees each one, with no polling gap.
-  const windowKey = rateWindowKey('oauth:', iam.tokenUrl);
-  const grants: number[] = [];
-  monitor = await redis.monitor();
-  monitor.on('monitor', (_time: string, args: string[]) => {
-    if (args[0]?.toUpperCase() === 'ZADD' && args[1] === windowKey) grants.push(Number(args[2]));
-  });
+    const requests = iam.requests();
+    const outcomes = new Map<string, number>();
+    for (const request of requests) outcomes.set(request.outcome, (outcomes.get(request.outcome) ?? 0) + 1);
+    const arrivals = requests.map((r) => r.at);
+    console.info(
+      `[fleet] ${CLIENTS} queued token requests: every token in Redis ${allPresentMs} ms after the worker process started; ` +
+        `busiest second: ${busiestSecond(grants)} slots granted (Redis clock), ${busiestSecond(arrivals)} arrivals at the edge; ` +
+        `outcomes ${JSON.stringify(Object.fromEntries(outcomes))} (throughput: npm run bench:worker)`,
+    );
 
-  // 3. The worker process starts with all of them waiting on its IAM task queue.
-  const startedAt = Date.now();
-  worker = await startWorkerProcess({
-    temporalAddress: inject('temporalAddress'),
-    taskQueue,
-    redisUrl: redisServer.url,
-    workflowBundlePath: inject('workflowBundlePath'),
-    env: { FLEET_SECRET: SECRET, IAM_MAX_RPS: String(IAM_MAX_RPS), LOG_LEVEL: 'WARN' },
-  });
-  await eventually(
-    async () => {
-      const present = await redis.exists(...clientIds.map((clientId) => tokenKey('oauth:', clientId)));
-      return present === CLIENTS ? true : undefined;
-    },
-    ALL_TOKENS_DEADLINE_MS,
-    `all ${CLIENTS} tokens in Redis`,
-  );
-  const allPresentMs = Date.now() - startedAt;
-
-  const requests = iam.requests();
-  const outcomes = new Map<string, number>();
-  for (const request of requests) outcomes.set(request.outcome, (outcomes.get(request.outcome) ?? 0) + 1);
-  const arrivals = requests.map((r) => r.at);
-  console.info(
-    `[fleet] ${CLIENTS} queued token requests: every token in Redis ${allPresentMs} ms after the worker process started; ` +
-      `busiest second: ${busiestSecond(grants)} slots granted (Redis clock), ${busiestSecond(arrivals)} arrivals at the edge; ` +
-      `outcomes ${JSON.stringify(Object.fromEntries(outcomes))} (throughput: npm run bench:worker)`,
-  );
-
-  expect(requests.filter((r) => r.status === 429)).toEqual([]);
-  expect(outcomes).toEqual(new Map([['issued', CLIENTS]]));
-  expect(new Set(requests.map((r) => r.clientId))).toEqual(new Set(clientIds));
-  // The fleet's own rule, on the clock that enforces it: one slot per request, at most
-  // IAM_MAX_RPS in any one-second window.
-  expect(grants).toHaveLength(CLIENTS);
-  expect(busiestSecond(grants)).toBeLessThanOrEqual(IAM_MAX_RPS);
-  // What the provider counts: arrivals carry each request's transit time on top, under its limit.
-  expect(busiestSecond(arrivals)).toBeLessThanOrEqual(EDGE_LIMIT_PER_SECOND);
-}, 3 * ALL_TOKENS_DEADLINE_MS);
+    expect(requests.filter((r) => r.status === 429)).toEqual([]);
+    expect(outcomes).toEqual(new Map([['issued', CLIENTS]]));
+    expect(new Set(requests.map((r) => r.clientId))).toEqual(new Set(clientIds));
+    // The fleet's own rule, on the clock that enforces it: one slot per request, at most
+    // IAM_MAX_RPS in any one-second window.
+    expect(grants).toHaveLength(CLIENTS);
+    expect(busiestSecond(grants)).toBeLessThanOrEqual(IAM_MAX_RPS);
+    // What the provider counts: arrivals carry each request's transit time on top, under its limit.
+    expect(busiestSecond(arrivals)).toBeLessThanOrEqual(EDGE_LIMIT_PER_SECOND);
+  },
+  3 * ALL_TOKENS_DEADLINE_MS,
+);

@@ -68,7 +68,17 @@ beforeAll(async () => {
     },
   });
   for (const stream of [worker.stdout!, worker.stderr!]) stream.on('data', (chunk: Buffer) => (workerOutput += chunk.toString()));
-  await eventually(() => (worker.exitCode !== null ? failStartup() : scrape().then((text) => text, () => undefined)), 60_000, 'the worker to serve /metrics');
+  await eventually(
+    () =>
+      worker.exitCode !== null
+        ? failStartup()
+        : scrape().then(
+            (text) => text,
+            () => undefined,
+          ),
+    60_000,
+    'the worker to serve /metrics',
+  );
 
   connection = await Connection.connect({ address: inject('temporalAddress') });
   admin = new TokenAdmin(new Client({ connection }), { taskQueue });
@@ -78,7 +88,10 @@ afterAll(async () => {
   if (connection !== undefined) {
     const client = new Client({ connection });
     for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow.getHandle(execution.workflowId).terminate('test finished').catch(() => undefined);
+      await client.workflow
+        .getHandle(execution.workflowId)
+        .terminate('test finished')
+        .catch(() => undefined);
     }
     await connection.close();
   }
@@ -135,12 +148,16 @@ describe('the worker process on /metrics', () => {
     await admin.register({ clientId: 'metrics-rejected', tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:WRONG_SECRET' });
 
     // Wait for one renewal of the good client, so the counter has moved past its first value.
-    const samples = await eventually(async () => {
-      const scraped = parseSamples(await scrape());
-      const issued = valueOf(scraped, 'token_requests_total', { client_id: 'metrics-good', outcome: 'issued' }) ?? 0;
-      const rejected = valueOf(scraped, 'token_requests_total', { client_id: 'metrics-rejected', outcome: 'credentials_rejected' }) ?? 0;
-      return issued >= 2 && rejected >= 1 ? scraped : undefined;
-    }, 20_000, 'two issued and one rejected token request on /metrics');
+    const samples = await eventually(
+      async () => {
+        const scraped = parseSamples(await scrape());
+        const issued = valueOf(scraped, 'token_requests_total', { client_id: 'metrics-good', outcome: 'issued' }) ?? 0;
+        const rejected = valueOf(scraped, 'token_requests_total', { client_id: 'metrics-rejected', outcome: 'credentials_rejected' }) ?? 0;
+        return issued >= 2 && rejected >= 1 ? scraped : undefined;
+      },
+      20_000,
+      'two issued and one rejected token request on /metrics',
+    );
 
     // Requests: exactly what the emulator logged, by client and outcome.
     const issuedAtIam = iam.requestsFor('metrics-good').filter((entry) => entry.outcome === 'issued').length;
@@ -183,16 +200,21 @@ describe('the worker process on /metrics', () => {
 
     // Temporal's own worker metrics, for both task queues of this worker.
     for (const queue of [taskQueue, `${taskQueue}-iam`]) {
-      expect(valueOf(samples, 'temporal_worker_task_slots_available', { task_queue: queue, worker_type: 'ActivityWorker' })).toBeGreaterThan(0);
+      expect(
+        valueOf(samples, 'temporal_worker_task_slots_available', { task_queue: queue, worker_type: 'ActivityWorker' }),
+      ).toBeGreaterThan(0);
     }
     // Token requests run on the IAM queue; the workflow queue's only activity purges on remove.
     expect(valueOf(samples, 'temporal_activity_schedule_to_start_latency_count', { task_queue: `${taskQueue}-iam` })).toBeGreaterThan(0);
-    expect(valueOf(samples, 'temporal_worker_task_slots_available', { task_queue: taskQueue, worker_type: 'WorkflowWorker' })).toBeGreaterThan(0);
+    expect(
+      valueOf(samples, 'temporal_worker_task_slots_available', { task_queue: taskQueue, worker_type: 'WorkflowWorker' }),
+    ).toBeGreaterThan(0);
     expect(valueOf(samples, 'temporal_workflow_task_schedule_to_start_latency_count', { task_queue: taskQueue })).toBeGreaterThan(0);
     // MAX_CACHED_WORKFLOWS=0: neither workflow stays in memory between its tasks (one is held while
     // a task of it runs). With the SDK's default both would stay, and this would never be 0.
     await eventually(
-      async () => ((valueOf(parseSamples(await scrape()), 'temporal_sticky_cache_size', { task_queue: taskQueue }) ?? 0) === 0 ? true : undefined),
+      async () =>
+        (valueOf(parseSamples(await scrape()), 'temporal_sticky_cache_size', { task_queue: taskQueue }) ?? 0) === 0 ? true : undefined,
       5_000,
       'an empty workflow cache between tasks',
     );
@@ -206,8 +228,13 @@ describe('the worker process on /metrics', () => {
     for (const histogram of TEMPORAL_WORKER_METRIC_NAMES.histograms) expect(names).toContain(`${histogram}_bucket`);
 
     const listed = new Set<string>([...PROJECT_METRIC_NAMES.counters, ...PROJECT_METRIC_NAMES.gauges]);
-    for (const histogram of PROJECT_METRIC_NAMES.histograms) for (const suffix of ['_bucket', '_sum', '_count']) listed.add(histogram + suffix);
-    const exported = new Set(parseSamples(text).map((sample) => sample.name).filter((name) => name.startsWith('token_')));
+    for (const histogram of PROJECT_METRIC_NAMES.histograms)
+      for (const suffix of ['_bucket', '_sum', '_count']) listed.add(histogram + suffix);
+    const exported = new Set(
+      parseSamples(text)
+        .map((sample) => sample.name)
+        .filter((name) => name.startsWith('token_')),
+    );
     expect([...exported].filter((name) => !listed.has(name))).toEqual([]);
     expect(exported).toContain('token_requests_total');
     expect(exported).toContain('token_seconds_until_expiry');
@@ -244,7 +271,14 @@ describe('the token expiry gauge in a worker that starts after the tokens were w
     const prefix = 'gauge?test:';
     const store = new TokenStore(redis, { prefix });
     const token = (clientId: string, generation: number, expiresAt: number) => ({
-      clientId, generation, expiresAt, accessToken: `tok-${generation}`, tokenType: 'Bearer', scope: '', obtainedAt: Date.now(), fingerprint: '0123456789abcdef',
+      clientId,
+      generation,
+      expiresAt,
+      accessToken: `tok-${generation}`,
+      tokenType: 'Bearer',
+      scope: '',
+      obtainedAt: Date.now(),
+      fingerprint: '0123456789abcdef',
     });
     const base = Date.now();
     await store.write(token('scanned', 3, base + 30_000));
@@ -259,12 +293,22 @@ describe('the token expiry gauge in a worker that starts after the tokens were w
       expect(values.get('scanned')).toBeLessThanOrEqual(30);
 
       await store.write(token('scanned', 4, base + 50_000));
-      await eventually(() => (gauge.knownExpiries().get('scanned') === base + 50_000 ? true : undefined), 30_000, 'the newer expiry from token-updated');
+      await eventually(
+        () => (gauge.knownExpiries().get('scanned') === base + 50_000 ? true : undefined),
+        30_000,
+        'the newer expiry from token-updated',
+      );
       expect(values.get('scanned')).toBeGreaterThan(40);
 
       // A late announcement of an older generation must not roll the expiry back.
-      await redis.publish(tokenUpdatedChannel(prefix), JSON.stringify({ clientId: 'scanned', generation: 3, fingerprint: 'x', expiresAt: base + 1_000 }));
-      await redis.publish(tokenUpdatedChannel(prefix), JSON.stringify({ clientId: 'fresh', generation: 1, fingerprint: 'y', expiresAt: base + 10_000 }));
+      await redis.publish(
+        tokenUpdatedChannel(prefix),
+        JSON.stringify({ clientId: 'scanned', generation: 3, fingerprint: 'x', expiresAt: base + 1_000 }),
+      );
+      await redis.publish(
+        tokenUpdatedChannel(prefix),
+        JSON.stringify({ clientId: 'fresh', generation: 1, fingerprint: 'y', expiresAt: base + 10_000 }),
+      );
       await eventually(() => (gauge.knownExpiries().has('fresh') ? true : undefined), 30_000, 'the new client from token-updated');
       expect(gauge.knownExpiries().get('scanned')).toBe(base + 50_000);
     } finally {
@@ -279,7 +323,12 @@ describe('the token expiry gauge in a worker that starts after the tokens were w
     workerRedis.on('error', () => undefined); // the worker's own watcher reports it (worker/main.ts)
     const errors: Error[] = [];
     const values = new Map<string, number>();
-    const gauge = await startTokenExpiryGauge({ redis: workerRedis, prefix: 'late:', meter: recordingMeter(values), onError: (error) => errors.push(error) });
+    const gauge = await startTokenExpiryGauge({
+      redis: workerRedis,
+      prefix: 'late:',
+      meter: recordingMeter(values),
+      onError: (error) => errors.push(error),
+    });
     let server: RedisServer | undefined;
     let writer: Redis | undefined;
     try {
@@ -290,16 +339,31 @@ describe('the token expiry gauge in a worker that starts after the tokens were w
       writer = new Redis(url);
       const store = new TokenStore(writer, { prefix: 'late:' });
       const token = (generation: number, expiresAt: number) => ({
-        clientId: 'late', generation, expiresAt, accessToken: `tok-${generation}`, tokenType: 'Bearer', scope: '', obtainedAt: Date.now(), fingerprint: '0123456789abcdef',
+        clientId: 'late',
+        generation,
+        expiresAt,
+        accessToken: `tok-${generation}`,
+        tokenType: 'Bearer',
+        scope: '',
+        obtainedAt: Date.now(),
+        fingerprint: '0123456789abcdef',
       });
       const base = Date.now();
       await store.write(token(1, base + 30_000));
       // Learned by the scan that follows the reconnection, not a minute later.
-      await eventually(() => (gauge.knownExpiries().get('late') === base + 30_000 ? true : undefined), 30_000, 'the token written while the gauge was reconnecting');
+      await eventually(
+        () => (gauge.knownExpiries().get('late') === base + 30_000 ? true : undefined),
+        30_000,
+        'the token written while the gauge was reconnecting',
+      );
       // The subscription that failed at start is retried, and a scan follows it: a newer token is
       // learned in seconds, not at the next minute's scan.
       await store.write(token(2, base + 60_000));
-      await eventually(() => (gauge.knownExpiries().get('late') === base + 60_000 ? true : undefined), 30_000, 'the newer token from token-updated');
+      await eventually(
+        () => (gauge.knownExpiries().get('late') === base + 60_000 ? true : undefined),
+        30_000,
+        'the newer token from token-updated',
+      );
     } finally {
       gauge.stop();
       workerRedis.disconnect();

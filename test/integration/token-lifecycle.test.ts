@@ -9,7 +9,11 @@ import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emula
 import { tokenKey } from '../../activities/token-store.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
-import { activeAt, storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
+import {
+  activeAt,
+  storedToken as storedTokenIn,
+  tokenWithGenerationAbove as tokenWithGenerationAboveIn,
+} from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 import { historyEvents, issuedTokenMetadata, scheduledRenewals } from '../support/workflow-history.js';
 
@@ -50,7 +54,8 @@ function registration(clientId: string, overrides: Partial<ClientRegistration> =
 }
 
 const storedToken = (clientId: string) => storedTokenIn(stack.redis, clientId);
-const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 15_000) => tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
+const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 15_000) =>
+  tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
 
 const sha256Prefix = (token: string) => createHash('sha256').update(token).digest('hex').slice(0, 16);
 

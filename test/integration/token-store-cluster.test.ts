@@ -99,7 +99,11 @@ describe('TokenStore and TokenReader on a real 3-node Redis Cluster', () => {
     await vi.waitFor(() => expect(updates.filter((message) => message.clientId.startsWith('publish-'))).toHaveLength(5));
     const published = updates.filter((message) => message.clientId.startsWith('publish-'));
     expect(published.map(({ clientId, generation }) => `${clientId}@${generation}`).sort()).toStrictEqual([
-      'publish-a@2', 'publish-a@3', 'publish-b@2', 'publish-c@2', 'publish-d@2',
+      'publish-a@2',
+      'publish-a@3',
+      'publish-b@2',
+      'publish-c@2',
+      'publish-d@2',
     ]);
     expect(published.find((message) => message.generation === 3)).toStrictEqual({
       clientId: 'publish-a',
@@ -117,9 +121,24 @@ describe('TokenStore and TokenReader on a real 3-node Redis Cluster', () => {
 
       const read = await Promise.all(tokens.map((token) => reader.getToken(token.clientId)));
 
-      expect((await mastersHolding(cluster, tokens.map((token) => token.clientId))).size).toBe(3);
+      expect(
+        (
+          await mastersHolding(
+            cluster,
+            tokens.map((token) => token.clientId),
+          )
+        ).size,
+      ).toBe(3);
       expect(read).toStrictEqual(
-        tokens.map(({ accessToken, tokenType, expiresAt, generation, fingerprint, scope, clientId }) => ({ accessToken, tokenType, expiresAt, generation, fingerprint, scope, clientId })),
+        tokens.map(({ accessToken, tokenType, expiresAt, generation, fingerprint, scope, clientId }) => ({
+          accessToken,
+          tokenType,
+          expiresAt,
+          generation,
+          fingerprint,
+          scope,
+          clientId,
+        })),
       );
       await expect(reader.getToken('reader-missing')).rejects.toBeInstanceOf(TokenUnavailableError);
     } finally {
@@ -127,7 +146,7 @@ describe('TokenStore and TokenReader on a real 3-node Redis Cluster', () => {
     }
   });
 
-  test('the caching reader drops a client\'s entry when a newer token is announced from any node', async () => {
+  test("the caching reader drops a client's entry when a newer token is announced from any node", async () => {
     const reader = new TokenReader({ redis: cluster, cache: true });
     try {
       const clientIds = ['cached-a', 'cached-b', 'cached-c', 'cached-d', 'cached-e', 'cached-f'];
@@ -152,7 +171,9 @@ describe('TokenStore and TokenReader on a real 3-node Redis Cluster', () => {
       const latencyMs = performance.now() - writtenAt;
 
       expect(seen.map((token) => token.accessToken)).toStrictEqual(newer.map((token) => token.accessToken));
-      console.info(`[token-store-cluster] caching reader saw 6 new generations (keys on all 3 nodes) ${latencyMs.toFixed(1)} ms after the writes started`);
+      console.info(
+        `[token-store-cluster] caching reader saw 6 new generations (keys on all 3 nodes) ${latencyMs.toFixed(1)} ms after the writes started`,
+      );
       const waited = reader.waitForToken('cached-b', { newerThan: 2, timeoutMs: 5_000 });
       await store.write(someToken({ clientId: 'cached-b', generation: 3 }));
       expect((await waited).generation).toBe(3);

@@ -323,7 +323,9 @@ describe('TokenStore on a real redis-server', () => {
   });
 
   test('a write rejects a generation that is not a positive integer before reaching Redis', async () => {
-    await expect(store.write(someToken({ generation: 0 }))).rejects.toThrow('"token" "generation" property must be a positive integer, got 0');
+    await expect(store.write(someToken({ generation: 0 }))).rejects.toThrow(
+      '"token" "generation" property must be a positive integer, got 0',
+    );
     await expect(store.write(someToken({ generation: 1.5 }))).rejects.toThrow(RangeError);
     expect(await redis.exists('oauth:token:billing-service')).toBe(0);
   });

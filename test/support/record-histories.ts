@@ -73,9 +73,14 @@ const SCENARIOS: Record<string, Scenario> = {
     const first = await ctx.statusWhere((s) => s.state === 'active' && s.generation === 1, 'the first token');
     await ctx.admin.refresh(ctx.clientId, { reason: 'recorder: signal' });
     const second = await ctx.statusWhere((s) => s.state === 'active' && s.generation === 2, 'the forced refresh');
-    await ctx.client.workflow.getHandle(workflowIdFor(ctx.clientId)).signal('forceRefresh', { rejectedFingerprint: first.fingerprint ?? '', reason: 'recorder: stale' });
+    await ctx.client.workflow
+      .getHandle(workflowIdFor(ctx.clientId))
+      .signal('forceRefresh', { rejectedFingerprint: first.fingerprint ?? '', reason: 'recorder: stale' });
     await ctx.admin.refresh(ctx.clientId, { reason: 'recorder: update', wait: true });
-    await ctx.statusWhere((s) => s.state === 'active' && s.generation === 3 && s.fingerprint !== second.fingerprint, 'the refreshNow update');
+    await ctx.statusWhere(
+      (s) => s.state === 'active' && s.generation === 3 && s.fingerprint !== second.fingerprint,
+      'the refreshNow update',
+    );
   },
 
   /** A 429 with `Retry-After: 1`, then a token. */
@@ -159,7 +164,10 @@ async function main(): Promise<void> {
     startRedisServer(),
   ]);
   const clientIds = names.map((name) => `record-${name}`);
-  const iam = await startIamEmulator({ tokenLifetimeSeconds: 60, clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })) });
+  const iam = await startIamEmulator({
+    tokenLifetimeSeconds: 60,
+    clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })),
+  });
   const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
   const workerRedis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
   const connection = await Connection.connect({ address: server.address });
@@ -189,7 +197,13 @@ async function main(): Promise<void> {
         client,
         iam,
         redis,
-        registration: (overrides = {}) => ({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:RECORDER_SECRET', ...overrides }),
+        registration: (overrides = {}) => ({
+          clientId,
+          tokenUrl: iam.tokenUrl(),
+          authMethod: 'client_secret_post',
+          secretRef: 'env:RECORDER_SECRET',
+          ...overrides,
+        }),
         statusWhere: (predicate, what) => statusWhere(admin, clientId, predicate, what),
       };
       const startedAt = Date.now();
@@ -210,7 +224,10 @@ async function main(): Promise<void> {
         failed.push(name);
         console.error(`scenario ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
       } finally {
-        await client.workflow.getHandle(workflowIdFor(clientId)).terminate('recorded').catch(() => undefined);
+        await client.workflow
+          .getHandle(workflowIdFor(clientId))
+          .terminate('recorded')
+          .catch(() => undefined);
         iam.clearFaults();
       }
     }
@@ -231,7 +248,12 @@ async function main(): Promise<void> {
   }
 }
 
-async function statusWhere(admin: TokenAdmin, clientId: string, predicate: (status: TokenStatus) => boolean, what: string): Promise<TokenStatus> {
+async function statusWhere(
+  admin: TokenAdmin,
+  clientId: string,
+  predicate: (status: TokenStatus) => boolean,
+  what: string,
+): Promise<TokenStatus> {
   const deadline = Date.now() + STEP_TIMEOUT_MS;
   let last: TokenStatus | undefined;
   for (;;) {
@@ -247,8 +269,14 @@ function assertNoSecret(json: string, secrets: readonly string[], name: string):
   for (const secret of secrets) {
     const base64 = Buffer.from(secret).toString('base64');
     // Any 3-byte-aligned run of the secret shows up verbatim in the base64 of a payload holding it.
-    const needles = [secret, base64.slice(0, 16), Buffer.from(secret.slice(1)).toString('base64').slice(0, 16), Buffer.from(secret.slice(2)).toString('base64').slice(0, 16)];
-    if (needles.some((needle) => json.includes(needle))) throw new Error(`the history of ${name} holds a secret or token (${secret.slice(0, 6)}…): not written`);
+    const needles = [
+      secret,
+      base64.slice(0, 16),
+      Buffer.from(secret.slice(1)).toString('base64').slice(0, 16),
+      Buffer.from(secret.slice(2)).toString('base64').slice(0, 16),
+    ];
+    if (needles.some((needle) => json.includes(needle)))
+      throw new Error(`the history of ${name} holds a secret or token (${secret.slice(0, 6)}…): not written`);
   }
 }
 

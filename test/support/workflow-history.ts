@@ -47,7 +47,9 @@ export function startedTimers(events: readonly HistoryEvent[]): StartedTimer[] {
 /** The metadata of every token request that succeeded in `events` (never the token), oldest first. */
 export function issuedTokenMetadata(events: readonly HistoryEvent[]): TokenMetadata[] {
   const acquireTokenIds = new Set(
-    events.filter((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'acquireToken').map((event) => String(event.eventId)),
+    events
+      .filter((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'acquireToken')
+      .map((event) => String(event.eventId)),
   );
   return events.flatMap((event) => {
     const completed = event.activityTaskCompletedEventAttributes;

@@ -42,6 +42,8 @@ describe('settings from the environment', () => {
   });
 
   test('mTLS needs both the certificate and the key', () => {
-    expect(() => readSettings({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow('TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be given together (mTLS)');
+    expect(() => readSettings({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow(
+      'TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be given together (mTLS)',
+    );
   });
 });
