@@ -45,6 +45,7 @@ typecheck: install
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
 test: install system-deps temporal-cli
+	npm run format:check
 	npm run lint
 	npm run typecheck
 	npm test
