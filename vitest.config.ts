@@ -1,13 +1,36 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Two tiers (README, "Development"):
+ * - `unit`: no Temporal, no Redis, no child process of ours; in-process HTTP servers on loopback
+ *   at most, and the workflow bundle for the replay tests;
+ * - `integration`: the real services (one Temporal dev server for the run, a redis-server per
+ *   file, the IAM emulator, oidc-provider, the built worker, the demo).
+ */
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 180_000,
     passWithNoTests: false,
     // Integration tests time token lifetimes of a few seconds: two files at a time on two cores.
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts', 'test/replay/**/*.test.ts', 'test/dev/iam-emulator*.test.ts'],
+          globalSetup: ['test/support/bundle-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts', 'test/conformance/**/*.test.ts', 'test/dev/demo.test.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+    ],
   },
 });
