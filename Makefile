@@ -24,7 +24,9 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose; \
 	  else echo "docker-compose is missing: sudo apt-get install docker-compose" >&2; exit 1; fi; }
 
-$(NPM_STAMP): package.json package-lock.json
+# npm ci installs from the lock alone: a change of package.json's scripts needs no reinstall (and a
+# reinstall in the middle of a test run, which runs make demo, would pull node_modules from under it).
+$(NPM_STAMP): package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -34,8 +36,15 @@ install: $(NPM_STAMP)
 temporal-cli:
 	@bash dev/temporal-cli/ensure.sh >/dev/null
 
-build: install
+# A build is redone only when a source changed: the suite's demo test runs make demo while other
+# tests run the built worker, and a needless rebuild would rewrite dist/ under them.
+BUILD_STAMP := dist/.build-stamp
+BUILD_INPUTS := $(shell git ls-files workflows activities shared worker client cli dev 2>/dev/null) package.json tsconfig.json tsconfig.build.json
+
+$(BUILD_STAMP): $(NPM_STAMP) $(BUILD_INPUTS)
 	npm run build
+
+build: $(BUILD_STAMP)
 
 lint: install
 	npm run lint
