@@ -38,7 +38,16 @@ export default tseslint.config(
           ],
           patterns: [
             {
-              group: ['../activities/*', '../worker/*', '../client/*', '../dev/*'],
+              // shared/error-message.ts is pure: the one helper that turns a thrown value into text.
+              group: [
+                '../activities/*',
+                '../shared/*',
+                '!../shared/error-message.js',
+                '../worker/*',
+                '../client/*',
+                '../cli/*',
+                '../dev/*',
+              ],
               allowTypeImports: true,
               message: 'Workflows may import only types from outside workflows/.',
             },

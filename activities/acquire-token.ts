@@ -1,24 +1,29 @@
 /**
  * The activity that calls the IAM. It resolves the secret on the worker, requests a token, writes
  * it to Redis itself and returns metadata only, so neither the secret nor the token ever enters
- * Temporal (invariant 1): histories are visible to every operator in the UI.
+ * Temporal (docs/design.md, "No secret in Temporal"): histories are visible to every operator in
+ * the UI.
  *
- * Before sending (invariant 5), it takes a slot in the IAM host's one-second window, waiting a
- * moment if the fleet already sent `IAM_MAX_RPS` requests in the last second, and asks the
- * endpoint's shared breaker: while the breaker is open after a 429 or a block, or another client
- * probes the endpoint, no request is sent and the activity fails with the breaker's kind,
- * `breakerOpen` and the remaining wait.
+ * Before sending (docs/design.md, "The IAM is never hammered"), it takes a slot in the IAM host's
+ * one-second window, waiting a moment if the fleet already sent `IAM_MAX_RPS` requests in the last
+ * second, and asks the endpoint's shared breaker: while the breaker is open after a 429 or a block,
+ * or another client probes the endpoint, no request is sent and the activity fails with the
+ * breaker's kind, `breakerOpen` and the remaining wait.
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
-import type { ClientRegistration, FailureDetails, FailureKind, RefreshPolicy, TokenMetadata } from '../workflows/registration.js';
+import type { ClientRegistration } from '../workflows/registration.js';
+import type { FailureDetails, FailureKind } from '../workflows/failures.js';
+import type { RefreshPolicy } from '../workflows/policy.js';
+import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
 import { resolveSecret } from './secrets.js';
 import { requestToken } from './token-endpoint.js';
-import type { TokenStore } from './token-store.js';
+import type { TokenStore } from '../shared/token-store.js';
+import { errorMessage } from '../shared/error-message.js';
 
 /**
  * Input of {@link AcquireToken}: the registration (references only, no secret) plus the generation
@@ -27,7 +32,7 @@ import type { TokenStore } from './token-store.js';
  * and the `Retry-After` bounds).
  */
 export interface AcquireTokenInput extends ClientRegistration {
-  /** Written only if newer than the generation Redis holds (invariant 3). */
+  /** Written only if newer than the generation Redis holds (docs/design.md, "No stale overwrite"). */
   generation: number;
   /**
    * Set until the workflow knows what Redis held before it started (a fresh registration, maybe
@@ -149,9 +154,10 @@ export function createAcquireToken({
     }
     await reportToBreaker(endpoint, gate, undefined, policy);
     const expiresInSeconds = response.expiresInSeconds ?? input.defaultExpiresInSeconds;
-    // The moment the request left, after the breaker and the rate window: the token cannot be
-    // older than that, so Redis lets it go no later than the IAM does (invariant 2), and the
-    // workflow counts the minimum interval between forced refreshes from it (invariant 4).
+    // The moment the request left, after the breaker and the rate window: the token cannot be older
+    // than that, so Redis lets it go no later than the IAM does (docs/design.md, "No expired token
+    // served"), and the workflow counts the minimum interval between forced refreshes from it
+    // (docs/design.md, "One refresh at a time").
     const requestStartedAt = response.requestStartedAt;
     const expiresAt = requestStartedAt + expiresInSeconds * 1000;
     const fingerprint = response.accessToken.fingerprint();
@@ -219,7 +225,7 @@ export function createAcquireToken({
     } catch (err) {
       if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
       if (err instanceof RequestHeldBackError || signal.aborted) throw err;
-      throw new StoreUnavailableError(`Redis is unavailable: ${err instanceof Error ? err.message : String(err)}`);
+      throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
     }
   }
 
@@ -270,7 +276,7 @@ export function createAcquireToken({
     } catch (breakerError) {
       log.warn('Endpoint breaker could not be updated in Redis', {
         endpoint,
-        error: breakerError instanceof Error ? breakerError.message : String(breakerError),
+        error: errorMessage(breakerError),
       });
     }
   }
@@ -284,13 +290,13 @@ async function storeCall<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
-    throw new StoreUnavailableError(`Redis is unavailable: ${err instanceof Error ? err.message : String(err)}`);
+    throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
   }
 }
 
 /**
  * Every outcome becomes a non-retryable `ApplicationFailure` whose type is the failure kind: the
- * workflow, not Temporal's retry policy, decides when to try again (DESIGN.md, failure kinds).
+ * workflow, not Temporal's retry policy, decides when to try again (docs/design.md, "Failures").
  * A failure this module classified is BENIGN: `acquireToken` has logged it in one line with its
  * kind, so the SDK logs it at debug rather than again at warn with a stack trace. Unexpected errors
  * keep the SDK's warning, stack included.
@@ -298,7 +304,7 @@ async function storeCall<T>(call: () => Promise<T>): Promise<T> {
 function toFailure(err: unknown): ApplicationFailure {
   let kind: FailureKind = 'server_error';
   let details: FailureDetails = {};
-  let message = err instanceof Error ? err.message : String(err);
+  let message = errorMessage(err);
   let category: ApplicationFailureCategory | undefined = ApplicationFailureCategory.BENIGN;
   if (err instanceof TokenEndpointError) {
     kind = err.kind;

@@ -1,11 +1,11 @@
 /**
  * Client secrets: a type that cannot be printed by accident, and resolution of the `env:NAME` /
  * `file:/path` references that travel through Temporal instead of the secrets themselves
- * (DESIGN.md, invariant 1).
+ * (docs/design.md, "No secret in Temporal").
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
-import type { SecretRef } from '../workflows/registration.js';
+import { ENV_NAME_PATTERN, type SecretRef } from '../workflows/registration.js';
 import { SecretUnavailableError } from './errors.js';
 import { Redacted } from './redacted.js';
 
@@ -18,9 +18,6 @@ export { SecretUnavailableError };
  * @see RFC 6749 §2.3.1
  */
 export class Secret extends Redacted {}
-
-/** POSIX-style environment variable names; anything else is a typo worth reporting as such. */
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
  * Resolves a secret reference on the worker: `env:NAME` reads the environment variable `NAME`,
@@ -41,8 +38,8 @@ export async function resolveSecret(ref: SecretRef, env: Readonly<Record<string,
 
   if (reference.startsWith('env:')) {
     const name = reference.slice('env:'.length);
-    if (!ENV_NAME.test(name)) {
-      throw new SecretUnavailableError(`${reference} is malformed: the variable name must match ${ENV_NAME.source}`);
+    if (!ENV_NAME_PATTERN.test(name)) {
+      throw new SecretUnavailableError(`${reference} is malformed: the variable name must match ${ENV_NAME_PATTERN.source}`);
     }
     const value = env[name];
     if (value === undefined) {

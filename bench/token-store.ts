@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { TokenStore } from '../activities/token-store.js';
+import { TokenStore } from '../shared/token-store.js';
 import { TokenReader } from '../client/token-reader.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 

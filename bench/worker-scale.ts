@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
-import { tokenKey } from '../activities/token-store.js';
+import { tokenKey } from '../shared/redis-layout.js';
 import { TokenAdmin } from '../client/admin.js';
 import { hasExited } from '../dev/child-process.js';
 import { findFreePort } from '../dev/free-port.js';

@@ -15,14 +15,14 @@
  *     extraParams: { audience: billing }
  * ```
  *
- * Every entry (after merging the defaults) is a registration of DESIGN.md, validated by
+ * Every entry (after merging the defaults) is a registration (workflows/registration.ts), validated by
  * {@link registrationSchema}. Every problem of the file is reported at once, with its path
  * (`clients[2].secretRef: is required`), so an operator fixes the file in one go.
  */
 import { isMap, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import type { ClientRegistration } from '../../workflows/registration.js';
-import { describeIssues, registrationSchema } from '../registration-schema.js';
+import type { ClientRegistration } from '../workflows/registration.js';
+import { describeIssues, registrationSchema } from '../client/registration-schema.js';
 
 /** Keys that would hold a secret: refused with a pointer to `secretRef`, and never echoed. */
 const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'clientSecret', 'client_secret', 'password']);

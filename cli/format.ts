@@ -2,8 +2,8 @@
  * How tokenctl prints what it reads: a status block, a table of clients, relative times. Pure
  * functions of their inputs and `now`, so the output does not depend on when it is tested.
  */
-import type { TokenStatus } from '../../workflows/messages.js';
-import type { ApplyResult, RegisteredClient } from '../admin.js';
+import type { TokenStatus } from '../workflows/messages.js';
+import type { ApplyResult, RegisteredClient } from '../client/admin.js';
 
 /** `in 245s`, `12s ago`, or `-` when there is no time. Seconds, so scripts and eyes agree. */
 export function formatRelative(at: number | null, now: number): string {

@@ -1,23 +1,24 @@
 #!/usr/bin/env node
 /**
- * `tokenctl`, the admin CLI (DESIGN.md, "Admin CLI tokenctl"): a thin shell over {@link TokenAdmin}
- * and {@link TokenStore}. Connection settings come only from the environment ({@link readSettings});
- * each command connects to what it needs (Temporal, or Redis for `token`) and nothing else.
+ * `tokenctl`, the admin CLI (docs/design.md, "tokenctl and the admin API"): a thin shell over
+ * {@link TokenAdmin} and {@link TokenStore}. Connection settings come only from the environment
+ * ({@link readSettings}); each command connects to what it needs (Temporal, or Redis for `token`)
+ * and nothing else.
  *
  * Exit codes: 0 done, 1 failed (the message says what was wrong and how to fix it), 2 usage.
  */
 import { readFile } from 'node:fs/promises';
 import { Client, Connection, isGrpcServiceError, NamespaceNotFoundError } from '@temporalio/client';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { TokenStore } from '../../activities/token-store.js';
-import { TOKEN_STATES, type TokenState } from '../../workflows/messages.js';
-import type { AuthMethod } from '../../workflows/registration.js';
-import { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from '../admin.js';
-import { createRedisClient, redactRedisUrl, type RedisClient } from '../redis-connection.js';
-import { InvalidRegistrationError, parseRegistration } from '../registration-schema.js';
-import { readSettings, SettingsError, type Settings } from '../settings.js';
-import { innermostMessage } from '../innermost-message.js';
-import { TemporalUnreachableError, temporalConnectionOptions } from '../temporal-connection.js';
+import { TokenStore } from '../shared/token-store.js';
+import { TOKEN_STATES, type TokenState } from '../workflows/messages.js';
+import type { AuthMethod } from '../workflows/registration.js';
+import { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from '../client/admin.js';
+import { createRedisClient, redactRedisUrl, type RedisClient } from '../shared/redis-connection.js';
+import { InvalidRegistrationError, parseRegistration } from '../client/registration-schema.js';
+import { readSettings, SettingsError, type Settings } from '../shared/settings.js';
+import { errorMessage, innermostMessage } from '../shared/error-message.js';
+import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
 import { InvalidClientsFileError, parseClientsFile } from './clients-file.js';
 import { formatApplyResult, formatClientTable, formatInstant, formatRefreshed, formatStatus } from './format.js';
 
@@ -323,7 +324,7 @@ function describeFailure(err: unknown, session: Session): string {
     return `Temporal namespace '${err.namespace}' not found at ${session.settings().TEMPORAL_ADDRESS}: set TEMPORAL_NAMESPACE to an existing namespace`;
   }
   if (isUnavailable(err)) return new TemporalUnreachableError(session.settings().TEMPORAL_ADDRESS, err).message;
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }
 
 /** gRPC DEADLINE_EXCEEDED and UNAVAILABLE: the server did not answer (grpc-js is not a direct dependency). */

@@ -1,19 +1,13 @@
 /**
- * The consumer's view of the token store (DESIGN.md, "Consumer library"): a backend service reads
- * the current token of a client from Redis, optionally through an in-process cache, asks for a
- * refresh when an API refused it, and waits for its replacement.
+ * The consumer's view of the token store (docs/design.md, "The consumer library"): a backend
+ * service reads the current token of a client from Redis, optionally through an in-process cache,
+ * asks for a refresh when an API refused it, and waits for its replacement.
  */
 import type { Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
-import {
-  DEFAULT_KEY_PREFIX,
-  MalformedStoredTokenError,
-  tokenKey,
-  TokenStore,
-  tokenUpdatedChannel,
-  type StoredToken,
-  type TokenUpdatedMessage,
-} from '../activities/token-store.js';
+import { DEFAULT_KEY_PREFIX, tokenKey, tokenUpdatedChannel } from '../shared/redis-layout.js';
+import { MalformedStoredTokenError, TokenStore, type StoredToken } from '../shared/token-store.js';
+import type { ReceivedTokenUpdate } from '../shared/token-updated-message.js';
 import { RedisUnavailableError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
 import { requestRefresh, type RefreshRequest, type RefreshRequestReceipt } from './refresh-request.js';
 import { TokenUpdates } from './token-updates.js';
@@ -86,7 +80,7 @@ export interface ReplaceRejectedTokenOptions {
 }
 
 /**
- * Reads tokens from Redis in the layout of DESIGN.md, and asks for new ones.
+ * Reads tokens from Redis in the layout of docs/design.md, "Redis layout", and asks for new ones.
  *
  * ```ts
  * const reader = new TokenReader({ redis: new Redis(process.env.REDIS_URL), cache: true });
@@ -107,7 +101,7 @@ export class TokenReader {
   private readonly cache = new Map<string, CurrentToken>();
   /** Per client, a count of announcements: a read that started before one must not fill the cache. */
   private readonly announcements = new Map<string, number>();
-  private readonly waiters = new Map<string, Set<(message: TokenUpdatedMessage) => void>>();
+  private readonly waiters = new Map<string, Set<(message: ReceivedTokenUpdate) => void>>();
   private readonly replacements = new Map<string, Promise<CurrentToken | undefined>>();
   private readonly closers = new Set<() => void>();
   private closed = false;
@@ -200,7 +194,7 @@ export class TokenReader {
           () => undefined,
         );
       };
-      const onAnnouncement = (message: TokenUpdatedMessage) => {
+      const onAnnouncement = (message: ReceivedTokenUpdate) => {
         if (message.generation > newerThan) check();
       };
       const onClose = () => finish(() => reject(new TokenReaderClosedError()));
@@ -289,7 +283,7 @@ export class TokenReader {
     return token;
   }
 
-  private onAnnouncement(message: TokenUpdatedMessage): void {
+  private onAnnouncement(message: ReceivedTokenUpdate): void {
     this.announcements.set(message.clientId, (this.announcements.get(message.clientId) ?? 0) + 1);
     const cached = this.cache.get(message.clientId);
     if (cached !== undefined && cached.generation < message.generation) this.cache.delete(message.clientId);

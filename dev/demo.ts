@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { z } from 'zod';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
-import { parseEnvironment } from '../client/settings.js';
+import { parseEnvironment } from '../shared/settings.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import { exitDescription, hasExited } from './child-process.js';
 import { portAnswers } from './free-port.js';

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { TLSConfig } from '@temporalio/client';
-import { innermostMessage } from './innermost-message.js';
+import { innermostMessage } from './error-message.js';
 import { SettingsError, type Settings } from './settings.js';
 
 export interface TemporalConnectionOptions {

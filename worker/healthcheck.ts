@@ -7,7 +7,7 @@
  * With `METRICS_PORT=0` (metrics off) there is nothing to ask: it reports healthy and says so,
  * and the orchestrator falls back to watching the process.
  */
-import { readSettings } from '../client/settings.js';
+import { readSettings } from '../shared/settings.js';
 
 /** A metric every running Temporal worker exports (see worker/metrics.ts, TEMPORAL_WORKER_METRIC_NAMES). */
 const WORKER_READY_METRIC = 'temporal_worker_task_slots_available';

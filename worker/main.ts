@@ -4,10 +4,10 @@
  * and shuts down gracefully on SIGTERM or SIGINT (Temporal's runtime handles both signals).
  */
 import { NativeConnection, Runtime } from '@temporalio/worker';
-import { TokenStore } from '../activities/token-store.js';
-import { createRedisClient, redactRedisUrl, watchConnection } from '../client/redis-connection.js';
-import { readSettings, SettingsError } from '../client/settings.js';
-import { TemporalUnreachableError, temporalConnectionOptions } from '../client/temporal-connection.js';
+import { TokenStore } from '../shared/token-store.js';
+import { createRedisClient, redactRedisUrl, watchConnection } from '../shared/redis-connection.js';
+import { readSettings, SettingsError } from '../shared/settings.js';
+import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';

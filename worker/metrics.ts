@@ -3,7 +3,7 @@
  * worker metrics (one `/metrics` for everything). Tags never carry a secret or a token.
  */
 import type { MetricMeter } from '@temporalio/common';
-import type { FailureKind } from '../workflows/registration.js';
+import type { FailureKind } from '../workflows/failures.js';
 
 /** Histogram buckets for token endpoint latency, in seconds. */
 export const TOKEN_ENDPOINT_LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

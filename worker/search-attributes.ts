@@ -11,6 +11,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { isGrpcServiceError } from '@temporalio/client';
 import { TOKEN_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
+import { errorMessage } from '../shared/error-message.js';
 
 // @temporalio/proto is CommonJS: Node's ESM loader exposes only its default export.
 const IndexedValueType = proto.temporal.api.enums.v1.IndexedValueType;
@@ -66,7 +67,7 @@ export async function ensureSearchAttributes(connection: NativeConnection, names
       throw new SearchAttributesSetupError(
         namespace,
         [
-          `adding ${missing.map((key) => key.name).join(', ')} failed (${err instanceof Error ? err.message : String(err)}); add them yourself: ${missing.map((key) => createCommand(namespace, key)).join('; ')}`,
+          `adding ${missing.map((key) => key.name).join(', ')} failed (${errorMessage(err)}); add them yourself: ${missing.map((key) => createCommand(namespace, key)).join('; ')}`,
         ],
         { cause: err },
       );

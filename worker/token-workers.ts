@@ -1,13 +1,14 @@
 /**
  * The two Temporal workers of a worker process: one for the workflows (and their Redis-only
  * activities) on the workflow task queue, one for the IAM activity on `<queue>-iam`, whose
- * server-side rate limit caps token requests across the whole fleet (invariant 5).
+ * server-side rate limit caps token requests across the whole fleet (docs/design.md, "The IAM is
+ * never hammered").
  */
 import { Client } from '@temporalio/client';
 import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import type { TokenStore } from '../activities/token-store.js';
-import { duplicateConnection } from '../client/redis-connection.js';
+import type { TokenStore } from '../shared/token-store.js';
+import { duplicateConnection } from '../shared/redis-connection.js';
 import { iamTaskQueueFor } from '../workflows/messages.js';
 import type { TokenMetrics } from './metrics.js';
 import { createRefreshRequestConsumer, type RefreshRequestConsumerOptions } from './refresh-request-consumer.js';

@@ -288,7 +288,8 @@ class IamEmulatorServer implements IamEmulator {
     const now = this.#now();
     const remoteAddress = remoteAddressOf(socket);
     if (this.#blocker.isBlocked(remoteAddress, now)) {
-      // A blocked IP sees what DESIGN.md describes: a reset, before any HTTP is exchanged.
+      // A blocked IP sees what docs/design.md, "What the IAM does", describes: a reset, before any
+      // HTTP is exchanged.
       this.#log({ at: now, remoteAddress, outcome: 'blocked' });
       socket.resetAndDestroy();
     }

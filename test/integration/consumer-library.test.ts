@@ -12,7 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import got, { HTTPError, type Got } from 'got';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { refreshRequestsStream, tokenKey, TokenStore, type StoredToken } from '../../activities/token-store.js';
+import { refreshRequestsStream, tokenKey } from '../../shared/redis-layout.js';
+import { TokenStore, type StoredToken } from '../../shared/token-store.js';
 import { findFreePort } from '../../dev/free-port.js';
 import { ADMIN_PATH, RESOURCE_PATH, startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import {

@@ -1,7 +1,8 @@
 /**
- * Bounded history without losing anything (DESIGN.md): continue-as-new when Temporal suggests it
- * and after `policy.maxCyclesPerRun` cycles, carrying generation, pending forced refresh and the
- * minimum interval; and generations that keep increasing across remove and register again.
+ * Bounded history without losing anything (docs/design.md, "Continue-as-new"): continue-as-new when
+ * Temporal suggests it and after `policy.maxCyclesPerRun` cycles, carrying generation, pending
+ * forced refresh and the minimum interval; and generations that keep increasing across remove and
+ * register again.
  *
  * The suggestion comes from the server's history-length threshold, so this file starts its own
  * dev server with `limit.historyCount.suggestContinueAsNew` lowered.
@@ -11,7 +12,7 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startTemporalDevServer, type TemporalDevServer } from '../../dev/temporal-dev-server.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
-import { refreshRequestsStream, tokenKey } from '../../activities/token-store.js';
+import { refreshRequestsStream, tokenKey } from '../../shared/redis-layout.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';

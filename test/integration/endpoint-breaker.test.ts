@@ -1,16 +1,19 @@
 /**
- * The shared breaker of a token endpoint (DESIGN.md, invariant 5): the module against a real
- * redis-server, the IAM activity with it against the IAM emulator, and 20 token workflows on one
- * endpoint where one of them meets a 429.
+ * The shared breaker of a token endpoint (docs/design.md, "The IAM is never hammered"): the module
+ * against a real redis-server, the IAM activity with it against the IAM emulator, and 20 token
+ * workflows on one endpoint where one of them meets a 429.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/activity';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createAcquireToken, type AcquireTokenInput } from '../../activities/acquire-token.js';
-import { breakerEndpoint, breakerKey, EndpointBreaker } from '../../activities/endpoint-breaker.js';
-import { TokenStore } from '../../activities/token-store.js';
+import { breakerEndpoint, EndpointBreaker } from '../../activities/endpoint-breaker.js';
+import { breakerKey } from '../../shared/redis-layout.js';
+import { TokenStore } from '../../shared/token-store.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
-import type { ClientRegistration, FailureDetails, TokenMetadata } from '../../workflows/registration.js';
+import type { ClientRegistration } from '../../workflows/registration.js';
+import type { FailureDetails } from '../../workflows/failures.js';
+import type { TokenMetadata } from '../../workflows/token-metadata.js';
 import { activeAt, sleep, statusWhere, storedToken, tokenWithGenerationAbove } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 

@@ -1,10 +1,12 @@
 /**
- * The one-second window per IAM host (invariant 5), on a real redis-server: never more than the
- * limit in any one-second window, however many callers race, on one host; other hosts unaffected.
+ * The one-second window per IAM host (docs/design.md, "The IAM is never hammered"), on a real
+ * redis-server: never more than the limit in any one-second window, however many callers race, on
+ * one host; other hosts unaffected.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { EndpointRateWindow, rateWindowKey } from '../../activities/endpoint-rate-window.js';
+import { EndpointRateWindow, MAX_SLOT_AGE_MS } from '../../activities/endpoint-rate-window.js';
+import { rateWindowKey } from '../../shared/redis-layout.js';
 import { RequestHeldBackError } from '../../activities/errors.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 
@@ -78,4 +80,16 @@ test('an aborted wait rejects at once with an AbortError', async () => {
 
 test('a limit that is not a positive number is refused, naming the option', () => {
   expect(() => new EndpointRateWindow(redis, { limit: 0 })).toThrow('EndpointRateWindowOptions.limit must be a positive number, got 0');
+});
+
+test('a slot whose answer sat unread while the process was stalled is replaced by a fresh one, once', async () => {
+  const window = new EndpointRateWindow(redis, { prefix: 'stall:', limit: 10 });
+  const tokenUrl = 'https://iam.example/token';
+  const taking = window.take(tokenUrl, { maxWaitMs: 10_000 });
+  // The event loop stalls (as in a long GC pause) while Redis's answer waits to be read.
+  const stalledUntil = performance.now() + 2 * MAX_SLOT_AGE_MS;
+  while (performance.now() < stalledUntil);
+  await taking;
+  // The stale slot stays counted: the request that follows is sent on the fresh one.
+  expect(await redis.zcard(rateWindowKey('stall:', tokenUrl))).toBe(2);
 });

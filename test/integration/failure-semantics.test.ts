@@ -1,15 +1,17 @@
 /**
- * Failure semantics end to end (DESIGN.md, failure kinds and invariants 5–6): the real Temporal dev
- * server, a real redis-server and the IAM emulator's fault switch. Small per-registration policy
- * values keep the waits short; each scenario has an emulator of its own, so the endpoint breaker
- * one of them opens does not hold back another.
+ * Failure semantics end to end (docs/design.md, "Failures", "The IAM is never hammered" and "No
+ * login loop"): the real Temporal dev server, a real redis-server and the IAM emulator's fault
+ * switch. Small per-registration policy values keep the waits short; each scenario has an emulator
+ * of its own, so the endpoint breaker one of them opens does not hold back another.
  */
 import proto from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startIamEmulator, type Fault, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import type { TokenStatus } from '../../workflows/messages.js';
 import { workflowIdFor } from '../../workflows/messages.js';
-import type { ClientRegistration, FailureKind, PolicyOverrides } from '../../workflows/registration.js';
+import type { ClientRegistration } from '../../workflows/registration.js';
+import type { FailureKind } from '../../workflows/failures.js';
+import type { PolicyOverrides } from '../../workflows/policy.js';
 import { TokenFailures, TokenNextRefreshAt, TokenState } from '../../workflows/search-attributes.js';
 import { activeAt, gapsBetween, sleep, statusWhere, storedToken, tokenWithGenerationAbove } from '../support/failure-scenarios.js';
 import { startTokenStack, type TokenStack } from '../support/token-stack.js';

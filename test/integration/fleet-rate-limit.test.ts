@@ -1,8 +1,8 @@
 /**
- * The fleet-wide cap on token requests (DESIGN.md, invariant 5): the IAM task queue's server-side
- * rate limit (`IAM_MAX_RPS`, 40/s) and the host's one-second window in Redis keep a stampede of new
- * registrations under the provider's edge limit of 50 requests/s per IP, so nobody is ever
- * answered 429.
+ * The fleet-wide cap on token requests (docs/design.md, "The IAM is never hammered"): the IAM task
+ * queue's server-side rate limit (`IAM_MAX_RPS`, 40/s) and the host's one-second window in Redis
+ * keep a stampede of new registrations under the provider's edge limit of 50 requests/s per IP, so
+ * nobody is ever answered 429.
  *
  * Laid out as in production, so that timing is measured where the edge measures it: the emulator
  * and the worker run as processes of their own; this process registers, watches Redis and checks.
@@ -17,8 +17,8 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { rateWindowKey } from '../../activities/endpoint-rate-window.js';
-import { tokenKey } from '../../activities/token-store.js';
+import { rateWindowKey } from '../../shared/redis-layout.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { busiestSecond } from '../support/busiest-second.js';
 import { startEmulatorProcess, type EmulatorProcess } from '../support/emulator-process.js';
@@ -152,9 +152,9 @@ test(
     expect(requests.filter((r) => r.status === 429)).toEqual([]);
     expect(outcomes).toEqual(new Map([['issued', CLIENTS]]));
     expect(new Set(requests.map((r) => r.clientId))).toEqual(new Set(clientIds));
-    // The fleet's own rule, on the clock that enforces it: one slot per request, at most
-    // IAM_MAX_RPS in any one-second window.
-    expect(grants).toHaveLength(CLIENTS);
+    // The fleet's own rule, on the clock that enforces it: a slot for every request (two for one
+    // whose slot went stale while the worker stalled), at most IAM_MAX_RPS in any one-second window.
+    expect(grants.length).toBeGreaterThanOrEqual(CLIENTS);
     expect(busiestSecond(grants)).toBeLessThanOrEqual(IAM_MAX_RPS);
     // What the provider counts: arrivals carry each request's transit time on top, under its limit.
     expect(busiestSecond(arrivals)).toBeLessThanOrEqual(EDGE_LIMIT_PER_SECOND);

@@ -1,14 +1,15 @@
 /**
- * Forced refreshes that cannot loop (invariant 4): coalescing, the fingerprint check, the minimum
- * interval, the `refreshNow` update and its rejections, and the `<prefix>refresh-requests` stream
- * that the worker turns into `forceRefresh` signals. Real dev server, redis-server and emulator.
+ * Forced refreshes that cannot loop (docs/design.md, "One refresh at a time"): coalescing, the
+ * fingerprint check, the minimum interval, the `refreshNow` update and its rejections, and the
+ * `<prefix>refresh-requests` stream that the worker turns into `forceRefresh` signals. Real dev
+ * server, redis-server and emulator.
  */
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
-import { refreshRequestsStream } from '../../activities/token-store.js';
-import { REFRESH_REQUESTS_GROUP } from '../../worker/refresh-request-consumer.js';
+import { refreshRequestsStream } from '../../shared/redis-layout.js';
+import { REFRESH_REQUESTS_GROUP } from '../../shared/redis-layout.js';
 import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import {
@@ -66,7 +67,7 @@ const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutM
 
 const issued = (clientId: string) => iam.requestsFor(clientId).filter((r) => r.outcome === 'issued');
 
-/** A stream entry as a service that holds only Redis credentials adds it (DESIGN.md). */
+/** A stream entry as a service that holds only Redis credentials adds it (docs/design.md, "The forced-refresh path"). */
 function addRefreshRequest(fields: Record<string, string>): Promise<string | null> {
   return stack.redis.xadd(STREAM, 'MAXLEN', '~', '10000', '*', ...Object.entries(fields).flat());
 }

@@ -1,5 +1,5 @@
 /**
- * The worker registers its search attributes itself (DESIGN.md, "In the Temporal UI"): on a
+ * The worker registers its search attributes itself (docs/design.md, "In the Temporal UI"): on a
  * dedicated dev server started WITHOUT them, on namespaces other than `default`, with workers
  * racing to add them. Operators then find the parked clients with the Temporal CLI's list query,
  * as they would in the UI.

@@ -119,7 +119,8 @@ test('the UI lists the rejected registrations by TokenState, and a workflow page
     );
     // Timer and activity summaries make the events read as a story.
     expect(metadataText).toContain('Token request (first token), numbered after the generation Redis holds');
-    // Invariant 1, as the operator sees it: the page has the reference, never the secret.
+    // docs/design.md, "No secret in Temporal", as the operator sees it: the page has the reference,
+    // never the secret.
     for (const text of [historyText, metadataText]) {
       expect(text).not.toContain('an-old-billing-secret');
       expect(text).not.toContain('the-real-billing-secret');

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { tokenKey, TokenStore, tokenUpdatedChannel, type StoredToken, type TokenUpdatedMessage } from '../../activities/token-store.js';
+import { tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
+import { TokenStore, type StoredToken } from '../../shared/token-store.js';
+import type { TokenUpdatedMessage } from '../../shared/token-updated-message.js';
 import { TokenReader, TokenUnavailableError } from '../../client/index.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 

@@ -1,5 +1,5 @@
 /**
- * tokenctl as operators and scripts run it: a separate process (`node --import tsx client/cli/tokenctl.ts`)
+ * tokenctl as operators and scripts run it: a separate process (`node --import tsx cli/tokenctl.ts`)
  * configured only by its environment, against the real Temporal dev server, a real redis-server
  * and the IAM emulator. Each call costs a process start-up, so independent calls run together.
  */
@@ -66,7 +66,7 @@ function tokenctl(args: string[], env: Record<string, string> = {}): Promise<Run
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'client/cli/tokenctl.ts', ...args],
+      ['--import', 'tsx', 'cli/tokenctl.ts', ...args],
       { cwd: ROOT, env: { ...process.env, ...settings, ...env }, timeout: 30_000 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;

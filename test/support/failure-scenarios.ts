@@ -3,7 +3,7 @@
  * waiting for what a token workflow shows.
  */
 import type { Redis } from 'ioredis';
-import { tokenKey } from '../../activities/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import type { RequestLogEntry } from '../../dev/iam-emulator/emulator.js';
 import type { TokenStatus } from '../../workflows/messages.js';
 import { eventually, type TokenStack } from './token-stack.js';

@@ -10,10 +10,10 @@
  * emulator's faults, and writes `test/fixtures/histories/<scenario>.json`: the history's protobuf
  * JSON (`History.toJSON()`; read back with `History.fromObject()`). Not the CLI's JSON through
  * `historyToJSON`: with the duplicate protobufjs copies in node_modules that throws "type must be
- * a Type". A history holding the client
- * secret or any issued token is refused (invariant 1: histories are visible to every operator).
- * A scenario that fails leaves its old fixture in place; the exit code is 1 then.
- * Re-run it after a deliberate, versioned change of the workflow (patched or new code path).
+ * a Type". A history holding the client secret or any issued token is refused (docs/design.md, "No
+ * secret in Temporal": histories are visible to every operator). A scenario that fails leaves its
+ * old fixture in place; the exit code is 1 then. Re-run it after a deliberate, versioned change of
+ * the workflow (patched or new code path).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
@@ -22,7 +22,8 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
-import { TokenStore, tokenKey } from '../../activities/token-store.js';
+import { TokenStore } from '../../shared/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { startTemporalDevServer } from '../../dev/temporal-dev-server.js';
@@ -31,6 +32,7 @@ import { bundleOptions } from '../../worker/workflow-bundle.js';
 import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { startRedisServer } from './redis-server.js';
+import { errorMessage } from '../../shared/error-message.js';
 
 export const HISTORIES_DIR = join(import.meta.dirname, '..', 'fixtures', 'histories');
 
@@ -222,7 +224,7 @@ async function main(): Promise<void> {
         }
       } catch (error) {
         failed.push(name);
-        console.error(`scenario ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+        console.error(`scenario ${name} failed: ${errorMessage(error)}`);
       } finally {
         await client.workflow
           .getHandle(workflowIdFor(clientId))

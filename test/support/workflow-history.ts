@@ -7,7 +7,7 @@
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type proto from '@temporalio/proto';
-import type { TokenMetadata } from '../../workflows/registration.js';
+import type { TokenMetadata } from '../../workflows/token-metadata.js';
 
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 
@@ -72,4 +72,18 @@ export function scheduledRenewals(events: readonly HistoryEvent[]): { generation
     const match = /^Renew generation (\d+) at (\S+)$/.exec(summary ?? '');
     return match ? [{ generation: Number(match[1]), at: Date.parse(match[2]!) }] : [];
   });
+}
+
+/**
+ * The first renewal the workflow scheduled: when it is due, and how far into the first token's
+ * lifetime that is, counted from when the first request left the worker (0.85 less up to 5 %
+ * jitter by default).
+ */
+export async function firstRenewal(client: Client, workflowId: string, lifetimeSeconds: number): Promise<{ at: number; fraction: number }> {
+  const events = await historyEvents(client, workflowId);
+  const [firstRequest] = issuedTokenMetadata(events);
+  const [renewal] = scheduledRenewals(events);
+  if (firstRequest === undefined || renewal?.generation !== 1)
+    throw new Error(`${workflowId} has no first token and renewal in its history`);
+  return { at: renewal.at, fraction: (renewal.at - firstRequest.requestStartedAt) / (lifetimeSeconds * 1000) };
 }

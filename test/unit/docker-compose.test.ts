@@ -1,7 +1,7 @@
 /**
  * docker-compose.yml and the Dockerfile, as far as they can be checked without a Docker engine:
  * `docker-compose config` must accept the file, and the resolved configuration must hold the
- * services, the demo profile, the worker's environment (DESIGN.md) and the health-gated start order.
+ * services, the demo profile, the worker's environment (README, "Settings") and the health-gated start order.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -69,7 +69,7 @@ describe.skipIf(composeMissing)(`docker-compose.yml (skipped when ${COMPOSE} is 
     expect(services.redis!.image).toMatch(/^redis:/);
   });
 
-  test('the worker is built from the Dockerfile, configured by the environment of DESIGN.md, and holds secrets only as files', async () => {
+  test('the worker is built from the Dockerfile, configured by the environment of the README settings table, and holds secrets only as files', async () => {
     const { services, secrets } = await composeConfig();
     const worker = services.worker!;
     expect(worker.build).toEqual({ context: root, dockerfile: 'Dockerfile' });

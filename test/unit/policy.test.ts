@@ -7,13 +7,14 @@ import {
   breakerWaitMs,
   decideForcedRefresh,
   DEFAULT_POLICY,
-  isRetryable,
   jitterUnit,
   nextRefreshAt,
   policyProblems,
   resolvePolicy,
 } from '../../workflows/policy.js';
-import { FAILURE_KINDS, type PolicyOverrides, type RefreshPolicy, type RetryableFailureKind } from '../../workflows/registration.js';
+import { isRetryable } from '../../workflows/failures.js';
+import { FAILURE_KINDS, type RetryableFailureKind } from '../../workflows/failures.js';
+import type { PolicyOverrides, RefreshPolicy } from '../../workflows/policy.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -46,7 +47,7 @@ describe('DEFAULT_POLICY', () => {
     expect(DEFAULT_POLICY.minForcedRefreshIntervalMs).toBe(10_000);
   });
 
-  it("backs off as DESIGN.md's failure table says: 1 s–60 s after 429, 30 s–15 min when blocked, 2 s–5 min on server or malformed answers", () => {
+  it("backs off as docs/design.md's failure table says: 1 s–60 s after 429, 30 s–15 min when blocked, 2 s–5 min on server or malformed answers", () => {
     expect(DEFAULT_POLICY.backoff).toEqual({
       rate_limited: { baseMs: 1_000, capMs: 60_000 },
       blocked: { baseMs: 30_000, capMs: 900_000 },

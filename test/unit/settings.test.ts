@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { readSettings, SettingsError } from '../../client/settings.js';
+import { readSettings, SettingsError } from '../../shared/settings.js';
 
 describe('settings from the environment', () => {
-  test('the defaults of DESIGN.md when nothing is set; empty values count as unset', () => {
+  test('the defaults of the README settings table when nothing is set; empty values count as unset', () => {
     expect(readSettings({ TEMPORAL_ADDRESS: '', LOG_LEVEL: '' })).toMatchObject({
       TEMPORAL_ADDRESS: 'localhost:7233',
       TEMPORAL_NAMESPACE: 'default',
