@@ -22,10 +22,8 @@ export function iamTaskQueueFor(workflowTaskQueue: string): string {
   return `${workflowTaskQueue}-iam`;
 }
 
-/** The states of a client's token lifecycle (docs/design.md, "States and transitions"). */
-export const TOKEN_STATES = ['acquiring', 'active', 'backing_off', 'credentials_rejected', 'stopped'] as const;
-
-export type TokenState = (typeof TOKEN_STATES)[number];
+export { TOKEN_STATES, type TokenState } from './token-states.js';
+import type { TokenState } from './token-states.js';
 
 /** What the `status` query returns. Times are Unix ms. */
 export interface TokenStatus {
