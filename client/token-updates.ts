@@ -92,7 +92,7 @@ export class TokenUpdates {
 }
 
 /** A well-formed announcement, or `undefined` for anything else on the channel. */
-function parseMessage(payload: string): TokenUpdatedMessage | undefined {
+export function parseMessage(payload: string): TokenUpdatedMessage | undefined {
   try {
     const value = JSON.parse(payload) as Partial<TokenUpdatedMessage> | null;
     if (value === null || typeof value.clientId !== 'string' || !Number.isSafeInteger(value.generation)) return undefined;
