@@ -96,9 +96,9 @@ type contractVectors struct {
 		} `json:"vectors"`
 	} `json:"storedTokens"`
 	WWWAuthenticate []struct {
-		Name         string          `json:"name"`
-		Header       json.RawMessage `json:"header"`
-		Challenges   json.RawMessage `json:"challenges"`
+		Name       string          `json:"name"`
+		Header     json.RawMessage `json:"header"`
+		Challenges json.RawMessage `json:"challenges"`
 		// Bearer is nil for no Bearer challenge; its keys are realm, error, errorDescription, errorUri, scope.
 		Bearer       map[string]string `json:"bearer"`
 		InvalidToken bool              `json:"invalidToken"`
