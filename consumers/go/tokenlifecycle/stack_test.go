@@ -91,7 +91,9 @@ func TestARevokedTokenIsReplacedOnceAndARefusalInsideTheMinimumIntervalReachesTh
 func TestFiftyConcurrentRequestsRefusedWithOneTokenCauseOneRefreshRequestAndOneIAMRequest(t *testing.T) {
 	reader := stackReader(t)
 	resource := stackVariable(t, "TOKEN_STACK_RESOURCE_URL")
-	clientID := registerClient(t, 0)
+	// Revoked at once, inside the minimum interval: the refresh waits for the interval's end, so
+	// every caller is refused with the first token, however slowly the callers start.
+	clientID := registerClient(t, 5_000)
 	first := firstToken(t, reader, clientID)
 	api := &http.Client{Transport: &Transport{Reader: reader, ClientID: clientID, RefreshTimeout: 30 * time.Second}}
 
