@@ -280,3 +280,12 @@ func toAny(fields map[string]string) map[string]any {
 	}
 	return converted
 }
+
+func TestPrintingATokenDoesNotShowIt(t *testing.T) {
+	token := Token{AccessToken: "eyJ.secret.sig", ClientID: "orders", Generation: 3, Fingerprint: "0123456789abcdef", ExpiresAt: time.UnixMilli(1767225900000)}
+	for _, printed := range []string{fmt.Sprint(token), fmt.Sprintf("%v", token), fmt.Sprintf("%+v", token), token.String()} {
+		if strings.Contains(printed, "secret") || !strings.Contains(printed, "0123456789abcdef") {
+			t.Fatalf("printed %q: want the fingerprint and not the token", printed)
+		}
+	}
+}

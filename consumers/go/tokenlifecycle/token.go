@@ -1,6 +1,7 @@
 package tokenlifecycle
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"time"
@@ -27,6 +28,12 @@ type Token struct {
 	// Scope is the space-delimited scope the IAM granted (RFC 6749 §3.3); it may be empty.
 	Scope    string
 	ClientID string
+}
+
+// String describes the token without the token itself, so that printing or logging a Token never
+// leaks it.
+func (t Token) String() string {
+	return fmt.Sprintf("Token{ClientID: %s, Generation: %d, Fingerprint: %s, ExpiresAt: %s}", t.ClientID, t.Generation, t.Fingerprint, t.ExpiresAt.UTC().Format(time.RFC3339Nano))
 }
 
 // TokenKey is the hash that holds the current token of clientID: "<prefix>token:<clientId>".

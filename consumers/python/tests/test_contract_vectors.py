@@ -15,6 +15,7 @@ import redis
 from conftest import HTTP_KINDS, READER_KINDS, VECTORS, Consumer, as_json, eventually, store_hash, stream_entries, token_fields
 from token_lifecycle import (
     AuthChallenge,
+    CurrentToken,
     BearerChallenge,
     MalformedStoredTokenError,
     TokenUnavailableError,
@@ -174,3 +175,9 @@ def test_refresh_request(vector: dict[str, Any], kind: str, redis_client: redis.
     request = vector["request"]
     entry_id = consumer.request_refresh(vector["clientId"], rejected_fingerprint=request.get("rejectedFingerprint"), reason=request.get("reason"))
     assert stream_entries(redis_client, refresh_requests_stream(prefix), entry_id, entry_id) == [vector["fields"]]
+
+
+def test_printing_a_token_does_not_show_it() -> None:
+    token = CurrentToken("eyJ.secret.sig", "Bearer", 1767225900000, 1767225300000, 3, "0123456789abcdef", "", "orders")
+    assert "secret" not in repr(token) and "secret" not in str(token)
+    assert "0123456789abcdef" in repr(token)

@@ -8,11 +8,15 @@ and httpx.AsyncClient."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
@@ -287,3 +291,20 @@ def test_request_refresh_keeps_the_stream_bounded(redis_client: redis.Redis) -> 
             reader.request_refresh(f"bounded-{index}")
     # MAXLEN ~ trims whole stream nodes (100 entries each by default), so about 10 to 110 remain.
     assert redis_client.xlen(refresh_requests_stream("py-bounded:")) <= 110
+
+
+@pytest.mark.parametrize("example", ["requests_example.py", "httpx_async_example.py"])
+def test_the_readme_examples_call_the_api_with_the_workers_token(example: str, control: Control, consumers: Callable[..., Consumer]) -> None:
+    client_id = control.register(0)
+    stack_consumer(consumers, "sync").wait_for_token(client_id, 0, 60)
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(examples.parent / "src"),
+        "REDIS_URL": stack_variable("TOKEN_STACK_REDIS_URL"),
+        "API_URL": stack_variable("TOKEN_STACK_RESOURCE_URL"),
+        "CLIENT_ID": client_id,
+    }
+    finished = subprocess.run([sys.executable, str(examples / example)], env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert (finished.returncode, finished.stderr) == (0, "")
+    assert finished.stdout.strip() == str({"ok": True, "clientId": client_id})
