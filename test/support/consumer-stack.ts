@@ -81,6 +81,8 @@ export async function startConsumerStack(): Promise<ConsumerStack> {
       redisUrl: redisServer.url,
       workflowBundlePath,
       env: { CONSUMER_STACK_SECRET: SECRET, LOG_LEVEL: 'WARN' },
+      // A first start on a busy two-core machine, beside a compiling Go toolchain.
+      readyTimeoutMs: 120_000,
     });
     stops.push(() => worker.kill9());
 

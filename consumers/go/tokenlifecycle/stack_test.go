@@ -193,7 +193,7 @@ func TestATokenWhoseKeyExpiredIsNeverSent(t *testing.T) {
 		return len(sent)
 	}
 
-	short := storeToken(t, "go-short-lived", 1, 1_500)
+	short := storeToken(t, "go-short-lived", 1, 3_000)
 	caller := &http.Client{Transport: &Transport{Reader: reader, ClientID: "go-short-lived"}}
 	if status, _ := get(t, caller, api.URL); status != http.StatusOK || sentCount() != 1 {
 		t.Fatalf("while valid: status %d, %d requests", status, sentCount())

@@ -179,7 +179,7 @@ def test_other_refusals_reach_the_caller_without_a_refresh(kind: str, control: C
 def test_a_token_whose_key_expired_is_never_sent(kind: str, control: Control, consumers: Callable[..., Consumer], accepting_api: str, redis_client: redis.Redis) -> None:
     consumer = stack_consumer(consumers, kind)
     client_id = f"py-short-lived-{kind}"
-    short = control.store_token(client_id, 1, 1_500)
+    short = control.store_token(client_id, 1, 3_000)
     assert consumer.get(accepting_api, client_id).status == 200
     assert _Accepting.seen == [f"Bearer {short['accessToken']}"]
 
