@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 
-.PHONY: all install system-deps temporal-cli build lint typecheck test demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -23,6 +23,20 @@ system-deps:
 	  echo "Installing docker-compose (Debian package, to validate docker-compose.yml)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose; \
 	  else echo "docker-compose is missing: sudo apt-get install docker-compose" >&2; exit 1; fi; }
+
+# The Python consumer library is tested with Debian's packages, so with Debian's interpreter: a
+# pyenv or virtualenv python3 first on the PATH would not see them.
+PYTHON ?= /usr/bin/python3
+
+# Go for the Go consumer library (its modules come from the Go module proxy on the first
+# `go test`, pinned by consumers/go/go.sum), and Debian's redis-py, requests, httpx and pytest
+# for the Python one.
+consumer-deps:
+	@command -v go >/dev/null || { echo "Go is missing: install Go 1.26 or later (it also builds the Temporal CLI)" >&2; exit 1; }
+	@$(PYTHON) -c 'import redis, requests, httpx, pytest' 2>/dev/null || { \
+	  echo "Installing python3-redis, python3-requests, python3-httpx and python3-pytest (Debian packages)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3 python3-redis python3-requests python3-httpx python3-pytest; \
+	  else echo "Python packages are missing: sudo apt-get install python3-redis python3-requests python3-httpx python3-pytest" >&2; exit 1; fi; }
 
 # npm ci installs from the lock alone: a change of package.json's scripts needs no reinstall (and a
 # reinstall in the middle of a test run, which runs make demo, would pull node_modules from under it).
@@ -53,11 +67,22 @@ typecheck: install
 	npm run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli
+test: install system-deps temporal-cli consumer-deps
 	npm run format:check
 	npm run lint
 	npm run typecheck
 	npm test
+	@$(MAKE) --no-print-directory test-consumers
+
+# The Go and Python consumer libraries, each against a stack of its own (Temporal dev server,
+# redis-server, the IAM emulator and the worker, on free loopback ports): every contract vector of
+# test/contract/vectors.json and the real-stack scenarios.
+CONSUMER_STACK := npx tsx test/support/with-consumer-stack.ts
+test-consumers: install system-deps temporal-cli consumer-deps
+	@unformatted=$$(cd consumers/go && gofmt -l .); [ -z "$$unformatted" ] || { echo "Not gofmt-formatted (run gofmt -w consumers/go): $$unformatted" >&2; exit 1; }
+	cd consumers/go && go vet ./...
+	$(CONSUMER_STACK) --cwd consumers/go -- go test -count=1 ./...
+	$(CONSUMER_STACK) --cwd consumers/python -- $(PYTHON) -m pytest -q -p no:cacheprovider
 
 demo: install temporal-cli build
 	npm run demo

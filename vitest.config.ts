@@ -27,7 +27,12 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts', 'test/conformance/**/*.test.ts', 'test/dev/demo.test.ts'],
+          include: [
+            'test/integration/**/*.test.ts',
+            'test/conformance/**/*.test.ts',
+            'test/contract/**/*.test.ts',
+            'test/dev/demo.test.ts',
+          ],
           globalSetup: ['test/support/global-setup.ts'],
         },
       },

@@ -20,6 +20,8 @@ export interface CurrentToken {
   tokenType: string;
   /** The token is unusable from this instant; it is never returned after it. */
   expiresAt: number;
+  /** When the worker received it from the IAM. */
+  obtainedAt: number;
   /** Increases with every token the worker obtains for this client: the higher, the newer. */
   generation: number;
   /** First 16 hex digits of SHA-256 of the token: name a token in refresh requests and logs with it. */
@@ -307,6 +309,7 @@ function toCurrentToken(stored: StoredToken): CurrentToken {
     accessToken: stored.accessToken,
     tokenType: stored.tokenType,
     expiresAt: stored.expiresAt,
+    obtainedAt: stored.obtainedAt,
     generation: stored.generation,
     fingerprint: stored.fingerprint,
     scope: stored.scope,

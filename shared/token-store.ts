@@ -189,7 +189,10 @@ export class TokenStore {
   /** The stored token of `clientId`, or null when there is none or it has expired by {@link TokenStoreOptions.now}. */
   async read(clientId: string): Promise<StoredToken | null> {
     const key = tokenKey(this.prefix, clientId);
-    const [accessToken, ...metadataValues] = await this.client.hmget(key, 'access_token', ...METADATA_FIELDS);
+    const [accessToken, ...metadataValues] = await this.client.hmget(key, 'access_token', ...METADATA_FIELDS).catch((error: unknown) => {
+      if (error instanceof Error && error.message.startsWith('WRONGTYPE')) throw new MalformedStoredTokenError(key, 'is not a hash');
+      throw error;
+    });
     if (accessToken === null || accessToken === undefined) return null;
     const metadata = this.parseMetadata(key, metadataValues);
     return metadata && { ...metadata, accessToken };
@@ -292,8 +295,15 @@ function requireField(key: string, field: string, value: string | null | undefin
   return value;
 }
 
+/**
+ * The worker writes integers as plain decimal digits. Anything else (`""`, `" 7"`, `"0x10"`,
+ * `"1e3"`, `"-3"`) is refused rather than read the way `Number` reads it, so that readers in every
+ * language agree (docs/redis-contract.md, test/contract/vectors.json).
+ */
+const DECIMAL_DIGITS = /^[0-9]+$/;
+
 function parseIntegerField(key: string, field: string, value: string): number {
-  const parsed = Number(value);
+  const parsed = DECIMAL_DIGITS.test(value) ? Number(value) : Number.NaN;
   if (!Number.isSafeInteger(parsed))
     throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
   return parsed;

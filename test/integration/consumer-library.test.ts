@@ -281,6 +281,7 @@ describe('TokenReader', () => {
           accessToken: next.accessToken,
           tokenType: 'Bearer',
           expiresAt: next.expiresAt,
+          obtainedAt: next.obtainedAt,
           generation,
           fingerprint: next.fingerprint,
           scope: 'orders:read',
