@@ -4,11 +4,12 @@
  * Temporal (docs/design.md, "No secret in Temporal"): histories are visible to every operator in
  * the UI.
  *
- * Before sending (docs/design.md, "The IAM is never hammered"), it takes a slot in the IAM host's
- * one-second window, waiting a moment if the fleet already sent `IAM_MAX_RPS` requests in the last
- * second, and asks the endpoint's shared breaker: while the breaker is open after a 429 or a block,
- * or another client probes the endpoint, no request is sent and the activity fails with the
- * breaker's kind, `breakerOpen` and the remaining wait.
+ * Before sending (docs/design.md, "The IAM is never hammered"), it asks the endpoint's shared
+ * breaker, then the host's failed-login budget (docs/design.md, "The failed-login budget"), and
+ * takes a slot in the host's one-second window, waiting a moment if the fleet already sent
+ * `IAM_MAX_RPS` requests in the last second. While the breaker is open after a 429 or a block, or
+ * another client probes the endpoint, or unproven credentials must wait for the budget, no
+ * request is sent and the activity fails with that kind, `breakerOpen` and the remaining wait.
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
@@ -20,6 +21,7 @@ import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
+import { LoginBudget, type LoginBudgetObserver, type LoginProofKey, type LoginTicket } from './login-budget.js';
 import { resolveSecret } from './secrets.js';
 import { requestToken } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
@@ -62,6 +64,14 @@ export interface AcquireTokenDeps {
    * starts at 0. Each worker reports what it saw.
    */
   onBreakerChange?: (endpoint: string, open: boolean) => void;
+  /** The key of the proofs of accepted credentials (`LOGIN_PROOF_KEY`); only the workers have it. */
+  loginProofKey: LoginProofKey;
+  /** The failed-login budget. @default one on the token store's Redis client and prefix, with its defaults */
+  loginBudget?: LoginBudget;
+  /** Called when unproven credentials wait for a host's budget, for metrics. */
+  onLoginBudgetWait?: LoginBudgetObserver;
+  /** Called with the host of each rejected login, for metrics. */
+  onRejectedLogin?: (host: string) => void;
 }
 
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
@@ -74,15 +84,25 @@ const HEARTBEAT_INTERVAL_MS = 1000;
  */
 const RATE_WINDOW_MAX_WAIT_MS = 5_000;
 
+/**
+ * The longest wait for the host's turn for unproven credentials, while another unproven request
+ * is in flight there (they go one at a time); a longer queue is waited out durably.
+ */
+const LOGIN_TURN_MAX_WAIT_MS = 5_000;
+
 export function createAcquireToken({
   store,
   env = process.env,
   onOutcome,
   onBreakerChange,
+  onLoginBudgetWait,
+  onRejectedLogin,
   iamMaxRps,
+  loginProofKey,
   ...deps
 }: AcquireTokenDeps): AcquireToken {
   const breaker = deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix });
+  const loginBudget = deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix });
   const rateWindow = new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps });
   const breakerSeen = new Map<string, boolean>();
   const noteBreaker = (endpoint: string, open: boolean) => {
@@ -132,9 +152,10 @@ export function createAcquireToken({
     const policy = resolvePolicy(input.policy);
     const endpoint = breakerEndpoint(input.tokenUrl);
     const gate = await passBreaker(endpoint);
+    const login = await passLoginBudget(input, clientSecret.reveal(), endpoint, gate, policy);
     // The slot last, right before sending: the edge counts arrivals, so the less happens between
     // the slot and the request, the closer the two counts are.
-    await takeRateSlot(input.tokenUrl, endpoint, gate, signal);
+    await takeRateSlot(input.tokenUrl, endpoint, gate, login, signal);
 
     let response: Awaited<ReturnType<typeof requestToken>>;
     try {
@@ -150,9 +171,11 @@ export function createAcquireToken({
       });
     } catch (err) {
       await reportToBreaker(endpoint, gate, err, policy);
+      await reportLogin(input.tokenUrl, login, err);
       throw err;
     }
     await reportToBreaker(endpoint, gate, undefined, policy);
+    await reportLogin(input.tokenUrl, login, undefined);
     const expiresInSeconds = response.expiresInSeconds ?? input.defaultExpiresInSeconds;
     // The moment the request left, after the breaker and the rate window: the token cannot be older
     // than that, so Redis lets it go no later than the IAM does (docs/design.md, "No expired token
@@ -219,13 +242,76 @@ export function createAcquireToken({
    * Waits for a slot in the host's one-second window. Nothing is sent when none comes: a probe
    * this caller holds is released for another caller, and a Redis failure is the store's.
    */
-  async function takeRateSlot(tokenUrl: string, endpoint: string, gate: BreakerCheck, signal: AbortSignal): Promise<void> {
+  async function takeRateSlot(
+    tokenUrl: string,
+    endpoint: string,
+    gate: BreakerCheck,
+    login: LoginTicket,
+    signal: AbortSignal,
+  ): Promise<void> {
     try {
       await rateWindow.take(tokenUrl, { maxWaitMs: RATE_WINDOW_MAX_WAIT_MS, signal });
     } catch (err) {
       if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
+      await login.released().catch(() => undefined);
       if (err instanceof RequestHeldBackError || signal.aborted) throw err;
       throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+    }
+  }
+
+  /**
+   * Lets the request through the host's failed-login budget, or throws {@link RequestHeldBackError}
+   * (`login_budget`) without sending it; a breaker probe this caller holds is then released.
+   */
+  async function passLoginBudget(
+    input: AcquireTokenInput,
+    material: string,
+    endpoint: string,
+    gate: BreakerCheck,
+    policy: RefreshPolicy,
+  ): Promise<LoginTicket> {
+    const credentials = { clientId: input.clientId, tokenUrl: input.tokenUrl, authMethod: input.authMethod, material };
+    const { workflowExecution, activityId } = Context.current().info;
+    const owner = `${workflowExecution?.workflowId ?? input.clientId}/${activityId}`;
+    try {
+      return await loginBudget.admit(credentials, loginProofKey, {
+        // A retry of this activity after its worker died takes back the turn that worker held.
+        owner,
+        // The request's own budget, the rate window's longest wait, and a margin.
+        turnMs: policy.requestTimeoutMs + RATE_WINDOW_MAX_WAIT_MS + 5_000,
+        maxWaitMs: LOGIN_TURN_MAX_WAIT_MS,
+        ...(onLoginBudgetWait !== undefined && { onWait: onLoginBudgetWait }),
+      });
+    } catch (err) {
+      if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
+      if (err instanceof RequestHeldBackError) throw err;
+      throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+    }
+  }
+
+  /**
+   * Tells the budget what the IAM said of the credentials: accepted (a token), rejected (spends
+   * the budget, proven or not), or neither. Never masks the request's own outcome: a Redis error
+   * here is logged, not thrown.
+   */
+  async function reportLogin(tokenUrl: string, login: LoginTicket, err: unknown): Promise<void> {
+    try {
+      if (err === undefined) {
+        await login.accepted();
+      } else if (err instanceof TokenEndpointError && err.kind === 'credentials_rejected') {
+        const rejections = await login.rejected();
+        const host = new URL(tokenUrl).host;
+        onRejectedLogin?.(host);
+        log.warn('Rejected login: it counts against the failed-login budget of its host', {
+          host,
+          rejectionsInWindow: rejections,
+          proven: login.proven,
+        });
+      } else {
+        await login.released();
+      }
+    } catch (budgetError) {
+      log.warn('Failed-login budget could not be updated in Redis', { error: errorMessage(budgetError) });
     }
   }
 

@@ -5,7 +5,7 @@
  * Messages and enumerable properties are shown in logs and in the Temporal UI, so they never hold
  * a response body, an access token or a client secret.
  */
-import type { FailureDetails, FailureKind } from '../workflows/failures.js';
+import type { FailureDetails, FailureKind, HeldBackKind } from '../workflows/failures.js';
 import type { TokenEndpointResponse } from './token-endpoint.js';
 
 /**
@@ -44,15 +44,15 @@ export class TokenEndpointError extends Error {
 
 /**
  * No request was sent: the shared breaker of the token endpoint holds every client back after a
- * 429 or a block (`kind` is the one that opened it), another client is probing the endpoint, or
- * the host's one-second rate window stayed full (`rate_limited`). `details.breakerOpen` tells the
- * workflow this was not a failure of the IAM, and `details.retryAfterMs` when this client may try
- * again.
+ * 429 or a block (`kind` is the one that opened it), another client is probing the endpoint, the
+ * host's one-second rate window stayed full (`rate_limited`), or the host's failed-login budget
+ * keeps unproven credentials waiting (`login_budget`). `details.breakerOpen` tells the workflow
+ * this was not a failure of the IAM, and `details.retryAfterMs` when this client may try again.
  */
 export class RequestHeldBackError extends TokenEndpointError {
   override name = 'RequestHeldBackError';
 
-  constructor(kind: 'rate_limited' | 'blocked', message: string, retryAfterMs: number) {
+  constructor(kind: HeldBackKind, message: string, retryAfterMs: number) {
     super(kind, message, { retryAfterMs, breakerOpen: true });
   }
 }

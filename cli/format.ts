@@ -74,5 +74,21 @@ export function formatApplyResult(result: ApplyResult, fileName: string, dryRun:
   ];
   const counts = `${result.created.length} created, ${result.updated.length} updated, ${result.unchanged.length} unchanged, ${result.removed.length} removed${result.failed.length > 0 ? `, ${result.failed.length} failed` : ''}`;
   const total = `${dryRun ? 'Dry run of' : 'Applied'} ${fileName}: ${counts}.`;
-  return rows.length === 0 ? total : `${alignColumns(rows)}\n${total}`;
+  const lines = rows.length === 0 ? [total] : [alignColumns(rows), total];
+  if (result.unproven.length > 0) lines.push(formatUnproven(result.unproven.length, dryRun));
+  return lines.join('\n');
+}
+
+/**
+ * What an operator should know about new or changed credentials right away: the worker tries
+ * them one at a time per IAM host, within its failed-login budget, so a wrong file shows as a
+ * few rejections in the first minute, not as a blocked IP.
+ */
+function formatUnproven(count: number, dryRun: boolean): string {
+  const clients = count === 1 ? '1 new or changed client has credentials' : `${count} new or changed clients have credentials`;
+  return (
+    `${clients} the IAM has not accepted yet${dryRun ? ' (after applying)' : ''}: the worker tries them one at a time per IAM host ` +
+    'and holds them back once the host has had LOGIN_BUDGET_MAX_REJECTIONS rejected logins in its window. ' +
+    'Rejected ones park: tokenctl list --state credentials_rejected'
+  );
 }

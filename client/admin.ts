@@ -73,6 +73,13 @@ export interface RegisteredClient {
 export const REGISTRATION_FIELDS = ['tokenUrl', 'authMethod', 'secretRef', 'scope', 'extraParams', 'policy'] as const;
 export type RegistrationField = (typeof REGISTRATION_FIELDS)[number];
 
+/**
+ * The fields whose change makes a client's credentials unproven: what the worker proves accepted
+ * is the credential sent to one token endpoint with one method (docs/design.md, "The failed-login
+ * budget").
+ */
+export const CREDENTIAL_FIELDS: readonly RegistrationField[] = ['tokenUrl', 'authMethod', 'secretRef'];
+
 /** What {@link TokenAdmin.apply} did (or, with `dryRun`, would do), per client ID. */
 export interface ApplyResult {
   /** Not running before: a workflow was started. */
@@ -84,6 +91,12 @@ export interface ApplyResult {
   removed: string[];
   /** What could not be done; the rest was still applied. */
   failed: { clientId: string; action: 'create' | 'update' | 'remove'; message: string }[];
+  /**
+   * The created clients, and the updated ones whose credentials changed: their credentials are
+   * unproven until the IAM accepts them, so the worker tries them one at a time per IAM host within
+   * its failed-login budget (docs/design.md, "The failed-login budget").
+   */
+  unproven: string[];
 }
 
 export interface ApplyOptions {
@@ -219,7 +232,7 @@ export class TokenAdmin {
    * stop the others; it is reported in {@link ApplyResult.failed}.
    */
   async apply(registrations: readonly ClientRegistration[], options: ApplyOptions = {}): Promise<ApplyResult> {
-    const result: ApplyResult = { created: [], updated: [], unchanged: [], removed: [], failed: [] };
+    const result: ApplyResult = { created: [], updated: [], unchanged: [], removed: [], failed: [], unproven: [] };
     const desired = registrations.map((r) => parseRegistration(r));
     const concurrency = options.concurrency ?? 8;
 
@@ -234,6 +247,7 @@ export class TokenAdmin {
         try {
           if (!options.dryRun) await this.register(registration);
           result.created.push(clientId);
+          result.unproven.push(clientId);
         } catch (err) {
           result.failed.push({ clientId, action: 'create', message: errorMessage(err) });
         }
@@ -247,6 +261,7 @@ export class TokenAdmin {
       try {
         if (!options.dryRun) await this.reconfigure(clientId, changesFor(registration, fields));
         result.updated.push({ clientId, fields });
+        if (fields.some((field) => CREDENTIAL_FIELDS.includes(field))) result.unproven.push(clientId);
       } catch (err) {
         result.failed.push({ clientId, action: 'update', message: errorMessage(err) });
       }

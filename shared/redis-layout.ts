@@ -69,3 +69,20 @@ export function breakerKey(prefix: string, endpoint: string): string {
 export function rateWindowKey(prefix: string, tokenUrl: string): string {
   return `${prefix}rate:${encodeURIComponent(new URL(tokenUrl).origin)}`;
 }
+
+/**
+ * The failed-login budget of one IAM host: `<prefix>login-budget:<origin>` (hash: the recent
+ * rejected logins, and who holds the host's turn for an unproven request). Worker-internal.
+ */
+export function loginBudgetKey(prefix: string, origin: string): string {
+  return `${prefix}login-budget:${encodeURIComponent(origin)}`;
+}
+
+/**
+ * The proof that a client's current credentials were accepted: `<prefix>login-proof:<clientId>`, a
+ * keyed MAC only the workers can compute (never the credentials, nothing to guess them from).
+ * Worker-internal.
+ */
+export function loginProofKey(prefix: string, clientId: string): string {
+  return `${prefix}login-proof:${clientId}`;
+}

@@ -4,6 +4,7 @@
  * variable, so a misconfigured deployment fails at start with one clear message.
  */
 import { z } from 'zod';
+import { isSecretRef } from '../workflows/registration.js';
 import { DEFAULT_KEY_PREFIX } from './redis-layout.js';
 
 const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -45,6 +46,21 @@ const settingsSchema = z.object({
     .optional(),
   /** A prebuilt workflow bundle (`npm run build` writes dist/workflow-bundle.js). */
   WORKFLOW_BUNDLE_PATH: z.string().min(1).optional(),
+  /**
+   * The failed-login budget per IAM host (docs/design.md, "The failed-login budget"): after this many
+   * rejected logins in the window, unproven credentials wait. Keep it well under the provider's
+   * tolerance (a Keycloak-style edge blocks after a handful a minute); the same on every worker.
+   */
+  LOGIN_BUDGET_MAX_REJECTIONS: z.coerce.number().int().min(1).max(1000).default(2),
+  LOGIN_BUDGET_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /**
+   * The key of the proofs of accepted credentials, as a reference (`env:NAME` or `file:/path`, like a
+   * client secret's): the same on every worker, known to no one else. Unset: a random key per process.
+   */
+  LOGIN_PROOF_KEY: z
+    .string()
+    .refine(isSecretRef, 'must be env:NAME or file:/absolute/path (a reference to the key, never the key itself)')
+    .optional(),
 });
 
 export type Settings = z.output<typeof settingsSchema>;

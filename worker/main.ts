@@ -3,10 +3,14 @@
  * search attributes if missing, runs the workflow and IAM workers, exports Prometheus metrics,
  * and shuts down gracefully on SIGTERM or SIGINT (Temporal's runtime handles both signals).
  */
+import type { Logger } from '@temporalio/common';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TokenStore } from '../shared/token-store.js';
 import { createRedisClient, redactRedisUrl, watchConnection } from '../shared/redis-connection.js';
-import { readSettings, SettingsError } from '../shared/settings.js';
+import { readSettings, SettingsError, type Settings } from '../shared/settings.js';
+import { errorMessage } from '../shared/error-message.js';
+import { LoginProofKey } from '../activities/login-budget.js';
+import { resolveSecret } from '../activities/secrets.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
@@ -56,6 +60,7 @@ async function main(): Promise<void> {
   const workflowBundlePath = prebuiltBundlePath(settings.WORKFLOW_BUNDLE_PATH);
   if (workflowBundlePath === null) log.warn('No prebuilt workflow bundle (npm run build): bundling the sources at start');
 
+  const loginProofKey = await readLoginProofKey(settings, log);
   const workers = await createTokenWorkers({
     connection,
     namespace: settings.TEMPORAL_NAMESPACE,
@@ -65,6 +70,8 @@ async function main(): Promise<void> {
     ...(settings.MAX_CACHED_WORKFLOWS !== undefined && { maxCachedWorkflows: settings.MAX_CACHED_WORKFLOWS }),
     workflowBundle: workflowBundlePath === null ? null : { codePath: workflowBundlePath },
     metrics: createTokenMetrics(Runtime.instance().metricMeter),
+    ...(loginProofKey !== undefined && { loginProofKey }),
+    loginBudget: { maxRejections: settings.LOGIN_BUDGET_MAX_REJECTIONS, windowMs: settings.LOGIN_BUDGET_WINDOW_SECONDS * 1000 },
   });
   log.info('Worker started', {
     namespace: settings.TEMPORAL_NAMESPACE,
@@ -89,6 +96,25 @@ async function main(): Promise<void> {
     expiryGauge?.stop();
     redis.disconnect();
     await connection.close();
+  }
+}
+
+/**
+ * `LOGIN_PROOF_KEY`, resolved like a client secret's reference. Without it each process makes up
+ * its own key: fine for one worker, but with several (or after a restart) every credential counts
+ * as unproven again until it is accepted once more, and unproven ones go one at a time per host.
+ */
+async function readLoginProofKey(settings: Settings, log: Logger): Promise<LoginProofKey | undefined> {
+  if (settings.LOGIN_PROOF_KEY === undefined) {
+    log.warn(
+      'LOGIN_PROOF_KEY is not set: this worker keeps proofs of accepted credentials under a key of its own, so other workers and its next start see them as unproven (docs/deployment.md, "The failed-login budget")',
+    );
+    return undefined;
+  }
+  try {
+    return new LoginProofKey((await resolveSecret(settings.LOGIN_PROOF_KEY)).reveal());
+  } catch (err) {
+    throw new SettingsError([`LOGIN_PROOF_KEY: ${errorMessage(err)}`]);
   }
 }
 

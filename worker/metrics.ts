@@ -18,7 +18,7 @@ export const TOKEN_SECONDS_UNTIL_EXPIRY = 'token_seconds_until_expiry';
  * Grafana dashboard's test refuses queries for any `token_*` name missing from this list.
  */
 export const PROJECT_METRIC_NAMES = {
-  counters: ['token_requests_total', 'token_forced_refreshes_total'],
+  counters: ['token_requests_total', 'token_forced_refreshes_total', 'token_rejected_logins_total', 'token_login_budget_waits_total'],
   histograms: ['token_endpoint_latency_seconds'],
   gauges: [TOKEN_SECONDS_UNTIL_EXPIRY, 'token_breaker_open'],
 } as const;
@@ -42,6 +42,10 @@ export interface TokenMetrics {
    * close: gauge `token_breaker_open{endpoint}`, 1 while open.
    */
   recordBreakerState(endpoint: string, open: boolean): void;
+  /** A login was rejected at `host`: `token_rejected_logins_total{host}` (docs/design.md, "The failed-login budget"). */
+  recordRejectedLogin(host: string): void;
+  /** Unproven credentials were held back at `host`: `token_login_budget_waits_total{host,reason}`. */
+  recordLoginBudgetWait(host: string, reason: 'exhausted' | 'busy'): void;
 }
 
 export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
@@ -53,7 +57,23 @@ export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
     '',
     'Whether the shared breaker of a token endpoint holds every client back (1) or not (0)',
   );
+  const rejectedLogins = meter.createCounter(
+    'token_rejected_logins',
+    'logins',
+    'Logins the IAM rejected, by host: what its failed-login block counts',
+  );
+  const budgetWaits = meter.createCounter(
+    'token_login_budget_waits',
+    'requests',
+    'Unproven credentials held back by the failed-login budget, by host and why (exhausted: too many rejections; busy: another unproven request in flight)',
+  );
   return {
+    recordRejectedLogin(host) {
+      rejectedLogins.withTags({ host }).add(1);
+    },
+    recordLoginBudgetWait(host, reason) {
+      budgetWaits.withTags({ host, reason }).add(1);
+    },
     recordBreakerState(endpoint, open) {
       breakerOpen.set(open ? 1 : 0, { endpoint });
     },

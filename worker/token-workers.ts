@@ -6,7 +6,9 @@
  */
 import { Client } from '@temporalio/client';
 import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
 import { createActivities } from '../activities/index.js';
+import { LoginBudget, LoginProofKey, type LoginBudgetOptions } from '../activities/login-budget.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { duplicateConnection } from '../shared/redis-connection.js';
 import { iamTaskQueueFor } from '../workflows/messages.js';
@@ -29,6 +31,14 @@ export interface TokenWorkersOptions {
   /** Prebuilt workflow code; without it the workflow sources are bundled at start (slow). */
   workflowBundle?: WorkflowBundleOption | null;
   metrics?: TokenMetrics;
+  /**
+   * The key of the proofs of accepted credentials (`LOGIN_PROOF_KEY`), the same on every worker.
+   * @default a random key of this process: proofs then neither outlive it nor are shared with other
+   *   workers, so credentials are unproven again after a restart (docs/design.md, "The failed-login budget")
+   */
+  loginProofKey?: LoginProofKey;
+  /** The failed-login budget per IAM host. @default 2 rejected logins per 60 s */
+  loginBudget?: Pick<LoginBudgetOptions, 'maxRejections' | 'windowMs'>;
   env?: NodeJS.ProcessEnv;
   /**
    * The reader of the `<prefix>refresh-requests` stream (on a connection of its own, duplicated
@@ -65,6 +75,10 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     ...(options.env !== undefined && { env: options.env }),
     ...(metrics !== undefined && { onOutcome: (clientId, outcome, seconds) => metrics.recordTokenRequest(clientId, outcome, seconds) }),
     ...(metrics !== undefined && { onBreakerChange: (endpoint, open) => metrics.recordBreakerState(endpoint, open) }),
+    ...(metrics !== undefined && { onRejectedLogin: (host) => metrics.recordRejectedLogin(host) }),
+    ...(metrics !== undefined && { onLoginBudgetWait: (host, reason) => metrics.recordLoginBudgetWait(host, reason) }),
+    loginProofKey: options.loginProofKey ?? new LoginProofKey(randomBytes(32).toString('hex')),
+    loginBudget: new LoginBudget(store.redis, { prefix: store.prefix, ...options.loginBudget }),
   });
   const { workflowsPath, ...bundlerOptions } = bundleOptions();
   const workflowCode = options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath, bundlerOptions };

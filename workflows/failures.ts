@@ -16,9 +16,17 @@ export const FAILURE_KINDS = [
   'credentials_rejected',
   'secret_unavailable',
   'store_unavailable',
+  'login_budget',
 ] as const;
 
 export type FailureKind = (typeof FAILURE_KINDS)[number];
+
+/**
+ * The kinds of a request held back before anything was sent (`FailureDetails.breakerOpen`): the
+ * endpoint's breaker or rate window (`rate_limited`, `blocked`), or the host's failed-login budget
+ * (`login_budget`, docs/design.md, "The failed-login budget"). The wait is the one they name.
+ */
+export type HeldBackKind = 'rate_limited' | 'blocked' | 'login_budget';
 
 /** Failure kinds after which the workflow tries again on its own. */
 export type RetryableFailureKind = Exclude<FailureKind, 'credentials_rejected'>;
@@ -49,9 +57,9 @@ export interface FailureDetails {
   retryAfterMs?: number;
   /**
    * True when no request was sent: the shared breaker of the token endpoint is open (another
-   * client saw a 429 or a block), another client is probing it, or the host's one-second rate
-   * window stayed full. Not a failure of the IAM, so it does not count as one; `retryAfterMs` says
-   * when this client may try.
+   * client saw a 429 or a block), another client is probing it, the host's one-second rate window
+   * stayed full, or the host's failed-login budget holds unproven credentials back. Not a failure
+   * of the IAM, so it does not count as one; `retryAfterMs` says when this client may try.
    */
   breakerOpen?: boolean;
 }
@@ -64,4 +72,6 @@ export interface LastError {
   at: number;
   status?: number;
   oauthError?: string;
+  /** True when no request was sent (held back by the breaker, the rate window or the login budget): a wait, not a failure. */
+  heldBack?: true;
 }

@@ -46,7 +46,9 @@ export function currentDetails(lifecycle: TokenLifecycleState): string {
         ? `backing_off (${c.backoffReason}) until ${isoOrDash(c.backoffUntil)}`
         : c.state;
   const lines = [`**${lifecycle.clientId}** · ${headline}`, /* the UI's Markdown starts a list only after a blank line */ ''];
-  if (c.lastError !== null) lines.push(`- last error (${c.consecutiveFailures} in a row): ${c.lastError.kind}: ${c.lastError.message}`);
+  if (c.lastError?.heldBack === true) lines.push(`- waiting, nothing sent: ${c.lastError.message}`);
+  else if (c.lastError !== null)
+    lines.push(`- last error (${c.consecutiveFailures} in a row): ${c.lastError.kind}: ${c.lastError.message}`);
   lines.push(
     c.fingerprint === null
       ? '- token: none from this registration yet'

@@ -334,6 +334,7 @@ export class TokenLifecycleState {
       at: now,
       ...(details.status !== undefined && { status: details.status }),
       ...(details.oauthError !== undefined && { oauthError: details.oauthError }),
+      ...(details.breakerOpen === true && { heldBack: true as const }),
     };
     if (isRetryable(kind)) {
       c.state = 'backing_off';

@@ -4,7 +4,7 @@
  * APIs and no clock: every input is a parameter, so long horizons are unit-tested without a server,
  * and the workflow stays deterministic.
  */
-import { RETRYABLE_FAILURE_KINDS, type FailureDetails, type RetryableFailureKind } from './failures.js';
+import { RETRYABLE_FAILURE_KINDS, type FailureDetails, type HeldBackKind, type RetryableFailureKind } from './failures.js';
 
 /** A backoff rule: `base × 2ⁿ` capped at `cap`, for the n-th consecutive failure (n from 0). */
 export interface BackoffRule {
@@ -66,6 +66,8 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
     malformed_response: Object.freeze({ baseMs: 2 * SECOND, capMs: 5 * MINUTE }),
     secret_unavailable: Object.freeze({ baseMs: 5 * SECOND, capMs: 5 * MINUTE }),
     store_unavailable: Object.freeze({ baseMs: 1 * SECOND, capMs: 30 * SECOND }),
+    // Only when the budget named no wait (it always does): the rule every kind needs.
+    login_budget: Object.freeze({ baseMs: 1 * SECOND, capMs: 60 * SECOND }),
   }),
   retryAfterMinMs: 1 * SECOND,
   retryAfterMaxMs: 15 * MINUTE,
@@ -163,10 +165,11 @@ export function nextRefreshAt(
 /**
  * How long to wait after the `failures`-th consecutive failure (1 for the first) of a retryable
  * kind:
- * - when the endpoint breaker held the request back (`details.breakerOpen`, after `rate_limited`
- *   or `blocked`), what remains of its wait, at least {@link BREAKER_MIN_WAIT_MS} and at most
- *   `retryAfterMaxMs`: the breaker already chose the wait for everyone, jitter included, and the
- *   `Retry-After` floor would only delay the clients that follow a successful probe;
+ * - when the request was held back before it was sent (`details.breakerOpen`: the endpoint's
+ *   breaker or rate window after `rate_limited` or `blocked`, or the host's failed-login budget,
+ *   `login_budget`), what remains of that wait, at least {@link BREAKER_MIN_WAIT_MS} and at most
+ *   `retryAfterMaxMs`: it was already chosen for everyone, and the `Retry-After` floor would only
+ *   delay the clients that follow a successful probe;
  * - `Retry-After` when the server sent one with a 429 (clamped to the policy's bounds;
  *   RFC 9110 §10.2.3);
  * - else `base × 2^(failures−1)` up to the cap, less up to 20 % jitter.
@@ -178,7 +181,7 @@ export function backoffDelayMs(
   policy: RefreshPolicy,
   jitterSeed: string,
 ): number {
-  if (details.breakerOpen === true && details.retryAfterMs !== undefined && (kind === 'rate_limited' || kind === 'blocked')) {
+  if (details.breakerOpen === true && details.retryAfterMs !== undefined && isHeldBackKind(kind)) {
     return clamp(Math.round(details.retryAfterMs), BREAKER_MIN_WAIT_MS, policy.retryAfterMaxMs);
   }
   if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
@@ -201,6 +204,10 @@ export function breakerWaitMs(kind: 'rate_limited' | 'blocked', openings: number
     return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
   }
   return Math.floor(exponentialDelayMs(policy.backoff[kind], openings) * (1 - BACKOFF_JITTER));
+}
+
+function isHeldBackKind(kind: RetryableFailureKind): kind is HeldBackKind {
+  return kind === 'rate_limited' || kind === 'blocked' || kind === 'login_budget';
 }
 
 /**

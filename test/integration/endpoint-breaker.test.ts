@@ -6,6 +6,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/activity';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { LoginProofKey } from '../../activities/login-budget.js';
 import { createAcquireToken, type AcquireTokenInput } from '../../activities/acquire-token.js';
 import { breakerEndpoint, EndpointBreaker } from '../../activities/endpoint-breaker.js';
 import { breakerKey } from '../../shared/redis-layout.js';
@@ -157,6 +158,7 @@ describe('the IAM activity with the breaker', () => {
       iamMaxRps: 40,
       env: { FLEET_SECRET: SECRET },
       onBreakerChange: (endpoint, open) => changes.push([endpoint, open]),
+      loginProofKey: new LoginProofKey('breaker-test-proof-key'),
     });
     const run = (clientId: string, generation?: number): Promise<TokenMetadata> =>
       new MockActivityEnvironment().run(acquireToken, input(clientId, generation));

@@ -323,6 +323,9 @@ describe('apply', () => {
         'created  apply-b',
         'created  apply-c',
         `Applied ${first}: 3 created, 0 updated, 0 unchanged, 0 removed.`,
+        '3 new or changed clients have credentials the IAM has not accepted yet: the worker tries them one at a time per IAM host ' +
+          'and holds them back once the host has had LOGIN_BUDGET_MAX_REJECTIONS rejected logins in its window. ' +
+          'Rejected ones park: tokenctl list --state credentials_rejected',
         '',
       ].join('\n'),
     );
@@ -373,6 +376,8 @@ describe('apply', () => {
       unchanged: ['apply-a'],
       removed: ['apply-c'],
       failed: [],
+      // A scope change leaves the credentials proven.
+      unproven: [],
     });
 
     // The reconfigured client asked for a token with its new scope, at once; the others did not.

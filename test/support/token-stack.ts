@@ -68,6 +68,9 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
       iamMaxRps: options.iamMaxRps ?? 40,
       workflowBundle: { codePath: inject('workflowBundlePath') },
       env: options.env ?? {},
+      // The failed-login budget has tests of its own (login-budget*.test.ts); elsewhere a file's
+      // wrong secrets must not hold back the new clients of its own emulator for a minute.
+      loginBudget: { maxRejections: 100 },
       ...(options.refreshRequests !== undefined && { refreshRequests: options.refreshRequests }),
     });
     running = workers.run();

@@ -83,12 +83,13 @@ describe.skipIf(composeMissing)(`docker-compose.yml (skipped when ${COMPOSE} is 
       METRICS_PORT: '9464',
       LOG_LEVEL: 'INFO',
       LOG_FORMAT: 'json',
+      LOGIN_PROOF_KEY: 'file:/run/secrets/login-proof-key',
     });
     expect(worker.depends_on).toEqual({ temporal: { condition: 'service_healthy' }, redis: { condition: 'service_healthy' } });
     expect(worker.healthcheck?.test).toEqual(['CMD', 'node', 'dist/worker/healthcheck.js']);
 
     const mounted = (worker.secrets ?? []).map((secret) => (typeof secret === 'string' ? secret : secret.source));
-    expect(mounted.sort()).toEqual(['billing-service', 'orders-service', 'shipping-service']);
+    expect(mounted.sort()).toEqual(['billing-service', 'login-proof-key', 'orders-service', 'shipping-service']);
     for (const name of mounted) expect(existsSync(secrets[name]!.file), secrets[name]!.file).toBe(true);
   });
 

@@ -55,6 +55,7 @@ describe('DEFAULT_POLICY', () => {
       malformed_response: { baseMs: 2_000, capMs: 300_000 },
       secret_unavailable: { baseMs: 5_000, capMs: 300_000 },
       store_unavailable: { baseMs: 1_000, capMs: 30_000 },
+      login_budget: { baseMs: 1_000, capMs: 60_000 },
     });
   });
 
@@ -315,6 +316,7 @@ describe('backoffDelayMs', () => {
     malformed_response: [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300],
     secret_unavailable: [5, 10, 20, 40, 80, 160, 300, 300, 300, 300, 300, 300],
     store_unavailable: [1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30, 30],
+    login_budget: [1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60, 60],
   };
   const FAILURES = Array.from({ length: 12 }, (_, i) => i + 1);
 
