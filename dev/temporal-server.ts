@@ -24,6 +24,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Connection, isGrpcServiceError } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time.js';
 import { stringify } from 'yaml';
 import { exitDescription, hasExited } from './child-process.js';
 import { findFreePorts, findFreePortsInRange } from './free-port.js';
@@ -104,7 +105,7 @@ export function temporalServerBuild(): TemporalServerBuild {
 }
 
 /** Retention of closed workflows in the registered namespace. */
-const RETENTION_SECONDS = 3 * 86_400;
+const RETENTION = '3 days';
 /** The gRPC codes the namespace registration and the readiness checks expect. */
 const GRPC_ALREADY_EXISTS = 6;
 
@@ -270,7 +271,7 @@ async function waitUntilServing(address: string, namespace: string, proc: ChildP
         const service = connection.workflowService;
         if (!registered) {
           await service
-            .registerNamespace({ namespace, workflowExecutionRetentionPeriod: { seconds: RETENTION_SECONDS }, description: 'token-lifecycle-worker' })
+            .registerNamespace({ namespace, workflowExecutionRetentionPeriod: msToTs(RETENTION), description: 'token-lifecycle-worker' })
             .catch((err: unknown) => {
               if (!(isGrpcServiceError(err) && (err.code as number) === GRPC_ALREADY_EXISTS)) throw err;
             });

@@ -3,12 +3,14 @@
  * search attributes if missing, runs the workflow and IAM workers, exports Prometheus metrics,
  * and shuts down gracefully on SIGTERM or SIGINT (Temporal's runtime handles both signals).
  */
+import { Client } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TokenStore } from '../activities/token-store.js';
 import { createRedisClient, redactRedisUrl, watchConnection } from '../client/redis-connection.js';
 import { readSettings, SettingsError } from '../client/settings.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../client/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
+import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
@@ -83,9 +85,11 @@ async function main(): Promise<void> {
             log.warn('Token expiry gauge: Redis error', { error: error.message });
           },
         });
+  const lostTokens = startLostTokenCheck({ store, client: new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE }), taskQueue: settings.TEMPORAL_TASK_QUEUE, logger: log });
   try {
     await workers.run();
   } finally {
+    await lostTokens.stop();
     expiryGauge?.stop();
     redis.disconnect();
     await connection.close();
