@@ -137,7 +137,7 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
       await execFileAsync(build.sqlTool, ['--quiet', ...connect, ...args], { timeout: 120_000 });
     } catch (err) {
       const { stderr = '', stdout = '' } = err as { stderr?: string; stdout?: string };
-      throw new Error(`temporal-sql-tool ${args[0]} on database ${database} (PostgreSQL ${postgres.user}@${postgres.host}:${postgres.port}) failed: ${(stderr || stdout || String(err)).trim()}`);
+      throw new Error(`temporal-sql-tool ${args[0]} on database ${database} (PostgreSQL ${postgres.user}@${postgres.host}:${postgres.port}) failed: ${(stderr || stdout || String(err)).trim()}`, { cause: err });
     }
   };
   const createDatabase = async (database: string, schema: 'temporal' | 'visibility') => {

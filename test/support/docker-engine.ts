@@ -28,7 +28,7 @@ export interface DockerEngine {
   /** The environment for `docker` and scripts that call it: this engine, the classic builder. */
   readonly env: NodeJS.ProcessEnv;
   /** Runs `docker <args…>` against this engine; resolves with its trimmed stdout. */
-  docker(args: string[], options?: { timeoutMs?: number }): Promise<string>;
+  readonly docker: (args: string[], options?: { timeoutMs?: number }) => Promise<string>;
   /** Stops the engine (SIGTERM, so it stops its containers and unmounts) and removes its folder. */
   stop(): Promise<void>;
 }
@@ -53,7 +53,7 @@ export async function startDockerEngine(): Promise<DockerEngine | { unavailable:
       return stdout.trim();
     } catch (err) {
       const { stderr = '', stdout = '' } = err as { stderr?: string; stdout?: string };
-      throw new Error(`docker ${args.join(' ')} failed: ${(stderr || stdout || String(err)).trim().slice(-4000)}`);
+      throw new Error(`docker ${args.join(' ')} failed: ${(stderr || stdout || String(err)).trim().slice(-4000)}`, { cause: err });
     }
   };
 

@@ -47,15 +47,15 @@ export interface RedisSentinel {
    * old master replicates from it. Until the Sentinels convert it (at their next INFO of it, up to
    * 10 s), the old master still takes the writes of clients connected to it, and loses them then.
    */
-  failover(): Promise<{ from: number; to: number; oldMasterConvertedAfterMs: number }>;
+  failover(): Promise<Promotion & { oldMasterConvertedAfterMs: number }>;
   /** Kills the master with SIGKILL; resolves once the Sentinels promoted the replica and it is writable. */
-  kill9Master(): Promise<{ from: number; to: number }>;
+  kill9Master(): Promise<Promotion>;
   /**
    * Makes the replica miss what `writes` writes, as asynchronous replication can: the replica is
    * frozen (SIGSTOP) and cut off from the master, `writes` runs against the master, then the master
    * is killed (SIGKILL) and the replica thawed, and the Sentinels promote it without those writes.
    */
-  loseWritesInFailover(writes: () => Promise<void>): Promise<{ from: number; to: number }>;
+  loseWritesInFailover(writes: () => Promise<void>): Promise<Promotion>;
   /** Stops the Sentinels and the data nodes and removes their files. Idempotent. */
   stop(): Promise<void>;
 }
@@ -63,6 +63,13 @@ export interface RedisSentinel {
 /** Until the replica on `port` has its link to the master up (it has synchronised). */
 function replicaInSync(port: number): Promise<true> {
   return eventually(async () => ((await redisCli(port, 'INFO', 'replication')).includes('master_link_status:up') ? true : undefined), SETTLE_TIMEOUT_MS, `the replica on ${port} in sync`);
+}
+
+/** A failover: the old and the new master's ports, and how long the Sentinels took to promote it. */
+export interface Promotion {
+  from: number;
+  to: number;
+  promotedAfterMs: number;
 }
 
 const running = new Set<ChildProcess>();
@@ -158,8 +165,8 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
     if (other === undefined) throw new Error('No other data node');
     return other;
   };
-  /** Until every Sentinel names `to` and `to` is a master. */
-  const promoted = async (from: number, to: number) => {
+  /** Until every Sentinel names `to` and `to` is a master (`since`: when the failover began). */
+  const promoted = async (from: number, to: number, since: number): Promise<Promotion> => {
     await eventually(
       async () => {
         const named = await masterPort().catch(() => undefined);
@@ -169,7 +176,7 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       SETTLE_TIMEOUT_MS,
       `the Sentinels to promote ${to} in place of ${from}`,
     );
-    return { from, to };
+    return { from, to, promotedAfterMs: Date.now() - since };
   };
   const processId = async (port: number) => Number(/process_id:(\d+)/.exec(await cli(port, 'INFO', 'server'))![1]);
 
@@ -190,14 +197,15 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       const startedAt = Date.now();
       const answer = await cli(sentinelPorts[0]!, 'SENTINEL', 'FAILOVER', SENTINEL_MASTER_NAME);
       if (answer !== 'OK') throw new Error(`SENTINEL FAILOVER answered ${answer}`);
-      await promoted(from, to);
+      const promotion = await promoted(from, to, startedAt);
       await replicaInSync(from);
-      return { from, to, oldMasterConvertedAfterMs: Date.now() - startedAt };
+      return { ...promotion, oldMasterConvertedAfterMs: Date.now() - startedAt };
     },
     async kill9Master() {
       const from = await masterPort();
+      const killedAt = Date.now();
       await nodes.get(from)!.kill9();
-      return promoted(from, otherNode(from));
+      return promoted(from, otherNode(from), killedAt);
     },
     async loseWritesInFailover(writes) {
       const from = await masterPort();
@@ -205,15 +213,17 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       await replicaInSync(to);
       const replicaPid = await processId(to);
       process.kill(replicaPid, 'SIGSTOP');
+      let killedAt = Date.now();
       try {
         // Cut the link, so nothing of `writes` is on its way to the replica either.
         await cli(from, 'CLIENT', 'KILL', 'TYPE', 'replica');
         await writes();
+        killedAt = Date.now();
         await nodes.get(from)!.kill9();
       } finally {
         process.kill(replicaPid, 'SIGCONT');
       }
-      return promoted(from, to);
+      return promoted(from, to, killedAt);
     },
     stop,
   };
