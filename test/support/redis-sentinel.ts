@@ -213,7 +213,7 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       await replicaInSync(to);
       const replicaPid = await processId(to);
       process.kill(replicaPid, 'SIGSTOP');
-      let killedAt = Date.now();
+      let killedAt: number;
       try {
         // Cut the link, so nothing of `writes` is on its way to the replica either.
         await cli(from, 'CLIENT', 'KILL', 'TYPE', 'replica');
