@@ -47,7 +47,8 @@ export interface TemporalServerOptions {
   postgres?: PostgresLocation;
   /**
    * Names of the two databases: `<database>` (history, tasks, namespaces) and
-   * `<database>_visibility` (workflow lists and search attributes).
+   * `<database>_visibility` (workflow lists and search attributes). Named here, they are kept at the
+   * end; by default they are dropped.
    * @default a name unique to this start, `temporal_<random>`, so parallel runs never share one
    */
   database?: string;
@@ -80,7 +81,10 @@ export interface TemporalServer {
   stop(): Promise<void>;
   /** SIGKILL (a crash: nothing is flushed) and waits until the process is gone. */
   kill9(): Promise<void>;
-  /** Stops it, drops both databases (unless `keepDatabases`) and removes its config folder. Idempotent. */
+  /**
+   * Stops it, drops both databases (unless `keepDatabases`, the default for databases named in
+   * {@link TemporalServerOptions.database}) and removes its config folder. Idempotent.
+   */
   destroy(options?: { keepDatabases?: boolean }): Promise<void>;
 }
 
@@ -114,7 +118,7 @@ export async function temporalServerBuild(): Promise<TemporalServerBuild> {
 
 /** Retention of closed workflows in the registered namespace. */
 const RETENTION = '3 days';
-/** The gRPC codes the namespace registration and the readiness checks expect. */
+/** gRPC ALREADY_EXISTS: the namespace was registered by an earlier start on the same databases. */
 const GRPC_ALREADY_EXISTS = 6;
 
 export async function startTemporalServer(options: TemporalServerOptions = {}): Promise<TemporalServer> {
@@ -125,6 +129,8 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
     user: options.postgres?.user ?? process.env.PGUSER ?? 'postgres',
     password: options.postgres?.password ?? process.env.PGPASSWORD ?? '',
   };
+  /** Databases this start named itself are dropped at the end; ones the caller named are kept. */
+  const ownDatabases = options.database === undefined;
   const main = options.database ?? `temporal_${randomBytes(5).toString('hex')}`;
   if (!/^[a-z_][a-z0-9_]{0,50}$/.test(main)) throw new Error(`database must be a lowercase PostgreSQL identifier of at most 51 characters (got ${JSON.stringify(main)})`);
   const databases = { main, visibility: `${main}_visibility` };
@@ -132,18 +138,17 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
 
   const sqlTool = async (database: string, ...args: string[]) => {
     const connect = ['--plugin', 'postgres12', '--endpoint', postgres.host, '--port', String(postgres.port), '--user', postgres.user, '--database', database];
-    if (postgres.password !== '') connect.push('--password', postgres.password);
     try {
-      await execFileAsync(build.sqlTool, ['--quiet', ...connect, ...args], { timeout: 120_000 });
+      // The password through the environment: a command line is visible to every local user.
+      await execFileAsync(build.sqlTool, [...connect, ...args], { timeout: 120_000, env: { ...process.env, SQL_PASSWORD: postgres.password } });
     } catch (err) {
       const { stderr = '', stdout = '' } = err as { stderr?: string; stdout?: string };
       throw new Error(`temporal-sql-tool ${args[0]} on database ${database} (PostgreSQL ${postgres.user}@${postgres.host}:${postgres.port}) failed: ${(stderr || stdout || String(err)).trim()}`, { cause: err });
     }
   };
+  // Each step leaves what exists alone, so a kept database is migrated, not recreated.
   const createDatabase = async (database: string, schema: 'temporal' | 'visibility') => {
-    await sqlTool(database, 'create-database').catch((err: Error) => {
-      if (!/already exists/.test(err.message)) throw err;
-    });
+    await sqlTool(database, 'create-database');
     await sqlTool(database, 'setup-schema', '--version', '0.0');
     await sqlTool(database, 'update-schema', '--schema-dir', join(build.postgresSchemaDir, schema, 'versioned'));
   };
@@ -154,7 +159,7 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
   try {
     await Promise.all([createDatabase(databases.main, 'temporal'), createDatabase(databases.visibility, 'visibility')]);
   } catch (err) {
-    await dropDatabases().catch(() => undefined);
+    if (ownDatabases) await dropDatabases().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
@@ -205,7 +210,8 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
   };
   const dynamicConfig = Object.fromEntries(Object.entries(options.dynamicConfig ?? {}).map(([key, value]) => [key, [{ value, constraints: {} }]]));
   await mkdir(join(dir, 'config'));
-  await writeFile(join(dir, 'config', 'production.yaml'), stringify(config));
+  // It holds the database password.
+  await writeFile(join(dir, 'config', 'production.yaml'), stringify(config), { mode: 0o600 });
   // An empty file is not a valid dynamic config; a comment-only document is.
   await writeFile(join(dir, 'dynamicconfig.yaml'), Object.keys(dynamicConfig).length === 0 ? '# none\n' : stringify(dynamicConfig));
 
@@ -245,7 +251,7 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
     start,
     stop: () => stopWith('SIGTERM'),
     kill9: () => stopWith('SIGKILL'),
-    async destroy({ keepDatabases = false } = {}) {
+    async destroy({ keepDatabases = !ownDatabases } = {}) {
       if (destroyed) return;
       destroyed = true;
       await stopWith('SIGTERM');
@@ -312,7 +318,7 @@ async function runInForeground(): Promise<void> {
   console.log(`Temporal server on ${server.address} (PostgreSQL databases ${server.databases.main}, ${server.databases.visibility}); Ctrl-C stops it`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
-      void server.destroy({ keepDatabases: true }).then(() => process.exit(0));
+      void server.destroy().then(() => process.exit(0));
     });
   }
 }
