@@ -10,8 +10,10 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY workflows ./workflows
 COPY activities ./activities
+COPY shared ./shared
 COPY worker ./worker
 COPY client ./client
+COPY cli ./cli
 COPY dev ./dev
 # tsc to dist/, then dist/workflow-bundle.js (worker/bundle-workflows.ts).
 RUN npm run build \

@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 
-.PHONY: all install system-deps temporal-cli temporal-server build lint typecheck test demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli temporal-server build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -40,7 +40,23 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose; \
 	  else echo "docker-compose is missing: sudo apt-get install docker-compose" >&2; exit 1; fi; }
 
-$(NPM_STAMP): package.json package-lock.json
+# The Python consumer library is tested with Debian's packages, so with Debian's interpreter: a
+# pyenv or virtualenv python3 first on the PATH would not see them.
+PYTHON ?= /usr/bin/python3
+
+# Go for the Go consumer library (its modules come from the Go module proxy on the first
+# `go test`, pinned by consumers/go/go.sum), and Debian's redis-py, requests, httpx and pytest
+# for the Python one.
+consumer-deps:
+	@command -v go >/dev/null || { echo "Go is missing: install Go 1.26 or later (it also builds the Temporal CLI)" >&2; exit 1; }
+	@$(PYTHON) -c 'import redis, requests, httpx, pytest' 2>/dev/null || { \
+	  echo "Installing python3-redis, python3-requests, python3-httpx and python3-pytest (Debian packages)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3 python3-redis python3-requests python3-httpx python3-pytest; \
+	  else echo "Python packages are missing: sudo apt-get install python3-redis python3-requests python3-httpx python3-pytest" >&2; exit 1; fi; }
+
+# npm ci installs from the lock alone: a change of package.json's scripts needs no reinstall (and a
+# reinstall in the middle of a test run, which runs make demo, would pull node_modules from under it).
+$(NPM_STAMP): package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -54,8 +70,15 @@ temporal-cli:
 temporal-server:
 	@bash dev/temporal-server/ensure.sh >/dev/null
 
-build: install
+# A build is redone only when a source changed: the suite's demo test runs make demo while other
+# tests run the built worker, and a needless rebuild would rewrite dist/ under them.
+BUILD_STAMP := dist/.build-stamp
+BUILD_INPUTS := $(shell git ls-files workflows activities shared worker client cli dev 2>/dev/null) package.json tsconfig.json tsconfig.build.json
+
+$(BUILD_STAMP): $(NPM_STAMP) $(BUILD_INPUTS)
 	npm run build
+
+build: $(BUILD_STAMP)
 
 lint: install
 	npm run lint
@@ -64,10 +87,22 @@ typecheck: install
 	npm run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli temporal-server
+test: install system-deps temporal-cli temporal-server consumer-deps
+	npm run format:check
 	npm run lint
 	npm run typecheck
 	npm test
+	@$(MAKE) --no-print-directory test-consumers
+
+# The Go and Python consumer libraries, each against a stack of its own (Temporal dev server,
+# redis-server, the IAM emulator and the worker, on free loopback ports): every contract vector of
+# test/contract/vectors.json and the real-stack scenarios.
+CONSUMER_STACK := npx tsx test/support/with-consumer-stack.ts
+test-consumers: install system-deps temporal-cli consumer-deps
+	@unformatted=$$(cd consumers/go && gofmt -l .); [ -z "$$unformatted" ] || { echo "Not gofmt-formatted (run gofmt -w consumers/go): $$unformatted" >&2; exit 1; }
+	cd consumers/go && go vet ./...
+	$(CONSUMER_STACK) --cwd consumers/go -- go test -count=1 ./...
+	$(CONSUMER_STACK) --cwd consumers/python -- $(PYTHON) -m pytest -q -p no:cacheprovider
 
 demo: install temporal-cli build
 	npm run demo

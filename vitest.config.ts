@@ -2,23 +2,58 @@ import { configDefaults, defineConfig } from 'vitest/config';
 
 /**
  * The production-topology tests load the whole machine (a Temporal server on PostgreSQL, three
- * workers and 200 clients; a Docker build): they run after the rest, one at a time, so that they
- * neither slow the other integration tests nor each other.
+ * workers and 200 clients; a Docker build): a third tier, `topology`, runs them after the others,
+ * one at a time, so that they neither slow the other integration tests nor each other.
  */
 const TOPOLOGY_TESTS = ['test/integration/production-topology.test.ts', 'test/integration/docker-image.test.ts'];
 
+/**
+ * Two tiers (README, "Development"):
+ * - `unit`: no Temporal, no Redis, no child process of ours; in-process HTTP servers on loopback
+ *   at most, and the workflow bundle for the replay tests;
+ * - `integration`: the real services (one Temporal dev server for the run, a redis-server per
+ *   file, the IAM emulator, oidc-provider, the built worker, the demo).
+ */
 export default defineConfig({
   test: {
-    globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 180_000,
     passWithNoTests: false,
     // Integration tests time token lifetimes of a few seconds: two files at a time on two cores.
     maxWorkers: 2,
     projects: [
-      // `extends: true` concatenates lists, so each project names its own files.
-      { extends: true, test: { name: 'suite', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...TOPOLOGY_TESTS] } },
-      { extends: true, test: { name: 'topology', include: TOPOLOGY_TESTS, fileParallelism: false, sequence: { groupOrder: 1 } } },
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts', 'test/replay/**/*.test.ts', 'test/dev/iam-emulator*.test.ts'],
+          globalSetup: ['test/support/bundle-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: [
+            'test/integration/**/*.test.ts',
+            'test/conformance/**/*.test.ts',
+            'test/contract/**/*.test.ts',
+            'test/dev/demo.test.ts',
+          ],
+          exclude: [...configDefaults.exclude, ...TOPOLOGY_TESTS],
+          globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'topology',
+          include: TOPOLOGY_TESTS,
+          globalSetup: ['test/support/global-setup.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
     ],
   },
 });

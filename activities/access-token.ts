@@ -15,7 +15,7 @@ import { Redacted } from './redacted.js';
 export class AccessToken extends Redacted {
   /**
    * First 16 hex digits (lowercase) of the SHA-256 of the token: names a token in Temporal, logs
-   * and refresh requests without revealing it (DESIGN.md, Redis layout `fingerprint`).
+   * and refresh requests without revealing it (docs/design.md, "Redis layout").
    */
   fingerprint(): string {
     return tokenFingerprint(this.reveal());

@@ -1,24 +1,29 @@
 /**
  * The activity that calls the IAM. It resolves the secret on the worker, requests a token, writes
  * it to Redis itself and returns metadata only, so neither the secret nor the token ever enters
- * Temporal (invariant 1): histories are visible to every operator in the UI.
+ * Temporal (docs/design.md, "No secret in Temporal"): histories are visible to every operator in
+ * the UI.
  *
- * Before sending (invariant 5), it takes a slot in the IAM host's one-second window, waiting a
- * moment if the fleet already sent `IAM_MAX_RPS` requests in the last second, and asks the
- * endpoint's shared breaker: while the breaker is open after a 429 or a block, or another client
- * probes the endpoint, no request is sent and the activity fails with the breaker's kind,
- * `breakerOpen` and the remaining wait.
+ * Before sending (docs/design.md, "The IAM is never hammered"), it takes a slot in the IAM host's
+ * one-second window, waiting a moment if the fleet already sent `IAM_MAX_RPS` requests in the last
+ * second, and asks the endpoint's shared breaker: while the breaker is open after a 429 or a block,
+ * or another client probes the endpoint, no request is sent and the activity fails with the
+ * breaker's kind, `breakerOpen` and the remaining wait.
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
-import type { ClientRegistration, FailureDetails, FailureKind, RefreshPolicy, TokenMetadata } from '../workflows/registration.js';
+import type { ClientRegistration } from '../workflows/registration.js';
+import type { FailureDetails, FailureKind } from '../workflows/failures.js';
+import type { RefreshPolicy } from '../workflows/policy.js';
+import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
 import { resolveSecret } from './secrets.js';
 import { requestToken } from './token-endpoint.js';
-import type { TokenStore } from './token-store.js';
+import type { TokenStore } from '../shared/token-store.js';
+import { errorMessage } from '../shared/error-message.js';
 
 /**
  * Input of {@link AcquireToken}: the registration (references only, no secret) plus the generation
@@ -27,7 +32,7 @@ import type { TokenStore } from './token-store.js';
  * and the `Retry-After` bounds).
  */
 export interface AcquireTokenInput extends ClientRegistration {
-  /** Written only if newer than the generation Redis holds (invariant 3). */
+  /** Written only if newer than the generation Redis holds (docs/design.md, "No stale overwrite"). */
   generation: number;
   /**
    * Set until the workflow knows what Redis held before it started (a fresh registration, maybe
@@ -69,7 +74,14 @@ const HEARTBEAT_INTERVAL_MS = 1000;
  */
 const RATE_WINDOW_MAX_WAIT_MS = 5_000;
 
-export function createAcquireToken({ store, env = process.env, onOutcome, onBreakerChange, iamMaxRps, ...deps }: AcquireTokenDeps): AcquireToken {
+export function createAcquireToken({
+  store,
+  env = process.env,
+  onOutcome,
+  onBreakerChange,
+  iamMaxRps,
+  ...deps
+}: AcquireTokenDeps): AcquireToken {
   const breaker = deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix });
   const rateWindow = new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps });
   const breakerSeen = new Map<string, boolean>();
@@ -82,11 +94,17 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
   return async function acquireToken(input) {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
-    const requestStartedAt = Date.now();
+    const startedAt = Date.now();
     try {
-      const metadata = await acquireAndStore(input, requestStartedAt, context.cancellationSignal);
-      onOutcome?.(input.clientId, 'issued', (Date.now() - requestStartedAt) / 1000);
-      log.info('Token acquired', { clientId: input.clientId, generation: metadata.generation, fingerprint: metadata.fingerprint, expiresAt: new Date(metadata.expiresAt).toISOString(), written: metadata.written });
+      const metadata = await acquireAndStore(input, context.cancellationSignal);
+      onOutcome?.(input.clientId, 'issued', (Date.now() - startedAt) / 1000);
+      log.info('Token acquired', {
+        clientId: input.clientId,
+        generation: metadata.generation,
+        fingerprint: metadata.fingerprint,
+        expiresAt: new Date(metadata.expiresAt).toISOString(),
+        written: metadata.written,
+      });
       return metadata;
     } catch (err) {
       // A cancelled activity stays a cancellation: it says nothing about the IAM.
@@ -95,7 +113,7 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
       if (err instanceof RequestHeldBackError) {
         log.info('Token request held back', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
       } else {
-        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - requestStartedAt) / 1000);
+        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - startedAt) / 1000);
         log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
       }
       throw failure;
@@ -104,7 +122,7 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     }
   };
 
-  async function acquireAndStore(input: AcquireTokenInput, requestStartedAt: number, signal: AbortSignal): Promise<TokenMetadata> {
+  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal): Promise<TokenMetadata> {
     const clientSecret = await resolveSecret(input.secretRef, env);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
     const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
@@ -136,8 +154,11 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     }
     await reportToBreaker(endpoint, gate, undefined, policy);
     const expiresInSeconds = response.expiresInSeconds ?? input.defaultExpiresInSeconds;
-    // Counted from when the request started: the token cannot be older than that, so Redis lets
-    // it go no later than the IAM does (invariant 2).
+    // The moment the request left, after the breaker and the rate window: the token cannot be older
+    // than that, so Redis lets it go no later than the IAM does (docs/design.md, "No expired token
+    // served"), and the workflow counts the minimum interval between forced refreshes from it
+    // (docs/design.md, "One refresh at a time").
+    const requestStartedAt = response.requestStartedAt;
     const expiresAt = requestStartedAt + expiresInSeconds * 1000;
     const fingerprint = response.accessToken.fingerprint();
     const scope = response.scope ?? input.scope ?? '';
@@ -145,13 +166,37 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     const obtainedAt = Date.now();
 
     const result = await storeCall(() =>
-      store.write({ clientId: input.clientId, accessToken: response.accessToken.reveal(), tokenType, scope, generation, obtainedAt, expiresAt, fingerprint }),
+      store.write({
+        clientId: input.clientId,
+        accessToken: response.accessToken.reveal(),
+        tokenType,
+        scope,
+        generation,
+        obtainedAt,
+        expiresAt,
+        fingerprint,
+      }),
     );
     if (result.written) {
-      return { clientId: input.clientId, generation, fingerprint, tokenType, scope, requestStartedAt, obtainedAt, expiresAt, expiresInSeconds, written: true };
+      return {
+        clientId: input.clientId,
+        generation,
+        fingerprint,
+        tokenType,
+        scope,
+        requestStartedAt,
+        obtainedAt,
+        expiresAt,
+        expiresInSeconds,
+        written: true,
+      };
     }
     if (result.reason === 'expired') {
-      throw new TokenEndpointError('malformed_response', `"response" body "expires_in" (${expiresInSeconds} s) ended before the token could be stored`, {});
+      throw new TokenEndpointError(
+        'malformed_response',
+        `"response" body "expires_in" (${expiresInSeconds} s) ended before the token could be stored`,
+        {},
+      );
     }
     // A newer generation is already stored (this is a retried attempt): report what Redis holds.
     const stored = await storeCall(() => store.readMetadata(input.clientId));
@@ -180,7 +225,7 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
     } catch (err) {
       if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
       if (err instanceof RequestHeldBackError || signal.aborted) throw err;
-      throw new StoreUnavailableError(`Redis is unavailable: ${err instanceof Error ? err.message : String(err)}`);
+      throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
     }
   }
 
@@ -213,7 +258,12 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
         const waitMs = breakerWaitMs(err.kind, openings, err.details, policy);
         const opened = await breaker.open(endpoint, err.kind, waitMs, openings);
         noteBreaker(endpoint, true);
-        log.warn('Endpoint breaker opened: no client of this endpoint sends until the wait is over', { endpoint, kind: err.kind, waitMs: opened.waitMs, openings: opened.openings });
+        log.warn('Endpoint breaker opened: no client of this endpoint sends until the wait is over', {
+          endpoint,
+          kind: err.kind,
+          waitMs: opened.waitMs,
+          openings: opened.openings,
+        });
       } else if (gate.state === 'probe') {
         if (err === undefined || err instanceof TokenEndpointError) {
           await breaker.probeSucceeded(endpoint, gate.probeId);
@@ -224,7 +274,10 @@ export function createAcquireToken({ store, env = process.env, onOutcome, onBrea
         }
       }
     } catch (breakerError) {
-      log.warn('Endpoint breaker could not be updated in Redis', { endpoint, error: breakerError instanceof Error ? breakerError.message : String(breakerError) });
+      log.warn('Endpoint breaker could not be updated in Redis', {
+        endpoint,
+        error: errorMessage(breakerError),
+      });
     }
   }
 }
@@ -237,13 +290,13 @@ async function storeCall<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
-    throw new StoreUnavailableError(`Redis is unavailable: ${err instanceof Error ? err.message : String(err)}`);
+    throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
   }
 }
 
 /**
  * Every outcome becomes a non-retryable `ApplicationFailure` whose type is the failure kind: the
- * workflow, not Temporal's retry policy, decides when to try again (DESIGN.md, failure kinds).
+ * workflow, not Temporal's retry policy, decides when to try again (docs/design.md, "Failures").
  * A failure this module classified is BENIGN: `acquireToken` has logged it in one line with its
  * kind, so the SDK logs it at debug rather than again at warn with a stack trace. Unexpected errors
  * keep the SDK's warning, stack included.
@@ -251,7 +304,7 @@ async function storeCall<T>(call: () => Promise<T>): Promise<T> {
 function toFailure(err: unknown): ApplicationFailure {
   let kind: FailureKind = 'server_error';
   let details: FailureDetails = {};
-  let message = err instanceof Error ? err.message : String(err);
+  let message = errorMessage(err);
   let category: ApplicationFailureCategory | undefined = ApplicationFailureCategory.BENIGN;
   if (err instanceof TokenEndpointError) {
     kind = err.kind;

@@ -1,9 +1,9 @@
 /**
- * The shared breaker of a token endpoint (DESIGN.md, invariant 5). After a 429 or a connection-level
- * block, the IAM is telling every client behind this egress IP to hold off, not just the one that
- * asked: the breaker records in Redis until when nobody may send to that endpoint. When the wait
- * is over, exactly one request probes; the others wait a little and follow once the probe got a
- * usable answer. A failed probe opens the breaker again, for longer.
+ * The shared breaker of a token endpoint (docs/design.md, "The IAM is never hammered"). After a 429
+ * or a connection-level block, the IAM is telling every client behind this egress IP to hold off,
+ * not just the one that asked: the breaker records in Redis until when nobody may send to that
+ * endpoint. When the wait is over, exactly one request probes; the others wait a little and follow
+ * once the probe got a usable answer. A failed probe opens the breaker again, for longer.
  *
  * One hash per endpoint, `<prefix>breaker:<endpoint>`, with the fields `kind` (`rate_limited` or
  * `blocked`), `until` (Unix ms, Redis's clock), `openings` (consecutive openings, for the growing
@@ -15,6 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { breakerKey, DEFAULT_KEY_PREFIX } from '../shared/redis-layout.js';
 
 /** The failure kinds that open the breaker. */
 export type BreakerKind = 'rate_limited' | 'blocked';
@@ -26,15 +27,6 @@ export type BreakerKind = 'rate_limited' | 'blocked';
 export function breakerEndpoint(tokenUrl: string): string {
   const url = new URL(tokenUrl);
   return `${url.origin}${url.pathname}`;
-}
-
-/**
- * The breaker's key: `<prefix>breaker:<endpoint>`, the endpoint URI-encoded so it stays one
- * readable key segment. Encoding also removes `{` and `}`, which Redis Cluster would read as a
- * hash tag.
- */
-export function breakerKey(prefix: string, endpoint: string): string {
-  return `${prefix}breaker:${encodeURIComponent(endpoint)}`;
 }
 
 /**
@@ -178,7 +170,7 @@ export class EndpointBreaker {
    * scripts on it (`defineCommand`: EVALSHA with a fallback to EVAL after a Redis restart).
    */
   constructor(redis: Redis | Cluster, options: EndpointBreakerOptions = {}) {
-    this.prefix = options.prefix ?? 'oauth:';
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     this.probeLockMs = positiveInteger('probeLockMs', options.probeLockMs ?? 55_000);
     this.followerWaitMs = positiveInteger('followerWaitMs', options.followerWaitMs ?? 1_000);
     this.halfOpenMs = positiveInteger('halfOpenMs', options.halfOpenMs ?? 600_000);
@@ -251,6 +243,7 @@ function parseKind(kind: string | undefined): BreakerKind {
 }
 
 function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`EndpointBreakerOptions.${name} must be a positive integer, got ${value}`);
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new RangeError(`EndpointBreakerOptions.${name} must be a positive integer, got ${value}`);
   return value;
 }

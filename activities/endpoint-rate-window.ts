@@ -1,6 +1,7 @@
 /**
- * The exact cap on token requests per IAM host (DESIGN.md, invariant 5): at most `limit` requests
- * in any window of one second, counted in Redis, so every worker of the fleet shares it.
+ * The exact cap on token requests per IAM host (docs/design.md, "The IAM is never hammered"): at
+ * most `limit` requests in any window of one second, counted in Redis, so every worker of the fleet
+ * shares it.
  *
  * Temporal's server-side task-queue limit (`IAM_MAX_RPS`) stays in force: it paces how fast the
  * IAM activities start. It is a token bucket, though, not a sliding window: a burst of starts
@@ -16,16 +17,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Cluster, Redis } from 'ioredis';
+import { DEFAULT_KEY_PREFIX, rateWindowKey } from '../shared/redis-layout.js';
 import { RequestHeldBackError } from './errors.js';
-
-/**
- * The key of a host's window: `<prefix>rate:<origin>`, the origin URI-encoded so it stays one
- * readable key segment (and holds no `{`/`}`, which Redis Cluster would read as a hash tag). The
- * edge limit is per client IP and host, whatever the realm or path, so the origin is the unit.
- */
-export function rateWindowKey(prefix: string, tokenUrl: string): string {
-  return `${prefix}rate:${encodeURIComponent(new URL(tokenUrl).origin)}`;
-}
 
 /**
  * KEYS[1] the window's sorted set. ARGV: limit, window ms, member.
@@ -49,6 +42,12 @@ return math.max(1, tonumber(oldest[2]) + window - now + 1)
 
 const TAKE_COMMAND = 'oauthRateWindowTake';
 
+/**
+ * The oldest a granted slot may be when its request leaves (from asking Redis to reading its
+ * answer). Redis answers in milliseconds; more than this means the process was stalled meanwhile.
+ */
+export const MAX_SLOT_AGE_MS = 250;
+
 type ClientWithRateWindow = (Redis | Cluster) & {
   [TAKE_COMMAND](key: string, ...args: string[]): Promise<unknown>;
 };
@@ -69,7 +68,7 @@ export class EndpointRateWindow {
 
   /** @param redis an ioredis client (standalone, Sentinel or Cluster); the script is registered on it. */
   constructor(redis: Redis | Cluster, options: EndpointRateWindowOptions) {
-    this.prefix = options.prefix ?? 'oauth:';
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     if (!Number.isFinite(options.limit) || options.limit <= 0) {
       throw new RangeError(`EndpointRateWindowOptions.limit must be a positive number, got ${options.limit}`);
     }
@@ -95,12 +94,27 @@ export class EndpointRateWindow {
    */
   async take(tokenUrl: string, { maxWaitMs, signal }: { maxWaitMs: number; signal?: AbortSignal }): Promise<void> {
     const deadline = Date.now() + maxWaitMs;
+    let staleSlots = 0;
     for (;;) {
+      const askedAt = performance.now();
       const waitMs = await this.tryTake(tokenUrl);
-      if (waitMs === 0) return;
+      // A slot is counted when Redis grants it, but the edge counts the request when it arrives.
+      // A reply that sat unread while this process was stalled (GC, a starved CPU) is an old slot:
+      // sent now, its request would bunch up with those of slots granted since. Take one fresh
+      // slot; the old one stays counted, which errs on the side of fewer requests. Only one: a
+      // Redis that is slow to answer every time must not keep a request from ever leaving.
+      if (waitMs === 0 && (performance.now() - askedAt <= MAX_SLOT_AGE_MS || staleSlots > 0)) return;
+      if (waitMs === 0) {
+        staleSlots++;
+        continue;
+      }
       if (Date.now() + waitMs > deadline) {
         const host = new URL(tokenUrl).origin;
-        throw new RequestHeldBackError('rate_limited', `No request sent: ${host} stayed at ${this.limit} requests per second for ${maxWaitMs} ms; next try in ${waitMs} ms`, waitMs);
+        throw new RequestHeldBackError(
+          'rate_limited',
+          `No request sent: ${host} stayed at ${this.limit} requests per second for ${maxWaitMs} ms; next try in ${waitMs} ms`,
+          waitMs,
+        );
       }
       await delay(waitMs, undefined, signal === undefined ? {} : { signal });
     }

@@ -5,12 +5,12 @@
  * Messages and enumerable properties are shown in logs and in the Temporal UI, so they never hold
  * a response body, an access token or a client secret.
  */
-import type { FailureDetails, FailureKind } from '../workflows/registration.js';
+import type { FailureDetails, FailureKind } from '../workflows/failures.js';
 import type { TokenEndpointResponse } from './token-endpoint.js';
 
 /**
  * The token endpoint could not be reached, refused the client, or answered with something this
- * worker cannot use. `kind` says which (DESIGN.md, "Failure kinds"); `details` carry what the
+ * worker cannot use. `kind` says which (docs/design.md, "Failures"); `details` carry what the
  * workflow needs to decide on the next try (status, OAuth `error` code, `Retry-After`).
  *
  * @see RFC 6749 §5.2 (error response)

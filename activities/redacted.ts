@@ -1,6 +1,6 @@
 /**
  * A value that cannot be printed by accident: the base of client secrets and access tokens
- * (DESIGN.md, invariant 1: neither reaches Temporal or a log line).
+ * (docs/design.md, "No secret in Temporal": neither reaches Temporal or a log line).
  */
 
 const REDACTED = '[redacted]';

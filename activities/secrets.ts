@@ -1,11 +1,11 @@
 /**
  * Client secrets: a type that cannot be printed by accident, and resolution of the `env:NAME` /
  * `file:/path` references that travel through Temporal instead of the secrets themselves
- * (DESIGN.md, invariant 1).
+ * (docs/design.md, "No secret in Temporal").
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
-import type { SecretRef } from '../workflows/registration.js';
+import { ENV_NAME_PATTERN, type SecretRef } from '../workflows/registration.js';
 import { SecretUnavailableError } from './errors.js';
 import { Redacted } from './redacted.js';
 
@@ -19,9 +19,6 @@ export { SecretUnavailableError };
  */
 export class Secret extends Redacted {}
 
-/** POSIX-style environment variable names; anything else is a typo worth reporting as such. */
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /**
  * Resolves a secret reference on the worker: `env:NAME` reads the environment variable `NAME`,
  * `file:/path` reads the file (e.g. a mounted Kubernetes secret) and drops trailing newlines,
@@ -32,10 +29,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  *   is not set, a file that cannot be read, or an empty value. The message names the reference and
  *   the problem, never the secret.
  */
-export async function resolveSecret(
-  ref: SecretRef,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): Promise<Secret> {
+export async function resolveSecret(ref: SecretRef, env: Readonly<Record<string, string | undefined>> = process.env): Promise<Secret> {
   // The type says `env:…` or `file:…`, but the value comes from a registration (JSON), so check.
   const reference: unknown = ref;
   if (typeof reference !== 'string') {
@@ -44,8 +38,8 @@ export async function resolveSecret(
 
   if (reference.startsWith('env:')) {
     const name = reference.slice('env:'.length);
-    if (!ENV_NAME.test(name)) {
-      throw new SecretUnavailableError(`${reference} is malformed: the variable name must match ${ENV_NAME.source}`);
+    if (!ENV_NAME_PATTERN.test(name)) {
+      throw new SecretUnavailableError(`${reference} is malformed: the variable name must match ${ENV_NAME_PATTERN.source}`);
     }
     const value = env[name];
     if (value === undefined) {

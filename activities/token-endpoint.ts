@@ -2,8 +2,9 @@
  * The token endpoint client: the client credentials grant (RFC 6749 §4.4) in two steps named after
  * the spec, {@link clientCredentialsGrantRequest} then {@link processClientCredentialsResponse},
  * and {@link requestToken} which runs both. Every failure becomes a {@link TokenEndpointError}
- * whose `kind` follows DESIGN.md "Failure kinds"; the pure classifiers ({@link classifyErrorResponse},
- * {@link classifyRequestError}, {@link parseRetryAfter}) are exported for unit tests.
+ * whose `kind` follows docs/design.md, "Failures"; the pure classifiers ({@link
+ * classifyErrorResponse}, {@link classifyRequestError}, {@link parseRetryAfter}) are exported for
+ * unit tests.
  *
  * Retrying is the workflow's decision alone: got never retries, never follows redirects, and never
  * reads more than `maxBodyBytes` of an answer.
@@ -11,7 +12,7 @@
 import { once } from 'node:events';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import got, { TimeoutError } from 'got';
-import { AUTH_METHODS, type AuthMethod } from '../workflows/registration.js';
+import { AUTH_METHODS, RESERVED_EXTRA_PARAMS, type AuthMethod } from '../workflows/registration.js';
 import { AccessToken } from './access-token.js';
 import { TokenEndpointError } from './errors.js';
 import type { Secret } from './secrets.js';
@@ -60,7 +61,7 @@ export interface ClientCredentialsRequest {
 export class TokenEndpointResponse {
   readonly status: number;
   readonly headers: Readonly<IncomingHttpHeaders>;
-  /** When the request was sent (Unix ms); renewals are timed from here (DESIGN.md, timing). */
+  /** When the request was sent (Unix ms); renewals are timed from here (docs/design.md, "Timing"). */
   readonly requestStartedAt: number;
   /** When the response headers arrived (Unix ms); `Retry-After` dates are relative to this. */
   readonly receivedAt: number;
@@ -148,7 +149,7 @@ export function clientSecretBasic(clientId: string, clientSecret: Secret): strin
 }
 
 /** Parameters the grant sets itself; letting `extraParams` replace them would change the grant. */
-const RESERVED_PARAMS: ReadonlySet<string> = new Set(['grant_type', 'client_id', 'client_secret', 'scope']);
+const RESERVED_PARAMS: ReadonlySet<string> = new Set(RESERVED_EXTRA_PARAMS);
 
 /** A bad argument: the caller's bug, raised before any I/O. {@link requestToken} lets it through. */
 class InvalidTokenRequestError extends TypeError {}
@@ -302,8 +303,7 @@ export function processClientCredentialsResponse(response: TokenEndpointResponse
   if (response.status !== 200) {
     throw classifyErrorResponse(response);
   }
-  const malformed = (message: string) =>
-    new TokenEndpointError('malformed_response', message, { status: response.status }, response);
+  const malformed = (message: string) => new TokenEndpointError('malformed_response', message, { status: response.status }, response);
 
   if (response.oversized) {
     throw malformed(`"response" body must not be larger than ${response.maxBodyBytes} bytes`);
@@ -386,7 +386,8 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
 const TRANSIENT_OAUTH_ERRORS: ReadonlySet<string> = new Set(['server_error', 'temporarily_unavailable']);
 
 /**
- * Classifies an answer other than 200 into a {@link TokenEndpointError} (DESIGN.md, failure kinds):
+ * Classifies an answer other than 200 into a {@link TokenEndpointError} (docs/design.md,
+ * "Failures"):
  *
  * - 429 → `rate_limited`, with `retryAfterMs` from `Retry-After` when it parses;
  * - 400, 401 or 403 with an OAuth `error` code (RFC 6749 §5.2: `invalid_request`,
@@ -505,7 +506,8 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
 
 /**
  * Error codes that mean no HTTP answer came back: the IAM (or a firewall in front of it) refused,
- * dropped or cut the connection. An IP block looks exactly like this (DESIGN.md, what the IAM does).
+ * dropped or cut the connection. An IP block looks exactly like this (docs/design.md, "What the IAM
+ * does").
  */
 const BLOCKED_CODES: ReadonlySet<string> = new Set([
   'ECONNRESET', // also "socket hang up" and "Client network socket disconnected before secure TLS connection was established"
@@ -534,7 +536,7 @@ const TLS_CODE = /^(?:ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_)|SELF_SIGNED_CERT/;
  * unparseable HTTP answer, a bug) → `server_error`. The message names the cause (error code and
  * Node.js message), never request headers or body.
  *
- * @see DESIGN.md "Failure kinds"
+ * @see docs/design.md, "Failures"
  */
 export function classifyRequestError(error: unknown): TokenEndpointError {
   const { code, message } = describe(error);

@@ -8,12 +8,17 @@
  */
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { TokenStore } from '../activities/token-store.js';
+import { TokenStore } from '../shared/token-store.js';
+import { TokenReader } from '../client/token-reader.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 
 const OPERATIONS = Number(process.env.BENCH_OPERATIONS ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const CLIENTS = 300;
+/** Writes whose announcement a caching reader must act on, one after the other. */
+const INVALIDATIONS = Math.max(20, Math.min(500, Math.floor(OPERATIONS / 40)));
+/** What a caching reader's staleness after a write should stay under. */
+const INVALIDATION_TARGET_MS = 50;
 
 interface Figures {
   perSecond: number;
@@ -56,6 +61,34 @@ function token(i: number, generation: number) {
   };
 }
 
+/**
+ * How long after a write starts a caching reader serves the new generation: the write's script
+ * announces it on `token-updated`, and the reader drops its cached entry when the message comes.
+ */
+async function measureCacheInvalidation(store: TokenStore, redis: Redis): Promise<{ p50Ms: number; p99Ms: number; maxMs: number }> {
+  const reader = new TokenReader({ redis, cache: true });
+  const clientId = 'cached-client';
+  const latencies: number[] = [];
+  try {
+    await store.write({ ...token(0, 1), clientId });
+    await reader.getToken(clientId);
+    for (let generation = 2; generation < INVALIDATIONS + 2; generation++) {
+      const writtenAt = performance.now();
+      await store.write({ ...token(0, generation), clientId });
+      while ((await reader.getToken(clientId)).generation < generation) await new Promise((resolve) => setImmediate(resolve));
+      latencies.push(performance.now() - writtenAt);
+    }
+  } finally {
+    await reader.close();
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    p50Ms: latencies[latencies.length >> 1]!,
+    p99Ms: latencies[Math.floor(0.99 * (latencies.length - 1))]!,
+    maxMs: latencies.at(-1)!,
+  };
+}
+
 const server = await startRedisServer();
 const redis = new Redis(server.url);
 const store = new TokenStore(redis);
@@ -66,8 +99,15 @@ try {
   rows.push(['read (HGETALL, checked)', await measure((i) => store.read(`client-${i % CLIENTS}`))]);
   console.log(`token store on redis-server, ${OPERATIONS} operations, ${CONCURRENCY} in flight, ${CLIENTS} clients`);
   for (const [name, figures] of rows) {
-    console.log(`  ${name.padEnd(50)} ${figures.perSecond.toFixed(0).padStart(7)} ops/s   p50 ${figures.p50Ms.toFixed(2)} ms   p99 ${figures.p99Ms.toFixed(2)} ms`);
+    console.log(
+      `  ${name.padEnd(50)} ${figures.perSecond.toFixed(0).padStart(7)} ops/s   p50 ${figures.p50Ms.toFixed(2)} ms   p99 ${figures.p99Ms.toFixed(2)} ms`,
+    );
   }
+  const invalidation = await measureCacheInvalidation(store, redis);
+  console.log(
+    `  caching reader, write → new generation served (${INVALIDATIONS} writes)   p50 ${invalidation.p50Ms.toFixed(2)} ms   p99 ${invalidation.p99Ms.toFixed(2)} ms   ` +
+      `max ${invalidation.maxMs.toFixed(2)} ms   target < ${INVALIDATION_TARGET_MS} ms: ${invalidation.maxMs < INVALIDATION_TARGET_MS ? 'met' : 'missed'}`,
+  );
 } finally {
   redis.disconnect();
   await server.stop();

@@ -29,6 +29,7 @@ import {
 } from '../workflows/search-attributes.js';
 import { tokenLifecycle, type TokenLifecycleInput } from '../workflows/token-lifecycle.js';
 import { parseRegistration } from './registration-schema.js';
+import { errorMessage } from '../shared/error-message.js';
 
 export class AlreadyRegisteredError extends Error {
   readonly code = 'already_registered';
@@ -225,7 +226,7 @@ export class TokenAdmin {
     await forEachConcurrently(desired, concurrency, async (registration) => {
       const { clientId } = registration;
       const current = await this.registration(clientId).catch((err: unknown) => {
-        result.failed.push({ clientId, action: 'update', message: messageOf(err) });
+        result.failed.push({ clientId, action: 'update', message: errorMessage(err) });
         return undefined;
       });
       if (current === undefined) return;
@@ -234,7 +235,7 @@ export class TokenAdmin {
           if (!options.dryRun) await this.register(registration);
           result.created.push(clientId);
         } catch (err) {
-          result.failed.push({ clientId, action: 'create', message: messageOf(err) });
+          result.failed.push({ clientId, action: 'create', message: errorMessage(err) });
         }
         return;
       }
@@ -247,7 +248,7 @@ export class TokenAdmin {
         if (!options.dryRun) await this.reconfigure(clientId, changesFor(registration, fields));
         result.updated.push({ clientId, fields });
       } catch (err) {
-        result.failed.push({ clientId, action: 'update', message: messageOf(err) });
+        result.failed.push({ clientId, action: 'update', message: errorMessage(err) });
       }
     });
 
@@ -260,7 +261,7 @@ export class TokenAdmin {
           result.removed.push(clientId);
         } catch (err) {
           // Visibility lags: a workflow that ended a moment ago may still be listed as running.
-          if (!(err instanceof NotRegisteredError)) result.failed.push({ clientId, action: 'remove', message: messageOf(err) });
+          if (!(err instanceof NotRegisteredError)) result.failed.push({ clientId, action: 'remove', message: errorMessage(err) });
         }
       });
     }
@@ -329,7 +330,9 @@ function normalized(value: unknown): unknown {
 /** JSON with object keys sorted, so equal registrations compare equal whatever their key order. */
 function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v,
+    typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
   );
 }
 
@@ -339,8 +342,4 @@ async function forEachConcurrently<T>(items: readonly T[], concurrency: number, 
     while (next < items.length) await action(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

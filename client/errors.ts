@@ -2,7 +2,7 @@
  * The errors of the consumer library: one class per condition, each with a stable `code` that
  * programs can switch on, and the client ID in a readonly field. None of them carries a token.
  */
-import { innermostMessage } from './innermost-message.js';
+import { innermostMessage } from '../shared/error-message.js';
 
 /**
  * Redis holds no usable token for the client: the worker has not stored one yet, the last one
@@ -16,7 +16,9 @@ export class TokenUnavailableError extends Error {
     /** The Redis key that was read, e.g. `oauth:token:orders`. */
     readonly key: string,
   ) {
-    super(`No current token for client '${clientId}' in Redis (key ${key}): none was stored yet, it expired, or the client is not registered`);
+    super(
+      `No current token for client '${clientId}' in Redis (key ${key}): none was stored yet, it expired, or the client is not registered`,
+    );
     this.name = 'TokenUnavailableError';
   }
 }

@@ -1,7 +1,7 @@
 /**
- * got integration of the consumer library (DESIGN.md, "Consumer library"): every request carries
- * the client's current token, and a request refused because of the token itself is retried once
- * with its replacement.
+ * got integration of the consumer library (docs/design.md, "The consumer library"): every request
+ * carries the client's current token, and a request refused because of the token itself is retried
+ * once with its replacement.
  *
  * What a 401 means is read from its `WWW-Authenticate` challenge (RFC 6750 §3): only
  * `error="invalid_token"` ("expired, revoked, malformed, or invalid for other reasons", §3.1)

@@ -1,7 +1,7 @@
 /**
  * The package's public API (package.json `exports["."]`).
  *
- * For backend services that need a token (DESIGN.md, "Consumer library"):
+ * For backend services that need a token (docs/design.md, "The consumer library"):
  * - {@link TokenReader}: the current token of a client from Redis, with an optional in-process
  *   cache, {@link TokenReader.requestRefresh} and {@link TokenReader.waitForToken};
  * - {@link withBearerAuth} / {@link bearerAuth}: got requests that carry the token and recover
@@ -15,19 +15,33 @@
  * @packageDocumentation
  */
 export { TokenReader } from './token-reader.js';
-export type { CurrentToken, GetTokenOptions, ReplaceRejectedTokenOptions, TokenReaderOptions, WaitForTokenOptions } from './token-reader.js';
-export { DEFAULT_REFRESH_REQUESTS_MAX_LENGTH, requestRefresh } from './refresh-request.js';
+export type {
+  CurrentToken,
+  GetTokenOptions,
+  ReplaceRejectedTokenOptions,
+  TokenReaderOptions,
+  WaitForTokenOptions,
+} from './token-reader.js';
+export { requestRefresh } from './refresh-request.js';
+export { REFRESH_REQUESTS_MAX_LENGTH as DEFAULT_REFRESH_REQUESTS_MAX_LENGTH } from '../shared/redis-layout.js';
 export type { RefreshRequest, RefreshRequestReceipt, StreamRefreshTarget, TemporalRefreshTarget } from './refresh-request.js';
 export { bearerAuth, withBearerAuth } from './got-bearer-auth.js';
 export type { BearerAuthOptions } from './got-bearer-auth.js';
 export { findBearerChallenge, isInvalidTokenChallenge, parseWwwAuthenticate, WwwAuthenticateSyntaxError } from './www-authenticate.js';
 export type { AuthChallenge, BearerChallenge } from './www-authenticate.js';
-export { RedisUnavailableError, RefreshRequestError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
-export { MalformedStoredTokenError } from '../activities/token-store.js';
-export { createRedisClient, RedisUrlError } from './redis-connection.js';
-export type { RedisClient } from './redis-connection.js';
+export {
+  RedisUnavailableError,
+  RefreshRequestError,
+  TokenReaderClosedError,
+  TokenUnavailableError,
+  TokenWaitTimeoutError,
+} from './errors.js';
+export { MalformedStoredTokenError } from '../shared/token-store.js';
+export { createRedisClient, RedisUrlError } from '../shared/redis-connection.js';
+export type { RedisClient } from '../shared/redis-connection.js';
 
 export { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from './admin.js';
 export type { RegisteredClient, TokenAdminOptions } from './admin.js';
-export type { ForceRefreshRequest, LastError, RegistrationChanges, TokenState, TokenStatus } from '../workflows/messages.js';
+export type { ForceRefreshRequest, RegistrationChanges, TokenState, TokenStatus } from '../workflows/messages.js';
+export type { LastError } from '../workflows/failures.js';
 export type { ClientRegistration } from '../workflows/registration.js';

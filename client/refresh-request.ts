@@ -1,8 +1,8 @@
 /**
- * Asking the worker for a new token, from a service that saw its token refused (DESIGN.md,
- * "Consumer library"). Two ways, with the same effect: a `forceRefresh` signal to the client's
+ * Asking the worker for a new token, from a service that saw its token refused (docs/design.md,
+ * "The consumer library"). Two ways, with the same effect: a `forceRefresh` signal to the client's
  * workflow, where it is coalesced, checked against the current fingerprint, and held to the
- * minimum interval (invariant 4):
+ * minimum interval (docs/design.md, "One refresh at a time"):
  *
  * - an entry on the Redis stream `<prefix>refresh-requests`, for services that hold only Redis
  *   credentials; the worker reads the stream with a consumer group and sends the signal;
@@ -10,7 +10,8 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
-import { DEFAULT_KEY_PREFIX, refreshRequestsStream } from '../activities/token-store.js';
+import { errorMessage } from '../shared/error-message.js';
+import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_MAX_LENGTH, refreshRequestsStream } from '../shared/redis-layout.js';
 import { forceRefreshSignal, workflowIdFor } from '../workflows/messages.js';
 import { RefreshRequestError } from './errors.js';
 
@@ -28,8 +29,7 @@ export interface RefreshRequest {
 
 /** Where {@link requestRefresh} sent the request. */
 export type RefreshRequestReceipt =
-  | { via: 'redis-stream'; stream: string; entryId: string }
-  | { via: 'temporal-signal'; workflowId: string };
+  { via: 'redis-stream'; stream: string; entryId: string } | { via: 'temporal-signal'; workflowId: string };
 
 /** Sends refresh requests through the Redis stream `<prefix>refresh-requests`. */
 export interface StreamRefreshTarget {
@@ -47,9 +47,6 @@ export interface StreamRefreshTarget {
 export interface TemporalRefreshTarget {
   temporal: Client;
 }
-
-/** The stream length producers cap `<prefix>refresh-requests` at, the same as the worker's consumer expects. */
-export const DEFAULT_REFRESH_REQUESTS_MAX_LENGTH = 10_000;
 
 /**
  * Asks the worker to replace the token of `clientId`, through the Redis stream or a Temporal
@@ -70,19 +67,23 @@ export async function requestRefresh(
 
 async function addStreamEntry(target: StreamRefreshTarget, clientId: string, request: RefreshRequest): Promise<RefreshRequestReceipt> {
   const stream = refreshRequestsStream(target.prefix ?? DEFAULT_KEY_PREFIX);
-  const fields = ['clientId', clientId];
-  if (request.rejectedFingerprint !== undefined) fields.push('rejectedFingerprint', request.rejectedFingerprint);
-  if (request.reason !== undefined) fields.push('reason', request.reason);
+  const fields: string[] = [REFRESH_REQUEST_FIELDS.clientId, clientId];
+  if (request.rejectedFingerprint !== undefined) fields.push(REFRESH_REQUEST_FIELDS.rejectedFingerprint, request.rejectedFingerprint);
+  if (request.reason !== undefined) fields.push(REFRESH_REQUEST_FIELDS.reason, request.reason);
   try {
-    const entryId = await target.redis.xadd(stream, 'MAXLEN', '~', target.maxLength ?? DEFAULT_REFRESH_REQUESTS_MAX_LENGTH, '*', ...fields);
+    const entryId = await target.redis.xadd(stream, 'MAXLEN', '~', target.maxLength ?? REFRESH_REQUESTS_MAX_LENGTH, '*', ...fields);
     if (entryId === null) throw new Error('XADD returned no entry ID');
     return { via: 'redis-stream', stream, entryId };
   } catch (error) {
-    throw new RefreshRequestError(clientId, `Redis refused the entry on ${stream}: ${messageOf(error)}`, { cause: error });
+    throw new RefreshRequestError(clientId, `Redis refused the entry on ${stream}: ${errorMessage(error)}`, { cause: error });
   }
 }
 
-async function signalForceRefresh(target: TemporalRefreshTarget, clientId: string, request: RefreshRequest): Promise<RefreshRequestReceipt> {
+async function signalForceRefresh(
+  target: TemporalRefreshTarget,
+  clientId: string,
+  request: RefreshRequest,
+): Promise<RefreshRequestReceipt> {
   const workflowId = workflowIdFor(clientId);
   try {
     await target.temporal.workflow.getHandle(workflowId).signal(forceRefreshSignal, {
@@ -91,11 +92,10 @@ async function signalForceRefresh(target: TemporalRefreshTarget, clientId: strin
     });
     return { via: 'temporal-signal', workflowId };
   } catch (error) {
-    const reason = error instanceof WorkflowNotFoundError ? `no workflow ${workflowId} is running (is the client registered?)` : `Temporal refused the forceRefresh signal: ${messageOf(error)}`;
+    const reason =
+      error instanceof WorkflowNotFoundError
+        ? `no workflow ${workflowId} is running (is the client registered?)`
+        : `Temporal refused the forceRefresh signal: ${errorMessage(error)}`;
     throw new RefreshRequestError(clientId, reason, { cause: error });
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -3,8 +3,16 @@
  * Temporal. Every problem is reported at once with its path, e.g. `clients[2].secretRef: …`.
  */
 import { z } from 'zod';
-import { policyProblems, resolvePolicy } from '../workflows/policy.js';
-import type { ClientRegistration } from '../workflows/registration.js';
+import { RETRYABLE_FAILURE_KINDS, type RetryableFailureKind } from '../workflows/failures.js';
+import { DEFAULT_POLICY, policyProblems, resolvePolicy, type RefreshPolicy } from '../workflows/policy.js';
+import {
+  AUTH_METHODS,
+  CLIENT_ID_PATTERN,
+  CLIENT_ID_RULE,
+  isSecretRef,
+  RESERVED_EXTRA_PARAMS,
+  type ClientRegistration,
+} from '../workflows/registration.js';
 
 /** A field's error message, or `is required` when the field is absent. */
 function requiredOr(message: string): (issue: { input: unknown }) => string {
@@ -13,26 +21,20 @@ function requiredOr(message: string): (issue: { input: unknown }) => string {
 
 const backoffRule = z.object({ baseMs: z.number().positive(), capMs: z.number().positive() }).partial().strict();
 
+/** Every numeric field of the policy, from its defaults: a field the policy gains is accepted here too. */
+const policyNumbers = Object.fromEntries(
+  Object.keys(DEFAULT_POLICY)
+    .filter((field) => field !== 'backoff')
+    .map((field) => [field, z.number()]),
+) as Record<Exclude<keyof RefreshPolicy, 'backoff'>, z.ZodNumber>;
+
 export const policySchema = z
   .object({
-    refreshFraction: z.number(),
-    jitterFraction: z.number(),
-    defaultExpiresInSeconds: z.number(),
-    minForcedRefreshIntervalMs: z.number(),
-    retryAfterMinMs: z.number(),
-    retryAfterMaxMs: z.number(),
-    rejectedProbeIntervalMs: z.number(),
-    maxCyclesPerRun: z.number(),
-    requestTimeoutMs: z.number(),
+    ...policyNumbers,
     backoff: z
-      .object({
-        rate_limited: backoffRule,
-        blocked: backoffRule,
-        server_error: backoffRule,
-        malformed_response: backoffRule,
-        secret_unavailable: backoffRule,
-        store_unavailable: backoffRule,
-      })
+      .object(
+        Object.fromEntries(RETRYABLE_FAILURE_KINDS.map((kind) => [kind, backoffRule])) as Record<RetryableFailureKind, typeof backoffRule>,
+      )
       .partial()
       .strict(),
   })
@@ -44,21 +46,18 @@ export const policySchema = z
 
 export const registrationSchema = z
   .object({
-    clientId: z
-      .string({ error: requiredOr('must be a string') })
-      .min(1)
-      .max(200)
-      .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
-    tokenUrl: z.url({ protocol: /^https?$/, error: requiredOr('must be an http(s) URL') }).refine((url) => !/\/\/[^/]*@/.test(url), 'must not contain credentials'),
-    authMethod: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
+    clientId: z.string({ error: requiredOr('must be a string') }).regex(CLIENT_ID_PATTERN, `must be ${CLIENT_ID_RULE}`),
+    tokenUrl: z
+      .url({ protocol: /^https?$/, error: requiredOr('must be an http(s) URL') })
+      .refine((url) => !/\/\/[^/]*@/.test(url), 'must not contain credentials'),
+    authMethod: z.enum(AUTH_METHODS).default('client_secret_basic'),
     secretRef: z
       .string({ error: requiredOr('must be a string: env:NAME or file:/absolute/path') })
-      .regex(/^(env:[A-Za-z_][A-Za-z0-9_]*|file:\/.+)$/, 'must be env:NAME or file:/absolute/path (the secret itself never goes here)')
-      .transform((ref) => ref as ClientRegistration['secretRef']),
+      .refine(isSecretRef, 'must be env:NAME or file:/absolute/path (the secret itself never goes here)'),
     scope: z.string().optional(),
     extraParams: z
       .record(z.string(), z.string())
-      .refine((params) => !['grant_type', 'client_id', 'client_secret', 'scope'].some((k) => k in params), 'must not set grant_type, client_id, client_secret or scope')
+      .refine((params) => !RESERVED_EXTRA_PARAMS.some((k) => k in params), `must not set ${RESERVED_EXTRA_PARAMS.join(', ')}`)
       .optional(),
     policy: policySchema.optional(),
   })

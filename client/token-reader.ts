@@ -1,11 +1,13 @@
 /**
- * The consumer's view of the token store (DESIGN.md, "Consumer library"): a backend service reads
- * the current token of a client from Redis, optionally through an in-process cache, asks for a
- * refresh when an API refused it, and waits for its replacement.
+ * The consumer's view of the token store (docs/design.md, "The consumer library"): a backend
+ * service reads the current token of a client from Redis, optionally through an in-process cache,
+ * asks for a refresh when an API refused it, and waits for its replacement.
  */
 import type { Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
-import { DEFAULT_KEY_PREFIX, MalformedStoredTokenError, tokenKey, TokenStore, tokenUpdatedChannel, type StoredToken, type TokenUpdatedMessage } from '../activities/token-store.js';
+import { DEFAULT_KEY_PREFIX, tokenKey, tokenUpdatedChannel } from '../shared/redis-layout.js';
+import { MalformedStoredTokenError, TokenStore, type StoredToken } from '../shared/token-store.js';
+import type { ReceivedTokenUpdate } from '../shared/token-updated-message.js';
 import { RedisUnavailableError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
 import { requestRefresh, type RefreshRequest, type RefreshRequestReceipt } from './refresh-request.js';
 import { TokenUpdates } from './token-updates.js';
@@ -18,6 +20,8 @@ export interface CurrentToken {
   tokenType: string;
   /** The token is unusable from this instant; it is never returned after it. */
   expiresAt: number;
+  /** When the worker received it from the IAM. */
+  obtainedAt: number;
   /** Increases with every token the worker obtains for this client: the higher, the newer. */
   generation: number;
   /** First 16 hex digits of SHA-256 of the token: name a token in refresh requests and logs with it. */
@@ -78,7 +82,7 @@ export interface ReplaceRejectedTokenOptions {
 }
 
 /**
- * Reads tokens from Redis in the layout of DESIGN.md, and asks for new ones.
+ * Reads tokens from Redis in the layout of docs/design.md, "Redis layout", and asks for new ones.
  *
  * ```ts
  * const reader = new TokenReader({ redis: new Redis(process.env.REDIS_URL), cache: true });
@@ -99,7 +103,7 @@ export class TokenReader {
   private readonly cache = new Map<string, CurrentToken>();
   /** Per client, a count of announcements: a read that started before one must not fill the cache. */
   private readonly announcements = new Map<string, number>();
-  private readonly waiters = new Map<string, Set<(message: TokenUpdatedMessage) => void>>();
+  private readonly waiters = new Map<string, Set<(message: ReceivedTokenUpdate) => void>>();
   private readonly replacements = new Map<string, Promise<CurrentToken | undefined>>();
   private readonly closers = new Set<() => void>();
   private closed = false;
@@ -192,7 +196,7 @@ export class TokenReader {
           () => undefined,
         );
       };
-      const onAnnouncement = (message: TokenUpdatedMessage) => {
+      const onAnnouncement = (message: ReceivedTokenUpdate) => {
         if (message.generation > newerThan) check();
       };
       const onClose = () => finish(() => reject(new TokenReaderClosedError()));
@@ -213,7 +217,11 @@ export class TokenReader {
    *
    * @throws {@link RefreshRequestError} when the request could not be delivered.
    */
-  replaceRejectedToken(clientId: string, rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>, options: ReplaceRejectedTokenOptions): Promise<CurrentToken | undefined> {
+  replaceRejectedToken(
+    clientId: string,
+    rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>,
+    options: ReplaceRejectedTokenOptions,
+  ): Promise<CurrentToken | undefined> {
     const key = `${clientId}\u0000${rejected.fingerprint}`;
     let replacement = this.replacements.get(key);
     if (replacement === undefined) {
@@ -233,7 +241,11 @@ export class TokenReader {
     return Promise.resolve();
   }
 
-  private async replace(clientId: string, rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>, options: ReplaceRejectedTokenOptions): Promise<CurrentToken | undefined> {
+  private async replace(
+    clientId: string,
+    rejected: Pick<CurrentToken, 'fingerprint' | 'generation'>,
+    options: ReplaceRejectedTokenOptions,
+  ): Promise<CurrentToken | undefined> {
     // A caller whose request was in flight while the token rotated needs no new refresh.
     const current = await this.getToken(clientId, { skipCache: true }).catch((error: unknown) => {
       if (error instanceof TokenUnavailableError) return undefined;
@@ -241,7 +253,10 @@ export class TokenReader {
     });
     if (current !== undefined && current.generation > rejected.generation) return current;
 
-    await this.requestRefresh(clientId, { rejectedFingerprint: rejected.fingerprint, ...(options.reason !== undefined && { reason: options.reason }) });
+    await this.requestRefresh(clientId, {
+      rejectedFingerprint: rejected.fingerprint,
+      ...(options.reason !== undefined && { reason: options.reason }),
+    });
     try {
       return await this.waitForToken(clientId, { newerThan: rejected.generation, timeoutMs: options.timeoutMs });
     } catch (error) {
@@ -270,7 +285,7 @@ export class TokenReader {
     return token;
   }
 
-  private onAnnouncement(message: TokenUpdatedMessage): void {
+  private onAnnouncement(message: ReceivedTokenUpdate): void {
     this.announcements.set(message.clientId, (this.announcements.get(message.clientId) ?? 0) + 1);
     const cached = this.cache.get(message.clientId);
     if (cached !== undefined && cached.generation < message.generation) this.cache.delete(message.clientId);
@@ -294,6 +309,7 @@ function toCurrentToken(stored: StoredToken): CurrentToken {
     accessToken: stored.accessToken,
     tokenType: stored.tokenType,
     expiresAt: stored.expiresAt,
+    obtainedAt: stored.obtainedAt,
     generation: stored.generation,
     fingerprint: stored.fingerprint,
     scope: stored.scope,

@@ -1,16 +1,17 @@
 /**
  * A subscription to `<prefix>token-updated`, the channel on which the worker announces every token
- * it stores (DESIGN.md, Redis layout). A Redis connection that subscribes can run nothing else, so
- * this holds a dedicated one, duplicated from the caller's client (standalone, Sentinel or Cluster).
+ * it stores (docs/design.md, "Redis layout"). A Redis connection that subscribes can run nothing
+ * else, so this holds a dedicated one, duplicated from the caller's client (standalone, Sentinel or
+ * Cluster).
  */
 import type { Cluster, Redis } from 'ioredis';
-import type { TokenUpdatedMessage } from '../activities/token-store.js';
-import { duplicateConnection } from './redis-connection.js';
+import { parseTokenUpdated, type ReceivedTokenUpdate } from '../shared/token-updated-message.js';
+import { duplicateConnection } from '../shared/redis-connection.js';
 
 /** What a {@link TokenUpdates} subscriber is told. */
 export interface TokenUpdatesListener {
   /** A token was stored: for `message.clientId`, generation `message.generation`. */
-  onUpdate(message: TokenUpdatedMessage): void;
+  onUpdate(message: ReceivedTokenUpdate): void;
   /**
    * The subscription's connection closed: announcements made until it is back are lost, so
    * anything kept because no announcement said otherwise must be dropped.
@@ -72,7 +73,7 @@ export class TokenUpdates {
     subscriber.on('error', () => undefined);
     subscriber.on('message', (channel: string, payload: string) => {
       if (channel !== this.channel) return;
-      const message = parseMessage(payload);
+      const message = parseTokenUpdated(payload);
       if (message === undefined) return;
       for (const listener of this.listeners) listener.onUpdate(message);
     });
@@ -88,16 +89,5 @@ export class TokenUpdates {
     });
     await subscriber.subscribe(this.channel);
     this.live = true;
-  }
-}
-
-/** A well-formed announcement, or `undefined` for anything else on the channel. */
-function parseMessage(payload: string): TokenUpdatedMessage | undefined {
-  try {
-    const value = JSON.parse(payload) as Partial<TokenUpdatedMessage> | null;
-    if (value === null || typeof value.clientId !== 'string' || !Number.isSafeInteger(value.generation)) return undefined;
-    return value as TokenUpdatedMessage;
-  } catch {
-    return undefined;
   }
 }

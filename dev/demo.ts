@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { z } from 'zod';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
-import { parseEnvironment } from '../client/settings.js';
+import { parseEnvironment } from '../shared/settings.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import { exitDescription, hasExited } from './child-process.js';
 import { portAnswers } from './free-port.js';
@@ -35,7 +35,10 @@ const demoSettingsSchema = z.object({
   DEMO_IAM_PORT: port.optional(),
   METRICS_PORT: port.default(9464),
   /** The dev server's database and log: a restarted demo finds its workflows again. */
-  DEMO_STATE_DIR: z.string().min(1).default(join(root, '.cache', 'demo')),
+  DEMO_STATE_DIR: z
+    .string()
+    .min(1)
+    .default(join(root, '.cache', 'demo')),
 });
 
 /** Secrets the demo worker resolves (env:NAME). SHIPPING_SECRET is wrong on purpose. */
@@ -50,7 +53,14 @@ const WORKER_SECRETS = {
 const started: Array<() => Promise<void> | void> = [];
 
 async function main(): Promise<void> {
-  const { DEMO_TEMPORAL_PORT: TEMPORAL_PORT, DEMO_UI_PORT: UI_PORT, DEMO_REDIS_PORT: REDIS_PORT, DEMO_IAM_PORT, METRICS_PORT, DEMO_STATE_DIR: stateDir } = parseEnvironment(demoSettingsSchema, process.env);
+  const {
+    DEMO_TEMPORAL_PORT: TEMPORAL_PORT,
+    DEMO_UI_PORT: UI_PORT,
+    DEMO_REDIS_PORT: REDIS_PORT,
+    DEMO_IAM_PORT,
+    METRICS_PORT,
+    DEMO_STATE_DIR: stateDir,
+  } = parseEnvironment(demoSettingsSchema, process.env);
   mkdirSync(stateDir, { recursive: true });
   const temporalAddress = `127.0.0.1:${TEMPORAL_PORT}`;
   if (await portAnswers(TEMPORAL_PORT)) {
@@ -67,7 +77,9 @@ async function main(): Promise<void> {
 
   if (!(await portAnswers(REDIS_PORT))) {
     console.log(`Starting redis-server on 127.0.0.1:${REDIS_PORT}…`);
-    const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
     started.push(() => stop(redis));
     await waitFor(() => portAnswers(REDIS_PORT), 'redis-server');
   }
@@ -83,7 +95,14 @@ async function main(): Promise<void> {
   console.log('Starting the worker…');
   const worker = spawn(process.execPath, [join(root, 'dist', 'worker', 'main.js')], {
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, ...WORKER_SECRETS, TEMPORAL_ADDRESS: temporalAddress, REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}`, METRICS_PORT: String(METRICS_PORT), LOG_LEVEL: process.env.LOG_LEVEL ?? 'WARN' },
+    env: {
+      ...process.env,
+      ...WORKER_SECRETS,
+      TEMPORAL_ADDRESS: temporalAddress,
+      REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}`,
+      METRICS_PORT: String(METRICS_PORT),
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'WARN',
+    },
   });
   started.push(() => stop(worker));
 
@@ -92,9 +111,21 @@ async function main(): Promise<void> {
   const admin = new TokenAdmin(new Client({ connection }));
   const tokenUrl = iam.tokenUrl();
   const registrations: ClientRegistration[] = [
-    { clientId: 'orders-service', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:ORDERS_SECRET', scope: 'orders:read orders:write' },
+    {
+      clientId: 'orders-service',
+      tokenUrl,
+      authMethod: 'client_secret_basic',
+      secretRef: 'env:ORDERS_SECRET',
+      scope: 'orders:read orders:write',
+    },
     { clientId: 'billing-service', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:BILLING_SECRET', scope: 'billing' },
-    { clientId: 'reporting-service', tokenUrl: iam.legacyTokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:REPORTING_SECRET', scope: 'reports:read' },
+    {
+      clientId: 'reporting-service',
+      tokenUrl: iam.legacyTokenUrl(),
+      authMethod: 'client_secret_post',
+      secretRef: 'env:REPORTING_SECRET',
+      scope: 'reports:read',
+    },
     { clientId: 'legacy-batch', tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:LEGACY_SECRET' },
     { clientId: 'shipping-service', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:SHIPPING_SECRET' },
   ];

@@ -68,7 +68,8 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
     for (const key of TOKEN_SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=${SEARCH_ATTRIBUTE_TYPE_FLAG[key.type]}`);
   }
   for (const namespace of options.namespaces ?? []) args.push('--namespace', namespace);
-  for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
+  for (const [key, value] of Object.entries(options.dynamicConfig ?? {}))
+    args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
 
   let child: ChildProcess | null = null;
   const start = async () => {

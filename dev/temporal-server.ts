@@ -111,7 +111,11 @@ export async function temporalServerBuild(): Promise<TemporalServerBuild> {
     const [code] = (await once(child, 'exit')) as [number | null];
     if (code !== 0) throw new Error(`${ensure} failed (${exitDescription(child)}): see its output above`);
     folder = folder.trim();
-    return { server: join(folder, 'temporal-server'), sqlTool: join(folder, 'temporal-sql-tool'), postgresSchemaDir: join(folder, 'schema', 'postgresql', 'v12') };
+    return {
+      server: join(folder, 'temporal-server'),
+      sqlTool: join(folder, 'temporal-sql-tool'),
+      postgresSchemaDir: join(folder, 'schema', 'postgresql', 'v12'),
+    };
   }
   throw new Error('dev/temporal-server/ensure.sh not found: run from a checkout of the project');
 }
@@ -132,18 +136,36 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
   /** Databases this start named itself are dropped at the end; ones the caller named are kept. */
   const ownDatabases = options.database === undefined;
   const main = options.database ?? `temporal_${randomBytes(5).toString('hex')}`;
-  if (!/^[a-z_][a-z0-9_]{0,50}$/.test(main)) throw new Error(`database must be a lowercase PostgreSQL identifier of at most 51 characters (got ${JSON.stringify(main)})`);
+  if (!/^[a-z_][a-z0-9_]{0,50}$/.test(main))
+    throw new Error(`database must be a lowercase PostgreSQL identifier of at most 51 characters (got ${JSON.stringify(main)})`);
   const databases = { main, visibility: `${main}_visibility` };
   const namespace = options.namespace ?? 'default';
 
   const sqlTool = async (database: string, ...args: string[]) => {
-    const connect = ['--plugin', 'postgres12', '--endpoint', postgres.host, '--port', String(postgres.port), '--user', postgres.user, '--database', database];
+    const connect = [
+      '--plugin',
+      'postgres12',
+      '--endpoint',
+      postgres.host,
+      '--port',
+      String(postgres.port),
+      '--user',
+      postgres.user,
+      '--database',
+      database,
+    ];
     try {
       // The password through the environment: a command line is visible to every local user.
-      await execFileAsync(build.sqlTool, [...connect, ...args], { timeout: 120_000, env: { ...process.env, SQL_PASSWORD: postgres.password } });
+      await execFileAsync(build.sqlTool, [...connect, ...args], {
+        timeout: 120_000,
+        env: { ...process.env, SQL_PASSWORD: postgres.password },
+      });
     } catch (err) {
       const { stderr = '', stdout = '' } = err as { stderr?: string; stdout?: string };
-      throw new Error(`temporal-sql-tool ${args[0]} on database ${database} (PostgreSQL ${postgres.user}@${postgres.host}:${postgres.port}) failed: ${(stderr || stdout || String(err)).trim()}`, { cause: err });
+      throw new Error(
+        `temporal-sql-tool ${args[0]} on database ${database} (PostgreSQL ${postgres.user}@${postgres.host}:${postgres.port}) failed: ${(stderr || stdout || String(err)).trim()}`,
+        { cause: err },
+      );
     }
   };
   // Each step leaves what exists alone, so a kept database is migrated, not recreated.
@@ -152,7 +174,8 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
     await sqlTool(database, 'setup-schema', '--version', '0.0');
     await sqlTool(database, 'update-schema', '--schema-dir', join(build.postgresSchemaDir, schema, 'versioned'));
   };
-  const dropDatabases = () => Promise.all([databases.main, databases.visibility].map((database) => sqlTool(database, 'drop-database', '--force')));
+  const dropDatabases = () =>
+    Promise.all([databases.main, databases.visibility].map((database) => sqlTool(database, 'drop-database', '--force')));
 
   const dir = await mkdtemp(join(tmpdir(), 'temporal-server-'));
   let child: ChildProcess | null = null;
@@ -208,7 +231,9 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
     dcRedirectionPolicy: { policy: 'noop' },
     dynamicConfigClient: { filepath: join(dir, 'dynamicconfig.yaml'), pollInterval: '10s' },
   };
-  const dynamicConfig = Object.fromEntries(Object.entries(options.dynamicConfig ?? {}).map(([key, value]) => [key, [{ value, constraints: {} }]]));
+  const dynamicConfig = Object.fromEntries(
+    Object.entries(options.dynamicConfig ?? {}).map(([key, value]) => [key, [{ value, constraints: {} }]]),
+  );
   await mkdir(join(dir, 'config'));
   // It holds the database password.
   await writeFile(join(dir, 'config', 'production.yaml'), stringify(config), { mode: 0o600 });
@@ -218,7 +243,9 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
   const readyTimeoutMs = options.readyTimeoutMs ?? 180_000;
   const start = async () => {
     if (child !== null && !hasExited(child)) return;
-    const proc = spawn(build.server, ['--root', dir, '--config', 'config', '--env', 'production', '--allow-no-auth', 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(build.server, ['--root', dir, '--config', 'config', '--env', 'production', '--allow-no-auth', 'start'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const log = options.logFile === undefined ? null : createWriteStream(options.logFile, { flags: 'a' });
     let tail = '';
     for (const stream of [proc.stdout, proc.stderr]) {
@@ -315,7 +342,9 @@ async function runInForeground(): Promise<void> {
     logFile: '/dev/stdout',
     logLevel: 'info',
   });
-  console.log(`Temporal server on ${server.address} (PostgreSQL databases ${server.databases.main}, ${server.databases.visibility}); Ctrl-C stops it`);
+  console.log(
+    `Temporal server on ${server.address} (PostgreSQL databases ${server.databases.main}, ${server.databases.visibility}); Ctrl-C stops it`,
+  );
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
       void server.destroy().then(() => process.exit(0));

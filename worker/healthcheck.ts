@@ -7,7 +7,7 @@
  * With `METRICS_PORT=0` (metrics off) there is nothing to ask: it reports healthy and says so,
  * and the orchestrator falls back to watching the process.
  */
-import { readSettings } from '../client/settings.js';
+import { readSettings } from '../shared/settings.js';
 
 /** A metric every running Temporal worker exports (see worker/metrics.ts, TEMPORAL_WORKER_METRIC_NAMES). */
 const WORKER_READY_METRIC = 'temporal_worker_task_slots_available';
@@ -20,7 +20,9 @@ export async function checkWorkerHealth(metricsPort: number): Promise<string | n
     const response = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (!response.ok) return `${url} answered ${response.status}`;
     const body = await response.text();
-    return body.includes(WORKER_READY_METRIC) ? null : `${url} does not show ${WORKER_READY_METRIC} yet: the Temporal workers are not running`;
+    return body.includes(WORKER_READY_METRIC)
+      ? null
+      : `${url} does not show ${WORKER_READY_METRIC} yet: the Temporal workers are not running`;
   } catch (error) {
     return `${url} did not answer: ${(error as Error).message}`;
   }

@@ -1,11 +1,12 @@
 /**
  * The worker's logger, shared by the SDK, the Rust core and the activities through
  * `Runtime.install`: the SDK's readable lines (`LOG_FORMAT=pretty`) or one JSON object per line for
- * log pipelines (`LOG_FORMAT=json`). Secrets and tokens are never in what it is given (invariant 1),
- * and `Redacted` values serialize as `[redacted]` in both formats.
+ * log pipelines (`LOG_FORMAT=json`). Secrets and tokens are never in what it is given
+ * (docs/design.md, "No secret in Temporal"), and `Redacted` values serialize as `[redacted]` in
+ * both formats.
  */
 import { DefaultLogger, type LogEntry, type LogLevel, type LogMetadata } from '@temporalio/worker';
-import type { Settings } from '../client/settings.js';
+import type { Settings } from '../shared/settings.js';
 
 /**
  * SDK warnings that describe this worker's design rather than a problem: the IAM worker runs
@@ -28,7 +29,11 @@ class WorkerLogger extends DefaultLogger {
 }
 
 /** The logger for `Runtime.install({ logger })`. */
-export function createWorkerLogger({ level, format, writeLine = (line) => process.stderr.write(line) }: WorkerLoggerOptions): DefaultLogger {
+export function createWorkerLogger({
+  level,
+  format,
+  writeLine = (line) => process.stderr.write(line),
+}: WorkerLoggerOptions): DefaultLogger {
   if (format === 'pretty') return new WorkerLogger(level);
   return new WorkerLogger(level, (entry) => writeLine(`${toJsonLine(entry)}\n`));
 }

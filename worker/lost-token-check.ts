@@ -25,8 +25,8 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
-import type { TokenStore } from '../activities/token-store.js';
-import type { RedisClient } from '../client/redis-connection.js';
+import type { TokenStore } from '../shared/token-store.js';
+import type { RedisClient } from '../shared/redis-connection.js';
 import { forceRefreshSignal, statusQuery, workflowIdFor } from '../workflows/messages.js';
 import { TokenClientId, TokenExpiresAt, TokenState } from '../workflows/search-attributes.js';
 
@@ -83,10 +83,15 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
   const pendingTimers = new Set<NodeJS.Timeout>();
 
   const check = (trigger: string): Promise<LostTokenCheckResult | null> => {
-    current = current.then(() => (stopped ? null : checkOnce(trigger))).catch((err: unknown) => {
-      logger.warn('Lost-token check failed; the next one tries again', { trigger, error: err instanceof Error ? err.message : String(err) });
-      return null;
-    });
+    current = current
+      .then(() => (stopped ? null : checkOnce(trigger)))
+      .catch((err: unknown) => {
+        logger.warn('Lost-token check failed; the next one tries again', {
+          trigger,
+          error: err instanceof Error ? err.message : String(err),
+        });
+        return null;
+      });
     return current;
   };
 
@@ -109,8 +114,12 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
       // before the workflow records the token): an older expiry means an older token.
       else if (stored.expiresAt < expiresAt) {
         // A workflow that ended since it was listed cannot answer: nothing to write again.
-        const status = await client.workflow.getHandle(workflowIdFor(clientId)).query(statusQuery).catch(() => null);
-        if (status?.state === 'active' && status.generation > stored.generation) behind.push({ clientId, stored: stored.generation, known: status.generation });
+        const status = await client.workflow
+          .getHandle(workflowIdFor(clientId))
+          .query(statusQuery)
+          .catch(() => null);
+        if (status?.state === 'active' && status.generation > stored.generation)
+          behind.push({ clientId, stored: stored.generation, known: status.generation });
       }
     });
 

@@ -5,10 +5,10 @@
  */
 import { Client } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
-import { TokenStore } from '../activities/token-store.js';
-import { createRedisClient, redactRedisUrl, watchConnection } from '../client/redis-connection.js';
-import { readSettings, SettingsError } from '../client/settings.js';
-import { TemporalUnreachableError, temporalConnectionOptions } from '../client/temporal-connection.js';
+import { TokenStore } from '../shared/token-store.js';
+import { createRedisClient, redactRedisUrl, watchConnection } from '../shared/redis-connection.js';
+import { readSettings, SettingsError } from '../shared/settings.js';
+import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
@@ -85,7 +85,12 @@ async function main(): Promise<void> {
             log.warn('Token expiry gauge: Redis error', { error: error.message });
           },
         });
-  const lostTokens = startLostTokenCheck({ store, client: new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE }), taskQueue: settings.TEMPORAL_TASK_QUEUE, logger: log });
+  const lostTokens = startLostTokenCheck({
+    store,
+    client: new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE }),
+    taskQueue: settings.TEMPORAL_TASK_QUEUE,
+    logger: log,
+  });
   try {
     await workers.run();
   } finally {

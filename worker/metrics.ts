@@ -3,7 +3,7 @@
  * worker metrics (one `/metrics` for everything). Tags never carry a secret or a token.
  */
 import type { MetricMeter } from '@temporalio/common';
-import type { FailureKind } from '../workflows/registration.js';
+import type { FailureKind } from '../workflows/failures.js';
 
 /** Histogram buckets for token endpoint latency, in seconds. */
 export const TOKEN_ENDPOINT_LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -47,7 +47,12 @@ export interface TokenMetrics {
 export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
   const requests = meter.createCounter('token_requests', 'requests', 'Token requests sent to the IAM, by client and outcome');
   const latency = meter.createHistogram('token_endpoint_latency_seconds', 'float', 's', 'Time from sending a token request to its outcome');
-  const breakerOpen = meter.createGauge('token_breaker_open', 'int', '', 'Whether the shared breaker of a token endpoint holds every client back (1) or not (0)');
+  const breakerOpen = meter.createGauge(
+    'token_breaker_open',
+    'int',
+    '',
+    'Whether the shared breaker of a token endpoint holds every client back (1) or not (0)',
+  );
   return {
     recordBreakerState(endpoint, open) {
       breakerOpen.set(open ? 1 : 0, { endpoint });

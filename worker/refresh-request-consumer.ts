@@ -1,9 +1,10 @@
 /**
- * The worker's reader of the Redis stream `<prefix>refresh-requests` (DESIGN.md, Redis layout):
- * a service that holds only Redis credentials asks for a refresh by adding an entry with the
- * fields `clientId`, `rejectedFingerprint` (optional) and `reason` (optional); the worker turns
+ * The worker's reader of the Redis stream `<prefix>refresh-requests` (docs/design.md, "Redis
+ * layout"): a service that holds only Redis credentials asks for a refresh by adding an entry with
+ * the fields `clientId`, `rejectedFingerprint` (optional) and `reason` (optional); the worker turns
  * each entry into a `forceRefresh` signal to `token-lifecycle:<clientId>`, where it is coalesced,
- * checked against the current fingerprint and held to the minimum interval (invariant 4).
+ * checked against the current fingerprint and held to the minimum interval (docs/design.md, "One
+ * refresh at a time").
  *
  * Delivery is at least once, through a consumer group:
  * - an entry is acknowledged (XACK, then XDEL to keep the stream small) only once its signal was
@@ -19,18 +20,12 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
 import type { Cluster, Redis } from 'ioredis';
-import { refreshRequestsStream } from '../activities/token-store.js';
+import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_GROUP, refreshRequestsStream } from '../shared/redis-layout.js';
+import { errorMessage } from '../shared/error-message.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../workflows/messages.js';
-
-/** The consumer group every worker of a deployment joins, so each entry is handled once. */
-export const REFRESH_REQUESTS_GROUP = 'token-lifecycle-worker';
-
-/**
- * The approximate length producers cap the stream at: `XADD <stream> MAXLEN ~ 10000 * …`. A
- * backlog this long means no worker has read the stream for a long time; older requests would be
- * coalesced into one refresh per client anyway.
- */
-export const REFRESH_REQUESTS_MAX_LENGTH = 10_000;
+import { exponentialDelayMs } from '../workflows/policy.js';
+import { CLIENT_ID_PATTERN, CLIENT_ID_RULE } from '../workflows/registration.js';
+import { FINGERPRINT_PATTERN } from '../workflows/token-metadata.js';
 
 /** The longest `reason` passed on to the workflow (it is shown in the Temporal UI). */
 const MAX_REASON_LENGTH = 200;
@@ -82,9 +77,10 @@ type StreamEntry = [id: string, fields: string[] | null];
 export type ParsedRefreshRequest = { ok: true; clientId: string; request: ForceRefreshRequest } | { ok: false; problem: string };
 
 /**
- * Reads one entry's fields (DESIGN.md: `clientId`, `rejectedFingerprint`, `reason`). `clientId`
- * is required; an empty `rejectedFingerprint` counts as absent; a present one must be a
- * fingerprint (16 lowercase hex digits), else the request could never match and is refused.
+ * Reads one entry's fields (`clientId`, `rejectedFingerprint`, `reason`; docs/design.md, "Redis
+ * layout"). `clientId` is required; an empty `rejectedFingerprint` counts as absent; a present one
+ * must be a fingerprint (16 lowercase hex digits), else the request could never match and is
+ * refused.
  */
 export function parseRefreshRequest(fields: string[] | null): ParsedRefreshRequest {
   if (fields === null) return { ok: false, problem: 'the entry was deleted before it was read' };
@@ -92,14 +88,18 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (!values.has(fields[i]!)) values.set(fields[i]!, fields[i + 1]!);
   }
-  const clientId = values.get('clientId');
-  if (clientId === undefined || clientId === '') return { ok: false, problem: `field "clientId" is missing (fields: ${[...values.keys()].join(', ') || 'none'})` };
-  if (clientId.length > 200 || !/^[\x21-\x7e]+$/.test(clientId)) return { ok: false, problem: 'field "clientId" must be 1–200 printable ASCII characters without spaces' };
-  const rejectedFingerprint = values.get('rejectedFingerprint') || undefined;
-  if (rejectedFingerprint !== undefined && !/^[0-9a-f]{16}$/.test(rejectedFingerprint)) {
-    return { ok: false, problem: `field "rejectedFingerprint" of ${clientId} must be 16 lowercase hex digits (the token hash's "fingerprint")` };
+  const clientId = values.get(REFRESH_REQUEST_FIELDS.clientId);
+  if (clientId === undefined || clientId === '')
+    return { ok: false, problem: `field "clientId" is missing (fields: ${[...values.keys()].join(', ') || 'none'})` };
+  if (!CLIENT_ID_PATTERN.test(clientId)) return { ok: false, problem: `field "clientId" must be ${CLIENT_ID_RULE}` };
+  const rejectedFingerprint = values.get(REFRESH_REQUEST_FIELDS.rejectedFingerprint) || undefined;
+  if (rejectedFingerprint !== undefined && !FINGERPRINT_PATTERN.test(rejectedFingerprint)) {
+    return {
+      ok: false,
+      problem: `field "rejectedFingerprint" of ${clientId} must be 16 lowercase hex digits (the token hash's "fingerprint")`,
+    };
   }
-  const reason = values.get('reason') || undefined;
+  const reason = values.get(REFRESH_REQUEST_FIELDS.reason) || undefined;
   return {
     ok: true,
     clientId,
@@ -112,7 +112,7 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
 
 export function createRefreshRequestConsumer(options: RefreshRequestConsumerOptions): RefreshRequestConsumer {
   const { redis, client, logger } = options;
-  const stream = refreshRequestsStream(options.prefix ?? 'oauth:');
+  const stream = refreshRequestsStream(options.prefix ?? DEFAULT_KEY_PREFIX);
   const group = options.group ?? REFRESH_REQUESTS_GROUP;
   const consumerName = options.consumerName ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const blockMs = options.blockMs ?? 5_000;
@@ -157,14 +157,19 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
           done.push(id);
         } catch (err) {
           if (err instanceof WorkflowNotFoundError) {
-            logger.warn(`Refresh request ${id} on ${stream} acknowledged without a signal: client '${parsed.clientId}' is not registered (no running workflow ${workflowIdFor(parsed.clientId)})`, {
-              stream,
-              entryId: id,
-              clientId: parsed.clientId,
-            });
+            logger.warn(
+              `Refresh request ${id} on ${stream} acknowledged without a signal: client '${parsed.clientId}' is not registered (no running workflow ${workflowIdFor(parsed.clientId)})`,
+              {
+                stream,
+                entryId: id,
+                clientId: parsed.clientId,
+              },
+            );
             done.push(id);
           } else {
-            retryable.push(err instanceof Error ? err : new Error(`Signal to ${workflowIdFor(parsed.clientId)} failed: ${JSON.stringify(err)}`));
+            retryable.push(
+              err instanceof Error ? err : new Error(`Signal to ${workflowIdFor(parsed.clientId)} failed: ${JSON.stringify(err)}`),
+            );
           }
         }
       }),
@@ -196,7 +201,10 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
   async function claimAbandoned(): Promise<void> {
     let cursor = '0-0';
     do {
-      const reply = (await call('XAUTOCLAIM', stream, group, consumerName, claimMinIdleMs, cursor, 'COUNT', batchSize)) as [string, StreamEntry[] | null];
+      const reply = (await call('XAUTOCLAIM', stream, group, consumerName, claimMinIdleMs, cursor, 'COUNT', batchSize)) as [
+        string,
+        StreamEntry[] | null,
+      ];
       cursor = reply[0];
       const entries = reply[1] ?? [];
       if (entries.length > 0) {
@@ -255,8 +263,8 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
         // The group may be gone (Redis restarted empty), entries may be half done: start over.
         ready = false;
         failures++;
-        const delayMs = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(failures - 1, 20));
-        logger.warn(`Refresh requests on ${stream}: ${err instanceof Error ? err.message : String(err)}; trying again in ${delayMs} ms`, {
+        const delayMs = exponentialDelayMs({ baseMs: retryInitialMs, capMs: retryMaxMs }, failures);
+        logger.warn(`Refresh requests on ${stream}: ${errorMessage(err)}; trying again in ${delayMs} ms`, {
           stream,
           consumer: consumerName,
           failures,

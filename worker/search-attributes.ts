@@ -11,6 +11,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { isGrpcServiceError } from '@temporalio/client';
 import { TOKEN_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
+import { errorMessage } from '../shared/error-message.js';
 
 // @temporalio/proto is CommonJS: Node's ESM loader exposes only its default export.
 const IndexedValueType = proto.temporal.api.enums.v1.IndexedValueType;
@@ -65,7 +66,9 @@ export async function ensureSearchAttributes(connection: NativeConnection, names
     if (!(isGrpcServiceError(err) && (err.code as number) === GRPC_ALREADY_EXISTS)) {
       throw new SearchAttributesSetupError(
         namespace,
-        [`adding ${missing.map((key) => key.name).join(', ')} failed (${err instanceof Error ? err.message : String(err)}); add them yourself: ${missing.map((key) => createCommand(namespace, key)).join('; ')}`],
+        [
+          `adding ${missing.map((key) => key.name).join(', ')} failed (${errorMessage(err)}); add them yourself: ${missing.map((key) => createCommand(namespace, key)).join('; ')}`,
+        ],
         { cause: err },
       );
     }
@@ -77,7 +80,10 @@ export async function ensureSearchAttributes(connection: NativeConnection, names
   assertNoTypeConflicts(namespace, after);
   const stillMissing = TOKEN_SEARCH_ATTRIBUTES.filter((key) => after[key.name] === undefined);
   if (stillMissing.length > 0) {
-    throw new SearchAttributesSetupError(namespace, stillMissing.map((key) => `${key.name} is still missing after adding it: ${createCommand(namespace, key)}`));
+    throw new SearchAttributesSetupError(
+      namespace,
+      stillMissing.map((key) => `${key.name} is still missing after adding it: ${createCommand(namespace, key)}`),
+    );
   }
   return missing.map((key) => key.name);
 }
@@ -88,11 +94,16 @@ async function listCustomAttributes(connection: NativeConnection, namespace: str
 }
 
 function assertNoTypeConflicts(namespace: string, present: Record<string, number>): void {
-  const conflicts = TOKEN_SEARCH_ATTRIBUTES.filter((key) => present[key.name] !== undefined && present[key.name] !== INDEXED_VALUE_TYPE[key.type]);
+  const conflicts = TOKEN_SEARCH_ATTRIBUTES.filter(
+    (key) => present[key.name] !== undefined && present[key.name] !== INDEXED_VALUE_TYPE[key.type],
+  );
   if (conflicts.length === 0) return;
   throw new SearchAttributesSetupError(
     namespace,
-    conflicts.map((key) => `${key.name} exists as ${IndexedValueType[present[key.name]!] ?? present[key.name]} but must be ${CLI_TYPE[key.type]}: remove it (temporal operator search-attribute remove --namespace ${namespace} --name ${key.name}) or use another namespace`),
+    conflicts.map(
+      (key) =>
+        `${key.name} exists as ${IndexedValueType[present[key.name]!] ?? present[key.name]} but must be ${CLI_TYPE[key.type]}: remove it (temporal operator search-attribute remove --namespace ${namespace} --name ${key.name}) or use another namespace`,
+    ),
   );
 }
 

@@ -13,8 +13,9 @@
  */
 import type { MetricGauge, MetricMeter } from '@temporalio/common';
 import { Cluster, type Redis } from 'ioredis';
-import { tokenKey, tokenUpdatedChannel, type TokenUpdatedMessage } from '../activities/token-store.js';
-import { duplicateConnection, watchConnection, type RedisClient } from '../client/redis-connection.js';
+import { tokenKeysGlob, tokenUpdatedChannel } from '../shared/redis-layout.js';
+import { parseTokenUpdated } from '../shared/token-updated-message.js';
+import { duplicateConnection, watchConnection, type RedisClient } from '../shared/redis-connection.js';
 import { TOKEN_SECONDS_UNTIL_EXPIRY } from './metrics.js';
 
 /** Options of {@link startTokenExpiryGauge}. */
@@ -58,7 +59,12 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
   const { redis, prefix, meter } = options;
   const now = options.now ?? Date.now;
   const onError = options.onError ?? (() => undefined);
-  const gauge: MetricGauge = meter.createGauge(TOKEN_SECONDS_UNTIL_EXPIRY, 'float', 's', 'Seconds until the stored token of each client expires (0 once it has)');
+  const gauge: MetricGauge = meter.createGauge(
+    TOKEN_SECONDS_UNTIL_EXPIRY,
+    'float',
+    's',
+    'Seconds until the stored token of each client expires (0 once it has)',
+  );
 
   // Newest generation wins, as in the store: a late message must not roll an expiry back.
   const expiries = new Map<string, { expiresAt: number; generation: number }>();
@@ -76,7 +82,7 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
 
   const resync = async () => {
     for (const node of scanNodes(redis)) {
-      const stream = node.scanStream({ match: `${escapeGlob(tokenKey(prefix, ''))}*`, count: SCAN_BATCH });
+      const stream = node.scanStream({ match: tokenKeysGlob(prefix), count: SCAN_BATCH });
       for await (const keys of stream as AsyncIterable<string[]>) {
         // One command per key: keys of a batch may live in different Cluster slots.
         const rows = await Promise.all(keys.map((key) => redis.hmget(key, 'client_id', 'expires_at', 'generation')));
@@ -96,7 +102,7 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
   });
   subscriber.on('message', (_channel: string, text: string) => {
     const message = parseTokenUpdated(text);
-    if (message !== null) learn(message.clientId, message.expiresAt, message.generation);
+    if (message?.expiresAt !== undefined) learn(message.clientId, message.expiresAt, message.generation);
     update();
   });
   // A failed first subscription is retried in the background: a worker started while Redis is down
@@ -142,19 +148,4 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
 /** A Cluster's keys are spread over its masters, each of which must be scanned. */
 function scanNodes(redis: RedisClient): Redis[] {
   return redis instanceof Cluster ? redis.nodes('master') : [redis];
-}
-
-/** SCAN's MATCH is a glob: a prefix holding `*`, `?`, `[` or `\` must match only itself. */
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
-}
-
-function parseTokenUpdated(text: string): TokenUpdatedMessage | null {
-  try {
-    const value = JSON.parse(text) as Partial<TokenUpdatedMessage>;
-    const valid = typeof value.clientId === 'string' && Number.isFinite(value.expiresAt) && Number.isFinite(value.generation);
-    return valid ? (value as TokenUpdatedMessage) : null;
-  } catch {
-    return null;
-  }
 }

@@ -1,13 +1,14 @@
 /**
  * The two Temporal workers of a worker process: one for the workflows (and their Redis-only
  * activities) on the workflow task queue, one for the IAM activity on `<queue>-iam`, whose
- * server-side rate limit caps token requests across the whole fleet (invariant 5).
+ * server-side rate limit caps token requests across the whole fleet (docs/design.md, "The IAM is
+ * never hammered").
  */
 import { Client } from '@temporalio/client';
 import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import type { TokenStore } from '../activities/token-store.js';
-import { duplicateConnection } from '../client/redis-connection.js';
+import type { TokenStore } from '../shared/token-store.js';
+import { duplicateConnection } from '../shared/redis-connection.js';
 import { iamTaskQueueFor } from '../workflows/messages.js';
 import type { TokenMetrics } from './metrics.js';
 import { createRefreshRequestConsumer, type RefreshRequestConsumerOptions } from './refresh-request-consumer.js';
@@ -43,6 +44,16 @@ export interface TokenWorkers {
   shutdown(): void;
 }
 
+/**
+ * How long a workflow's next task waits on the sticky queue of the worker that ran its last task
+ * before the server hands it to the shared queue (docs/deployment.md, "After a crash"). After a
+ * kill -9 nobody polls that sticky queue, so this is how long a due timer can wait beyond the
+ * moment a live worker polls. The SDK's 10 s would let a short-lived token lapse before its
+ * renewal (a 20 s token is renewed 3 s before it expires); a task that misses it is replayed
+ * from its history by whichever worker takes it.
+ */
+export const STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS = 1_000;
+
 /** The SDK's default of `maxConcurrentWorkflowTaskExecutions`. */
 const DEFAULT_WORKFLOW_TASK_SLOTS = 40;
 
@@ -64,15 +75,13 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     taskQueue,
     ...workflowCode,
     activities: { purgeToken: activities.purgeToken },
-    // After a crash (kill -9) the server keeps sending a workflow's tasks (e.g. its renewal timer)
-    // to the dead worker's sticky queue until this timeout, then to the shared queue. The SDK's
-    // 10 s would let a short-lived token lapse before its renewal (a 20 s token is renewed 3 s
-    // before it expires); a task that misses it is only replayed from full history elsewhere.
-    stickyQueueScheduleToStartTimeout: '1s',
+    stickyQueueScheduleToStartTimeout: STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS,
     ...(options.maxCachedWorkflows !== undefined && {
       maxCachedWorkflows: options.maxCachedWorkflows,
       // The SDK runs no more workflow tasks at once than it can cache (and warns when asked to).
-      ...(options.maxCachedWorkflows > 0 && { maxConcurrentWorkflowTaskExecutions: Math.min(DEFAULT_WORKFLOW_TASK_SLOTS, options.maxCachedWorkflows) }),
+      ...(options.maxCachedWorkflows > 0 && {
+        maxConcurrentWorkflowTaskExecutions: Math.min(DEFAULT_WORKFLOW_TASK_SLOTS, options.maxCachedWorkflows),
+      }),
     }),
   });
   const iamWorker = await Worker.create({

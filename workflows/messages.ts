@@ -1,9 +1,10 @@
 /**
- * The messages of the `tokenLifecycle` workflow (DESIGN.md, contract). Defined once and imported by
- * the workflow and by its callers (admin API, tokenctl, the refresh-request bridge).
+ * The messages of the `tokenLifecycle` workflow (docs/design.md, "The workflow"). Defined once and
+ * imported by the workflow and by its callers (admin API, tokenctl, the refresh-request bridge).
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ClientRegistration, FailureKind } from './registration.js';
+import type { FailureKind, LastError } from './failures.js';
+import type { ClientRegistration } from './registration.js';
 
 /** Workflow ID of a client's workflow: one workflow per client ID. */
 export function workflowIdFor(clientId: string): string {
@@ -21,19 +22,8 @@ export function iamTaskQueueFor(workflowTaskQueue: string): string {
   return `${workflowTaskQueue}-iam`;
 }
 
-export type TokenState = 'acquiring' | 'active' | 'backing_off' | 'credentials_rejected' | 'stopped';
-
-export const TOKEN_STATES: readonly TokenState[] = ['acquiring', 'active', 'backing_off', 'credentials_rejected', 'stopped'];
-
-/** The last failure, as operators see it. Never contains a secret or a token. */
-export interface LastError {
-  kind: FailureKind;
-  message: string;
-  /** Unix ms. */
-  at: number;
-  status?: number;
-  oauthError?: string;
-}
+export { TOKEN_STATES, type TokenState } from './token-states.js';
+import type { TokenState } from './token-states.js';
 
 /** What the `status` query returns. Times are Unix ms. */
 export interface TokenStatus {
@@ -46,7 +36,7 @@ export interface TokenStatus {
    * registered again numbers its first token after what Redis still holds).
    */
   generation: number;
-  /** The fingerprint of that token (DESIGN.md); null before the first. */
+  /** The fingerprint of that token (see `FINGERPRINT_PATTERN`); null before the first. */
   fingerprint: string | null;
   expiresAt: number | null;
   nextRefreshAt: number | null;

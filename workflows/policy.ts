@@ -1,14 +1,59 @@
 /**
- * The pure decisions of the token lifecycle: when to renew, how long to back off, whether a forced
- * refresh is due. No Temporal APIs and no clock: every input is a parameter, so long horizons are
- * unit-tested without a server, and the workflow stays deterministic.
+ * The refresh policy and the pure decisions of the token lifecycle: when to renew, how long to
+ * back off, whether a forced refresh is due (docs/design.md, "Timing" and "Failures"). No Temporal
+ * APIs and no clock: every input is a parameter, so long horizons are unit-tested without a server,
+ * and the workflow stays deterministic.
  */
-import type { BackoffRule, FailureDetails, FailureKind, PolicyOverrides, RefreshPolicy, RetryableFailureKind } from './registration.js';
+import { RETRYABLE_FAILURE_KINDS, type FailureDetails, type RetryableFailureKind } from './failures.js';
+
+/** A backoff rule: `base × 2ⁿ` capped at `cap`, for the n-th consecutive failure (n from 0). */
+export interface BackoffRule {
+  baseMs: number;
+  capMs: number;
+}
+
+/** How a workflow times renewals and backs off. Every field has a default (see `DEFAULT_POLICY`). */
+export interface RefreshPolicy {
+  /** Renew after this fraction of `expires_in` has passed since the request started. @default 0.85 */
+  refreshFraction: number;
+  /**
+   * Spread renewals of many clients: each renewal comes up to this fraction of the lifetime
+   * earlier, chosen deterministically per client and generation. @default 0.05
+   */
+  jitterFraction: number;
+  /** Lifetime assumed when the IAM omits `expires_in` (RFC 6749 §5.1: RECOMMENDED). @default 300 */
+  defaultExpiresInSeconds: number;
+  /** Forced refreshes happen at most once per this interval. @default 10_000 */
+  minForcedRefreshIntervalMs: number;
+  /** Backoff per failure kind (docs/design.md, "Failures"). */
+  backoff: Record<RetryableFailureKind, BackoffRule>;
+  /** Honour `Retry-After` within these bounds (RFC 9110 §10.2.3). @default 1 s – 15 min */
+  retryAfterMinMs: number;
+  retryAfterMaxMs: number;
+  /**
+   * After rejected credentials, probe again this often; 0 parks the workflow until `resume` or
+   * `reconfigure`. @default 0
+   */
+  rejectedProbeIntervalMs: number;
+  /** Continue-as-new after this many refresh cycles, even if Temporal does not suggest it. @default 500 */
+  maxCyclesPerRun: number;
+  /**
+   * Budget of one token request, from connecting to the last byte of the answer; a request that
+   * takes longer (a hang) fails as `blocked`. At most 50 s, inside the IAM activity's 60 s.
+   * @default 10_000
+   */
+  requestTimeoutMs: number;
+}
+
+/** A registration's overrides of `RefreshPolicy`: any field, and any part of any backoff rule. */
+export type PolicyOverrides = Partial<Omit<RefreshPolicy, 'backoff'>> & {
+  backoff?: Partial<Record<RetryableFailureKind, Partial<BackoffRule>>>;
+};
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 
-/** The defaults of DESIGN.md ("Failure kinds"), used where a registration's `policy` is silent. */
+/** The defaults of docs/design.md ("Failures"), used where a registration's `policy` is silent. */
 export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
   refreshFraction: 0.85,
   jitterFraction: 0.05,
@@ -48,7 +93,7 @@ const BACKOFF_JITTER = 0.2;
 export function resolvePolicy(overrides: PolicyOverrides | undefined): RefreshPolicy {
   const { backoff: backoffOverrides, ...fields } = overrides ?? {};
   const backoff = {} as Record<RetryableFailureKind, BackoffRule>;
-  for (const kind of Object.keys(DEFAULT_POLICY.backoff) as RetryableFailureKind[]) {
+  for (const kind of RETRYABLE_FAILURE_KINDS) {
     backoff[kind] = { ...DEFAULT_POLICY.backoff[kind], ...definedFields(backoffOverrides?.[kind] ?? {}) };
   }
   return { ...DEFAULT_POLICY, ...definedFields(fields), backoff };
@@ -66,13 +111,22 @@ export function policyProblems(policy: RefreshPolicy): string[] {
   const problems: string[] = [];
   const check = (ok: boolean, message: string) => ok || problems.push(message);
   check(policy.refreshFraction > 0 && policy.refreshFraction < 1, 'policy.refreshFraction must be between 0 and 1 (exclusive)');
-  check(policy.jitterFraction >= 0 && policy.jitterFraction < policy.refreshFraction, 'policy.jitterFraction must be at least 0 and below refreshFraction');
+  check(
+    policy.jitterFraction >= 0 && policy.jitterFraction < policy.refreshFraction,
+    'policy.jitterFraction must be at least 0 and below refreshFraction',
+  );
   check(policy.defaultExpiresInSeconds > 0, 'policy.defaultExpiresInSeconds must be greater than 0');
   check(policy.minForcedRefreshIntervalMs >= 0, 'policy.minForcedRefreshIntervalMs must be at least 0');
-  check(policy.retryAfterMinMs >= 0 && policy.retryAfterMinMs <= policy.retryAfterMaxMs, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs');
+  check(
+    policy.retryAfterMinMs >= 0 && policy.retryAfterMinMs <= policy.retryAfterMaxMs,
+    'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs',
+  );
   check(policy.rejectedProbeIntervalMs >= 0, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)');
   check(Number.isInteger(policy.maxCyclesPerRun) && policy.maxCyclesPerRun >= 1, 'policy.maxCyclesPerRun must be an integer of at least 1');
-  check(policy.requestTimeoutMs > 0 && policy.requestTimeoutMs <= MAX_REQUEST_TIMEOUT_MS, `policy.requestTimeoutMs must be greater than 0 and at most ${MAX_REQUEST_TIMEOUT_MS}`);
+  check(
+    policy.requestTimeoutMs > 0 && policy.requestTimeoutMs <= MAX_REQUEST_TIMEOUT_MS,
+    `policy.requestTimeoutMs must be greater than 0 and at most ${MAX_REQUEST_TIMEOUT_MS}`,
+  );
   for (const [kind, rule] of Object.entries(policy.backoff)) {
     check(rule.baseMs > 0 && rule.capMs >= rule.baseMs, `policy.backoff.${kind} must have baseMs > 0 and capMs >= baseMs`);
   }
@@ -130,9 +184,7 @@ export function backoffDelayMs(
   if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
     return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
   }
-  const rule = policy.backoff[kind];
-  const exponent = Math.min(Math.max(failures - 1, 0), 30);
-  const delay = Math.min(rule.capMs, rule.baseMs * 2 ** exponent);
+  const delay = exponentialDelayMs(policy.backoff[kind], failures);
   return Math.round(delay * (1 - BACKOFF_JITTER * jitterUnit(jitterSeed)));
 }
 
@@ -148,26 +200,30 @@ export function breakerWaitMs(kind: 'rate_limited' | 'blocked', openings: number
   if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
     return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
   }
-  const rule = policy.backoff[kind];
-  const exponent = Math.min(Math.max(openings - 1, 0), 30);
-  return Math.floor(Math.min(rule.capMs, rule.baseMs * 2 ** exponent) * (1 - BACKOFF_JITTER));
+  return Math.floor(exponentialDelayMs(policy.backoff[kind], openings) * (1 - BACKOFF_JITTER));
 }
 
-/** True for failure kinds after which the workflow retries on its own. */
-export function isRetryable(kind: FailureKind): kind is RetryableFailureKind {
-  return kind !== 'credentials_rejected';
+/**
+ * `rule.baseMs × 2^(attempt−1)`, capped at `rule.capMs`, for the `attempt`-th consecutive failure
+ * (1 for the first; anything lower counts as the first). The one exponential backoff of the
+ * project: the workflow's waits, the endpoint breaker's, and the worker's own retries of Redis
+ * and Temporal.
+ */
+export function exponentialDelayMs(rule: BackoffRule, attempt: number): number {
+  // 2^30 × any sane base is far past any cap; the bound keeps the power finite.
+  const exponent = Math.min(Math.max(attempt - 1, 0), 30);
+  return Math.min(rule.capMs, rule.baseMs * 2 ** exponent);
 }
 
 /** What to do with a forced-refresh request. */
-export type ForcedRefreshDecision =
-  | { action: 'ignore'; why: 'stale_fingerprint' }
-  | { action: 'schedule'; notBefore: number };
+export type ForcedRefreshDecision = { action: 'ignore'; why: 'stale_fingerprint' } | { action: 'schedule'; notBefore: number };
 
 /**
- * Decides a forced-refresh request (invariant 4). A request naming a fingerprint that is no longer
- * current is ignored: that token was already rotated. Otherwise it is scheduled no earlier than
- * the minimum interval after the last token request started, so a misbehaving consumer cannot
- * hammer the IAM; requests that arrive while one is pending coalesce into it.
+ * Decides a forced-refresh request (docs/design.md, "One refresh at a time"). A request naming a
+ * fingerprint that is no longer current is ignored: that token was already rotated. Otherwise it is
+ * scheduled no earlier than the minimum interval after the last token request started, so a
+ * misbehaving consumer cannot hammer the IAM; requests that arrive while one is pending coalesce
+ * into it.
  */
 export function decideForcedRefresh(
   request: { rejectedFingerprint?: string | undefined },

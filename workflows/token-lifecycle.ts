@@ -1,11 +1,15 @@
 /**
- * `tokenLifecycle`: one durable workflow per OAuth client ID. It acquires a client-credentials
- * token (through an activity that writes it to Redis and returns metadata only), sleeps until
- * `refreshFraction × expires_in` after the request started, and renews, forever; it backs off per
- * failure kind and parks on rejected credentials. See DESIGN.md for the contract.
+ * `tokenLifecycle`: one durable workflow per OAuth client ID (docs/design.md, "The workflow"). It
+ * acquires a client-credentials token (through an activity that writes it to Redis and returns
+ * metadata only), sleeps until `refreshFraction × expires_in` after the request left, and renews,
+ * forever; it backs off per failure kind and parks on rejected credentials. The transitions are
+ * workflows/lifecycle-state.ts; how they show in the Temporal UI, workflows/lifecycle-presentation.ts.
  */
 import * as wf from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
+import { FAILURE_KINDS, type FailureDetails, type FailureKind } from './failures.js';
+import { attemptSummary, publishLifecycle, showForcedRefreshDecision, waitSummary } from './lifecycle-presentation.js';
+import { TokenLifecycleState, type CarriedState } from './lifecycle-state.js';
 import {
   forceRefreshSignal,
   iamTaskQueueFor,
@@ -16,9 +20,8 @@ import {
   stopSignal,
   type TokenStatus,
 } from './messages.js';
-import { TokenLifecycleState, type CarriedState } from './token-lifecycle-state.js';
-import type { ClientRegistration, FailureDetails, FailureKind } from './registration.js';
-import { FAILURE_KINDS } from './registration.js';
+import type { ClientRegistration } from './registration.js';
+import { errorMessage } from '../shared/error-message.js';
 
 export interface TokenLifecycleInput {
   registration: ClientRegistration;
@@ -42,85 +45,84 @@ const iamActivityOptions = (taskQueue: string): wf.ActivityOptions => ({
   },
 });
 
+/** How the Redis-only activities (purge) are run: retried until Redis answers. */
+const redisActivityOptions: wf.ActivityOptions = { startToCloseTimeout: '30s', retry: { initialInterval: '1s', maximumInterval: '30s' } };
+
 export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenStatus> {
   const info = wf.workflowInfo();
   const { acquireToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(iamActivityOptions(info.taskQueue));
-  const { purgeToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(readOptions());
+  const { purgeToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(redisActivityOptions);
 
-  const s = new TokenLifecycleState(input.registration, input.carried);
+  const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision);
 
-  wf.setHandler(statusQuery, () => s.status());
-  wf.setHandler(forceRefreshSignal, (request) => s.requestForcedRefresh(request ?? {}, Date.now()));
-  wf.setHandler(reconfigureSignal, (changes) => s.reconfigure(changes ?? {}));
-  wf.setHandler(resumeSignal, () => s.resume());
-  wf.setHandler(stopSignal, (options) => s.requestStop(options?.purge === true));
+  wf.setHandler(statusQuery, () => lifecycle.status());
+  wf.setHandler(forceRefreshSignal, (request) => lifecycle.requestForcedRefresh(request ?? {}, Date.now()));
+  wf.setHandler(reconfigureSignal, (changes) => lifecycle.reconfigure(changes ?? {}));
+  wf.setHandler(resumeSignal, () => lifecycle.resume());
+  wf.setHandler(stopSignal, (options) => lifecycle.requestStop(options?.purge === true));
   wf.setHandler(
     refreshNowUpdate,
     async (request) => {
-      const ticket = s.requestRefreshNow(request?.reason, Date.now());
-      await wf.condition(() => s.attemptsFinished >= ticket || s.stopRequested);
-      return s.outcomeOfAttempt(ticket);
+      const ticket = lifecycle.requestRefreshNow(request?.reason, Date.now());
+      await wf.condition(() => lifecycle.attemptsFinished >= ticket || lifecycle.stopRequested);
+      return lifecycle.outcomeOfAttempt(ticket);
     },
-    { validator: (_request) => s.assertRefreshNowAllowed() },
+    { validator: (_request) => lifecycle.assertRefreshNowAllowed() },
   );
 
-  s.publish();
+  publishLifecycle(lifecycle);
 
-  const continueAsNewDue = () => s.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested);
-  while (!s.stopRequested) {
+  const continueAsNewDue = () => lifecycle.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested);
+  while (!lifecycle.stopRequested) {
     if (continueAsNewDue()) {
       // Handlers must finish in this run (Temporal's rule); signals are synchronous and done, so
       // this waits only for `refreshNow` updates. One that arrives now needs the loop to run its
       // refresh: go on and continue-as-new after it.
-      await wf.condition(() => wf.allHandlersFinished() || s.refreshNowPending > 0 || s.stopRequested);
-      if (s.refreshNowPending > 0 || s.stopRequested) continue;
+      await wf.condition(() => wf.allHandlersFinished() || lifecycle.refreshNowPending > 0 || lifecycle.stopRequested);
+      if (lifecycle.refreshNowPending > 0 || lifecycle.stopRequested) continue;
       // Everything pending travels in the carried state: generation, forced refresh, backoff, and
       // the start of the last request (the minimum interval between forced refreshes).
-      await wf.continueAsNew<typeof tokenLifecycle>({ registration: s.registration, carried: s.carry() });
+      await wf.continueAsNew<typeof tokenLifecycle>({ registration: lifecycle.registration, carried: lifecycle.carry() });
     }
 
-    const wakeAt = s.nextActionAt(Date.now());
+    const wakeAt = lifecycle.nextActionAt(Date.now());
     if (wakeAt === null || wakeAt > Date.now()) {
-      const seen = s.changeCount;
+      const seen = lifecycle.changeCount;
       // Also wake when Temporal suggests continue-as-new: signals that change nothing (stale
       // fingerprints) still grow the history while the loop sleeps.
-      const woken = () => s.changeCount !== seen || s.stopRequested || continueAsNewDue();
+      const woken = () => lifecycle.changeCount !== seen || lifecycle.stopRequested || continueAsNewDue();
       if (wakeAt === null) {
         await wf.condition(woken);
         continue;
       }
-      const wokenEarly = await wf.condition(woken, wakeAt - Date.now(), { summary: s.waitSummary(wakeAt) });
+      const wokenEarly = await wf.condition(woken, wakeAt - Date.now(), { summary: waitSummary(lifecycle, wakeAt) });
       // Re-evaluate only when a signal may have changed what is due. When the timer fired, the
       // attempt is due: re-comparing with Date.now() could start a second timer when the task ran
       // late on a new worker after a crash, and the next replay would diverge from the history.
       if (wokenEarly) continue;
     }
 
-    const attempt = s.beginAttempt(Date.now());
+    const summary = attemptSummary(lifecycle, Date.now());
+    const generation = lifecycle.beginAttempt(Date.now());
     try {
-      const metadata = await acquireToken.executeWithOptions(
-        { ...iamActivityOptions(info.taskQueue), summary: attempt.summary },
-        [s.acquireInput(attempt.generation)],
-      );
-      s.recordSuccess(metadata, Date.now());
+      const metadata = await acquireToken.executeWithOptions({ ...iamActivityOptions(info.taskQueue), summary }, [
+        lifecycle.acquireInput(generation),
+      ]);
+      lifecycle.recordSuccess(metadata, Date.now());
     } catch (err) {
       const { kind, message, details } = describeFailure(err);
-      s.recordFailure(kind, message, details, Date.now());
+      lifecycle.recordFailure(kind, message, details, Date.now());
     }
-    s.publish();
+    publishLifecycle(lifecycle);
   }
 
-  if (s.purgeRequested) {
-    await purgeToken.executeWithOptions({ summary: 'Delete the token from Redis', ...readOptions() }, [s.clientId]);
+  if (lifecycle.purgeRequested) {
+    await purgeToken.executeWithOptions({ summary: 'Delete the token from Redis', ...redisActivityOptions }, [lifecycle.clientId]);
   }
-  s.markStopped();
-  s.publish();
+  lifecycle.markStopped();
+  publishLifecycle(lifecycle);
   await wf.condition(wf.allHandlersFinished);
-  return s.status();
-}
-
-function readOptions(): wf.ActivityOptions {
-  return { startToCloseTimeout: '30s', retry: { initialInterval: '1s', maximumInterval: '30s' } };
+  return lifecycle.status();
 }
 
 /** Maps what the IAM activity threw to a failure kind; anything unexpected is a server error. */
@@ -136,6 +138,5 @@ function describeFailure(err: unknown): { kind: FailureKind; message: string; de
     // Every attempt lost its worker or hung past the timeouts: treat it like a blocked endpoint.
     return { kind: 'blocked', message: `Token request timed out (${err.cause.timeoutType})`, details: {} };
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return { kind: 'server_error', message: `Token request failed unexpectedly: ${message}`, details: {} };
+  return { kind: 'server_error', message: `Token request failed unexpectedly: ${errorMessage(err)}`, details: {} };
 }

@@ -22,7 +22,8 @@ try {
 } catch (error) {
   // got wraps errors thrown in hooks in its RequestError; the reader's error is the cause.
   const cause = error instanceof RequestError ? error.cause : error;
-  if (cause instanceof TokenUnavailableError) console.error(`No token yet for ${cause.clientId}: is the client registered (tokenctl status)?`);
+  if (cause instanceof TokenUnavailableError)
+    console.error(`No token yet for ${cause.clientId}: is the client registered (tokenctl status)?`);
   else throw error;
 } finally {
   await reader.close();

@@ -23,7 +23,10 @@ export const emulatorConfigSchema = z
   .strictObject({
     host: z.string().min(1).optional(),
     port: z.number().int().min(0).max(65535).optional(),
-    realm: z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a realm name of letters, digits, ".", "_" or "-"').optional(),
+    realm: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'must be a realm name of letters, digits, ".", "_" or "-"')
+      .optional(),
     tokenLifetimeSeconds: z.number().int().positive().optional(),
     rateLimitPerSecond: z.number().positive().optional(),
     blockAfterFailedLogins: z.number().positive().optional(),

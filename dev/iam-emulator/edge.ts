@@ -1,7 +1,7 @@
 /**
  * The provider's edge, in front of the token endpoint: a per-IP rate limit, and a block of IPs
  * that keep failing to authenticate. These are what a fleet of token-fetching replicas runs into
- * (DESIGN.md, "What the IAM does").
+ * (docs/design.md, "What the IAM does").
  */
 
 /** Timestamps of events per key, forgetting those older than the window. */

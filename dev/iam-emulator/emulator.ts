@@ -27,7 +27,13 @@ import { TokenStore, type IssuedToken } from './tokens.js';
 
 export type { EmulatorClient } from './clients.js';
 export type { Fault, FaultKind, FaultOptions } from './faults.js';
-export type { ClientAuthMethod, RequestLogEntry, ResourceRequestLogEntry, ResourceRequestOutcome, TokenRequestOutcome } from './request-log.js';
+export type {
+  ClientAuthMethod,
+  RequestLogEntry,
+  ResourceRequestLogEntry,
+  ResourceRequestOutcome,
+  TokenRequestOutcome,
+} from './request-log.js';
 export { ADMIN_PATH, RESOURCE_PATH } from './resource-api.js';
 export type { IssuedToken } from './tokens.js';
 
@@ -282,7 +288,8 @@ class IamEmulatorServer implements IamEmulator {
     const now = this.#now();
     const remoteAddress = remoteAddressOf(socket);
     if (this.#blocker.isBlocked(remoteAddress, now)) {
-      // A blocked IP sees what DESIGN.md describes: a reset, before any HTTP is exchanged.
+      // A blocked IP sees what docs/design.md, "What the IAM does", describes: a reset, before any
+      // HTTP is exchanged.
       this.#log({ at: now, remoteAddress, outcome: 'blocked' });
       socket.resetAndDestroy();
     }
@@ -314,7 +321,12 @@ class IamEmulatorServer implements IamEmulator {
         { realm: this.realm, tokens: this.#tokens, now: at },
       );
       this.#resourceRequests.push({
-        at, method: req.method ?? 'GET', path, remoteAddress, outcome: answer.outcome, status: answer.status,
+        at,
+        method: req.method ?? 'GET',
+        path,
+        remoteAddress,
+        outcome: answer.outcome,
+        status: answer.status,
         ...(answer.clientId === undefined ? {} : { clientId: answer.clientId }),
         ...(answer.accessToken === undefined ? {} : { accessToken: answer.accessToken }),
       });
@@ -391,7 +403,12 @@ class IamEmulatorServer implements IamEmulator {
       case 'rate_limit': {
         const retryAfter = retryAfterHeaderValue(fault.retryAfter);
         this.#log({ ...logged, outcome, status: 429 });
-        sendJson(res, 429, { error: 'too_many_requests' }, { ...(retryAfter === undefined ? {} : { 'Retry-After': retryAfter }), ...NO_STORE });
+        sendJson(
+          res,
+          429,
+          { error: 'too_many_requests' },
+          { ...(retryAfter === undefined ? {} : { 'Retry-After': retryAfter }), ...NO_STORE },
+        );
         return;
       }
       case 'reset':

@@ -98,7 +98,9 @@ function parseCommandLine() {
 function printRequest(entry: RequestLogEntry): void {
   const time = new Date(entry.at).toISOString().slice(11, 23);
   const status = entry.status === undefined ? '---' : String(entry.status);
-  console.log(`${time} ${status} ${entry.outcome.padEnd(20)} ${entry.clientId ?? '-'} (${entry.authMethod ?? '-'}) from ${entry.remoteAddress}`);
+  console.log(
+    `${time} ${status} ${entry.outcome.padEnd(20)} ${entry.clientId ?? '-'} (${entry.authMethod ?? '-'}) from ${entry.remoteAddress}`,
+  );
 }
 
 main().then(

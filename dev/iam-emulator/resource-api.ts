@@ -1,7 +1,7 @@
 /**
- * A tiny protected resource API on the emulator's server, so consumers can see the 401s and 403s
- * a real API answers to bearer tokens, and react to them the way DESIGN.md says (refresh only
- * on `error="invalid_token"`).
+ * A tiny protected resource API on the emulator's server, so consumers can see the 401s and 403s a
+ * real API answers to bearer tokens, and react to them the way docs/design.md, "What the IAM does",
+ * says (refresh only on `error="invalid_token"`).
  */
 import type { ResourceRequestOutcome } from './request-log.js';
 import type { TokenInactiveReason, TokenStore } from './tokens.js';
@@ -82,7 +82,11 @@ export function answerResourceRequest(request: ResourceRequest, context: Resourc
   const inactive = context.tokens.inactiveReason(accessToken, context.now);
   const token = context.tokens.get(accessToken);
   if (inactive !== undefined || token === undefined) {
-    return { ...bearerError(401, 'invalid_token', INACTIVE_DESCRIPTIONS[inactive ?? 'unknown'], context), accessToken, clientId: token?.clientId };
+    return {
+      ...bearerError(401, 'invalid_token', INACTIVE_DESCRIPTIONS[inactive ?? 'unknown'], context),
+      accessToken,
+      clientId: token?.clientId,
+    };
   }
   if (neededScope !== undefined && !token.scope.split(' ').includes(neededScope)) {
     return {

@@ -34,7 +34,10 @@ export interface TokenAnswer {
   status: number;
   body: Record<string, unknown>;
   headers: Record<string, string>;
-  outcome: Extract<TokenRequestOutcome, 'issued' | 'unauthorized_client' | 'invalid_client' | 'invalid_scope' | 'invalid_request' | 'unsupported_grant_type'>;
+  outcome: Extract<
+    TokenRequestOutcome,
+    'issued' | 'unauthorized_client' | 'invalid_client' | 'invalid_scope' | 'invalid_request' | 'unsupported_grant_type'
+  >;
   accessToken?: string;
   /** Whether this counts as a failed client authentication towards an IP block. */
   failedAuthentication: boolean;
@@ -158,9 +161,14 @@ function authenticateClient(
   let presented: PresentedCredentials;
   if (basic !== undefined) {
     if (params.client_secret !== undefined) {
-      return oauthError(400, 'invalid_request', 'Use one client authentication method: credentials were sent both in the Authorization header and in the body');
+      return oauthError(
+        400,
+        'invalid_request',
+        'Use one client authentication method: credentials were sent both in the Authorization header and in the body',
+      );
     }
-    if (basic === 'malformed') return failedAuthentication(oauthError(401, 'invalid_client', 'Malformed Basic authorization header', challenge));
+    if (basic === 'malformed')
+      return failedAuthentication(oauthError(401, 'invalid_client', 'Malformed Basic authorization header', challenge));
     // RFC 6749 §3.2.1 lets a client also send client_id in the body; it must be the same client.
     if (params.client_id !== undefined && params.client_id !== basic.clientId) {
       return oauthError(400, 'invalid_request', 'client_id in the body does not match the Authorization header');
@@ -177,7 +185,9 @@ function authenticateClient(
     }
     return failedAuthentication(oauthError(401, 'unauthorized_client', 'Client secret not provided in request', challenge));
   } else {
-    return failedAuthentication(oauthError(401, 'invalid_client', 'Missing client credentials: use client_secret_basic or client_secret_post', challenge));
+    return failedAuthentication(
+      oauthError(401, 'invalid_client', 'Missing client credentials: use client_secret_basic or client_secret_post', challenge),
+    );
   }
 
   const client = context.clients.get(presented.clientId);

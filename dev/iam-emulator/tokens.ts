@@ -32,7 +32,14 @@ export class TokenStore {
    * Issues a JWT-shaped token like Keycloak's; each one is unique (its `jti`).
    * `issuer` is the realm's issuer URL, for the `iss` claim; `audience` the request's, if any.
    */
-  issue(request: { clientId: string; scope: string; lifetimeSeconds: number; now: number; issuer: string; audience?: string | undefined }): IssuedToken {
+  issue(request: {
+    clientId: string;
+    scope: string;
+    lifetimeSeconds: number;
+    now: number;
+    issuer: string;
+    audience?: string | undefined;
+  }): IssuedToken {
     const { clientId, scope, lifetimeSeconds, now, audience } = request;
     const iat = Math.floor(now / 1000);
     const header = { alg: 'HS256', typ: 'JWT', kid: this.#keyId };

@@ -34,7 +34,10 @@ interface TokenRequest {
   scope?: string;
 }
 
-async function requestToken(tokenUrl: string, request: TokenRequest): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
+async function requestToken(
+  tokenUrl: string,
+  request: TokenRequest,
+): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
   const form = new URLSearchParams({ grant_type: 'client_credentials' });
   if (request.scope !== undefined) {
     form.set('scope', request.scope);
@@ -75,31 +78,32 @@ describe('oidc-provider fixture', () => {
     expect(metadata.issuer).toBe(op.issuer);
     expect(metadata.token_endpoint).toBe(op.tokenUrl);
     expect(metadata.grant_types_supported).toContain('client_credentials');
-    expect(metadata.token_endpoint_auth_methods_supported).toEqual(
-      expect.arrayContaining(['client_secret_basic', 'client_secret_post']),
-    );
+    expect(metadata.token_endpoint_auth_methods_supported).toEqual(expect.arrayContaining(['client_secret_basic', 'client_secret_post']));
   });
 
   it.each([
     { authMethod: 'client_secret_basic', scope: 'api:read api:write' },
     { authMethod: 'client_secret_post', scope: 'api:read' },
-  ] as const)('issues a Bearer token for $authMethod with expires_in equal to the TTL and the granted scope', async ({ authMethod, scope }) => {
-    const { clientId, clientSecret } = clients[authMethod];
-    const before = op.requests.length;
-    const startedAt = Date.now();
+  ] as const)(
+    'issues a Bearer token for $authMethod with expires_in equal to the TTL and the granted scope',
+    async ({ authMethod, scope }) => {
+      const { clientId, clientSecret } = clients[authMethod];
+      const before = op.requests.length;
+      const startedAt = Date.now();
 
-    const { status, body } = await requestToken(op.tokenUrl, { authMethod, clientId, clientSecret, scope });
+      const { status, body } = await requestToken(op.tokenUrl, { authMethod, clientId, clientSecret, scope });
 
-    expect(status).toBe(200);
-    expect(body.access_token).toEqual(expect.any(String));
-    expect(String(body.token_type).toLowerCase()).toBe('bearer');
-    expect(body.expires_in).toBe(TTL_SECONDS);
-    expect(body.scope).toBe(scope);
-    expect(body).not.toHaveProperty('refresh_token');
-    expect(op.requests.slice(before)).toEqual([{ at: ANY_TIME, clientId, authMethod, status: 200 }]);
-    expect(op.requests[before]?.at).toBeGreaterThanOrEqual(startedAt);
-    expect(op.requests[before]?.at).toBeLessThanOrEqual(Date.now());
-  });
+      expect(status).toBe(200);
+      expect(body.access_token).toEqual(expect.any(String));
+      expect(String(body.token_type).toLowerCase()).toBe('bearer');
+      expect(body.expires_in).toBe(TTL_SECONDS);
+      expect(body.scope).toBe(scope);
+      expect(body).not.toHaveProperty('refresh_token');
+      expect(op.requests.slice(before)).toEqual([{ at: ANY_TIME, clientId, authMethod, status: 200 }]);
+      expect(op.requests[before]?.at).toBeGreaterThanOrEqual(startedAt);
+      expect(op.requests[before]?.at).toBeLessThanOrEqual(Date.now());
+    },
+  );
 
   it.each(['client_secret_basic', 'client_secret_post'] as const)(
     'answers a wrong secret over %s with 401 invalid_client and logs it',
@@ -115,9 +119,7 @@ describe('oidc-provider fixture', () => {
       if (authMethod === 'client_secret_basic') {
         expect(headers.get('www-authenticate')).toMatch(/^Basic .*error="invalid_client"/);
       }
-      expect(op.requests.slice(before)).toEqual([
-        { at: ANY_TIME, clientId, authMethod, status: 401, error: 'invalid_client' },
-      ]);
+      expect(op.requests.slice(before)).toEqual([{ at: ANY_TIME, clientId, authMethod, status: 401, error: 'invalid_client' }]);
     },
   );
 
@@ -213,7 +215,11 @@ describe('oidc-provider fixture', () => {
       clients: [{ clientId: 'c', clientSecret: 's', authMethod: 'client_secret_basic' }],
     });
     try {
-      const { status, body } = await requestToken(defaults.tokenUrl, { authMethod: 'client_secret_basic', clientId: 'c', clientSecret: 's' });
+      const { status, body } = await requestToken(defaults.tokenUrl, {
+        authMethod: 'client_secret_basic',
+        clientId: 'c',
+        clientSecret: 's',
+      });
 
       expect(status).toBe(200);
       expect(body.expires_in).toBe(3);

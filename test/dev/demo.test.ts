@@ -23,7 +23,11 @@ let demo: ChildProcess;
 let output = '';
 let stateDir: string;
 let ports: { temporal: number; ui: number; redis: number; iam: number; metrics: number };
-const tokenctlEnv = () => ({ ...process.env, TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`, REDIS_URL: `redis://127.0.0.1:${ports.redis}` });
+const tokenctlEnv = () => ({
+  ...process.env,
+  TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
+  REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
+});
 
 beforeAll(async () => {
   const [temporal, ui, redis, iam, metrics] = (await findFreePorts(5)) as [number, number, number, number, number];
@@ -47,10 +51,14 @@ beforeAll(async () => {
   });
   demo.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   demo.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  await eventually(() => {
-    if (hasExited(demo)) throw new Error(`The demo exited during start:\n${output}`);
-    return output.includes('The token lifecycle demo is running.') ? true : undefined;
-  }, 150_000, 'the demo up');
+  await eventually(
+    () => {
+      if (hasExited(demo)) throw new Error(`The demo exited during start:\n${output}`);
+      return output.includes('The token lifecycle demo is running.') ? true : undefined;
+    },
+    150_000,
+    'the demo up',
+  );
 });
 
 afterAll(() => {
@@ -66,14 +74,20 @@ afterAll(() => {
 test('it prints where to look and what to try', () => {
   expect(output).toContain(`http://127.0.0.1:${ports.ui}/namespaces/default/workflows`);
   expect(output).toContain(`http://127.0.0.1:${ports.iam}/realms/demo/protocol/openid-connect/token`);
-  expect(output).toContain(`TEMPORAL_ADDRESS=127.0.0.1:${ports.temporal} REDIS_URL=redis://127.0.0.1:${ports.redis} npx tokenctl token orders-service`);
+  expect(output).toContain(
+    `TEMPORAL_ADDRESS=127.0.0.1:${ports.temporal} REDIS_URL=redis://127.0.0.1:${ports.redis} npx tokenctl token orders-service`,
+  );
   // No Redis answered on the port, so the demo started one.
   expect(output).toContain(`Starting redis-server on 127.0.0.1:${ports.redis}`);
 });
 
-test('tokenctl token prints a demo client\'s token', async () => {
+test("tokenctl token prints a demo client's token", async () => {
   const token = await eventually(
-    () => run(process.execPath, [TOKENCTL, 'token', 'orders-service'], { env: tokenctlEnv() }).then(({ stdout }) => stdout.trim(), () => undefined),
+    () =>
+      run(process.execPath, [TOKENCTL, 'token', 'orders-service'], { env: tokenctlEnv() }).then(
+        ({ stdout }) => stdout.trim(),
+        () => undefined,
+      ),
     30_000,
     'the orders-service token',
   );
@@ -90,8 +104,16 @@ test('the UI server lists the workflows with their TokenState, the rejected ones
   };
   const rejected = ['token-lifecycle:legacy-batch', 'token-lifecycle:shipping-service'];
   const active = ['token-lifecycle:billing-service', 'token-lifecycle:orders-service', 'token-lifecycle:reporting-service'];
-  await eventually(async () => ((await list('TokenState="credentials_rejected"')).join() === rejected.join() ? true : undefined), 30_000, 'the rejected demo clients listed');
-  await eventually(async () => ((await list('TokenState="active"')).join() === active.join() ? true : undefined), 30_000, 'the active demo clients listed');
+  await eventually(
+    async () => ((await list('TokenState="credentials_rejected"')).join() === rejected.join() ? true : undefined),
+    30_000,
+    'the rejected demo clients listed',
+  );
+  await eventually(
+    async () => ((await list('TokenState="active"')).join() === active.join() ? true : undefined),
+    30_000,
+    'the active demo clients listed',
+  );
 });
 
 test('Ctrl-C stops everything the demo started', async () => {

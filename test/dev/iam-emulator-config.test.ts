@@ -29,7 +29,16 @@ describe('emulator config', () => {
 
   test('a YAML config becomes the emulator options', () => {
     const config = parseEmulatorConfig(
-      ['realm: prod', 'port: 8180', 'tokenLifetimeSeconds: 60', 'clients:', '  - clientId: a', '    clientSecret: s', '    scopes: [x, y]', '    enabled: false'].join('\n'),
+      [
+        'realm: prod',
+        'port: 8180',
+        'tokenLifetimeSeconds: 60',
+        'clients:',
+        '  - clientId: a',
+        '    clientSecret: s',
+        '    scopes: [x, y]',
+        '    enabled: false',
+      ].join('\n'),
       'test.yaml',
     );
 
@@ -42,14 +51,25 @@ describe('emulator config', () => {
   });
 
   test('a JSON config is read the same way', () => {
-    const config = parseEmulatorConfig(JSON.stringify({ clients: [{ clientId: 'a', clientSecret: 's' }], omitExpiresIn: true }), 'test.json');
+    const config = parseEmulatorConfig(
+      JSON.stringify({ clients: [{ clientId: 'a', clientSecret: 's' }], omitExpiresIn: true }),
+      'test.json',
+    );
 
     expect(config).toEqual({ clients: [{ clientId: 'a', clientSecret: 's' }], omitExpiresIn: true });
   });
 
   test('every problem is reported at once, each naming its path', () => {
     const problems = problemsOf(
-      ['port: 70000', 'tokenLifetme: 60', 'clients:', '  - clientId: a', '  - clientId: b', '    clientSecret: 3', '    scopes: ["has space"]'].join('\n'),
+      [
+        'port: 70000',
+        'tokenLifetme: 60',
+        'clients:',
+        '  - clientId: a',
+        '  - clientId: b',
+        '    clientSecret: 3',
+        '    scopes: ["has space"]',
+      ].join('\n'),
     );
 
     expect(problems).toEqual([
@@ -68,7 +88,9 @@ describe('emulator config', () => {
   });
 
   test('text that is not YAML is refused with the file name', () => {
-    expect(() => parseEmulatorConfig('clients: [', 'broken.yaml')).toThrow(/^Invalid IAM emulator config broken.yaml:\n {2}- not valid YAML or JSON: /);
+    expect(() => parseEmulatorConfig('clients: [', 'broken.yaml')).toThrow(
+      /^Invalid IAM emulator config broken.yaml:\n {2}- not valid YAML or JSON: /,
+    );
   });
 
   test('a missing file is refused with its path', async () => {
@@ -85,12 +107,21 @@ describe('emulator config', () => {
 
     const res = await fetch(iam.tokenUrl(), {
       method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Authorization: basicAuthorization('billing-service', billing?.clientSecret ?? '') },
+      headers: {
+        'Content-Type': 'application/x-www-form-urlencoded',
+        Authorization: basicAuthorization('billing-service', billing?.clientSecret ?? ''),
+      },
       body: 'grant_type=client_credentials&scope=billing',
     });
 
     expect(res.status).toBe(200);
     expect(((await res.json()) as { scope: string }).scope).toBe('billing');
-    expect(config.clients.map((client) => client.clientId)).toEqual(['orders-service', 'billing-service', 'reporting-service', 'legacy-batch', 'shipping-service']);
+    expect(config.clients.map((client) => client.clientId)).toEqual([
+      'orders-service',
+      'billing-service',
+      'reporting-service',
+      'legacy-batch',
+      'shipping-service',
+    ]);
   });
 });

@@ -79,7 +79,7 @@ function decodeJwtPayload(token: string): Record<string, unknown> {
 }
 
 describe('token endpoint', () => {
-  test('client_secret_basic gets a token with exactly Keycloak\'s fields and no-store headers', async () => {
+  test("client_secret_basic gets a token with exactly Keycloak's fields and no-store headers", async () => {
     const iam = await start();
     const res = await postBasic(iam.tokenUrl(), ORDERS);
 
@@ -135,7 +135,11 @@ describe('token endpoint', () => {
     const authorization = `Basic ${Buffer.from(encoded, 'utf8').toString('base64')}`;
     expect(basicAuthorization(SPECIAL.clientId, SPECIAL.clientSecret)).toBe(authorization);
 
-    const res = await fetch(iam.tokenUrl(), { method: 'POST', headers: { ...FORM, Authorization: authorization }, body: 'grant_type=client_credentials' });
+    const res = await fetch(iam.tokenUrl(), {
+      method: 'POST',
+      headers: { ...FORM, Authorization: authorization },
+      body: 'grant_type=client_credentials',
+    });
 
     expect(res.status).toBe(200);
     expect(iam.requests.map((entry) => [entry.clientId, entry.outcome])).toEqual([[SPECIAL.clientId, 'issued']]);
@@ -180,62 +184,108 @@ describe('token endpoint', () => {
     {
       name: 'a wrong secret with client_secret_basic is 401 unauthorized_client with a Basic challenge',
       send: (iam) => postBasic(iam.tokenUrl(), { ...ORDERS, clientSecret: 'wrong' }),
-      status: 401, error: 'unauthorized_client', description: INVALID_CREDENTIALS, challenge: 'Basic realm="demo"',
+      status: 401,
+      error: 'unauthorized_client',
+      description: INVALID_CREDENTIALS,
+      challenge: 'Basic realm="demo"',
     },
     {
       name: 'a wrong secret with client_secret_post is 401 unauthorized_client without a challenge',
       send: (iam) => postForm(iam.tokenUrl(), { ...ORDERS, clientSecret: 'wrong' }),
-      status: 401, error: 'unauthorized_client', description: INVALID_CREDENTIALS, challenge: null,
+      status: 401,
+      error: 'unauthorized_client',
+      description: INVALID_CREDENTIALS,
+      challenge: null,
     },
     {
       name: 'an unknown client is 401 invalid_client',
       send: (iam) => postBasic(iam.tokenUrl(), { clientId: 'nobody', clientSecret: 'x' }),
-      status: 401, error: 'invalid_client', description: INVALID_CREDENTIALS, challenge: 'Basic realm="demo"',
+      status: 401,
+      error: 'invalid_client',
+      description: INVALID_CREDENTIALS,
+      challenge: 'Basic realm="demo"',
     },
     {
       name: 'a disabled client is 401 invalid_client',
       send: (iam) => postForm(iam.tokenUrl(), DISABLED),
-      status: 401, error: 'invalid_client', description: INVALID_CREDENTIALS, challenge: null,
+      status: 401,
+      error: 'invalid_client',
+      description: INVALID_CREDENTIALS,
+      challenge: null,
     },
     {
       name: 'a client without service accounts is 401 unauthorized_client',
       send: (iam) => postBasic(iam.tokenUrl(), NO_SERVICE_ACCOUNT),
-      status: 401, error: 'unauthorized_client', description: 'Client not enabled to retrieve service account', challenge: 'Basic realm="demo"',
+      status: 401,
+      error: 'unauthorized_client',
+      description: 'Client not enabled to retrieve service account',
+      challenge: 'Basic realm="demo"',
     },
     {
       name: 'a scope the client may not have is 400 invalid_scope',
       send: (iam) => postBasic(iam.tokenUrl(), ORDERS, { ...GRANT, scope: 'orders:read admin' }),
-      status: 400, error: 'invalid_scope', description: 'Invalid scopes: orders:read admin', challenge: null,
+      status: 400,
+      error: 'invalid_scope',
+      description: 'Invalid scopes: orders:read admin',
+      challenge: null,
     },
     {
       name: 'a request without grant_type is 400 invalid_request',
       send: (iam) => postBasic(iam.tokenUrl(), ORDERS, {}),
-      status: 400, error: 'invalid_request', description: 'Missing form parameter: grant_type', challenge: null,
+      status: 400,
+      error: 'invalid_request',
+      description: 'Missing form parameter: grant_type',
+      challenge: null,
     },
     {
       name: 'another grant type is 400 unsupported_grant_type',
       send: (iam) => postBasic(iam.tokenUrl(), ORDERS, { grant_type: 'password' }),
-      status: 400, error: 'unsupported_grant_type', description: 'Unsupported grant_type', challenge: null,
+      status: 400,
+      error: 'unsupported_grant_type',
+      description: 'Unsupported grant_type',
+      challenge: null,
     },
     {
       name: 'a request without client credentials is 401 invalid_client with a Basic challenge',
       send: (iam) => fetch(iam.tokenUrl(), { method: 'POST', headers: FORM, body: 'grant_type=client_credentials' }),
-      status: 401, error: 'invalid_client', description: 'Missing client credentials: use client_secret_basic or client_secret_post', challenge: 'Basic realm="demo"',
+      status: 401,
+      error: 'invalid_client',
+      description: 'Missing client credentials: use client_secret_basic or client_secret_post',
+      challenge: 'Basic realm="demo"',
     },
     {
       name: 'credentials both in the header and in the body are 400 invalid_request',
       send: (iam) => postBasic(iam.tokenUrl(), ORDERS, { ...GRANT, client_secret: ORDERS.clientSecret }),
-      status: 400, error: 'invalid_request', description: 'Use one client authentication method: credentials were sent both in the Authorization header and in the body', challenge: null,
+      status: 400,
+      error: 'invalid_request',
+      description: 'Use one client authentication method: credentials were sent both in the Authorization header and in the body',
+      challenge: null,
     },
     {
       name: 'a JSON body is 400 invalid_request',
-      send: (iam) => fetch(iam.tokenUrl(), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...GRANT, client_id: ORDERS.clientId, client_secret: ORDERS.clientSecret }) }),
-      status: 400, error: 'invalid_request', description: 'Content-Type must be application/x-www-form-urlencoded', challenge: null,
+      send: (iam) =>
+        fetch(iam.tokenUrl(), {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ ...GRANT, client_id: ORDERS.clientId, client_secret: ORDERS.clientSecret }),
+        }),
+      status: 400,
+      error: 'invalid_request',
+      description: 'Content-Type must be application/x-www-form-urlencoded',
+      challenge: null,
     },
     {
       name: 'a repeated parameter is 400 invalid_request',
-      send: (iam) => fetch(iam.tokenUrl(), { method: 'POST', headers: { ...FORM, Authorization: basicAuthorization(ORDERS.clientId, ORDERS.clientSecret) }, body: 'grant_type=client_credentials&scope=orders:read&scope=orders:write' }),
-      status: 400, error: 'invalid_request', description: 'Duplicated parameter: scope', challenge: null,
+      send: (iam) =>
+        fetch(iam.tokenUrl(), {
+          method: 'POST',
+          headers: { ...FORM, Authorization: basicAuthorization(ORDERS.clientId, ORDERS.clientSecret) },
+          body: 'grant_type=client_credentials&scope=orders:read&scope=orders:write',
+        }),
+      status: 400,
+      error: 'invalid_request',
+      description: 'Duplicated parameter: scope',
+      challenge: null,
     },
   ];
 
@@ -267,10 +317,12 @@ describe('token endpoint', () => {
 
     expect(iam.legacyTokenUrl()).toBe(`${iam.url}/auth/realms/demo/protocol/openid-connect/token`);
     expect(res.status).toBe(200);
-    expect(iam.requests.map((entry) => [entry.path, entry.outcome])).toEqual([['/auth/realms/demo/protocol/openid-connect/token', 'issued']]);
+    expect(iam.requests.map((entry) => [entry.path, entry.outcome])).toEqual([
+      ['/auth/realms/demo/protocol/openid-connect/token', 'issued'],
+    ]);
   });
 
-  test('a token request for another realm gets Keycloak\'s 404', async () => {
+  test("a token request for another realm gets Keycloak's 404", async () => {
     const iam = await start({ realm: 'prod' });
     const res = await postBasic(iam.tokenUrl('staging'), ORDERS);
 
@@ -502,7 +554,9 @@ describe('injected faults', () => {
     iam.inject({ kind: 'reset' });
 
     expect(await networkError(postBasic(iam.tokenUrl(), ORDERS))).toEqual({ message: 'fetch failed', code: 'ECONNRESET' });
-    expect(iam.requests.map((entry) => [entry.clientId, entry.outcome, entry.status])).toEqual([['orders-service', 'fault:reset', undefined]]);
+    expect(iam.requests.map((entry) => [entry.clientId, entry.outcome, entry.status])).toEqual([
+      ['orders-service', 'fault:reset', undefined],
+    ]);
   });
 
   test('hang never answers until close() ends the connection', async () => {
@@ -512,14 +566,20 @@ describe('injected faults', () => {
     const failure = networkError(pending);
 
     await expect.poll(() => iam.requests.map((entry) => entry.outcome)).toEqual(['fault:hang']);
-    const stillPending = await Promise.race([pending.then(() => 'answered', () => 'failed'), sleep(200).then(() => 'pending')]);
+    const stillPending = await Promise.race([
+      pending.then(
+        () => 'answered',
+        () => 'failed',
+      ),
+      sleep(200).then(() => 'pending'),
+    ]);
     expect(stillPending).toBe('pending');
 
     await iam.close();
     expect(await failure).toEqual({ message: 'fetch failed', code: 'UND_ERR_SOCKET' });
   });
 
-  test.each([500, 502, 503] as const)('status %i answers the proxy\'s HTML error page', async (status) => {
+  test.each([500, 502, 503] as const)("status %i answers the proxy's HTML error page", async (status) => {
     const iam = await start();
     iam.inject({ kind: 'status', status });
     const res = await postBasic(iam.tokenUrl(), ORDERS);
@@ -540,10 +600,21 @@ describe('injected faults', () => {
     expect(await res.text()).toBe('{"error":"unknown_error"}');
   });
 
-  const wellFormed = { access_token: 'opaque-token', expires_in: 300, refresh_expires_in: 0, token_type: 'Bearer', 'not-before-policy': 0, scope: '' };
+  const wellFormed = {
+    access_token: 'opaque-token',
+    expires_in: 300,
+    refresh_expires_in: 0,
+    token_type: 'Bearer',
+    'not-before-policy': 0,
+    scope: '',
+  };
   test.each([
     { name: 'an HTML page', contentType: 'text/html', body: '<html><body>Login</body></html>' },
-    { name: 'JSON without access_token', contentType: 'application/json', body: JSON.stringify({ ...wellFormed, access_token: undefined }) },
+    {
+      name: 'JSON without access_token',
+      contentType: 'application/json',
+      body: JSON.stringify({ ...wellFormed, access_token: undefined }),
+    },
     { name: 'expires_in as a numeric string', contentType: 'application/json', body: JSON.stringify({ ...wellFormed, expires_in: '300' }) },
     { name: 'expires_in as "abc"', contentType: 'application/json', body: JSON.stringify({ ...wellFormed, expires_in: 'abc' }) },
     { name: 'expires_in -1', contentType: 'application/json', body: JSON.stringify({ ...wellFormed, expires_in: -1 }) },
@@ -636,7 +707,9 @@ describe('injected faults', () => {
     const iam = await start();
 
     expect(() => iam.inject({ kind: 'reset' }, { times: 0 })).toThrow('Fault option "times" must be a positive integer, got 0');
-    expect(() => iam.inject({ kind: 'rate_limit', retryAfter: 1.5 })).toThrow('Fault "retryAfter" must be a non-negative integer of seconds, got 1.5');
+    expect(() => iam.inject({ kind: 'rate_limit', retryAfter: 1.5 })).toThrow(
+      'Fault "retryAfter" must be a non-negative integer of seconds, got 1.5',
+    );
   });
 });
 
@@ -712,12 +785,25 @@ describe('resource API', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ok: true, clientId: 'orders-service' });
     expect(iam.resourceRequests).toEqual([
-      { at: expect.any(Number) as unknown, method: 'GET', path: RESOURCE_PATH, remoteAddress: '127.0.0.1', outcome: 'ok', status: 200, clientId: 'orders-service', accessToken: token },
+      {
+        at: expect.any(Number) as unknown,
+        method: 'GET',
+        path: RESOURCE_PATH,
+        remoteAddress: '127.0.0.1',
+        outcome: 'ok',
+        status: 200,
+        clientId: 'orders-service',
+        accessToken: token,
+      },
     ]);
   });
 
   test.each([
-    { name: 'a revoked token', description: 'The access token was revoked', spoil: (iam: IamEmulator, token: string) => expect(iam.revoke(token)).toBe(true) },
+    {
+      name: 'a revoked token',
+      description: 'The access token was revoked',
+      spoil: (iam: IamEmulator, token: string) => expect(iam.revoke(token)).toBe(true),
+    },
     { name: 'an expired token', description: 'The access token expired', spoil: () => void (clock += 300_000) },
     { name: 'an unknown token', description: 'The access token is not known', spoil: () => undefined, replace: 'not.a-token-from.here' },
   ])('$name gets 401 with error="invalid_token" (RFC 6750 §3)', async ({ description, spoil, replace }) => {
@@ -751,7 +837,9 @@ describe('resource API', () => {
     const res = await callApi(iam, RESOURCE_PATH, 'Bearer two words');
 
     expect(res.status).toBe(400);
-    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="demo", error="invalid_request", error_description="Malformed Bearer authorization header"');
+    expect(res.headers.get('www-authenticate')).toBe(
+      'Bearer realm="demo", error="invalid_request", error_description="Malformed Bearer authorization header"',
+    );
   });
 
   test('the admin route needs scope admin: 403 insufficient_scope without it, 200 with it', async () => {

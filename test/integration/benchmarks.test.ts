@@ -12,7 +12,11 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const run = promisify(execFile);
 
 function bench(script: string, env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script)], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 120_000 });
+  return run(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script)], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
 }
 
 test('bench/token-store.ts prints throughput and latency for each operation', async () => {
@@ -23,8 +27,19 @@ test('bench/token-store.ts prints throughput and latency for each operation', as
 });
 
 test('bench/worker-scale.ts prints what a worker costs per client (the built worker, `npm test` builds it)', async () => {
-  const { stdout } = await bench('worker-scale.ts', { BENCH_CLIENTS: '10', BENCH_IDLE_SECONDS: '1', BENCH_TEMPORAL_ADDRESS: inject('temporalAddress') });
-  for (const row of ['clients +10', 'every token stored +[\\d.]+ s', 'token requests +10 \\(0 not issued\\)', 'worker RSS after 1 s idle +\\d+ MiB', 'per client +-?[\\d.]+ KiB', 'CPU while idle +[\\d.]+ % of a core']) {
+  const { stdout } = await bench('worker-scale.ts', {
+    BENCH_CLIENTS: '10',
+    BENCH_IDLE_SECONDS: '1',
+    BENCH_TEMPORAL_ADDRESS: inject('temporalAddress'),
+  });
+  for (const row of [
+    'clients +10',
+    'every token stored +[\\d.]+ s',
+    'token requests +10 \\(0 not issued\\)',
+    'worker RSS after 1 s idle +\\d+ MiB',
+    'per client +-?[\\d.]+ KiB',
+    'CPU while idle +[\\d.]+ % of a core',
+  ]) {
     expect(stdout).toMatch(new RegExp(`^  ${row}`, 'm'));
   }
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { Redis } from 'ioredis';
-import { tokenKey } from '../../activities/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { hasExited } from '../../dev/child-process.js';
 import { findFreePorts } from '../../dev/free-port.js';
@@ -44,7 +44,8 @@ const env = () => ({
 });
 
 beforeAll(async () => {
-  if (!existsSync(WORKER) || !existsSync(TOKENCTL)) throw new Error('dist/ is missing: run `npm run build` first (`npm test` and `make test` do)');
+  if (!existsSync(WORKER) || !existsSync(TOKENCTL))
+    throw new Error('dist/ is missing: run `npm run build` first (`npm test` and `make test` do)');
   iam = await startIamEmulator({ tokenLifetimeSeconds: 30, clients: [{ clientId: 'built', clientSecret: SECRET }] });
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
@@ -58,7 +59,10 @@ afterAll(async () => {
   if (worker?.exitCode === null) worker.kill('SIGKILL');
   // The worker is gone by now: terminate rather than ask the workflow to stop.
   for (const clientId of ['built', 'built-unknown']) {
-    await new Client({ connection }).workflow.getHandle(workflowIdFor(clientId)).terminate('test finished').catch(() => undefined);
+    await new Client({ connection }).workflow
+      .getHandle(workflowIdFor(clientId))
+      .terminate('test finished')
+      .catch(() => undefined);
   }
   await connection?.close();
   redis?.disconnect();
@@ -70,21 +74,40 @@ test('the built worker keeps a token in Redis, tokenctl reads it, logs a rejecti
   const admin = new TokenAdmin(new Client({ connection }), { taskQueue });
   await admin.register({ clientId: 'built', tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: 'env:BUILT_SECRET' });
   // A client the IAM does not know: rejected, parked, and logged in one line, not twice.
-  await admin.register({ clientId: 'built-unknown', tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: 'env:BUILT_SECRET' });
+  await admin.register({
+    clientId: 'built-unknown',
+    tokenUrl: iam.tokenUrl(),
+    authMethod: 'client_secret_basic',
+    secretRef: 'env:BUILT_SECRET',
+  });
 
-  const accessToken = await eventually(() => redis.hget(tokenKey('oauth:', 'built'), 'access_token').then((t) => t ?? undefined), 30_000, 'the token in Redis');
+  const accessToken = await eventually(
+    () => redis.hget(tokenKey('oauth:', 'built'), 'access_token').then((t) => t ?? undefined),
+    30_000,
+    'the token in Redis',
+  );
   expect(iam.requestsFor('built').map((r) => r.outcome)).toEqual(['issued']);
 
   const printed = await new Promise<string>((resolve, reject) =>
-    execFile(TOKENCTL, ['token', 'built'], { env: env(), timeout: 30_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout))),
+    execFile(TOKENCTL, ['token', 'built'], { env: env(), timeout: 30_000 }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout),
+    ),
   );
   expect(printed.trim()).toBe(accessToken);
 
-  await eventually(async () => ((await admin.status('built-unknown')).state === 'credentials_rejected' ? true : undefined), 30_000, 'built-unknown parked');
+  await eventually(
+    async () => ((await admin.status('built-unknown')).state === 'credentials_rejected' ? true : undefined),
+    30_000,
+    'built-unknown parked',
+  );
   expect(iam.requestsFor('built-unknown').map((r) => r.outcome)).toEqual(['invalid_client']);
   // The worker's line names the kind; the SDK's own "Activity failed" (with a stack trace) is
   // debug-level for a failure the activity classified (ApplicationFailureCategory.BENIGN).
-  const records = () => output.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const records = () =>
+    output
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
   const failures = records().filter((record) => record.message === 'Token request failed');
   expect(failures).toMatchObject([{ level: 'WARN', clientId: 'built-unknown', kind: 'credentials_rejected' }]);
   expect(records().map((record) => record.message)).not.toContain('Activity failed');
@@ -105,8 +128,11 @@ test('the built worker exits 1 with one line saying what to fix when Temporal is
   const [closedPort] = await findFreePorts(1);
   const start = (overrides: Record<string, string>) =>
     new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile(process.execPath, [WORKER], { env: { ...env(), LOG_FORMAT: 'pretty', ...overrides }, timeout: 60_000 }, (error, _stdout, stderr) =>
-        resolve({ code: error === null ? 0 : (error.code as number | null), stderr }),
+      execFile(
+        process.execPath,
+        [WORKER],
+        { env: { ...env(), LOG_FORMAT: 'pretty', ...overrides }, timeout: 60_000 },
+        (error, _stdout, stderr) => resolve({ code: error === null ? 0 : (error.code as number | null), stderr }),
       );
     });
   const [unreachable, badTls, badSetting] = await Promise.all([
@@ -116,7 +142,11 @@ test('the built worker exits 1 with one line saying what to fix when Temporal is
   ]);
 
   expect(unreachable.code).toBe(1);
-  expect(unreachable.stderr).toMatch(new RegExp(`^cannot reach Temporal at 127\\.0\\.0\\.1:${closedPort} \\(.*Connection refused.*\\): check that it is running, or set TEMPORAL_ADDRESS`));
+  expect(unreachable.stderr).toMatch(
+    new RegExp(
+      `^cannot reach Temporal at 127\\.0\\.0\\.1:${closedPort} \\(.*Connection refused.*\\): check that it is running, or set TEMPORAL_ADDRESS`,
+    ),
+  );
   expect(badTls).toEqual({ code: 1, stderr: 'Invalid settings:\n  - TEMPORAL_TLS_CA_PATH: cannot read /nonexistent/ca.pem (ENOENT)\n' });
   expect(badSetting.code).toBe(1);
   expect(badSetting.stderr).toMatch(/^Invalid settings:\n {2}- IAM_MAX_RPS: /);
@@ -133,7 +163,11 @@ test('the built worker started while Redis is down keeps running, says so once, 
   });
   lateWorker.stdout.on('data', (chunk: Buffer) => (lines += chunk.toString()));
   lateWorker.stderr.on('data', (chunk: Buffer) => (lines += chunk.toString()));
-  const messages = () => lines.split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { message: string }).message);
+  const messages = () =>
+    lines
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => (JSON.parse(line) as { message: string }).message);
   let lateRedis: RedisServer | undefined;
   try {
     await eventually(() => (messages().includes('Worker started') ? true : undefined), 30_000, 'the worker started without Redis');
@@ -144,7 +178,7 @@ test('the built worker started while Redis is down keeps running, says so once, 
     expect(lines).not.toContain('Unhandled error event');
 
     lateRedis = await startRedisServer({ port: redisPort });
-    await eventually(() => (messages().includes('Redis connection restored') ? true : undefined), 15_000, 'the worker back on Redis');
+    await eventually(() => (messages().includes('Redis connection restored') ? true : undefined), 30_000, 'the worker back on Redis');
     const exited = once(lateWorker, 'exit');
     lateWorker.kill('SIGTERM');
     expect((await exited)[0]).toBe(0);

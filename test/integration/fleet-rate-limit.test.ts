@@ -1,18 +1,26 @@
 /**
- * The fleet-wide cap on token requests (DESIGN.md, invariant 5): the IAM task queue's server-side
- * rate limit (`IAM_MAX_RPS`, 40/s) and the host's one-second window in Redis keep a stampede of new
- * registrations under the provider's edge limit of 50 requests/s per IP, so nobody is ever
- * answered 429.
+ * The fleet-wide cap on token requests (docs/design.md, "The IAM is never hammered"): the IAM task
+ * queue's server-side rate limit (`IAM_MAX_RPS`, 40/s) and the host's one-second window in Redis
+ * keep a stampede of new registrations under the provider's edge limit of 50 requests/s per IP, so
+ * nobody is ever answered 429.
  *
  * Laid out as in production, so that timing is measured where the edge measures it: the emulator
- * and the worker run as processes of their own; this process only registers and watches Redis.
+ * and the worker run as processes of their own; this process registers, watches Redis and checks.
+ *
+ * The stampede is made to outrun the cap on any machine: every workflow schedules its token request
+ * first, while no IAM worker polls (a workflow-only worker in this process), so all of them wait on
+ * the IAM task queue when the worker process starts. How fast the tokens then arrive is a figure of
+ * the machine, printed by `npm run bench:worker`; what is asserted here holds at any speed.
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { tokenKey } from '../../activities/token-store.js';
+import { rateWindowKey } from '../../shared/redis-layout.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
+import { busiestSecond } from '../support/busiest-second.js';
 import { startEmulatorProcess, type EmulatorProcess } from '../support/emulator-process.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
@@ -24,15 +32,21 @@ const EDGE_LIMIT_PER_SECOND = 50;
 const SECRET = 'fleet-secret';
 const clientIds = Array.from({ length: CLIENTS }, (_, i) => `fleet-${String(i).padStart(3, '0')}`);
 const taskQueue = `fleet-${randomUUID()}`;
+/** Ten times what the cap alone needs, and a minute for a busy machine: a deadline, not a target. */
+const ALL_TOKENS_DEADLINE_MS = 10 * (CLIENTS / IAM_MAX_RPS) * 1000 + 60_000;
 
 let iam: EmulatorProcess;
 let redisServer: RedisServer;
 let redis: Redis;
-let worker: WorkerProcess;
+let monitor: Awaited<ReturnType<Redis['monitor']>> | undefined;
+let worker: WorkerProcess | undefined;
 let connection: Connection;
+let nativeConnection: NativeConnection;
+let client: Client;
 let admin: TokenAdmin;
 
 beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   iam = await startEmulatorProcess({
     // The provider's edge, on: over 50 requests in any one-second window from one IP → 429.
     rateLimitPerSecond: EDGE_LIMIT_PER_SECOND,
@@ -41,94 +55,109 @@ beforeAll(async () => {
   });
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
-  worker = await startWorkerProcess({
-    temporalAddress: inject('temporalAddress'),
-    taskQueue,
-    redisUrl: redisServer.url,
-    workflowBundlePath: inject('workflowBundlePath'),
-    env: { FLEET_SECRET: SECRET, IAM_MAX_RPS: String(IAM_MAX_RPS), LOG_LEVEL: 'WARN' },
-  });
   connection = await Connection.connect({ address: inject('temporalAddress') });
-  admin = new TokenAdmin(new Client({ connection }), { taskQueue });
+  nativeConnection = await NativeConnection.connect({ address: inject('temporalAddress') });
+  client = new Client({ connection });
+  admin = new TokenAdmin(client, { taskQueue });
 });
 
 afterAll(async () => {
-  if (connection) {
-    const client = new Client({ connection });
+  if (client) {
     for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow.getHandle(execution.workflowId).terminate('test finished').catch(() => undefined);
+      await client.workflow
+        .getHandle(execution.workflowId)
+        .terminate('test finished')
+        .catch(() => undefined);
     }
-    await connection.close();
   }
   await worker?.kill9();
+  monitor?.disconnect();
+  await connection?.close();
+  await nativeConnection?.close();
   redis?.disconnect();
   await redisServer?.stop();
   await iam?.stop();
 });
 
-/** The most requests the emulator saw in any one-second window (what its edge limits). */
-function busiestSecond(times: number[]): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let most = 0;
-  let start = 0;
-  for (let end = 0; end < sorted.length; end++) {
-    while (sorted[end]! - sorted[start]! >= 1000) start++;
-    most = Math.max(most, end - start + 1);
-  }
-  return most;
-}
+test(
+  `${CLIENTS} token requests queued at once with IAM_MAX_RPS=${IAM_MAX_RPS}: zero 429s at the ${EDGE_LIMIT_PER_SECOND}/s edge, at most ${IAM_MAX_RPS} let through in any second, one request per client`,
+  async () => {
+    // 1. Every workflow's first task schedules its token request; no IAM worker takes them yet. No
+    //    workflow cache: nothing is left on this worker's sticky queue for the worker process.
+    const scheduler = await Worker.create({
+      connection: nativeConnection,
+      taskQueue,
+      workflowBundle: { codePath: inject('workflowBundlePath') },
+      activities: {},
+      maxCachedWorkflows: 0,
+    });
+    const scheduling = scheduler.run();
+    try {
+      await Promise.all(
+        clientIds.map((clientId) =>
+          admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:FLEET_SECRET' }),
+        ),
+      );
+      // The first task publishes the search attributes and schedules the request, in one completion.
+      await eventually(
+        async () =>
+          (await client.workflow.count(`TaskQueue = '${taskQueue}' AND TokenState = 'acquiring'`)).count === CLIENTS ? true : undefined,
+        ALL_TOKENS_DEADLINE_MS,
+        `${CLIENTS} token requests scheduled`,
+      );
+    } finally {
+      scheduler.shutdown();
+      await scheduling;
+    }
+    expect(iam.requests()).toEqual([]);
 
-/** How many requests fell into each second since the start. */
-function perSecond(offsets: number[]): number[] {
-  const counts: number[] = [];
-  for (const offset of offsets) {
-    const second = Math.floor(offset / 1000);
-    while (counts.length <= second) counts.push(0);
-    counts[second]! += 1;
-  }
-  return counts;
-}
+    // 2. Every slot the fleet's window in Redis grants is a ZADD inside its script, scored with
+    //    Redis's clock: MONITOR sees each one, with no polling gap.
+    const windowKey = rateWindowKey('oauth:', iam.tokenUrl);
+    const grants: number[] = [];
+    monitor = await redis.monitor();
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toUpperCase() === 'ZADD' && args[1] === windowKey) grants.push(Number(args[2]));
+    });
 
-test(`${CLIENTS} clients registered at once with IAM_MAX_RPS=${IAM_MAX_RPS}: zero 429s at the ${EDGE_LIMIT_PER_SECOND}/s edge, every token within 1.2 × ${CLIENTS}/${IAM_MAX_RPS} s`, async () => {
-  const budgetMs = 1.2 * (CLIENTS / IAM_MAX_RPS) * 1000;
-  const startedAt = Date.now();
-  await Promise.all(
-    clientIds.map((clientId) =>
-      admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:FLEET_SECRET' }),
-    ),
-  );
-  const registeredMs = Date.now() - startedAt;
+    // 3. The worker process starts with all of them waiting on its IAM task queue.
+    const startedAt = Date.now();
+    worker = await startWorkerProcess({
+      temporalAddress: inject('temporalAddress'),
+      taskQueue,
+      redisUrl: redisServer.url,
+      workflowBundlePath: inject('workflowBundlePath'),
+      env: { FLEET_SECRET: SECRET, IAM_MAX_RPS: String(IAM_MAX_RPS), LOG_LEVEL: 'WARN' },
+    });
+    await eventually(
+      async () => {
+        const present = await redis.exists(...clientIds.map((clientId) => tokenKey('oauth:', clientId)));
+        return present === CLIENTS ? true : undefined;
+      },
+      ALL_TOKENS_DEADLINE_MS,
+      `all ${CLIENTS} tokens in Redis`,
+    );
+    const allPresentMs = Date.now() - startedAt;
 
-  await eventually(
-    async () => {
-      // One command for all keys: the emulator runs in this process, so polling must stay light.
-      const present = await redis.exists(...clientIds.map((clientId) => tokenKey('oauth:', clientId)));
-      return present === CLIENTS ? true : undefined;
-    },
-    budgetMs + 20_000,
-    `all ${CLIENTS} tokens in Redis`,
-  );
-  const allPresentMs = Date.now() - startedAt;
+    const requests = iam.requests();
+    const outcomes = new Map<string, number>();
+    for (const request of requests) outcomes.set(request.outcome, (outcomes.get(request.outcome) ?? 0) + 1);
+    const arrivals = requests.map((r) => r.at);
+    console.info(
+      `[fleet] ${CLIENTS} queued token requests: every token in Redis ${allPresentMs} ms after the worker process started; ` +
+        `busiest second: ${busiestSecond(grants)} slots granted (Redis clock), ${busiestSecond(arrivals)} arrivals at the edge; ` +
+        `outcomes ${JSON.stringify(Object.fromEntries(outcomes))} (throughput: npm run bench:worker)`,
+    );
 
-  const requests = iam.requests();
-  const outcomes = new Map<string, number>();
-  for (const request of requests) outcomes.set(request.outcome, (outcomes.get(request.outcome) ?? 0) + 1);
-  const first = Math.min(...requests.map((r) => r.at));
-  const last = Math.max(...requests.map((r) => r.at));
-  console.info(
-    `[fleet] ${CLIENTS} registrations sent in ${registeredMs} ms; every token in Redis after ${allPresentMs} ms (budget ${budgetMs} ms); ` +
-      `${requests.length} token requests over ${last - first} ms (${((requests.length - 1) / ((last - first) / 1000)).toFixed(1)}/s), ` +
-      `busiest one-second window ${busiestSecond(requests.map((r) => r.at))}; first request after ${first - startedAt} ms; ` +
-      `per second ${JSON.stringify(perSecond(requests.map((r) => r.at - startedAt)))}; outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`,
-  );
-
-  expect(requests.filter((r) => r.status === 429)).toEqual([]);
-  expect(outcomes).toEqual(new Map([['issued', CLIENTS]]));
-  expect(new Set(requests.map((r) => r.clientId))).toEqual(new Set(clientIds));
-  expect(busiestSecond(requests.map((r) => r.at))).toBeLessThanOrEqual(EDGE_LIMIT_PER_SECOND);
-  // The target is the budget (9 s); 300 requests at 40/s take 7.5 s of it. On a 2-core machine
-  // that also runs the dev server the first request leaves about 0.7 s after the start, and the
-  // whole run measured 8.6–9.9 s; the bound leaves room for a slower CI machine, the log above
-  // reports the figure.
-  expect(allPresentMs).toBeLessThanOrEqual(1.5 * budgetMs);
-});
+    expect(requests.filter((r) => r.status === 429)).toEqual([]);
+    expect(outcomes).toEqual(new Map([['issued', CLIENTS]]));
+    expect(new Set(requests.map((r) => r.clientId))).toEqual(new Set(clientIds));
+    // The fleet's own rule, on the clock that enforces it: a slot for every request (two for one
+    // whose slot went stale while the worker stalled), at most IAM_MAX_RPS in any one-second window.
+    expect(grants.length).toBeGreaterThanOrEqual(CLIENTS);
+    expect(busiestSecond(grants)).toBeLessThanOrEqual(IAM_MAX_RPS);
+    // What the provider counts: arrivals carry each request's transit time on top, under its limit.
+    expect(busiestSecond(arrivals)).toBeLessThanOrEqual(EDGE_LIMIT_PER_SECOND);
+  },
+  3 * ALL_TOKENS_DEADLINE_MS,
+);

@@ -1,17 +1,22 @@
 /**
- * Forced refreshes that cannot loop (invariant 4): coalescing, the fingerprint check, the minimum
- * interval, the `refreshNow` update and its rejections, and the `<prefix>refresh-requests` stream
- * that the worker turns into `forceRefresh` signals. Real dev server, redis-server and emulator.
+ * Forced refreshes that cannot loop (docs/design.md, "One refresh at a time"): coalescing, the
+ * fingerprint check, the minimum interval, the `refreshNow` update and its rejections, and the
+ * `<prefix>refresh-requests` stream that the worker turns into `forceRefresh` signals. Real dev
+ * server, redis-server and emulator.
  */
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
-import { refreshRequestsStream } from '../../activities/token-store.js';
-import { REFRESH_REQUESTS_GROUP } from '../../worker/refresh-request-consumer.js';
+import { refreshRequestsStream } from '../../shared/redis-layout.js';
+import { REFRESH_REQUESTS_GROUP } from '../../shared/redis-layout.js';
 import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
-import { activeAt, storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
+import {
+  activeAt,
+  storedToken as storedTokenIn,
+  tokenWithGenerationAbove as tokenWithGenerationAboveIn,
+} from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const SECRET = 'forced-refresh-secret';
@@ -26,7 +31,10 @@ let stack: TokenStack;
 beforeAll(async () => {
   iam = await startIamEmulator({
     tokenLifetimeSeconds: LIFETIME_SECONDS,
-    clients: ['burst', 'refresh-now', 'parked', 'failing', 'stopping', 'restart', 'stream-ok'].map((clientId) => ({ clientId, clientSecret: SECRET })),
+    clients: ['burst', 'refresh-now', 'parked', 'failing', 'stopping', 'restart', 'stream-ok'].map((clientId) => ({
+      clientId,
+      clientSecret: SECRET,
+    })),
   });
   stack = await startTokenStack({
     env: { SECRET, WRONG_SECRET: 'not-the-secret' },
@@ -54,21 +62,26 @@ function registration(clientId: string, overrides: Partial<ClientRegistration> =
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 const storedToken = (clientId: string) => storedTokenIn(stack.redis, clientId);
-const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 15_000) => tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
+const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutMs = 15_000) =>
+  tokenWithGenerationAboveIn(stack.redis, clientId, generation, timeoutMs);
 
 const issued = (clientId: string) => iam.requestsFor(clientId).filter((r) => r.outcome === 'issued');
 
-/** A stream entry as a service that holds only Redis credentials adds it (DESIGN.md). */
+/** A stream entry as a service that holds only Redis credentials adds it (docs/design.md, "The forced-refresh path"). */
 function addRefreshRequest(fields: Record<string, string>): Promise<string | null> {
   return stack.redis.xadd(STREAM, 'MAXLEN', '~', '10000', '*', ...Object.entries(fields).flat());
 }
 
 /** The stream is drained: every entry acknowledged and deleted, nothing pending in the group. */
 async function streamDrained(): Promise<void> {
-  await eventually(async () => {
-    const [length, pending] = await Promise.all([stack.redis.xlen(STREAM), stack.redis.xpending(STREAM, REFRESH_REQUESTS_GROUP)]);
-    return length === 0 && Number(pending[0]) === 0 ? true : undefined;
-  }, 15_000, 'the refresh-requests stream to be drained');
+  await eventually(
+    async () => {
+      const [length, pending] = await Promise.all([stack.redis.xlen(STREAM), stack.redis.xpending(STREAM, REFRESH_REQUESTS_GROUP)]);
+      return length === 0 && Number(pending[0]) === 0 ? true : undefined;
+    },
+    30_000,
+    'the refresh-requests stream to be drained',
+  );
 }
 
 /** The `reason` of every `forceRefresh` signal in the workflow's history, in order. */
@@ -135,7 +148,9 @@ test('refreshNow returns the new status once the token is in Redis, coalescing c
   await activeAt(stack, clientId, 1);
   const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
 
-  const statuses = await Promise.all(Array.from({ length: 5 }, () => handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] })));
+  const statuses = await Promise.all(
+    Array.from({ length: 5 }, () => handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] })),
+  );
   const stored = await storedToken(clientId);
   for (const status of statuses) expect(status).toMatchObject({ state: 'active', generation: 2, fingerprint: stored?.fingerprint });
   expect(stored?.generation).toBe('2');
@@ -147,7 +162,10 @@ async function refreshNowFailure(clientId: string): Promise<ApplicationFailure> 
   const error: unknown = await stack.client.workflow
     .getHandle(workflowIdFor(clientId))
     .executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] })
-    .then(() => null, (err: unknown) => err);
+    .then(
+      () => null,
+      (err: unknown) => err,
+    );
   expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
   const cause = (error as WorkflowUpdateFailedError).cause;
   expect(cause).toBeInstanceOf(ApplicationFailure);
@@ -157,14 +175,20 @@ async function refreshNowFailure(clientId: string): Promise<ApplicationFailure> 
 test('refreshNow is rejected with a clear reason: rejected credentials, backing off, a failed attempt, a stop', async () => {
   // Rejected credentials: refused at once, nothing sent.
   await stack.admin.register(registration('parked', { secretRef: 'env:WRONG_SECRET' }));
-  await eventually(async () => ((await stack.admin.status('parked')).state === 'credentials_rejected' ? true : undefined), 20_000, 'parked to be credentials_rejected');
+  await eventually(
+    async () => ((await stack.admin.status('parked')).state === 'credentials_rejected' ? true : undefined),
+    20_000,
+    'parked to be credentials_rejected',
+  );
   const parked = await refreshNowFailure('parked');
   expect(parked.type).toBe('credentials_rejected');
   expect(parked.message).toMatch(/parked: the IAM rejected the credentials .*; fix them, then resume or reconfigure/);
   expect(iam.requestsFor('parked')).toHaveLength(1);
 
   // The attempt the update waits for fails: rejected with that failure's kind.
-  await stack.admin.register(registration('failing', { policy: { minForcedRefreshIntervalMs: 0, backoff: { server_error: { baseMs: 4_000, capMs: 4_000 } } } }));
+  await stack.admin.register(
+    registration('failing', { policy: { minForcedRefreshIntervalMs: 0, backoff: { server_error: { baseMs: 4_000, capMs: 4_000 } } } }),
+  );
   await activeAt(stack, 'failing', 1);
   iam.inject({ kind: 'status', status: 503 }, { clientId: 'failing' });
   const failed = await refreshNowFailure('failing');
@@ -181,8 +205,15 @@ test('refreshNow is rejected with a clear reason: rejected credentials, backing 
   await stack.admin.register(registration('stopping', { policy: { minForcedRefreshIntervalMs: 10_000 } }));
   await activeAt(stack, 'stopping', 1);
   const handle = stack.client.workflow.getHandle(workflowIdFor('stopping'));
-  const waiting = handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] }).then(() => null, (err: unknown) => err);
-  await eventually(async () => ((await stack.admin.status('stopping')).forcedRefreshAt !== null ? true : undefined), 20_000, 'the refreshNow of stopping to be pending');
+  const waiting = handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] }).then(
+    () => null,
+    (err: unknown) => err,
+  );
+  await eventually(
+    async () => ((await stack.admin.status('stopping')).forcedRefreshAt !== null ? true : undefined),
+    20_000,
+    'the refreshNow of stopping to be pending',
+  );
   await handle.signal(stopSignal, {});
   const stopped = (await waiting) as WorkflowUpdateFailedError;
   expect(stopped).toBeInstanceOf(WorkflowUpdateFailedError);
@@ -201,7 +232,9 @@ test('a stream entry for an unknown client or without a clientId is acknowledged
   // Nothing left to retry: the group holds no pending entry, and none is delivered again.
   await sleep(1_500);
   const groups = (await stack.redis.xinfo('GROUPS', STREAM)) as unknown[][];
-  const group = groups.map((row) => Object.fromEntries(Array.from({ length: row.length / 2 }, (_, i) => [row[2 * i], row[2 * i + 1]])) as Record<string, unknown>);
+  const group = groups.map(
+    (row) => Object.fromEntries(Array.from({ length: row.length / 2 }, (_, i) => [row[2 * i], row[2 * i + 1]])) as Record<string, unknown>,
+  );
   expect(group).toMatchObject([{ name: REFRESH_REQUESTS_GROUP, pending: 0 }]);
   expect(await forceRefreshReasons('stream-ok')).toEqual([]);
 
@@ -230,7 +263,11 @@ test('stream entries left unacknowledged by a stopped worker, or added while non
   await streamDrained();
   // Generous: after a restart, Temporal may first offer the workflow task to the old worker.
   await tokenWithGenerationAbove(clientId, 1, 30_000);
-  expect((await forceRefreshReasons(clientId)).sort()).toEqual(['added while no worker ran', 'read by a worker that died 1', 'read by a worker that died 2']);
+  expect((await forceRefreshReasons(clientId)).sort()).toEqual([
+    'added while no worker ran',
+    'read by a worker that died 1',
+    'read by a worker that died 2',
+  ]);
   // All three named the same token: one refresh.
   await sleep(500);
   expect(issued(clientId)).toHaveLength(2);
@@ -242,14 +279,22 @@ test('the stream reader survives Redis restarting empty: it creates its group ag
   await stack.redisServer.restart({ empty: true });
 
   // No group, no stream: the reader's XREADGROUP fails with NOGROUP until it creates them again.
-  await eventually(async () => {
-    const entryId = await addRefreshRequest({ clientId, reason: 'after a Redis restart' }).catch(() => null);
-    return entryId ?? undefined;
-  }, 10_000, 'Redis to accept the entry');
-  const after = await eventually(async () => {
-    const status = await stack.admin.status(clientId);
-    return status.generation > before.generation ? status : undefined;
-  }, 30_000, `${clientId} refreshed after the Redis restart`);
+  await eventually(
+    async () => {
+      const entryId = await addRefreshRequest({ clientId, reason: 'after a Redis restart' }).catch(() => null);
+      return entryId ?? undefined;
+    },
+    30_000,
+    'Redis to accept the entry',
+  );
+  const after = await eventually(
+    async () => {
+      const status = await stack.admin.status(clientId);
+      return status.generation > before.generation ? status : undefined;
+    },
+    30_000,
+    `${clientId} refreshed after the Redis restart`,
+  );
   expect(after.state).toBe('active');
   await streamDrained();
   expect(await forceRefreshReasons(clientId)).toContain('after a Redis restart');

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { generationsKey, tokenKey } from '../../activities/token-store.js';
+import { generationsKey, tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor } from '../../workflows/messages.js';
@@ -34,14 +34,24 @@ beforeAll(async () => {
   iam = await startIamEmulator({ tokenLifetimeSeconds: 300, clients: CLIENT_IDS.map((clientId) => ({ clientId, clientSecret: SECRET })) });
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
-  worker = await startWorkerProcess({ temporalAddress: inject('temporalAddress'), taskQueue, redisUrl: redisServer.url, workflowBundlePath: inject('workflowBundlePath'), env: { LOST_SECRET: SECRET } });
+  worker = await startWorkerProcess({
+    temporalAddress: inject('temporalAddress'),
+    taskQueue,
+    redisUrl: redisServer.url,
+    workflowBundlePath: inject('workflowBundlePath'),
+    env: { LOST_SECRET: SECRET },
+  });
   connection = await Connection.connect({ address: inject('temporalAddress') });
   admin = new TokenAdmin(new Client({ connection }), { taskQueue });
 });
 
 afterAll(async () => {
   if (connection) {
-    for (const clientId of CLIENT_IDS) await new Client({ connection }).workflow.getHandle(workflowIdFor(clientId)).terminate('test finished').catch(() => undefined);
+    for (const clientId of CLIENT_IDS)
+      await new Client({ connection }).workflow
+        .getHandle(workflowIdFor(clientId))
+        .terminate('test finished')
+        .catch(() => undefined);
     await connection.close();
   }
   await worker?.kill9();
@@ -52,10 +62,14 @@ afterAll(async () => {
 
 const generationOf = async (clientId: string) => Number(await redis.hget(tokenKey('oauth:', clientId), 'generation'));
 const activeAt = (clientId: string, generation: number) =>
-  eventually(async () => {
-    const status = await admin.status(clientId);
-    return status.state === 'active' && status.generation === generation ? status : undefined;
-  }, 60_000, `${clientId} active at generation ${generation}`);
+  eventually(
+    async () => {
+      const status = await admin.status(clientId);
+      return status.state === 'active' && status.generation === generation ? status : undefined;
+    },
+    60_000,
+    `${clientId} active at generation ${generation}`,
+  );
 
 test('after a reconnection the worker writes again a token Redis lost or holds an older one of, and leaves an intact one alone', async () => {
   for (const clientId of CLIENT_IDS) {
@@ -68,13 +82,17 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
   await admin.refresh(BEHIND, { wait: true, reason: 'a second token, to be lost' });
   await activeAt(BEHIND, 2);
   // The visibility record of the second token (what the check lists) lands after the status.
-  await eventually(async () => {
-    for await (const execution of new Client({ connection }).workflow.list({ query: `WorkflowId = '${workflowIdFor(BEHIND)}'` })) {
-      const expiresAt = execution.typedSearchAttributes.get(TokenExpiresAt);
-      if (expiresAt !== undefined && expiresAt.getTime() > Number(first.expires_at)) return true;
-    }
-    return undefined;
-  }, 30_000, 'the second token in visibility');
+  await eventually(
+    async () => {
+      for await (const execution of new Client({ connection }).workflow.list({ query: `WorkflowId = '${workflowIdFor(BEHIND)}'` })) {
+        const expiresAt = execution.typedSearchAttributes.get(TokenExpiresAt);
+        if (expiresAt !== undefined && expiresAt.getTime() > Number(first.expires_at)) return true;
+      }
+      return undefined;
+    },
+    30_000,
+    'the second token in visibility',
+  );
 
   const beforeLoss = iam.issuedTokens.length;
   await redis
@@ -87,7 +105,11 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
   await redis.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
 
   await eventually(async () => ((await generationOf(MISSING)) === 2 ? true : undefined), 60_000, `${MISSING} written again`);
-  await eventually(async () => ((await generationOf(BEHIND)) === 3 ? true : undefined), 60_000, `${BEHIND} written again above the workflow's generation`);
+  await eventually(
+    async () => ((await generationOf(BEHIND)) === 3 ? true : undefined),
+    60_000,
+    `${BEHIND} written again above the workflow's generation`,
+  );
   // The check ran; the intact one was not refreshed, and nothing else was requested.
   expect(await generationOf(INTACT)).toBe(1);
   expect(iam.issuedTokens.length - beforeLoss).toBe(2);

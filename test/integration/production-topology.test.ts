@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { tokenKey } from '../../activities/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startTemporalServer, type TemporalServer } from '../../dev/temporal-server.js';
 import { startEmulatorProcess, type EmulatorProcess, type PrintedRequest } from '../support/emulator-process.js';
@@ -170,12 +170,22 @@ test(`${WORKERS} workers on a PostgreSQL-backed Temporal server keep ${CLIENTS} 
   mark('registration');
   await Promise.all(
     clientIds.map((clientId) =>
-      admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:TOPOLOGY_SECRET', policy: { refreshFraction: REFRESH_FRACTION } }),
+      admin.register({
+        clientId,
+        tokenUrl: iam.tokenUrl,
+        authMethod: 'client_secret_post',
+        secretRef: 'env:TOPOLOGY_SECRET',
+        policy: { refreshFraction: REFRESH_FRACTION },
+      }),
     ),
   );
   const probe = new Redis(redisServer.url);
   try {
-    await eventually(async () => ((await probe.exists(...clientIds.map((id) => tokenKey('oauth:', id)))) === CLIENTS ? true : undefined), 120_000, `all ${CLIENTS} tokens in Redis`);
+    await eventually(
+      async () => ((await probe.exists(...clientIds.map((id) => tokenKey('oauth:', id)))) === CLIENTS ? true : undefined),
+      120_000,
+      `all ${CLIENTS} tokens in Redis`,
+    );
   } finally {
     probe.disconnect();
   }
@@ -222,13 +232,24 @@ test(`${WORKERS} workers on a PostgreSQL-backed Temporal server keep ${CLIENTS} 
     const renewalDeadlineMs = REFRESH_FRACTION * LIFETIME_SECONDS * 1000 + 60_000;
     await eventually(
       () => {
-        const renewed = new Set(iam.requests().filter((r) => r.at > serverBackAt && r.outcome === 'issued').map((r) => r.clientId));
+        const renewed = new Set(
+          iam
+            .requests()
+            .filter((r) => r.at > serverBackAt && r.outcome === 'issued')
+            .map((r) => r.clientId),
+        );
         return renewed.size === CLIENTS ? true : undefined;
       },
       renewalDeadlineMs,
       `a renewal of every client after the Temporal server came back`,
     );
-    figures.firstRenewalAfterServerBackMs = Math.min(...iam.requests().filter((r) => r.at > serverBackAt).map((r) => r.at)) - serverBackAt;
+    figures.firstRenewalAfterServerBackMs =
+      Math.min(
+        ...iam
+          .requests()
+          .filter((r) => r.at > serverBackAt)
+          .map((r) => r.at),
+      ) - serverBackAt;
   } finally {
     poll = await poller.stop();
   }
@@ -254,7 +275,9 @@ test(`${WORKERS} workers on a PostgreSQL-backed Temporal server keep ${CLIENTS} 
     const until = events[i + 1]!.at;
     const lateness = clientIds.flatMap((id) => {
       const issued = perClient.get(id)!.filter((r) => r.outcome === 'issued');
-      return issued.slice(1).flatMap((r, j) => (r.at >= event.at && r.at < until ? [r.at - issued[j]!.at - REFRESH_FRACTION * LIFETIME_SECONDS * 1000] : []));
+      return issued
+        .slice(1)
+        .flatMap((r, j) => (r.at >= event.at && r.at < until ? [r.at - issued[j]!.at - REFRESH_FRACTION * LIFETIME_SECONDS * 1000] : []));
     });
     const margins = poll.margins.filter((m) => m.at >= event.at && m.at < until).map((m) => m.minMs);
     return {

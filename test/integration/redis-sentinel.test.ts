@@ -10,9 +10,9 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { tokenKey, generationsKey } from '../../activities/token-store.js';
+import { generationsKey, tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
-import { createRedisClient } from '../../client/redis-connection.js';
+import { createRedisClient } from '../../shared/redis-connection.js';
 import { TokenReader } from '../../client/token-reader.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor } from '../../workflows/messages.js';
@@ -39,7 +39,10 @@ let consumerRedis: ReturnType<typeof createRedisClient>;
 let reader: TokenReader;
 
 beforeAll(async () => {
-  iam = await startIamEmulator({ tokenLifetimeSeconds: LIFETIME_SECONDS, clients: [...FIRST, ...LATE].map((clientId) => ({ clientId, clientSecret: SECRET })) });
+  iam = await startIamEmulator({
+    tokenLifetimeSeconds: LIFETIME_SECONDS,
+    clients: [...FIRST, ...LATE].map((clientId) => ({ clientId, clientSecret: SECRET })),
+  });
   sentinel = await startRedisSentinel();
   worker = await startWorkerProcess({
     temporalAddress: inject('temporalAddress'),
@@ -59,7 +62,11 @@ beforeAll(async () => {
 afterAll(async () => {
   if (connection) {
     const client = new Client({ connection });
-    for (const clientId of [...FIRST, ...LATE]) await client.workflow.getHandle(workflowIdFor(clientId)).terminate('test finished').catch(() => undefined);
+    for (const clientId of [...FIRST, ...LATE])
+      await client.workflow
+        .getHandle(workflowIdFor(clientId))
+        .terminate('test finished')
+        .catch(() => undefined);
     await connection.close();
   }
   await worker?.kill9();
@@ -69,7 +76,8 @@ afterAll(async () => {
   await iam?.close();
 });
 
-const register = (clientId: string) => admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:SENTINEL_SECRET' });
+const register = (clientId: string) =>
+  admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:SENTINEL_SECRET' });
 
 /** What the current master holds for `clientId`: generation and expiry, or null. */
 async function onMaster(clientId: string): Promise<{ generation: number; expiresAt: number } | null> {
@@ -84,10 +92,14 @@ async function onMaster(clientId: string): Promise<{ generation: number; expires
 
 /** Until the consumer reads a token of `clientId` newer than `generation`. */
 const readerSeesAbove = (clientId: string, generation: number) =>
-  eventually(async () => {
-    const token = await reader.getToken(clientId).catch(() => undefined);
-    return token !== undefined && token.generation > generation ? token : undefined;
-  }, 60_000, `the consumer to read ${clientId} above generation ${generation}`);
+  eventually(
+    async () => {
+      const token = await reader.getToken(clientId).catch(() => undefined);
+      return token !== undefined && token.generation > generation ? token : undefined;
+    },
+    60_000,
+    `the consumer to read ${clientId} above generation ${generation}`,
+  );
 
 test('the worker and a TokenReader on redis+sentinel:// survive a SENTINEL FAILOVER and a master crash that lost writes, without a restart', async () => {
   const figures: Record<string, unknown> = {};
@@ -139,10 +151,14 @@ test('the worker and a TokenReader on redis+sentinel:// survive a SENTINEL FAILO
   // consumer may still hold (the lost one) expires.
   const rewritten: Record<string, number> = {};
   for (const [clientId, held] of known) {
-    const back = await eventually(async () => {
-      const now = await onMaster(clientId);
-      return now !== null && now.generation > held.generation ? now : undefined;
-    }, 120_000, `${clientId} written again above generation ${held.generation}`);
+    const back = await eventually(
+      async () => {
+        const now = await onMaster(clientId);
+        return now !== null && now.generation > held.generation ? now : undefined;
+      },
+      120_000,
+      `${clientId} written again above generation ${held.generation}`,
+    );
     rewritten[clientId] = Date.now() - promotedAt;
     expect(Date.now()).toBeLessThan(held.expiresAt);
     expect(back.generation).toBe(held.generation + 1);

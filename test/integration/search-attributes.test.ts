@@ -1,5 +1,5 @@
 /**
- * The worker registers its search attributes itself (DESIGN.md, "In the Temporal UI"): on a
+ * The worker registers its search attributes itself (docs/design.md, "In the Temporal UI"): on a
  * dedicated dev server started WITHOUT them, on namespaces other than `default`, with workers
  * racing to add them. Operators then find the parked clients with the Temporal CLI's list query,
  * as they would in the UI.
@@ -20,7 +20,11 @@ import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
 
 const { IndexedValueType } = proto.temporal.api.enums.v1;
-const EXPECTED_TYPES = { KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME, INT: IndexedValueType.INDEXED_VALUE_TYPE_INT };
+const EXPECTED_TYPES = {
+  KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+  DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+  INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+};
 const ALL_NAMES = TOKEN_SEARCH_ATTRIBUTES.map((key) => key.name).sort();
 
 /** The namespace the worker processes serve; `race` and `conflict` are for the direct calls. */
@@ -64,13 +68,18 @@ async function customAttributes(namespace: string): Promise<Record<string, numbe
 
 test('two workers adding the search attributes at the same time both succeed and leave each one with its type', async () => {
   expect(await customAttributes('race')).toEqual({});
-  const [a, b] = await Promise.all([NativeConnection.connect({ address: server.address }), NativeConnection.connect({ address: server.address })]);
+  const [a, b] = await Promise.all([
+    NativeConnection.connect({ address: server.address }),
+    NativeConnection.connect({ address: server.address }),
+  ]);
   try {
     const added = await Promise.all([ensureSearchAttributes(a, 'race'), ensureSearchAttributes(b, 'race')]);
 
     // Each saw them missing (or the other one had added some): together, all of them.
     expect([...new Set(added.flat())].sort()).toEqual(ALL_NAMES);
-    expect(await customAttributes('race')).toEqual(Object.fromEntries(TOKEN_SEARCH_ATTRIBUTES.map((key) => [key.name, EXPECTED_TYPES[key.type]])));
+    expect(await customAttributes('race')).toEqual(
+      Object.fromEntries(TOKEN_SEARCH_ATTRIBUTES.map((key) => [key.name, EXPECTED_TYPES[key.type]])),
+    );
     // Once present, a worker start adds nothing.
     expect(await ensureSearchAttributes(a, 'race')).toEqual([]);
   } finally {
@@ -79,7 +88,10 @@ test('two workers adding the search attributes at the same time both succeed and
 });
 
 test('an attribute that exists with another type stops the worker with a message naming it and the fix', async () => {
-  await connection.operatorService.addSearchAttributes({ namespace: 'conflict', searchAttributes: { TokenState: IndexedValueType.INDEXED_VALUE_TYPE_INT } });
+  await connection.operatorService.addSearchAttributes({
+    namespace: 'conflict',
+    searchAttributes: { TokenState: IndexedValueType.INDEXED_VALUE_TYPE_INT },
+  });
   const worker = await NativeConnection.connect({ address: server.address });
   try {
     const failure = await ensureSearchAttributes(worker, 'conflict').catch((err: unknown) => err);
@@ -100,11 +112,23 @@ test('an attribute that exists with another type stops the worker with a message
 test('worker processes add the attributes to their namespace, and the Temporal CLI lists exactly the rejected registrations', async () => {
   expect(await customAttributes(NAMESPACE)).toEqual({});
   const taskQueue = `sa-${Date.now()}`;
-  const env = Object.fromEntries([...GOOD, ...REJECTED].map((clientId) => [secretEnv(clientId), clientId === 'sa-wrong-secret' ? 'not-the-secret' : `${clientId}-secret`]));
+  const env = Object.fromEntries(
+    [...GOOD, ...REJECTED].map((clientId) => [
+      secretEnv(clientId),
+      clientId === 'sa-wrong-secret' ? 'not-the-secret' : `${clientId}-secret`,
+    ]),
+  );
   // Two workers of a fleet start together on a namespace that has none of the attributes.
   const started = await Promise.all(
     [1, 2].map(() =>
-      startWorkerProcess({ temporalAddress: server.address, namespace: NAMESPACE, taskQueue, redisUrl: redisServer.url, workflowBundlePath: inject('workflowBundlePath'), env }),
+      startWorkerProcess({
+        temporalAddress: server.address,
+        namespace: NAMESPACE,
+        taskQueue,
+        redisUrl: redisServer.url,
+        workflowBundlePath: inject('workflowBundlePath'),
+        env,
+      }),
     ),
   );
   workers.push(...started);
@@ -114,7 +138,12 @@ test('worker processes add the attributes to their namespace, and the Temporal C
 
   const admin = new TokenAdmin(new Client({ connection, namespace: NAMESPACE }), { taskQueue });
   for (const clientId of [...GOOD, ...REJECTED]) {
-    await admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: `env:${secretEnv(clientId)}` });
+    await admin.register({
+      clientId,
+      tokenUrl: iam.tokenUrl(),
+      authMethod: 'client_secret_basic',
+      secretRef: `env:${secretEnv(clientId)}`,
+    });
   }
   for (const clientId of [...GOOD, ...REJECTED]) {
     const expected = REJECTED.includes(clientId) ? 'credentials_rejected' : 'active';
@@ -122,10 +151,14 @@ test('worker processes add the attributes to their namespace, and the Temporal C
   }
 
   // What an operator types (visibility is eventually consistent: the last upsert may lag).
-  const listed = await eventually(async () => {
-    const ids = await temporalWorkflowList(`TokenState="credentials_rejected"`);
-    return ids.length === REJECTED.length ? ids : undefined;
-  }, 10_000, 'the CLI listing both rejected registrations');
+  const listed = await eventually(
+    async () => {
+      const ids = await temporalWorkflowList(`TokenState="credentials_rejected"`);
+      return ids.length === REJECTED.length ? ids : undefined;
+    },
+    30_000,
+    'the CLI listing both rejected registrations',
+  );
   expect(listed.sort()).toEqual(REJECTED.map(workflowIdFor).sort());
   expect((await temporalWorkflowList(`TokenState="active"`)).sort()).toEqual(GOOD.map(workflowIdFor).sort());
   // Rejected credentials are not retried in a loop: one request each.

@@ -60,76 +60,90 @@ afterAll(async () => {
   await ownServer?.stop();
 });
 
-test(
-  'the UI lists the rejected registrations by TokenState, and a workflow page tells its story without the secret',
-  async () => {
-    const registrations = [
-      [GOOD, 'env:GOOD_SECRET'],
-      [WRONG_SECRET, 'env:WRONG_SECRET'],
-      [UNKNOWN, 'env:UNKNOWN_SECRET'],
-    ] as const;
-    for (const [clientId, secretRef] of registrations) {
-      await stack.admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef });
+test('the UI lists the rejected registrations by TokenState, and a workflow page tells its story without the secret', async () => {
+  const registrations = [
+    [GOOD, 'env:GOOD_SECRET'],
+    [WRONG_SECRET, 'env:WRONG_SECRET'],
+    [UNKNOWN, 'env:UNKNOWN_SECRET'],
+  ] as const;
+  for (const [clientId, secretRef] of registrations) {
+    await stack.admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef });
+  }
+  // The UI reads visibility, which follows the workflows' search attribute upserts.
+  await eventually(
+    async () => ((await stack.admin.list({ state: 'credentials_rejected' })).length === 2 ? true : undefined),
+    20_000,
+    'two rejected in visibility',
+  );
+  await eventually(
+    async () => ((await stack.admin.list({ state: 'active' })).length === 1 ? true : undefined),
+    20_000,
+    'one active in visibility',
+  );
+
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  try {
+    const startedAt = Date.now();
+    // The list query in the URL: what the filter bar writes, and what an operator bookmarks.
+    const query = `TokenState="credentials_rejected" AND TaskQueue="${stack.taskQueue}"`;
+    await page.goto(`${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(query)}`);
+    const rejectedLink = page.getByRole('link', { name: workflowIdFor(WRONG_SECRET), exact: true });
+    await rejectedLink.waitFor({ timeout: 30_000 });
+    await expect.poll(() => workflowLinks(page), { timeout: 10_000 }).toEqual([workflowIdFor(UNKNOWN), workflowIdFor(WRONG_SECRET)].sort());
+    const listText = await page.locator('main').innerText();
+    expect(listText).toContain('"credentials_rejected"'); // the filter the page shows
+    expect(listText).not.toContain(workflowIdFor(GOOD));
+    const listShot = join(SCREENSHOTS, 'temporal-ui-rejected-list.png');
+    await page.screenshot({ path: listShot });
+
+    await rejectedLink.click();
+    await page.waitForURL(new RegExp(`/workflows/${encodeURIComponent(workflowIdFor(WRONG_SECRET))}/`), { timeout: 30_000 });
+    // The history: the input carries the secret's reference only.
+    await expect.poll(() => page.locator('main').innerText(), { timeout: 30_000 }).toContain('"secretRef": "env:WRONG_SECRET"');
+    const historyText = await page.locator('main').innerText();
+    expect(historyText).toContain('Workflow Type\ntokenLifecycle');
+
+    // User Metadata: the static summary and details, and the current details the workflow keeps
+    // up to date (the UI renders each in a sandboxed frame, hence the text of every frame).
+    await page.getByText('User Metadata', { exact: true }).click();
+    const host = new URL(iam.url).host;
+    await expect.poll(() => everyFrameText(page), { timeout: 30_000 }).toContain(`${WRONG_SECRET} · credentials_rejected`);
+    const metadataText = await everyFrameText(page);
+    expect(metadataText).toContain(`OAuth token for ${WRONG_SECRET} from ${host}`);
+    expect(metadataText).toContain('Client credentials (client_secret_basic), secret from env');
+    expect(metadataText).toMatch(/last error \(1 in a row\): credentials_rejected: Token endpoint answered 401 unauthorized_client/);
+    expect(metadataText).toContain('parked: fix the credentials, then tokenctl resume or reconfigure');
+    // A Markdown list, one item per line, the most urgent first.
+    expect(metadataText).toMatch(
+      /parked: fix the credentials, then tokenctl resume or reconfigure\n+last error \(1 in a row\)[^\n]*\n+token: none from this registration yet\n+endpoint \(client_secret_basic\): http/,
+    );
+    // Timer and activity summaries make the events read as a story.
+    expect(metadataText).toContain('Token request (first token), numbered after the generation Redis holds');
+    // docs/design.md, "No secret in Temporal", as the operator sees it: the page has the reference,
+    // never the secret.
+    for (const text of [historyText, metadataText]) {
+      expect(text).not.toContain('an-old-billing-secret');
+      expect(text).not.toContain('the-real-billing-secret');
     }
-    // The UI reads visibility, which follows the workflows' search attribute upserts.
-    await eventually(async () => ((await stack.admin.list({ state: 'credentials_rejected' })).length === 2 ? true : undefined), 20_000, 'two rejected in visibility');
-    await eventually(async () => ((await stack.admin.list({ state: 'active' })).length === 1 ? true : undefined), 20_000, 'one active in visibility');
-
-    const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
-    try {
-      const startedAt = Date.now();
-      // The list query in the URL: what the filter bar writes, and what an operator bookmarks.
-      const query = `TokenState="credentials_rejected" AND TaskQueue="${stack.taskQueue}"`;
-      await page.goto(`${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(query)}`);
-      const rejectedLink = page.getByRole('link', { name: workflowIdFor(WRONG_SECRET), exact: true });
-      await rejectedLink.waitFor({ timeout: 30_000 });
-      await expect.poll(() => workflowLinks(page), { timeout: 10_000 }).toEqual([workflowIdFor(UNKNOWN), workflowIdFor(WRONG_SECRET)].sort());
-      const listText = await page.locator('main').innerText();
-      expect(listText).toContain('"credentials_rejected"'); // the filter the page shows
-      expect(listText).not.toContain(workflowIdFor(GOOD));
-      const listShot = join(SCREENSHOTS, 'temporal-ui-rejected-list.png');
-      await page.screenshot({ path: listShot });
-
-      await rejectedLink.click();
-      await page.waitForURL(new RegExp(`/workflows/${encodeURIComponent(workflowIdFor(WRONG_SECRET))}/`), { timeout: 30_000 });
-      // The history: the input carries the secret's reference only.
-      await expect.poll(() => page.locator('main').innerText(), { timeout: 30_000 }).toContain('"secretRef": "env:WRONG_SECRET"');
-      const historyText = await page.locator('main').innerText();
-      expect(historyText).toContain('Workflow Type\ntokenLifecycle');
-
-      // User Metadata: the static summary and details, and the current details the workflow keeps
-      // up to date (the UI renders each in a sandboxed frame, hence the text of every frame).
-      await page.getByText('User Metadata', { exact: true }).click();
-      const host = new URL(iam.url).host;
-      await expect.poll(() => everyFrameText(page), { timeout: 30_000 }).toContain(`${WRONG_SECRET} · credentials_rejected`);
-      const metadataText = await everyFrameText(page);
-      expect(metadataText).toContain(`OAuth token for ${WRONG_SECRET} from ${host}`);
-      expect(metadataText).toContain('Client credentials (client_secret_basic), secret from env');
-      expect(metadataText).toMatch(/last error \(1 in a row\): credentials_rejected: Token endpoint answered 401 unauthorized_client/);
-      expect(metadataText).toContain('parked: fix the credentials, then tokenctl resume or reconfigure');
-      // A Markdown list, one item per line, the most urgent first.
-      expect(metadataText).toMatch(/parked: fix the credentials, then tokenctl resume or reconfigure\n+last error \(1 in a row\)[^\n]*\n+token: none from this registration yet\n+endpoint \(client_secret_basic\): http/);
-      // Timer and activity summaries make the events read as a story.
-      expect(metadataText).toContain('Token request (first token), numbered after the generation Redis holds');
-      // Invariant 1, as the operator sees it: the page has the reference, never the secret.
-      for (const text of [historyText, metadataText]) {
-        expect(text).not.toContain('an-old-billing-secret');
-        expect(text).not.toContain('the-real-billing-secret');
-      }
-      const workflowShot = join(SCREENSHOTS, 'temporal-ui-rejected-workflow.png');
-      await page.screenshot({ path: workflowShot, fullPage: true });
-      console.log(`UI: list and workflow page checked in ${Date.now() - startedAt} ms; screenshots ${listShot} and ${workflowShot}`);
-      expect(existsSync(listShot) && existsSync(workflowShot)).toBe(true);
-    } finally {
-      await page.close();
-    }
-  },
-  90_000,
-);
+    const workflowShot = join(SCREENSHOTS, 'temporal-ui-rejected-workflow.png');
+    await page.screenshot({ path: workflowShot, fullPage: true });
+    console.log(`UI: list and workflow page checked in ${Date.now() - startedAt} ms; screenshots ${listShot} and ${workflowShot}`);
+    expect(existsSync(listShot) && existsSync(workflowShot)).toBe(true);
+  } finally {
+    await page.close();
+  }
+}, 90_000);
 
 /** The text of the page and of every frame in it, one after the other. */
 async function everyFrameText(page: Page): Promise<string> {
-  const texts = await Promise.all(page.frames().map((frame) => frame.locator('body').innerText().catch(() => '')));
+  const texts = await Promise.all(
+    page.frames().map((frame) =>
+      frame
+        .locator('body')
+        .innerText()
+        .catch(() => ''),
+    ),
+  );
   return texts.join('\n');
 }
 

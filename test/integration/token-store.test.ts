@@ -1,16 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
-import {
-  generationsKey,
-  refreshRequestsStream,
-  tokenKey,
-  TokenStore,
-  tokenUpdatedChannel,
-  type StoredToken,
-  type TokenUpdatedMessage,
-  type WriteResult,
-} from '../../activities/token-store.js';
+import { generationsKey, refreshRequestsStream, tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
+import { TokenStore, type StoredToken, type WriteResult } from '../../shared/token-store.js';
+import type { TokenUpdatedMessage } from '../../shared/token-updated-message.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const PREFIX = 'oauth:';
@@ -323,7 +316,9 @@ describe('TokenStore on a real redis-server', () => {
   });
 
   test('a write rejects a generation that is not a positive integer before reaching Redis', async () => {
-    await expect(store.write(someToken({ generation: 0 }))).rejects.toThrow('"token" "generation" property must be a positive integer, got 0');
+    await expect(store.write(someToken({ generation: 0 }))).rejects.toThrow(
+      '"token" "generation" property must be a positive integer, got 0',
+    );
     await expect(store.write(someToken({ generation: 1.5 }))).rejects.toThrow(RangeError);
     expect(await redis.exists('oauth:token:billing-service')).toBe(0);
   });

@@ -1,5 +1,5 @@
 /**
- * tokenctl as operators and scripts run it: a separate process (`node --import tsx client/cli/tokenctl.ts`)
+ * tokenctl as operators and scripts run it: a separate process (`node --import tsx cli/tokenctl.ts`)
  * configured only by its environment, against the real Temporal dev server, a real redis-server
  * and the IAM emulator. Each call costs a process start-up, so independent calls run together.
  */
@@ -35,7 +35,9 @@ beforeAll(async () => {
       ...APPLIED.map((clientId) => ({ clientId, clientSecret: appliedSecret(clientId), scopes: ['orders.read', 'orders.write'] })),
     ],
   });
-  stack = await startTokenStack({ env: { S: SECRET, ...Object.fromEntries(APPLIED.map((id) => [appliedSecretEnv(id), appliedSecret(id)])) } });
+  stack = await startTokenStack({
+    env: { S: SECRET, ...Object.fromEntries(APPLIED.map((id) => [appliedSecretEnv(id), appliedSecret(id)])) },
+  });
   dir = await mkdtemp(join(tmpdir(), 'tokenctl-apply-'));
 });
 
@@ -62,10 +64,15 @@ function tokenctl(args: string[], env: Record<string, string> = {}): Promise<Run
     TOKEN_KEY_PREFIX: 'oauth:',
   };
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'client/cli/tokenctl.ts', ...args], { cwd: ROOT, env: { ...process.env, ...settings, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'cli/tokenctl.ts', ...args],
+      { cwd: ROOT, env: { ...process.env, ...settings, ...env }, timeout: 30_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -82,7 +89,9 @@ describe('usage', () => {
     });
     expect(commands[COMMANDS.indexOf('register')]!.stdout).toContain('--token-url <url>');
     // apply's help documents the file format, secrets as references included.
-    expect(commands[COMMANDS.indexOf('apply')]!.stdout).toMatch(/defaults:\n[\s\S]*clients:\n\s+- clientId: orders-api\n\s+secretRef: env:ORDERS_API_SECRET/);
+    expect(commands[COMMANDS.indexOf('apply')]!.stdout).toMatch(
+      /defaults:\n[\s\S]*clients:\n\s+- clientId: orders-api\n\s+secretRef: env:ORDERS_API_SECRET/,
+    );
   });
 
   test('wrong usage exits 2 and says what was wrong', async () => {
@@ -142,36 +151,56 @@ describe('failures', () => {
     expect(temporal).toMatchObject({ code: 1, stdout: '' });
     expect(temporal.stderr).toMatch(new RegExp(`^error: cannot reach Temporal at 127\\.0\\.0\\.1:${temporalPort} .*set TEMPORAL_ADDRESS`));
     expect(redis).toMatchObject({ code: 1, stdout: '' });
-    expect(redis.stderr).toMatch(new RegExp(`^error: cannot connect to Redis at redis://127\\.0\\.0\\.1:${redisPort} \\(connect ECONNREFUSED .*set REDIS_URL`));
+    expect(redis.stderr).toMatch(
+      new RegExp(`^error: cannot connect to Redis at redis://127\\.0\\.0\\.1:${redisPort} \\(connect ECONNREFUSED .*set REDIS_URL`),
+    );
   });
 
   test('an unreadable TLS file exits 1 naming the variable, not as an unreachable Temporal', async () => {
     const run = await tokenctl(['list'], { TEMPORAL_TLS_CA_PATH: '/nonexistent/ca.pem' });
 
     expect(run).toMatchObject({ code: 1, stdout: '' });
-    expect(run.stderr).toBe('error: Invalid settings:\n  - TEMPORAL_TLS_CA_PATH: cannot read /nonexistent/ca.pem (ENOENT)\nFix these environment variables and try again.\n');
+    expect(run.stderr).toBe(
+      'error: Invalid settings:\n  - TEMPORAL_TLS_CA_PATH: cannot read /nonexistent/ca.pem (ENOENT)\nFix these environment variables and try again.\n',
+    );
   });
 });
 
 test("a client's life from the command line: register, status, token, list, refresh --wait, remove --purge", async () => {
   const registered = await tokenctl([
-    'register', CLIENT, '--token-url', iam.tokenUrl(), '--secret', 'env:S', '--auth', 'post',
-    '--policy', '{"minForcedRefreshIntervalMs":0}',
+    'register',
+    CLIENT,
+    '--token-url',
+    iam.tokenUrl(),
+    '--secret',
+    'env:S',
+    '--auth',
+    'post',
+    '--policy',
+    '{"minForcedRefreshIntervalMs":0}',
   ]);
   expect(registered).toMatchObject({ code: 0, stderr: '' });
   expect(registered.stdout).toMatch(new RegExp(`^Registered ${CLIENT}: [^\\n]*client_secret_post[^\\n]*\\n$`));
 
-  const status = await eventually(async () => {
-    const run = await tokenctl(['status', CLIENT, '--json']);
-    expect(run).toMatchObject({ code: 0, stderr: '' });
-    const parsed = JSON.parse(run.stdout) as TokenStatus;
-    return parsed.state === 'active' ? parsed : undefined;
-  }, 20_000, `${CLIENT} active`);
+  const status = await eventually(
+    async () => {
+      const run = await tokenctl(['status', CLIENT, '--json']);
+      expect(run).toMatchObject({ code: 0, stderr: '' });
+      const parsed = JSON.parse(run.stdout) as TokenStatus;
+      return parsed.state === 'active' ? parsed : undefined;
+    },
+    20_000,
+    `${CLIENT} active`,
+  );
   expect(status).toMatchObject({ clientId: CLIENT, generation: 1, consecutiveFailures: 0, lastError: null });
 
   const stored = await stack.store.read(CLIENT);
   expect(stored?.generation).toBe(1);
-  const [token, tokenJson, readable] = await Promise.all([tokenctl(['token', CLIENT]), tokenctl(['token', CLIENT, '--json']), tokenctl(['status', CLIENT])]);
+  const [token, tokenJson, readable] = await Promise.all([
+    tokenctl(['token', CLIENT]),
+    tokenctl(['token', CLIENT, '--json']),
+    tokenctl(['status', CLIENT]),
+  ]);
   expect(token).toEqual({ code: 0, stdout: `${stored!.accessToken}\n`, stderr: '' });
   expect(JSON.parse(tokenJson.stdout)).toEqual(stored);
   expect(readable.stdout).toMatch(/^state +active$/m);
@@ -179,12 +208,18 @@ test("a client's life from the command line: register, status, token, list, refr
   expect(readable.stdout).toMatch(/^expires +in \d+s \(/m);
 
   // Visibility (what list reads) is eventually consistent.
-  const listed = await eventually(async () => {
-    const run = await tokenctl(['list', '--json']);
-    const rows = JSON.parse(run.stdout) as { clientId: string; state: string }[];
-    return rows.some((row) => row.clientId === CLIENT && row.state === 'active') ? rows : undefined;
-  }, 10_000, `${CLIENT} listed as active`);
-  expect(listed).toEqual([expect.objectContaining({ clientId: CLIENT, state: 'active', failures: 0, tokenEndpointHost: new URL(iam.url).host })]);
+  const listed = await eventually(
+    async () => {
+      const run = await tokenctl(['list', '--json']);
+      const rows = JSON.parse(run.stdout) as { clientId: string; state: string }[];
+      return rows.some((row) => row.clientId === CLIENT && row.state === 'active') ? rows : undefined;
+    },
+    30_000,
+    `${CLIENT} listed as active`,
+  );
+  expect(listed).toEqual([
+    expect.objectContaining({ clientId: CLIENT, state: 'active', failures: 0, tokenEndpointHost: new URL(iam.url).host }),
+  ]);
   const table = await tokenctl(['list']);
   expect(table.stdout.split('\n')[0]).toMatch(/^CLIENT +STATE +EXPIRES +NEXT REFRESH +FAILURES +ENDPOINT$/);
   expect(table.stdout.split('\n')[1]).toMatch(new RegExp(`^${CLIENT} +active +in \\d+s +in \\d+s +0 +${new URL(iam.url).host}$`));
@@ -193,7 +228,9 @@ test("a client's life from the command line: register, status, token, list, refr
   const renewed = await stack.store.read(CLIENT);
   expect(renewed?.generation).toBe(2);
   expect(refreshed).toMatchObject({ code: 0, stderr: '' });
-  expect(refreshed.stdout).toMatch(new RegExp(`^Refreshed ${CLIENT}: generation 2, fingerprint ${renewed!.fingerprint}, expires in \\d+s \\(`));
+  expect(refreshed.stdout).toMatch(
+    new RegExp(`^Refreshed ${CLIENT}: generation 2, fingerprint ${renewed!.fingerprint}, expires in \\d+s \\(`),
+  );
 
   const removed = await tokenctl(['remove', CLIENT, '--purge']);
   expect(removed).toEqual({ code: 0, stdout: `Removed ${CLIENT} (token deleted from Redis).\n`, stderr: '' });
@@ -281,26 +318,50 @@ describe('apply', () => {
     const created = await tokenctl(['apply', first]);
     expect(created).toMatchObject({ code: 0, stderr: '' });
     expect(created.stdout).toBe(
-      ['created  apply-a', 'created  apply-b', 'created  apply-c', `Applied ${first}: 3 created, 0 updated, 0 unchanged, 0 removed.`, ''].join('\n'),
+      [
+        'created  apply-a',
+        'created  apply-b',
+        'created  apply-c',
+        `Applied ${first}: 3 created, 0 updated, 0 unchanged, 0 removed.`,
+        '',
+      ].join('\n'),
     );
     for (const clientId of APPLIED) {
-      await eventually(async () => ((await stack.admin.status(clientId)).state === 'active' ? true : undefined), 20_000, `${clientId} active`);
+      await eventually(
+        async () => ((await stack.admin.status(clientId)).state === 'active' ? true : undefined),
+        20_000,
+        `${clientId} active`,
+      );
       expect(iam.requestsFor(clientId).map((r) => [r.outcome, r.authMethod])).toEqual([['issued', 'client_secret_post']]);
     }
     expect(iam.requestsFor('apply-b')[0]!.params).toMatchObject({ scope: 'orders.read' });
 
     // Idempotent: nothing is signalled, so no client asks for a new token.
     const again = await tokenctl(['apply', first]);
-    expect(again).toEqual({ code: 0, stdout: `unchanged  apply-a\nunchanged  apply-b\nunchanged  apply-c\nApplied ${first}: 0 created, 0 updated, 3 unchanged, 0 removed.\n`, stderr: '' });
+    expect(again).toEqual({
+      code: 0,
+      stdout: `unchanged  apply-a\nunchanged  apply-b\nunchanged  apply-c\nApplied ${first}: 0 created, 0 updated, 3 unchanged, 0 removed.\n`,
+      stderr: '',
+    });
 
     // Visibility (what --prune reads) is eventually consistent: wait until it lists all three.
-    await eventually(async () => ((await stack.admin.list()).filter((row) => APPLIED.includes(row.clientId as never)).length === 3 ? true : undefined), 10_000, 'three listed');
+    await eventually(
+      async () => ((await stack.admin.list()).filter((row) => APPLIED.includes(row.clientId as never)).length === 3 ? true : undefined),
+      30_000,
+      'three listed',
+    );
 
     // apply-b gets another scope; apply-c leaves the file. A dry run first: it only tells.
     const second = await clientsFile('clients-v2.yaml', goodFile({ scopeOfB: 'orders.read orders.write', without: 'apply-c' }));
     const dryRun = await tokenctl(['apply', second, '--prune', '--dry-run']);
     expect(dryRun.stdout).toBe(
-      ['would update  apply-b (scope)', 'unchanged     apply-a', 'would remove  apply-c', `Dry run of ${second}: 0 created, 1 updated, 1 unchanged, 1 removed.`, ''].join('\n'),
+      [
+        'would update  apply-b (scope)',
+        'unchanged     apply-a',
+        'would remove  apply-c',
+        `Dry run of ${second}: 0 created, 1 updated, 1 unchanged, 1 removed.`,
+        '',
+      ].join('\n'),
     );
     expect((await stack.admin.registration('apply-b'))?.scope).toBe('orders.read');
 
@@ -315,9 +376,17 @@ describe('apply', () => {
     });
 
     // The reconfigured client asked for a token with its new scope, at once; the others did not.
-    const requestsOfB = await eventually(() => (iam.requestsFor('apply-b').length === 2 ? iam.requestsFor('apply-b') : undefined), 10_000, 'apply-b reconfigured');
+    const requestsOfB = await eventually(
+      () => (iam.requestsFor('apply-b').length === 2 ? iam.requestsFor('apply-b') : undefined),
+      30_000,
+      'apply-b reconfigured',
+    );
     expect(requestsOfB[1]).toMatchObject({ outcome: 'issued', params: { scope: 'orders.read orders.write' } });
-    expect(await stack.admin.registration('apply-b')).toMatchObject({ clientId: 'apply-b', scope: 'orders.read orders.write', secretRef: 'env:APPLY_B' });
+    expect(await stack.admin.registration('apply-b')).toMatchObject({
+      clientId: 'apply-b',
+      scope: 'orders.read orders.write',
+      secretRef: 'env:APPLY_B',
+    });
     expect(iam.requestsFor('apply-a')).toHaveLength(1);
     // The pruned workflow ended; its token stays in Redis until it expires (no --purge).
     expect((await stack.client.workflow.getHandle(workflowIdFor('apply-c')).describe()).status.name).toBe('COMPLETED');
@@ -327,16 +396,27 @@ describe('apply', () => {
     const third = await clientsFile('clients-v3.yaml', goodFile({ scopeOfB: "''", without: 'apply-c' }).replace("    scope: ''\n", ''));
     const cleared = await tokenctl(['apply', third, '--json']);
     expect((JSON.parse(cleared.stdout) as ApplyResult).updated).toEqual([{ clientId: 'apply-b', fields: ['scope'] }]);
-    const requestsAfterClear = await eventually(() => (iam.requestsFor('apply-b').length === 3 ? iam.requestsFor('apply-b') : undefined), 10_000, 'apply-b cleared');
+    const requestsAfterClear = await eventually(
+      () => (iam.requestsFor('apply-b').length === 3 ? iam.requestsFor('apply-b') : undefined),
+      30_000,
+      'apply-b cleared',
+    );
     expect(requestsAfterClear[2]!.params).not.toHaveProperty('scope');
     expect((await tokenctl(['apply', third, '--json'])).stdout).toContain('"unchanged": [\n    "apply-a",\n    "apply-b"\n  ]');
 
     // --purge without --prune is a usage error; with it, the pruned client's token goes too.
-    const fourth = await clientsFile('clients-v4.yaml', goodFile({ scopeOfB: "''", without: 'apply-c' }).replace(/ {2}- clientId: apply-b\n( {4}.*\n)*/, ''));
+    const fourth = await clientsFile(
+      'clients-v4.yaml',
+      goodFile({ scopeOfB: "''", without: 'apply-c' }).replace(/ {2}- clientId: apply-b\n( {4}.*\n)*/, ''),
+    );
     const purgeAlone = await tokenctl(['apply', fourth, '--purge']);
     expect(purgeAlone).toMatchObject({ code: 2, stdout: '' });
     expect(purgeAlone.stderr).toContain("error: option '--purge' needs '--prune'");
-    await eventually(async () => ((await stack.admin.list()).some((row) => row.clientId === 'apply-b') ? true : undefined), 10_000, 'apply-b listed');
+    await eventually(
+      async () => ((await stack.admin.list()).some((row) => row.clientId === 'apply-b') ? true : undefined),
+      30_000,
+      'apply-b listed',
+    );
     const purged = await tokenctl(['apply', fourth, '--prune', '--purge', '--json']);
     expect(JSON.parse(purged.stdout) as ApplyResult).toMatchObject({ removed: ['apply-b'], failed: [] });
     expect(await stack.store.read('apply-b')).toBeNull();

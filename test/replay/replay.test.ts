@@ -21,7 +21,10 @@ const { EventType } = proto.temporal.api.enums.v1;
 const fixtures = readdirSync(HISTORIES_DIR)
   .filter((file) => file.endsWith('.json'))
   .sort()
-  .map((file) => ({ name: basename(file, '.json'), json: JSON.parse(readFileSync(join(HISTORIES_DIR, file), 'utf8')) as Record<string, unknown> }));
+  .map((file) => ({
+    name: basename(file, '.json'),
+    json: JSON.parse(readFileSync(join(HISTORIES_DIR, file), 'utf8')) as Record<string, unknown>,
+  }));
 
 /** `History.fromObject` gives Long event IDs, which the replayer takes as they are. */
 const historyOf = (json: Record<string, unknown>) => History.fromObject(json);

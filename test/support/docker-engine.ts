@@ -63,10 +63,14 @@ export async function startDockerEngine(): Promise<DockerEngine | { unavailable:
       '-c',
       `exec "$0" "$@" >>${logFile} 2>&1`,
       DOCKERD_BIN,
-      '--host', host,
-      '--data-root', join(dir, 'data'),
-      '--exec-root', join(dir, 'exec'),
-      '--pidfile', join(dir, 'docker.pid'),
+      '--host',
+      host,
+      '--data-root',
+      join(dir, 'data'),
+      '--exec-root',
+      join(dir, 'exec'),
+      '--pidfile',
+      join(dir, 'docker.pid'),
       '--bridge=none',
       '--iptables=false',
       '--ip6tables=false',
@@ -101,9 +105,17 @@ export async function startDockerEngine(): Promise<DockerEngine | { unavailable:
     if (hasExited(child)) {
       const log = await readFile(logFile, 'utf8').catch(() => '');
       await stop();
-      return { unavailable: `dockerd exited (${exitDescription(child)}): ${log.trim().split('\n').slice(-3).join(' | ') || 'no output (is dockerd installed? apt-get install docker.io)'}` };
+      return {
+        unavailable: `dockerd exited (${exitDescription(child)}): ${log.trim().split('\n').slice(-3).join(' | ') || 'no output (is dockerd installed? apt-get install docker.io)'}`,
+      };
     }
-    if (await docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 5000 }).then(() => true, () => false)) break;
+    if (
+      await docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 5000 }).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     if (Date.now() > deadline) {
       const log = await readFile(logFile, 'utf8').catch(() => '');
       await stop();

@@ -42,11 +42,17 @@ process.once('exit', () => {
 });
 
 /** Starts the emulator with `config` on a free port and resolves once it printed its URLs. */
-export async function startEmulatorProcess(config: Omit<EmulatorConfig, 'port'>, { readyTimeoutMs = 30_000 } = {}): Promise<EmulatorProcess> {
+export async function startEmulatorProcess(
+  config: Omit<EmulatorConfig, 'port'>,
+  { readyTimeoutMs = 30_000 } = {},
+): Promise<EmulatorProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'iam-emulator-'));
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config));
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, configPath, '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, configPath, '--port', '0'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.add(child);
   child.once('exit', () => running.delete(child));
 
@@ -82,7 +88,10 @@ export async function startEmulatorProcess(config: Omit<EmulatorConfig, 'port'>,
   });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`IAM emulator process printed no URL within ${readyTimeoutMs} ms:\n${output}`)), readyTimeoutMs);
+    timer = setTimeout(
+      () => reject(new Error(`IAM emulator process printed no URL within ${readyTimeoutMs} ms:\n${output}`)),
+      readyTimeoutMs,
+    );
   });
   try {
     const url = await Promise.race([tokenUrl, exited, timeout]);
@@ -109,5 +118,10 @@ export function parseRequestLine(line: string, receivedAt: number): PrintedReque
   let at = Math.floor(receivedAt / DAY_MS) * DAY_MS + timeOfDay;
   // Printed just before midnight, read just after.
   if (at > receivedAt + 60_000) at -= DAY_MS;
-  return { at, status: status === '---' ? undefined : Number(status), outcome: outcome!, clientId: clientId === '-' ? undefined : clientId };
+  return {
+    at,
+    status: status === '---' ? undefined : Number(status),
+    outcome: outcome!,
+    clientId: clientId === '-' ? undefined : clientId,
+  };
 }

@@ -3,7 +3,7 @@
  * waiting for what a token workflow shows.
  */
 import type { Redis } from 'ioredis';
-import { tokenKey } from '../../activities/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import type { RequestLogEntry } from '../../dev/iam-emulator/emulator.js';
 import type { TokenStatus } from '../../workflows/messages.js';
 import { eventually, type TokenStack } from './token-stack.js';
@@ -17,7 +17,12 @@ export async function storedToken(redis: Redis, clientId: string): Promise<Recor
 }
 
 /** Waits until Redis holds a token of `clientId` with a generation above `generation`. */
-export async function tokenWithGenerationAbove(redis: Redis, clientId: string, generation: number, timeoutMs = 15_000): Promise<Record<string, string>> {
+export async function tokenWithGenerationAbove(
+  redis: Redis,
+  clientId: string,
+  generation: number,
+  timeoutMs = 30_000,
+): Promise<Record<string, string>> {
   return eventually(
     async () => {
       const token = await storedToken(redis, clientId);
@@ -29,7 +34,13 @@ export async function tokenWithGenerationAbove(redis: Redis, clientId: string, g
 }
 
 /** Waits until the workflow's `status` query satisfies `predicate`, and returns that status. */
-export async function statusWhere(stack: TokenStack, clientId: string, predicate: (status: TokenStatus) => boolean, timeoutMs = 15_000, what = 'status'): Promise<TokenStatus> {
+export async function statusWhere(
+  stack: TokenStack,
+  clientId: string,
+  predicate: (status: TokenStatus) => boolean,
+  timeoutMs = 30_000,
+  what = 'status',
+): Promise<TokenStatus> {
   let last: TokenStatus | undefined;
   try {
     return await eventually(
@@ -55,6 +66,12 @@ export function gapsBetween(requests: readonly RequestLogEntry[]): number[] {
  * holds a token a moment before the workflow knows of it, and a forced refresh signalled in that
  * moment is coalesced into the request in flight, so tests that refresh wait for this first.
  */
-export async function activeAt(stack: TokenStack, clientId: string, generation: number, timeoutMs = 15_000): Promise<TokenStatus> {
-  return statusWhere(stack, clientId, (s) => s.state === 'active' && s.generation >= generation, timeoutMs, `active at generation ${generation}`);
+export async function activeAt(stack: TokenStack, clientId: string, generation: number, timeoutMs = 30_000): Promise<TokenStatus> {
+  return statusWhere(
+    stack,
+    clientId,
+    (s) => s.state === 'active' && s.generation >= generation,
+    timeoutMs,
+    `active at generation ${generation}`,
+  );
 }

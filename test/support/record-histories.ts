@@ -10,10 +10,10 @@
  * emulator's faults, and writes `test/fixtures/histories/<scenario>.json`: the history's protobuf
  * JSON (`History.toJSON()`; read back with `History.fromObject()`). Not the CLI's JSON through
  * `historyToJSON`: with the duplicate protobufjs copies in node_modules that throws "type must be
- * a Type". A history holding the client
- * secret or any issued token is refused (invariant 1: histories are visible to every operator).
- * A scenario that fails leaves its old fixture in place; the exit code is 1 then.
- * Re-run it after a deliberate, versioned change of the workflow (patched or new code path).
+ * a Type". A history holding the client secret or any issued token is refused (docs/design.md, "No
+ * secret in Temporal": histories are visible to every operator). A scenario that fails leaves its
+ * old fixture in place; the exit code is 1 then. Re-run it after a deliberate, versioned change of
+ * the workflow (patched or new code path).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
@@ -22,7 +22,8 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
-import { TokenStore, tokenKey } from '../../activities/token-store.js';
+import { TokenStore } from '../../shared/token-store.js';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { startTemporalDevServer } from '../../dev/temporal-dev-server.js';
@@ -31,6 +32,7 @@ import { bundleOptions } from '../../worker/workflow-bundle.js';
 import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { startRedisServer } from './redis-server.js';
+import { errorMessage } from '../../shared/error-message.js';
 
 export const HISTORIES_DIR = join(import.meta.dirname, '..', 'fixtures', 'histories');
 
@@ -73,9 +75,14 @@ const SCENARIOS: Record<string, Scenario> = {
     const first = await ctx.statusWhere((s) => s.state === 'active' && s.generation === 1, 'the first token');
     await ctx.admin.refresh(ctx.clientId, { reason: 'recorder: signal' });
     const second = await ctx.statusWhere((s) => s.state === 'active' && s.generation === 2, 'the forced refresh');
-    await ctx.client.workflow.getHandle(workflowIdFor(ctx.clientId)).signal('forceRefresh', { rejectedFingerprint: first.fingerprint ?? '', reason: 'recorder: stale' });
+    await ctx.client.workflow
+      .getHandle(workflowIdFor(ctx.clientId))
+      .signal('forceRefresh', { rejectedFingerprint: first.fingerprint ?? '', reason: 'recorder: stale' });
     await ctx.admin.refresh(ctx.clientId, { reason: 'recorder: update', wait: true });
-    await ctx.statusWhere((s) => s.state === 'active' && s.generation === 3 && s.fingerprint !== second.fingerprint, 'the refreshNow update');
+    await ctx.statusWhere(
+      (s) => s.state === 'active' && s.generation === 3 && s.fingerprint !== second.fingerprint,
+      'the refreshNow update',
+    );
   },
 
   /** A 429 with `Retry-After: 1`, then a token. */
@@ -159,7 +166,10 @@ async function main(): Promise<void> {
     startRedisServer(),
   ]);
   const clientIds = names.map((name) => `record-${name}`);
-  const iam = await startIamEmulator({ tokenLifetimeSeconds: 60, clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })) });
+  const iam = await startIamEmulator({
+    tokenLifetimeSeconds: 60,
+    clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })),
+  });
   const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
   const workerRedis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
   const connection = await Connection.connect({ address: server.address });
@@ -189,7 +199,13 @@ async function main(): Promise<void> {
         client,
         iam,
         redis,
-        registration: (overrides = {}) => ({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:RECORDER_SECRET', ...overrides }),
+        registration: (overrides = {}) => ({
+          clientId,
+          tokenUrl: iam.tokenUrl(),
+          authMethod: 'client_secret_post',
+          secretRef: 'env:RECORDER_SECRET',
+          ...overrides,
+        }),
         statusWhere: (predicate, what) => statusWhere(admin, clientId, predicate, what),
       };
       const startedAt = Date.now();
@@ -208,9 +224,12 @@ async function main(): Promise<void> {
         }
       } catch (error) {
         failed.push(name);
-        console.error(`scenario ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+        console.error(`scenario ${name} failed: ${errorMessage(error)}`);
       } finally {
-        await client.workflow.getHandle(workflowIdFor(clientId)).terminate('recorded').catch(() => undefined);
+        await client.workflow
+          .getHandle(workflowIdFor(clientId))
+          .terminate('recorded')
+          .catch(() => undefined);
         iam.clearFaults();
       }
     }
@@ -231,7 +250,12 @@ async function main(): Promise<void> {
   }
 }
 
-async function statusWhere(admin: TokenAdmin, clientId: string, predicate: (status: TokenStatus) => boolean, what: string): Promise<TokenStatus> {
+async function statusWhere(
+  admin: TokenAdmin,
+  clientId: string,
+  predicate: (status: TokenStatus) => boolean,
+  what: string,
+): Promise<TokenStatus> {
   const deadline = Date.now() + STEP_TIMEOUT_MS;
   let last: TokenStatus | undefined;
   for (;;) {
@@ -247,8 +271,14 @@ function assertNoSecret(json: string, secrets: readonly string[], name: string):
   for (const secret of secrets) {
     const base64 = Buffer.from(secret).toString('base64');
     // Any 3-byte-aligned run of the secret shows up verbatim in the base64 of a payload holding it.
-    const needles = [secret, base64.slice(0, 16), Buffer.from(secret.slice(1)).toString('base64').slice(0, 16), Buffer.from(secret.slice(2)).toString('base64').slice(0, 16)];
-    if (needles.some((needle) => json.includes(needle))) throw new Error(`the history of ${name} holds a secret or token (${secret.slice(0, 6)}…): not written`);
+    const needles = [
+      secret,
+      base64.slice(0, 16),
+      Buffer.from(secret.slice(1)).toString('base64').slice(0, 16),
+      Buffer.from(secret.slice(2)).toString('base64').slice(0, 16),
+    ];
+    if (needles.some((needle) => json.includes(needle)))
+      throw new Error(`the history of ${name} holds a secret or token (${secret.slice(0, 6)}…): not written`);
   }
 }
 

@@ -49,18 +49,23 @@ export async function startRedisCluster({ nodes: nodeCount = 3 }: RedisClusterOp
         await startRedisServer({
           port: ports[index * 2]!,
           extraArgs: [
-            '--cluster-enabled', 'yes',
-            '--cluster-port', String(ports[index * 2 + 1]),
+            '--cluster-enabled',
+            'yes',
+            '--cluster-port',
+            String(ports[index * 2 + 1]),
             // Relative to the node's own --dir, so nodes never share a config file.
-            '--cluster-config-file', `nodes-${index}.conf`,
+            '--cluster-config-file',
+            `nodes-${index}.conf`,
           ],
         }),
       );
     }
     await execFileAsync(REDIS_CLI_BIN, [
-      '--cluster', 'create',
+      '--cluster',
+      'create',
       ...servers.map((server) => `127.0.0.1:${server.port}`),
-      '--cluster-replicas', '0',
+      '--cluster-replicas',
+      '0',
       '--cluster-yes',
     ]);
     await waitUntilClusterStateOk(servers.map((server) => server.port));

@@ -62,7 +62,11 @@ export interface RedisSentinel {
 
 /** Until the replica on `port` has its link to the master up (it has synchronised). */
 function replicaInSync(port: number): Promise<true> {
-  return eventually(async () => ((await redisCli(port, 'INFO', 'replication')).includes('master_link_status:up') ? true : undefined), SETTLE_TIMEOUT_MS, `the replica on ${port} in sync`);
+  return eventually(
+    async () => ((await redisCli(port, 'INFO', 'replication')).includes('master_link_status:up') ? true : undefined),
+    SETTLE_TIMEOUT_MS,
+    `the replica on ${port} in sync`,
+  );
 }
 
 /** A failover: the old and the new master's ports, and how long the Sentinels took to promote it. */
@@ -128,12 +132,21 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       sentinels.push(child);
       await Promise.race([
         spawnError.then((error) => {
-          throw new Error(`Could not start ${REDIS_SENTINEL_BIN} (apt-get install redis-sentinel; make system-deps does): ${error.message}`);
+          throw new Error(
+            `Could not start ${REDIS_SENTINEL_BIN} (apt-get install redis-sentinel; make system-deps does): ${error.message}`,
+          );
         }),
-        eventually(async () => {
-          if (hasExited(child)) throw new Error(`redis-sentinel on port ${port} exited (${exitDescription(child)}):\n${await readFile(join(sentinelDir, 'sentinel.log'), 'utf8').catch(() => '')}`);
-          return (await cli(port, 'PING').catch(() => '')) === 'PONG' ? true : undefined;
-        }, SETTLE_TIMEOUT_MS, `redis-sentinel on port ${port}`),
+        eventually(
+          async () => {
+            if (hasExited(child))
+              throw new Error(
+                `redis-sentinel on port ${port} exited (${exitDescription(child)}):\n${await readFile(join(sentinelDir, 'sentinel.log'), 'utf8').catch(() => '')}`,
+              );
+            return (await cli(port, 'PING').catch(() => '')) === 'PONG' ? true : undefined;
+          },
+          SETTLE_TIMEOUT_MS,
+          `redis-sentinel on port ${port}`,
+        ),
       ]);
     }
     // Each Sentinel must know the two others (quorum, election) and the replica (a candidate).
@@ -155,9 +168,12 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
   }
 
   const masterPort = async (): Promise<number> => {
-    const answers = await Promise.all(sentinelPorts.map((port) => cli(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME).catch(() => '')));
+    const answers = await Promise.all(
+      sentinelPorts.map((port) => cli(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME).catch(() => '')),
+    );
     const port = Number(answers[0]!.split('\n')[1]);
-    if (!Number.isInteger(port) || answers.some((answer) => Number(answer.split('\n')[1]) !== port)) throw new Error(`The Sentinels disagree on the master: ${JSON.stringify(answers)}`);
+    if (!Number.isInteger(port) || answers.some((answer) => Number(answer.split('\n')[1]) !== port))
+      throw new Error(`The Sentinels disagree on the master: ${JSON.stringify(answers)}`);
     return port;
   };
   const otherNode = (port: number): number => {

@@ -69,12 +69,18 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const port = options.port ?? (await findFreePort());
   const dir = await mkdtemp(join(tmpdir(), `redis-${port}-`));
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--logfile', join(dir, 'redis.log'),
-    '--save', '',
-    '--appendonly', 'no',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--logfile',
+    join(dir, 'redis.log'),
+    '--save',
+    '',
+    '--appendonly',
+    'no',
     ...(options.extraArgs ?? []),
   ];
 

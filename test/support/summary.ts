@@ -12,7 +12,9 @@ const report = JSON.parse(readFileSync(reportPath!, 'utf8')) as {
   numPendingTests: number;
   numTodoTests: number;
 };
-console.log(`tests: ${report.numPassedTests} passed, ${report.numFailedTests} failed, ${report.numPendingTests + report.numTodoTests} skipped`);
+console.log(
+  `tests: ${report.numPassedTests} passed, ${report.numFailedTests} failed, ${report.numPendingTests + report.numTodoTests} skipped`,
+);
 if (report.numTotalTests === 0) {
   console.error('No test ran: that is a failure, not a pass.');
   process.exit(1);

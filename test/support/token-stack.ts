@@ -8,7 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
-import { TokenStore } from '../../activities/token-store.js';
+import { TokenStore } from '../../shared/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { createTokenWorkers, type TokenWorkers, type TokenWorkersOptions } from '../../worker/token-workers.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
@@ -95,7 +95,10 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
     },
     async stop() {
       for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-        await client.workflow.getHandle(execution.workflowId).terminate('test finished').catch(() => undefined);
+        await client.workflow
+          .getHandle(execution.workflowId)
+          .terminate('test finished')
+          .catch(() => undefined);
       }
       await stopWorkers();
       await connection.close();
@@ -108,7 +111,11 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

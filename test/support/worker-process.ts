@@ -168,7 +168,13 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   };
 }
 
-async function isPolling(connection: Connection, namespace: string, name: string, taskQueueType: proto.temporal.api.enums.v1.TaskQueueType, identity: string): Promise<boolean> {
+async function isPolling(
+  connection: Connection,
+  namespace: string,
+  name: string,
+  taskQueueType: proto.temporal.api.enums.v1.TaskQueueType,
+  identity: string,
+): Promise<boolean> {
   try {
     const { pollers } = await connection.workflowService.describeTaskQueue({ namespace, taskQueue: { name }, taskQueueType });
     return pollers.some((poller) => poller.identity === identity);

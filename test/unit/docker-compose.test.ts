@@ -1,7 +1,7 @@
 /**
  * docker-compose.yml and the Dockerfile, as far as they can be checked without a Docker engine:
  * `docker-compose config` must accept the file, and the resolved configuration must hold the
- * services, the demo profile, the worker's environment (DESIGN.md) and the health-gated start order.
+ * services, the demo profile, the worker's environment (README, "Settings") and the health-gated start order.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -48,7 +48,15 @@ describe.skipIf(composeMissing)(`docker-compose.yml (skipped when ${COMPOSE} is 
 
   test('runs PostgreSQL-backed Temporal, its UI, Redis and the worker; the emulator and demo registrations only in the demo profile', async () => {
     const { services } = await composeConfig(['--profile', 'demo']);
-    expect(Object.keys(services).sort()).toEqual(['iam-emulator', 'postgresql', 'redis', 'register-demo-clients', 'temporal', 'temporal-ui', 'worker']);
+    expect(Object.keys(services).sort()).toEqual([
+      'iam-emulator',
+      'postgresql',
+      'redis',
+      'register-demo-clients',
+      'temporal',
+      'temporal-ui',
+      'worker',
+    ]);
     for (const name of ['postgresql', 'temporal', 'temporal-ui', 'redis', 'worker']) expect(services[name]!.profiles, name).toBeUndefined();
     for (const name of ['iam-emulator', 'register-demo-clients']) expect(services[name]!.profiles, name).toEqual(['demo']);
 
@@ -61,7 +69,7 @@ describe.skipIf(composeMissing)(`docker-compose.yml (skipped when ${COMPOSE} is 
     expect(services.redis!.image).toMatch(/^redis:/);
   });
 
-  test('the worker is built from the Dockerfile, configured by the environment of DESIGN.md, and holds secrets only as files', async () => {
+  test('the worker is built from the Dockerfile, configured by the environment of the README settings table, and holds secrets only as files', async () => {
     const { services, secrets } = await composeConfig();
     const worker = services.worker!;
     expect(worker.build).toEqual({ context: root, dockerfile: 'Dockerfile' });
@@ -113,7 +121,10 @@ describe('the Dockerfile', () => {
   const instructions = dockerfile.split('\n').filter((line) => /^[A-Z]+\s/.test(line));
 
   test('builds on Node 24 in two stages, prebuilds the workflow bundle, and runs the build as the non-root node user', () => {
-    expect(instructions.filter((line) => line.startsWith('FROM '))).toEqual(['FROM node:24-bookworm-slim AS build', 'FROM node:24-bookworm-slim AS runtime']);
+    expect(instructions.filter((line) => line.startsWith('FROM '))).toEqual([
+      'FROM node:24-bookworm-slim AS build',
+      'FROM node:24-bookworm-slim AS runtime',
+    ]);
     expect(dockerfile).toMatch(/RUN npm ci\b/);
     expect(dockerfile).toMatch(/npm run build/);
     expect(dockerfile).toMatch(/test -s dist\/workflow-bundle\.js/);

@@ -35,7 +35,21 @@ const dashboard = JSON.parse(readFileSync(DASHBOARD_PATH, 'utf8')) as Dashboard;
 const panels = dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]).filter((panel) => panel.type !== 'row');
 
 /** PromQL words that look like metric names but are functions, aggregations or keywords. */
-const PROMQL_WORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset', 'and', 'or', 'unless', 'inf', 'nan']);
+const PROMQL_WORDS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'bool',
+  'offset',
+  'and',
+  'or',
+  'unless',
+  'inf',
+  'nan',
+]);
 
 /**
  * The metric names a PromQL expression selects: what remains once strings, label matchers,
@@ -88,22 +102,35 @@ describe('the Grafana dashboard', () => {
 
   test('every metric its queries select is one the worker exports (no dangling metric names)', () => {
     expect(queries.length).toBeGreaterThan(10);
-    const dangling = queries.flatMap(({ where, expr }) => metricNamesIn(expr).filter((name) => !EXPORTED.has(name)).map((name) => `${where}: ${name}`));
+    const dangling = queries.flatMap(({ where, expr }) =>
+      metricNamesIn(expr)
+        .filter((name) => !EXPORTED.has(name))
+        .map((name) => `${where}: ${name}`),
+    );
     expect(dangling).toEqual([]);
   });
 
   test('charts each of the project’s metrics and the Temporal worker metrics it lists', () => {
     const used = new Set(queries.flatMap(({ expr }) => metricNamesIn(expr)));
     const charted = (family: string) => used.has(family) || ['_bucket', '_sum', '_count'].some((suffix) => used.has(family + suffix));
-    const families = [PROJECT_METRIC_NAMES, TEMPORAL_WORKER_METRIC_NAMES].flatMap((lists) => [...lists.counters, ...lists.histograms, ...lists.gauges]);
+    const families = [PROJECT_METRIC_NAMES, TEMPORAL_WORKER_METRIC_NAMES].flatMap((lists) => [
+      ...lists.counters,
+      ...lists.histograms,
+      ...lists.gauges,
+    ]);
     expect(families.filter((family) => !charted(family))).toEqual([]);
   });
 
   test('the metric name extraction finds names and skips functions, labels and keywords', () => {
-    expect(metricNamesIn('histogram_quantile(0.95, sum by (le, outcome) (rate(token_endpoint_latency_seconds_bucket{outcome!="issued", client_id=~"$client_id"}[$__rate_interval])))')).toEqual([
-      'token_endpoint_latency_seconds_bucket',
+    expect(
+      metricNamesIn(
+        'histogram_quantile(0.95, sum by (le, outcome) (rate(token_endpoint_latency_seconds_bucket{outcome!="issued", client_id=~"$client_id"}[$__rate_interval])))',
+      ),
+    ).toEqual(['token_endpoint_latency_seconds_bucket']);
+    expect(metricNamesIn('min(max by (client_id) (token_seconds_until_expiry)) / on (client_id) group_left up offset 5m')).toEqual([
+      'token_seconds_until_expiry',
+      'up',
     ]);
-    expect(metricNamesIn('min(max by (client_id) (token_seconds_until_expiry)) / on (client_id) group_left up offset 5m')).toEqual(['token_seconds_until_expiry', 'up']);
     expect(metricNamesIn('sum(rate(tokn_requests_total[5m]))')).toEqual(['tokn_requests_total']);
   });
 });

@@ -7,13 +7,14 @@ import {
   breakerWaitMs,
   decideForcedRefresh,
   DEFAULT_POLICY,
-  isRetryable,
   jitterUnit,
   nextRefreshAt,
   policyProblems,
   resolvePolicy,
 } from '../../workflows/policy.js';
-import { FAILURE_KINDS, type PolicyOverrides, type RefreshPolicy, type RetryableFailureKind } from '../../workflows/registration.js';
+import { isRetryable } from '../../workflows/failures.js';
+import { FAILURE_KINDS, type RetryableFailureKind } from '../../workflows/failures.js';
+import type { PolicyOverrides, RefreshPolicy } from '../../workflows/policy.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -46,7 +47,7 @@ describe('DEFAULT_POLICY', () => {
     expect(DEFAULT_POLICY.minForcedRefreshIntervalMs).toBe(10_000);
   });
 
-  it('backs off as DESIGN.md\'s failure table says: 1 s–60 s after 429, 30 s–15 min when blocked, 2 s–5 min on server or malformed answers', () => {
+  it("backs off as docs/design.md's failure table says: 1 s–60 s after 429, 30 s–15 min when blocked, 2 s–5 min on server or malformed answers", () => {
     expect(DEFAULT_POLICY.backoff).toEqual({
       rate_limited: { baseMs: 1_000, capMs: 60_000 },
       blocked: { baseMs: 30_000, capMs: 900_000 },
@@ -64,7 +65,7 @@ describe('DEFAULT_POLICY', () => {
     expect(DEFAULT_POLICY.maxCyclesPerRun).toBe(500);
   });
 
-  it('gives a token request 10 s, the token endpoint client\'s own default', () => {
+  it("gives a token request 10 s, the token endpoint client's own default", () => {
     expect(DEFAULT_POLICY.requestTimeoutMs).toBe(10_000);
   });
 
@@ -134,16 +135,32 @@ describe('policyProblems', () => {
   it.each<[string, Partial<RefreshPolicy>, string]>([
     ['refreshFraction of 1', { refreshFraction: 1 }, 'policy.refreshFraction must be between 0 and 1 (exclusive)'],
     ['negative jitterFraction', { jitterFraction: -0.01 }, 'policy.jitterFraction must be at least 0 and below refreshFraction'],
-    ['jitterFraction equal to refreshFraction', { jitterFraction: 0.85 }, 'policy.jitterFraction must be at least 0 and below refreshFraction'],
+    [
+      'jitterFraction equal to refreshFraction',
+      { jitterFraction: 0.85 },
+      'policy.jitterFraction must be at least 0 and below refreshFraction',
+    ],
     ['defaultExpiresInSeconds of 0', { defaultExpiresInSeconds: 0 }, 'policy.defaultExpiresInSeconds must be greater than 0'],
     ['negative minForcedRefreshIntervalMs', { minForcedRefreshIntervalMs: -1 }, 'policy.minForcedRefreshIntervalMs must be at least 0'],
     ['negative retryAfterMinMs', { retryAfterMinMs: -1 }, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs'],
-    ['retryAfterMinMs above retryAfterMaxMs', { retryAfterMinMs: 2_000, retryAfterMaxMs: 1_000 }, 'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs'],
-    ['negative rejectedProbeIntervalMs', { rejectedProbeIntervalMs: -1 }, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)'],
+    [
+      'retryAfterMinMs above retryAfterMaxMs',
+      { retryAfterMinMs: 2_000, retryAfterMaxMs: 1_000 },
+      'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs',
+    ],
+    [
+      'negative rejectedProbeIntervalMs',
+      { rejectedProbeIntervalMs: -1 },
+      'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)',
+    ],
     ['maxCyclesPerRun of 0', { maxCyclesPerRun: 0 }, 'policy.maxCyclesPerRun must be an integer of at least 1'],
     ['fractional maxCyclesPerRun', { maxCyclesPerRun: 1.5 }, 'policy.maxCyclesPerRun must be an integer of at least 1'],
     ['requestTimeoutMs of 0', { requestTimeoutMs: 0 }, 'policy.requestTimeoutMs must be greater than 0 and at most 50000'],
-    ['requestTimeoutMs beyond the IAM activity\'s own timeout', { requestTimeoutMs: 60_000 }, 'policy.requestTimeoutMs must be greater than 0 and at most 50000'],
+    [
+      "requestTimeoutMs beyond the IAM activity's own timeout",
+      { requestTimeoutMs: 60_000 },
+      'policy.requestTimeoutMs must be greater than 0 and at most 50000',
+    ],
   ])('names the field for a %s', (_what, changes, message) => {
     expect(policyProblems(policyWith(changes))).toEqual([message]);
   });
@@ -264,14 +281,17 @@ describe('nextRefreshAt', () => {
     expect(nextRefreshAt({ requestStartedAt: T0, expiresInSeconds: 3 }, policy, 'any')).toBe(T0 + 2_550);
   });
 
-  it.each([3, 60, 300, 3600, 86_400])('renews a %i s token after 0.80 and no later than 0.85 of its lifetime, for a thousand seeds', (expiresInSeconds) => {
-    const lifetimeMs = expiresInSeconds * SECOND;
-    for (const seed of seeds(1000)) {
-      const at = nextRefreshAt({ requestStartedAt: T0, expiresInSeconds }, DEFAULT_POLICY, seed);
-      expect(at - T0).toBeLessThanOrEqual(0.85 * lifetimeMs);
-      expect(at - T0).toBeGreaterThanOrEqual(0.8 * lifetimeMs);
-    }
-  });
+  it.each([3, 60, 300, 3600, 86_400])(
+    'renews a %i s token after 0.80 and no later than 0.85 of its lifetime, for a thousand seeds',
+    (expiresInSeconds) => {
+      const lifetimeMs = expiresInSeconds * SECOND;
+      for (const seed of seeds(1000)) {
+        const at = nextRefreshAt({ requestStartedAt: T0, expiresInSeconds }, DEFAULT_POLICY, seed);
+        expect(at - T0).toBeLessThanOrEqual(0.85 * lifetimeMs);
+        expect(at - T0).toBeGreaterThanOrEqual(0.8 * lifetimeMs);
+      }
+    },
+  );
 
   it('is measured from when the request started: a later start moves the renewal by exactly as much', () => {
     const early = nextRefreshAt({ requestStartedAt: T0, expiresInSeconds: 300 }, DEFAULT_POLICY, 'seed');
@@ -358,7 +378,9 @@ describe('backoffDelayMs', () => {
 
   it.each(RETRYABLE_KINDS.filter((kind) => kind !== 'rate_limited'))('ignores Retry-After after a %s failure', (kind) => {
     for (const n of [1, 4, 12]) {
-      expect(backoffDelayMs(kind, n, { status: 503, retryAfterMs: 120_000 }, DEFAULT_POLICY, 'seed')).toBe(backoffDelayMs(kind, n, {}, DEFAULT_POLICY, 'seed'));
+      expect(backoffDelayMs(kind, n, { status: 503, retryAfterMs: 120_000 }, DEFAULT_POLICY, 'seed')).toBe(
+        backoffDelayMs(kind, n, {}, DEFAULT_POLICY, 'seed'),
+      );
     }
   });
 
@@ -377,13 +399,16 @@ describe('backoffDelayMs', () => {
   describe('when the endpoint breaker held the request back', () => {
     const breaker = (retryAfterMs: number) => ({ breakerOpen: true, retryAfterMs });
 
-    it.each(['rate_limited', 'blocked'] as const)('waits what remains of the breaker\'s wait after %s, unjittered, whatever the failure count', (kind) => {
-      for (const n of [0, 1, 5, 1000]) {
-        for (const seed of ['a', 'b', 'c']) {
-          expect(backoffDelayMs(kind, n, breaker(2_345), DEFAULT_POLICY, seed)).toBe(2_345);
+    it.each(['rate_limited', 'blocked'] as const)(
+      "waits what remains of the breaker's wait after %s, unjittered, whatever the failure count",
+      (kind) => {
+        for (const n of [0, 1, 5, 1000]) {
+          for (const seed of ['a', 'b', 'c']) {
+            expect(backoffDelayMs(kind, n, breaker(2_345), DEFAULT_POLICY, seed)).toBe(2_345);
+          }
         }
-      }
-    });
+      },
+    );
 
     it('lets a blocked client follow the breaker after seconds, not after the 30 s blocked backoff', () => {
       expect(backoffDelayMs('blocked', 1, breaker(4_000), DEFAULT_POLICY, 's')).toBe(4_000);
@@ -401,13 +426,18 @@ describe('backoffDelayMs', () => {
       expect(backoffDelayMs('rate_limited', 1, breaker(1_234.6), policyWith({ retryAfterMaxMs: 60_000 }), 's')).toBe(1_235);
     });
 
-    it('falls back to the kind\'s own backoff when the breaker gave no wait', () => {
-      expect(backoffDelayMs('blocked', 2, { breakerOpen: true }, DEFAULT_POLICY, 's')).toBe(backoffDelayMs('blocked', 2, {}, DEFAULT_POLICY, 's'));
+    it("falls back to the kind's own backoff when the breaker gave no wait", () => {
+      expect(backoffDelayMs('blocked', 2, { breakerOpen: true }, DEFAULT_POLICY, 's')).toBe(
+        backoffDelayMs('blocked', 2, {}, DEFAULT_POLICY, 's'),
+      );
     });
 
-    it.each(['server_error', 'malformed_response', 'secret_unavailable', 'store_unavailable'] as const)('is ignored for %s, which the breaker never reports', (kind) => {
-      expect(backoffDelayMs(kind, 3, breaker(1_000), DEFAULT_POLICY, 's')).toBe(backoffDelayMs(kind, 3, {}, DEFAULT_POLICY, 's'));
-    });
+    it.each(['server_error', 'malformed_response', 'secret_unavailable', 'store_unavailable'] as const)(
+      'is ignored for %s, which the breaker never reports',
+      (kind) => {
+        expect(backoffDelayMs(kind, 3, breaker(1_000), DEFAULT_POLICY, 's')).toBe(backoffDelayMs(kind, 3, {}, DEFAULT_POLICY, 's'));
+      },
+    );
   });
 
   it('still reaches a cap of a day from a 1 ms base (the doubling stops at 2^30, not at the cap)', () => {
@@ -418,13 +448,16 @@ describe('backoffDelayMs', () => {
 });
 
 describe('breakerWaitMs', () => {
-  it.each(['rate_limited', 'blocked'] as const)('after %s, is the shortest delay backoffDelayMs can choose, so the opener is never held back by its own breaker', (kind) => {
-    for (let n = 1; n <= 12; n++) {
-      const wait = breakerWaitMs(kind, n, {}, DEFAULT_POLICY);
-      expect(wait).toBe(Math.floor(0.8 * unjittered(kind, n)));
-      for (const seed of seeds(200)) expect(backoffDelayMs(kind, n, {}, DEFAULT_POLICY, seed)).toBeGreaterThanOrEqual(wait);
-    }
-  });
+  it.each(['rate_limited', 'blocked'] as const)(
+    'after %s, is the shortest delay backoffDelayMs can choose, so the opener is never held back by its own breaker',
+    (kind) => {
+      for (let n = 1; n <= 12; n++) {
+        const wait = breakerWaitMs(kind, n, {}, DEFAULT_POLICY);
+        expect(wait).toBe(Math.floor(0.8 * unjittered(kind, n)));
+        for (const seed of seeds(200)) expect(backoffDelayMs(kind, n, {}, DEFAULT_POLICY, seed)).toBeGreaterThanOrEqual(wait);
+      }
+    },
+  );
 
   it('stays at or below every jittered delay for odd bases too (no rounding up)', () => {
     const policy = resolvePolicy(overrides({ backoff: { blocked: { baseMs: 3, capMs: 1_000 } } }));
@@ -434,15 +467,19 @@ describe('breakerWaitMs', () => {
     }
   });
 
-  it('honours a 429\'s Retry-After exactly as the opener\'s own backoff does, clamped to the policy', () => {
+  it("honours a 429's Retry-After exactly as the opener's own backoff does, clamped to the policy", () => {
     expect(breakerWaitMs('rate_limited', 1, { retryAfterMs: 3_000 }, DEFAULT_POLICY)).toBe(3_000);
-    expect(breakerWaitMs('rate_limited', 4, { retryAfterMs: 3_000 }, DEFAULT_POLICY)).toBe(backoffDelayMs('rate_limited', 4, { retryAfterMs: 3_000 }, DEFAULT_POLICY, 's'));
+    expect(breakerWaitMs('rate_limited', 4, { retryAfterMs: 3_000 }, DEFAULT_POLICY)).toBe(
+      backoffDelayMs('rate_limited', 4, { retryAfterMs: 3_000 }, DEFAULT_POLICY, 's'),
+    );
     expect(breakerWaitMs('rate_limited', 1, { retryAfterMs: 0 }, DEFAULT_POLICY)).toBe(1_000);
     expect(breakerWaitMs('rate_limited', 1, { retryAfterMs: 3 * 60 * MINUTE }, DEFAULT_POLICY)).toBe(15 * MINUTE);
   });
 
   it('grows with each failed probe: 24 s, 48 s, … up to 12 min after blocks, by default', () => {
-    expect([1, 2, 3, 6, 7, 50].map((n) => breakerWaitMs('blocked', n, {}, DEFAULT_POLICY))).toEqual([24_000, 48_000, 96_000, 720_000, 720_000, 720_000]);
+    expect([1, 2, 3, 6, 7, 50].map((n) => breakerWaitMs('blocked', n, {}, DEFAULT_POLICY))).toEqual([
+      24_000, 48_000, 96_000, 720_000, 720_000, 720_000,
+    ]);
   });
 
   it('ignores a Retry-After sent with a block (a reset has none; a later one is not its to give)', () => {
@@ -464,13 +501,23 @@ describe('decideForcedRefresh', () => {
   const policy = DEFAULT_POLICY;
 
   it('ignores a request naming a fingerprint that is no longer current', () => {
-    const decision = decideForcedRefresh({ rejectedFingerprint: '0123456789abcdef' }, { fingerprint: 'fedcba9876543210', lastRequestStartedAt: T0 - MINUTE }, T0, policy);
+    const decision = decideForcedRefresh(
+      { rejectedFingerprint: '0123456789abcdef' },
+      { fingerprint: 'fedcba9876543210', lastRequestStartedAt: T0 - MINUTE },
+      T0,
+      policy,
+    );
 
     expect(decision).toEqual({ action: 'ignore', why: 'stale_fingerprint' });
   });
 
   it('ignores a request naming a fingerprint while the workflow holds no token', () => {
-    const decision = decideForcedRefresh({ rejectedFingerprint: '0123456789abcdef' }, { fingerprint: undefined, lastRequestStartedAt: undefined }, T0, policy);
+    const decision = decideForcedRefresh(
+      { rejectedFingerprint: '0123456789abcdef' },
+      { fingerprint: undefined, lastRequestStartedAt: undefined },
+      T0,
+      policy,
+    );
 
     expect(decision).toEqual({ action: 'ignore', why: 'stale_fingerprint' });
   });
@@ -485,7 +532,12 @@ describe('decideForcedRefresh', () => {
   });
 
   it('schedules a request now when the last request started more than the minimum interval ago', () => {
-    const decision = decideForcedRefresh({ rejectedFingerprint: 'aaaa' }, { fingerprint: 'aaaa', lastRequestStartedAt: T0 - 10 * MINUTE }, T0, policy);
+    const decision = decideForcedRefresh(
+      { rejectedFingerprint: 'aaaa' },
+      { fingerprint: 'aaaa', lastRequestStartedAt: T0 - 10 * MINUTE },
+      T0,
+      policy,
+    );
 
     expect(decision).toEqual({ action: 'schedule', notBefore: T0 });
   });
@@ -505,13 +557,20 @@ describe('decideForcedRefresh', () => {
   it('follows an overridden minimum interval, and 0 lets every request through at once', () => {
     const last = { fingerprint: 'aaaa', lastRequestStartedAt: T0 - 1_000 };
 
-    expect(decideForcedRefresh({}, last, T0, policyWith({ minForcedRefreshIntervalMs: 60_000 }))).toEqual({ action: 'schedule', notBefore: T0 + 59_000 });
+    expect(decideForcedRefresh({}, last, T0, policyWith({ minForcedRefreshIntervalMs: 60_000 }))).toEqual({
+      action: 'schedule',
+      notBefore: T0 + 59_000,
+    });
     expect(decideForcedRefresh({}, last, T0, policyWith({ minForcedRefreshIntervalMs: 0 }))).toEqual({ action: 'schedule', notBefore: T0 });
   });
 
   it('gives a hundred requests within the interval one and the same time, so they coalesce', () => {
     const current = { fingerprint: 'aaaa', lastRequestStartedAt: T0 };
-    const times = new Set(Array.from({ length: 100 }, (_, i) => decideForcedRefresh({ rejectedFingerprint: 'aaaa' }, current, T0 + i * 50, policy)).map((d) => (d.action === 'schedule' ? d.notBefore : null)));
+    const times = new Set(
+      Array.from({ length: 100 }, (_, i) => decideForcedRefresh({ rejectedFingerprint: 'aaaa' }, current, T0 + i * 50, policy)).map((d) =>
+        d.action === 'schedule' ? d.notBefore : null,
+      ),
+    );
 
     expect([...times]).toEqual([T0 + 10_000]);
   });

@@ -143,7 +143,11 @@ describe('resolveSecret', () => {
     expect(await unavailable(resolveSecret(ref))).toBe(`${ref} could not be read: EACCES`);
   });
 
-  it.each([['', 'empty'], ['\n', 'only-newline'], ['\r\n\n', 'only-newlines']])('reports a file holding %j as empty', async (content, name) => {
+  it.each([
+    ['', 'empty'],
+    ['\n', 'only-newline'],
+    ['\r\n\n', 'only-newlines'],
+  ])('reports a file holding %j as empty', async (content, name) => {
     const ref = await secretFile(name, content);
     expect(await unavailable(resolveSecret(ref))).toBe(`${ref} is empty`);
   });

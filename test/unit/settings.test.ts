@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { readSettings, SettingsError } from '../../client/settings.js';
+import { readSettings, SettingsError } from '../../shared/settings.js';
 
 describe('settings from the environment', () => {
-  test('the defaults of DESIGN.md when nothing is set; empty values count as unset', () => {
+  test('the defaults of the README settings table when nothing is set; empty values count as unset', () => {
     expect(readSettings({ TEMPORAL_ADDRESS: '', LOG_LEVEL: '' })).toMatchObject({
       TEMPORAL_ADDRESS: 'localhost:7233',
       TEMPORAL_NAMESPACE: 'default',
@@ -42,6 +42,8 @@ describe('settings from the environment', () => {
   });
 
   test('mTLS needs both the certificate and the key', () => {
-    expect(() => readSettings({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow('TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be given together (mTLS)');
+    expect(() => readSettings({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow(
+      'TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be given together (mTLS)',
+    );
   });
 });

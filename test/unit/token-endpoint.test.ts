@@ -323,7 +323,11 @@ describe('A malformed 200 answer is malformed_response', () => {
       tokenBody({ access_token: `${TOKEN}\r\nX-Injected: 1` }),
       '"response" body "access_token" property must contain only visible ASCII characters',
     ],
-    ['token_type "mac"', tokenBody({ token_type: 'mac' }), '"response" body "token_type" property must be "Bearer" (case-insensitive), got "mac"'],
+    [
+      'token_type "mac"',
+      tokenBody({ token_type: 'mac' }),
+      '"response" body "token_type" property must be "Bearer" (case-insensitive), got "mac"',
+    ],
     ['token_type missing', tokenBody({ token_type: undefined }), '"response" body "token_type" property must be a string'],
     ['expires_in "abc"', tokenBody({ expires_in: 'abc' }), expiresIn],
     ['expires_in ""', tokenBody({ expires_in: '' }), expiresIn],
@@ -410,7 +414,10 @@ describe('An error answer is classified', () => {
     expect(endpoint.exchanges).toHaveLength(1);
   });
 
-  it.each([['none', undefined], ['garbage', 'soon']])('429 with Retry-After %s is rate_limited without a wait', async (_label, value) => {
+  it.each([
+    ['none', undefined],
+    ['garbage', 'soon'],
+  ])('429 with Retry-After %s is rate_limited without a wait', async (_label, value) => {
     const endpoint = await tokenEndpoint((_req, res) => reply(res, 429, 'Slow down', value === undefined ? {} : { 'retry-after': value }));
 
     const error = await failure(requestToken(tokenRequest(endpoint.url)));
@@ -422,11 +429,20 @@ describe('An error answer is classified', () => {
     });
   });
 
-  const oauthErrors = ['invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'];
+  const oauthErrors = [
+    'invalid_request',
+    'invalid_client',
+    'invalid_grant',
+    'unauthorized_client',
+    'unsupported_grant_type',
+    'invalid_scope',
+  ];
   it.each(oauthErrors.flatMap((code) => [400, 401].map((status) => [status, code] as const)))(
     '%i %s is credentials_rejected',
     async (status, code) => {
-      const endpoint = await tokenEndpoint((_req, res) => reply(res, status, JSON.stringify({ error: code, error_description: 'Described by the IAM' })));
+      const endpoint = await tokenEndpoint((_req, res) =>
+        reply(res, status, JSON.stringify({ error: code, error_description: 'Described by the IAM' })),
+      );
 
       const error = await failure(requestToken(tokenRequest(endpoint.url)));
 
@@ -452,7 +468,12 @@ describe('An error answer is classified', () => {
   });
 
   it.each([
-    [401, '', 'credentials_rejected', 'Token endpoint answered 401 Unauthorized without an OAuth error code: the client authentication was refused'],
+    [
+      401,
+      '',
+      'credentials_rejected',
+      'Token endpoint answered 401 Unauthorized without an OAuth error code: the client authentication was refused',
+    ],
     [400, '<html>Bad Request</html>', 'server_error', 'Token endpoint answered 400 Bad Request without an OAuth error code'],
     [400, '{"error":42}', 'server_error', 'Token endpoint answered 400 Bad Request without an OAuth error code'],
     [403, '<html>Forbidden by policy</html>', 'server_error', 'Token endpoint answered 403 Forbidden without an OAuth error code'],
@@ -481,7 +502,11 @@ describe('An error answer is classified', () => {
 
     const error = await failure(requestToken(tokenRequest(endpoint.url)));
 
-    expect(summary(error)).toEqual({ kind: 'server_error', details: { status: 400, oauthError: code }, message: `Token endpoint answered 400 ${code}` });
+    expect(summary(error)).toEqual({
+      kind: 'server_error',
+      details: { status: 400, oauthError: code },
+      message: `Token endpoint answered 400 ${code}`,
+    });
   });
 
   it.each([
@@ -541,7 +566,11 @@ describe('No answer at all is blocked', () => {
   });
 
   it.each([
-    ['announced by Content-Length', { 'content-length': '1000' }, /^Token endpoint could not be reached: Content-Length mismatch: .*\(ERR_HTTP_CONTENT_LENGTH_MISMATCH\)$/],
+    [
+      'announced by Content-Length',
+      { 'content-length': '1000' },
+      /^Token endpoint could not be reached: Content-Length mismatch: .*\(ERR_HTTP_CONTENT_LENGTH_MISMATCH\)$/,
+    ],
     ['chunked', {}, /^Token endpoint could not be reached: .*ECONNRESET/],
   ])('a connection reset in the middle of a body %s', async (_label, headers, message) => {
     const endpoint = await tokenEndpoint((req, res) => {
@@ -572,16 +601,15 @@ describe('No answer at all is blocked', () => {
 
   it('a server that reads the request and never answers times out after timeoutMs', async () => {
     const endpoint = await tokenEndpoint(() => {});
-    const started = Date.now();
 
     const error = await failure(requestToken(tokenRequest(endpoint.url, { timeoutMs: 200 })));
 
+    // got names the timer that fired: the request's own 200 ms, not the 10 s default.
     expect(summary(error)).toEqual({
       kind: 'blocked',
       details: {},
       message: "Token endpoint did not answer in time: Timeout awaiting 'request' for 200ms",
     });
-    expect(Date.now() - started).toBeLessThan(1_500);
     expect(endpoint.exchanges).toHaveLength(1);
   });
 
@@ -603,7 +631,8 @@ describe('No answer at all is blocked', () => {
     expect(summary(error)).toEqual({
       kind: 'blocked',
       details: {},
-      message: 'Token endpoint could not be reached: Client network socket disconnected before secure TLS connection was established (ECONNRESET)',
+      message:
+        'Token endpoint could not be reached: Client network socket disconnected before secure TLS connection was established (ECONNRESET)',
     });
   });
 
@@ -690,12 +719,20 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter(value, now)).toBe(ms);
   });
 
-  it.each([undefined, '', 'soon', '-5', '1.5', '1e3', '0x10', '1994-11-06T08:49:37Z', 'Sun, 06 Nov 1994 08:49:37', 'Sun, 06 Nov 1994 08:49:37 PST'])(
-    'ignores %j',
-    (value) => {
-      expect(parseRetryAfter(value, now)).toBeUndefined();
-    },
-  );
+  it.each([
+    undefined,
+    '',
+    'soon',
+    '-5',
+    '1.5',
+    '1e3',
+    '0x10',
+    '1994-11-06T08:49:37Z',
+    'Sun, 06 Nov 1994 08:49:37',
+    'Sun, 06 Nov 1994 08:49:37 PST',
+  ])('ignores %j', (value) => {
+    expect(parseRetryAfter(value, now)).toBeUndefined();
+  });
 });
 
 describe('classifyErrorResponse', () => {
@@ -716,15 +753,20 @@ describe('classifyErrorResponse', () => {
 
 describe('parseOAuthError', () => {
   it('keeps the error code and a one-line, bounded description', () => {
-    const parsed = parseOAuthError(JSON.stringify({ error: 'invalid_client', error_description: `line one\nX-Forged: ${'x'.repeat(300)}` }));
+    const parsed = parseOAuthError(
+      JSON.stringify({ error: 'invalid_client', error_description: `line one\nX-Forged: ${'x'.repeat(300)}` }),
+    );
 
     expect(parsed?.error).toBe('invalid_client');
     expect(parsed?.description).toBe(`line one?X-Forged: ${'x'.repeat(200 - 'line one?X-Forged: '.length)}…`);
   });
 
-  it.each(['', 'not json', '[]', '{"error":""}', '{"error":"bad\\nline"}', `{"error":"${'e'.repeat(65)}"}`])('finds no OAuth error in %j', (body) => {
-    expect(parseOAuthError(body)).toBeUndefined();
-  });
+  it.each(['', 'not json', '[]', '{"error":""}', '{"error":"bad\\nline"}', `{"error":"${'e'.repeat(65)}"}`])(
+    'finds no OAuth error in %j',
+    (body) => {
+      expect(parseOAuthError(body)).toBeUndefined();
+    },
+  );
 });
 
 describe('classifyRequestError', () => {

@@ -19,7 +19,13 @@ describe('LOG_FORMAT=json', () => {
     expect(lines[0]!.endsWith('}\n')).toBe(true);
     expect(lines[0]!.indexOf('\n')).toBe(lines[0]!.length - 1);
     expect(Object.keys(records()[0]!)).toEqual(['time', 'level', 'message', 'clientId', 'kind']);
-    expect(records()[0]).toEqual({ time: '2025-11-29T00:00:00.123Z', level: 'WARN', message: 'Token request failed', clientId: 'orders', kind: 'rate_limited' });
+    expect(records()[0]).toEqual({
+      time: '2025-11-29T00:00:00.123Z',
+      level: 'WARN',
+      message: 'Token request failed',
+      clientId: 'orders',
+      kind: 'rate_limited',
+    });
   });
 
   test('a metadata field cannot overwrite time, level or message', () => {
@@ -30,10 +36,20 @@ describe('LOG_FORMAT=json', () => {
 
   test('errors keep their name, message, stack and own fields; bigints print as strings', () => {
     const { logger, records } = jsonLogger();
-    const failure = ApplicationFailure.create({ type: 'credentials_rejected', message: 'Token endpoint answered 401', nonRetryable: true, cause: new Error('underneath') });
+    const failure = ApplicationFailure.create({
+      type: 'credentials_rejected',
+      message: 'Token endpoint answered 401',
+      nonRetryable: true,
+      cause: new Error('underneath'),
+    });
     logger.warn('Activity failed', { error: failure, taskQueue: 'token-lifecycle-iam', attempt: 3n });
     const error = records()[0]!.error as Record<string, unknown>;
-    expect(error).toMatchObject({ name: 'ApplicationFailure', message: 'Token endpoint answered 401', type: 'credentials_rejected', nonRetryable: true });
+    expect(error).toMatchObject({
+      name: 'ApplicationFailure',
+      message: 'Token endpoint answered 401',
+      type: 'credentials_rejected',
+      nonRetryable: true,
+    });
     expect(error.stack).toContain('ApplicationFailure: Token endpoint answered 401');
     expect(error.cause).toMatchObject({ name: 'Error', message: 'underneath' });
     expect(records()[0]!.attempt).toBe('3');

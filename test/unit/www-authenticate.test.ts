@@ -4,11 +4,18 @@
  * in one header, scheme and parameter names in any case (RFC 9110 §11.6.1, RFC 6750 §3).
  */
 import { describe, expect, test } from 'vitest';
-import { findBearerChallenge, isInvalidTokenChallenge, parseWwwAuthenticate, WwwAuthenticateSyntaxError } from '../../client/www-authenticate.js';
+import {
+  findBearerChallenge,
+  isInvalidTokenChallenge,
+  parseWwwAuthenticate,
+  WwwAuthenticateSyntaxError,
+} from '../../client/www-authenticate.js';
 
 describe('parseWwwAuthenticate', () => {
   test('reads a Bearer challenge with quoted parameters (RFC 6750 §3 example)', () => {
-    expect(parseWwwAuthenticate('Bearer realm="example", error="invalid_token", error_description="The access token expired"')).toStrictEqual([
+    expect(
+      parseWwwAuthenticate('Bearer realm="example", error="invalid_token", error_description="The access token expired"'),
+    ).toStrictEqual([
       { scheme: 'Bearer', params: { realm: 'example', error: 'invalid_token', error_description: 'The access token expired' } },
     ]);
   });
@@ -42,7 +49,10 @@ describe('parseWwwAuthenticate', () => {
   });
 
   test('parses header lines given as an array as one list', () => {
-    expect(parseWwwAuthenticate(['Basic realm="a"', 'Bearer error="invalid_token"']).map((challenge) => challenge.scheme)).toStrictEqual(['Basic', 'Bearer']);
+    expect(parseWwwAuthenticate(['Basic realm="a"', 'Bearer error="invalid_token"']).map((challenge) => challenge.scheme)).toStrictEqual([
+      'Basic',
+      'Bearer',
+    ]);
   });
 
   test.each([
@@ -62,7 +72,11 @@ describe('parseWwwAuthenticate', () => {
 
 describe('findBearerChallenge', () => {
   test('finds the Bearer challenge among others, whatever the case of the scheme', () => {
-    expect(findBearerChallenge('Basic realm="a", bEaReR realm="api", scope="orders:read admin", error="insufficient_scope", error_uri="https://e.x/s"')).toStrictEqual({
+    expect(
+      findBearerChallenge(
+        'Basic realm="a", bEaReR realm="api", scope="orders:read admin", error="insufficient_scope", error_uri="https://e.x/s"',
+      ),
+    ).toStrictEqual({
       realm: 'api',
       scope: 'orders:read admin',
       error: 'insufficient_scope',

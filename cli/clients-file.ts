@@ -15,14 +15,14 @@
  *     extraParams: { audience: billing }
  * ```
  *
- * Every entry (after merging the defaults) is a registration of DESIGN.md, validated by
+ * Every entry (after merging the defaults) is a registration (workflows/registration.ts), validated by
  * {@link registrationSchema}. Every problem of the file is reported at once, with its path
  * (`clients[2].secretRef: is required`), so an operator fixes the file in one go.
  */
 import { isMap, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import type { ClientRegistration } from '../../workflows/registration.js';
-import { describeIssues, registrationSchema } from '../registration-schema.js';
+import type { ClientRegistration } from '../workflows/registration.js';
+import { describeIssues, registrationSchema } from '../client/registration-schema.js';
 
 /** Keys that would hold a secret: refused with a pointer to `secretRef`, and never echoed. */
 const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'clientSecret', 'client_secret', 'password']);
@@ -42,7 +42,9 @@ export class InvalidClientsFileError extends Error {
 const fileSchema = z
   .object({
     defaults: z.record(z.string(), z.unknown(), { error: 'must be a mapping of registration fields' }).optional(),
-    clients: z.array(z.unknown(), { error: (issue) => (issue.input === undefined ? 'is required: a list of clients' : 'must be a list of clients') }),
+    clients: z.array(z.unknown(), {
+      error: (issue) => (issue.input === undefined ? 'is required: a list of clients' : 'must be a list of clients'),
+    }),
   })
   .strict();
 
@@ -66,7 +68,8 @@ export function parseClientsFile(text: string, fileName: string): ClientRegistra
       }),
     );
   }
-  if (!isMap(document.contents)) throw new InvalidClientsFileError(fileName, ['(root): must be a mapping with a `clients:` list (see tokenctl apply --help)']);
+  if (!isMap(document.contents))
+    throw new InvalidClientsFileError(fileName, ['(root): must be a mapping with a `clients:` list (see tokenctl apply --help)']);
 
   const file = fileSchema.safeParse(document.toJS());
   if (!file.success) throw new InvalidClientsFileError(fileName, describeIssues(file.error.issues));
@@ -118,7 +121,10 @@ export function parseClientsFile(text: string, fileName: string): ClientRegistra
 function withoutSecrets(entry: Record<string, unknown>, path: string, problems: string[]): Record<string, unknown> {
   const kept: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(entry)) {
-    if (SECRET_KEYS.has(key)) problems.push(`${path}.${key}: secrets never go in this file (Temporal shows registrations to every operator); use secretRef: env:NAME or file:/absolute/path`);
+    if (SECRET_KEYS.has(key))
+      problems.push(
+        `${path}.${key}: secrets never go in this file (Temporal shows registrations to every operator); use secretRef: env:NAME or file:/absolute/path`,
+      );
     else kept[key] = value;
   }
   return kept;

@@ -1,9 +1,10 @@
 /**
- * Connection settings from the environment (DESIGN.md, "Worker and environment"), shared by the
+ * Connection settings from the environment (docs/design.md, "Settings"), shared by the
  * worker, `tokenctl` and the consumer library. Every problem is reported at once, naming the
  * variable, so a misconfigured deployment fails at start with one clear message.
  */
 import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX } from './redis-layout.js';
 
 const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
 
@@ -22,7 +23,7 @@ const settingsSchema = z.object({
   /** The workflow task queue; the IAM activity runs on `<queue>-iam`. */
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('token-lifecycle'),
   REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
-  TOKEN_KEY_PREFIX: z.string().default('oauth:'),
+  TOKEN_KEY_PREFIX: z.string().default(DEFAULT_KEY_PREFIX),
   IAM_MAX_RPS: z.coerce.number().positive().max(10_000).default(40),
   METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(9464),
   LOG_LEVEL: z
@@ -72,7 +73,7 @@ export function parseEnvironment<Schema extends z.ZodObject>(schema: Schema, env
   return result.data;
 }
 
-/** Reads the settings from `env`, with the defaults of DESIGN.md. */
+/** Reads the settings from `env`, with the defaults of the README's settings table. */
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const settings = parseEnvironment(settingsSchema, env);
   if ((settings.TEMPORAL_TLS_CERT_PATH === undefined) !== (settings.TEMPORAL_TLS_KEY_PATH === undefined)) {

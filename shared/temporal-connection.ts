@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { TLSConfig } from '@temporalio/client';
-import { innermostMessage } from './innermost-message.js';
+import { innermostMessage } from './error-message.js';
 import { SettingsError, type Settings } from './settings.js';
 
 export interface TemporalConnectionOptions {
@@ -24,7 +24,9 @@ export function temporalConnectionOptions(settings: Settings): TemporalConnectio
   if (mtls || settings.TEMPORAL_TLS_CA_PATH !== undefined || settings.TEMPORAL_TLS_SERVER_NAME !== undefined) {
     options.tls = {
       ...(settings.TEMPORAL_TLS_SERVER_NAME !== undefined && { serverNameOverride: settings.TEMPORAL_TLS_SERVER_NAME }),
-      ...(settings.TEMPORAL_TLS_CA_PATH !== undefined && { serverRootCACertificate: readSettingFile('TEMPORAL_TLS_CA_PATH', settings.TEMPORAL_TLS_CA_PATH) }),
+      ...(settings.TEMPORAL_TLS_CA_PATH !== undefined && {
+        serverRootCACertificate: readSettingFile('TEMPORAL_TLS_CA_PATH', settings.TEMPORAL_TLS_CA_PATH),
+      }),
       ...(mtls && {
         clientCertPair: {
           crt: readSettingFile('TEMPORAL_TLS_CERT_PATH', settings.TEMPORAL_TLS_CERT_PATH!),

@@ -2,8 +2,8 @@
  * How tokenctl prints what it reads: a status block, a table of clients, relative times. Pure
  * functions of their inputs and `now`, so the output does not depend on when it is tested.
  */
-import type { TokenStatus } from '../../workflows/messages.js';
-import type { ApplyResult, RegisteredClient } from '../admin.js';
+import type { TokenStatus } from '../workflows/messages.js';
+import type { ApplyResult, RegisteredClient } from '../client/admin.js';
 
 /** `in 245s`, `12s ago`, or `-` when there is no time. Seconds, so scripts and eyes agree. */
 export function formatRelative(at: number | null, now: number): string {
@@ -58,7 +58,9 @@ export function formatClientTable(rows: readonly RegisteredClient[], now: number
 /** Pads every column but the last to its widest cell, two spaces apart. */
 function alignColumns(rows: readonly string[][]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n');
+  return rows
+    .map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  '))
+    .join('\n');
 }
 
 /** The summary of `apply`: one line per client that changed or not, then the counts. */

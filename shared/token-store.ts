@@ -1,6 +1,7 @@
 /**
  * The token store: where the worker publishes tokens and where consumers read them, in the Redis
- * layout that DESIGN.md fixes as a contract (consumers in any language depend on it).
+ * layout that docs/design.md, "Redis layout", fixes as a contract (consumers in any language depend
+ * on it).
  *
  * - Key `<prefix>token:<clientId>`: a hash of `access_token`, `token_type`, `expires_at` (Unix ms),
  *   `obtained_at` (Unix ms), `scope`, `generation`, `fingerprint`, `client_id`, expiring
@@ -12,34 +13,8 @@
  * Works on standalone Redis, Sentinel and Redis Cluster: every script call touches one key.
  */
 import type { Cluster, Redis } from 'ioredis';
-
-/** The key prefix used when none is given (DESIGN.md, Redis layout; `TOKEN_KEY_PREFIX`). */
-export const DEFAULT_KEY_PREFIX = 'oauth:';
-
-/** The hash that holds the current token of `clientId`: `<prefix>token:<clientId>`. */
-export function tokenKey(prefix: string, clientId: string): string {
-  return `${prefix}token:${clientId}`;
-}
-
-/** The channel on which every accepted write is announced: `<prefix>token-updated`. */
-export function tokenUpdatedChannel(prefix: string): string {
-  return `${prefix}token-updated`;
-}
-
-/**
- * The sorted set of the highest generation ever written for each client (member: client ID,
- * score: generation): `<prefix>generations`. Unlike the token key it never expires and `remove
- * --purge` leaves it, so a client removed and registered again continues numbering above every
- * token it ever had (invariant 3), even after its token key expired or was deleted.
- */
-export function generationsKey(prefix: string): string {
-  return `${prefix}generations`;
-}
-
-/** The stream on which services ask for a refresh: `<prefix>refresh-requests`. */
-export function refreshRequestsStream(prefix: string): string {
-  return `${prefix}refresh-requests`;
-}
+import { DEFAULT_KEY_PREFIX, generationsKey, tokenKey, tokenUpdatedChannel } from './redis-layout.js';
+import { formatTokenUpdated, type TokenUpdatedMessage } from './token-updated-message.js';
 
 /** A token as stored in Redis, without the token itself. Times are Unix milliseconds. */
 export interface StoredTokenMetadata {
@@ -61,14 +36,6 @@ export interface StoredToken extends StoredTokenMetadata {
   accessToken: string;
 }
 
-/** The JSON published on {@link tokenUpdatedChannel} after each accepted write. Never the token. */
-export interface TokenUpdatedMessage {
-  clientId: string;
-  generation: number;
-  fingerprint: string;
-  expiresAt: number;
-}
-
 /** What Redis held when a write was refused as stale. */
 export interface StoredGeneration {
   generation: number;
@@ -83,9 +50,7 @@ export interface StoredGeneration {
  * - `expired`: `expiresAt` had already passed by Redis's clock; nothing changed.
  */
 export type WriteResult =
-  | { written: true }
-  | { written: false; reason: 'stale'; stored: StoredGeneration }
-  | { written: false; reason: 'expired' };
+  { written: true } | { written: false; reason: 'stale'; stored: StoredGeneration } | { written: false; reason: 'expired' };
 
 /** Options of {@link TokenStore}. */
 export interface TokenStoreOptions {
@@ -100,11 +65,12 @@ export interface TokenStoreOptions {
 }
 
 /**
- * Why one script: invariant 3 (no stale overwrite) needs the generation check and the write to be
- * one atomic step on the server. Done as separate commands, two writers could both read generation
- * 4 and the older token could land last; with WATCH/MULTI they would retry under contention. The
- * expiry (invariant 2) and the announcement belong to the same step, so a consumer never sees a
- * token without its expiry, nor an announcement of a token that lost the race.
+ * Why one script: docs/design.md, "No stale overwrite", needs the generation check and the write to
+ * be one atomic step on the server. Done as separate commands, two writers could both read
+ * generation 4 and the older token could land last; with WATCH/MULTI they would retry under
+ * contention. The expiry (docs/design.md, "No expired token served") and the announcement belong to
+ * the same step, so a consumer never sees a token without its expiry, nor an announcement of a
+ * token that lost the race.
  *
  * KEYS[1] the token hash. ARGV: generation, expires_at, access_token, token_type, obtained_at,
  * scope, fingerprint, client_id, channel, message. Returns {'written'}, {'expired'} or
@@ -215,7 +181,7 @@ export class TokenStore {
       token.fingerprint,
       token.clientId,
       tokenUpdatedChannel(this.prefix),
-      JSON.stringify(message),
+      formatTokenUpdated(message),
     );
     return parseWriteReply(reply);
   }
@@ -223,7 +189,10 @@ export class TokenStore {
   /** The stored token of `clientId`, or null when there is none or it has expired by {@link TokenStoreOptions.now}. */
   async read(clientId: string): Promise<StoredToken | null> {
     const key = tokenKey(this.prefix, clientId);
-    const [accessToken, ...metadataValues] = await this.client.hmget(key, 'access_token', ...METADATA_FIELDS);
+    const [accessToken, ...metadataValues] = await this.client.hmget(key, 'access_token', ...METADATA_FIELDS).catch((error: unknown) => {
+      if (error instanceof Error && error.message.startsWith('WRONGTYPE')) throw new MalformedStoredTokenError(key, 'is not a hash');
+      throw error;
+    });
     if (accessToken === null || accessToken === undefined) return null;
     const metadata = this.parseMetadata(key, metadataValues);
     return metadata && { ...metadata, accessToken };
@@ -252,9 +221,16 @@ export class TokenStore {
    * without purge, or terminate) and register again, however long the client was gone.
    */
   async readHighestGeneration(clientId: string): Promise<number> {
-    const [stored, recorded] = await Promise.all([this.readGeneration(clientId), this.client.zscore(generationsKey(this.prefix), clientId)]);
+    const [stored, recorded] = await Promise.all([
+      this.readGeneration(clientId),
+      this.client.zscore(generationsKey(this.prefix), clientId),
+    ]);
     const highest = recorded === null ? 0 : Number(recorded);
-    if (!Number.isSafeInteger(highest)) throw new MalformedStoredTokenError(generationsKey(this.prefix), `holds ${JSON.stringify(recorded)} for "${clientId}", not an integer`);
+    if (!Number.isSafeInteger(highest))
+      throw new MalformedStoredTokenError(
+        generationsKey(this.prefix),
+        `holds ${JSON.stringify(recorded)} for "${clientId}", not an integer`,
+      );
     return Math.max(stored, highest);
   }
 
@@ -284,8 +260,8 @@ export class TokenStore {
 }
 
 /**
- * A Redis record that does not follow the layout of DESIGN.md (something other than the worker
- * wrote it). The message names the key and the problem, never the token.
+ * A Redis record that does not follow the layout of docs/design.md, "Redis layout" (something other
+ * than the worker wrote it). The message names the key and the problem, never the token.
  */
 export class MalformedStoredTokenError extends Error {
   readonly code = 'malformed_stored_token';
@@ -319,9 +295,17 @@ function requireField(key: string, field: string, value: string | null | undefin
   return value;
 }
 
+/**
+ * The worker writes integers as plain decimal digits. Anything else (`""`, `" 7"`, `"0x10"`,
+ * `"1e3"`, `"-3"`) is refused rather than read the way `Number` reads it, so that readers in every
+ * language agree (docs/redis-contract.md, test/contract/vectors.json).
+ */
+const DECIMAL_DIGITS = /^[0-9]+$/;
+
 function parseIntegerField(key: string, field: string, value: string): number {
-  const parsed = Number(value);
-  if (!Number.isSafeInteger(parsed)) throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
+  const parsed = DECIMAL_DIGITS.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(parsed))
+    throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
   return parsed;
 }
 

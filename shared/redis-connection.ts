@@ -15,13 +15,16 @@ export class RedisUrlError extends Error {
 export function createRedisClient(url: string, options: RedisOptions = {}): RedisClient {
   const match = /^(redis\+sentinel|redis\+cluster|rediss?):\/\/(?:([^@/]*)@)?([^/]+)(?:\/(.*))?$/.exec(url);
   if (match === null) {
-    throw new RedisUrlError(`REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379 (got ${redactRedisUrl(url)})`);
+    throw new RedisUrlError(
+      `REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379 (got ${redactRedisUrl(url)})`,
+    );
   }
   const [, scheme, auth, hostList, path = ''] = match;
   if (scheme === 'redis' || scheme === 'rediss') return new Redis(url, options);
 
   const password = auth === undefined ? undefined : decodeURIComponent(auth.slice(auth.indexOf(':') + 1));
-  const username = auth === undefined || !auth.includes(':') ? undefined : decodeURIComponent(auth.slice(0, auth.indexOf(':'))) || undefined;
+  const username =
+    auth === undefined || !auth.includes(':') ? undefined : decodeURIComponent(auth.slice(0, auth.indexOf(':'))) || undefined;
   const nodes = hostList!.split(',').map((hostPort) => {
     const [host, port] = hostPort.split(':');
     return { host: host!, port: Number(port ?? (scheme === 'redis+sentinel' ? 26379 : 6379)) };
@@ -31,7 +34,10 @@ export function createRedisClient(url: string, options: RedisOptions = {}): Redi
     return new Cluster(nodes, { redisOptions: { ...options, ...credentials } });
   }
   const [name, db] = path.split('/');
-  if (!name) throw new RedisUrlError(`REDIS_URL for Sentinel must name the master: redis+sentinel://host:26379/<master name> (got ${redactRedisUrl(url)})`);
+  if (!name)
+    throw new RedisUrlError(
+      `REDIS_URL for Sentinel must name the master: redis+sentinel://host:26379/<master name> (got ${redactRedisUrl(url)})`,
+    );
   return new Redis({ ...options, ...credentials, sentinels: nodes, name, ...(db !== undefined && { db: Number(db) }) });
 }
 

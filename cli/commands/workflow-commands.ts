@@ -1,0 +1,38 @@
+/** The tokenctl commands that read or steer one client's workflow: refresh, status, list, resume, remove. */
+import type { TokenState } from '../../workflows/token-states.js';
+import { print } from '../cli-error.js';
+import { formatClientTable, formatInstant, formatRefreshed, formatStatus } from '../format.js';
+import type { Session } from '../session.js';
+
+export async function refresh(session: Session, clientId: string, options: { wait?: true; reason?: string }): Promise<void> {
+  const status = await (
+    await session.admin()
+  ).refresh(clientId, { wait: options.wait === true, ...(options.reason !== undefined && { reason: options.reason }) });
+  print(
+    status === null ? `Refresh of ${clientId} requested. Follow it with: tokenctl status ${clientId}` : formatRefreshed(status, Date.now()),
+  );
+}
+
+export async function status(session: Session, clientId: string | undefined, options: { json?: true }): Promise<void> {
+  if (clientId === undefined) return list(session, options);
+  const current = await (await session.admin()).status(clientId);
+  print(options.json ? JSON.stringify(current, null, 2) : formatStatus(current, Date.now()));
+}
+
+export async function list(session: Session, options: { state?: TokenState; json?: true | undefined }): Promise<void> {
+  const rows = await (await session.admin()).list(options.state === undefined ? {} : { state: options.state });
+  print(options.json ? JSON.stringify(rows, null, 2) : formatClientTable(rows, Date.now()));
+}
+
+export async function resume(session: Session, clientId: string): Promise<void> {
+  await (await session.admin()).resume(clientId);
+  print(`Resume sent to ${clientId}. Follow it with: tokenctl status ${clientId}`);
+}
+
+export async function remove(session: Session, clientId: string, options: { purge?: true }): Promise<void> {
+  const stopped = await (await session.admin()).remove(clientId, { purge: options.purge === true });
+  const token = options.purge
+    ? 'token deleted from Redis'
+    : `token left in Redis until it expires ${formatInstant(stopped.expiresAt, Date.now())}`;
+  print(`Removed ${clientId} (${token}).`);
+}

@@ -1,0 +1,71 @@
+/**
+ * The Redis layout: every key, channel, stream and consumer group the project uses, and the
+ * default prefix (docs/design.md, "Redis layout"; for consumers in any language,
+ * docs/redis-contract.md). Every name is built here and nowhere else. `prefix` is
+ * `TOKEN_KEY_PREFIX`.
+ *
+ * Keys that carry a URL (breaker, rate window) hold it URI-encoded, so each stays one readable key
+ * segment with no `{` or `}`, which Redis Cluster would read as a hash tag.
+ */
+
+/** The prefix of every name when none is set (`TOKEN_KEY_PREFIX`). */
+export const DEFAULT_KEY_PREFIX = 'oauth:';
+
+/**
+ * The hash that holds the current token of `clientId`: `<prefix>token:<clientId>`. Consumers read
+ * it; it expires with the token (shared/token-store.ts writes it).
+ */
+export function tokenKey(prefix: string, clientId: string): string {
+  return `${prefix}token:${clientId}`;
+}
+
+/** A SCAN `MATCH` glob of every token key under `prefix` (a prefix's own glob characters escaped). */
+export function tokenKeysGlob(prefix: string): string {
+  return `${tokenKey(prefix, '').replace(/[*?[\]\\]/g, '\\$&')}*`;
+}
+
+/** The channel on which every accepted token write is announced: `<prefix>token-updated`. */
+export function tokenUpdatedChannel(prefix: string): string {
+  return `${prefix}token-updated`;
+}
+
+/**
+ * The sorted set of the highest generation ever written for each client (member: client ID,
+ * score: generation): `<prefix>generations`. It never expires and `remove --purge` leaves it, so a
+ * client removed and registered again keeps numbering above every token it ever had.
+ */
+export function generationsKey(prefix: string): string {
+  return `${prefix}generations`;
+}
+
+/** The stream on which services ask for a refresh: `<prefix>refresh-requests`. */
+export function refreshRequestsStream(prefix: string): string {
+  return `${prefix}refresh-requests`;
+}
+
+/** The consumer group every worker of a deployment joins on the refresh-requests stream, so each entry is handled once. */
+export const REFRESH_REQUESTS_GROUP = 'token-lifecycle-worker';
+
+/**
+ * The approximate length producers cap the refresh-requests stream at: `XADD <stream> MAXLEN ~
+ * 10000 * …`. A backlog this long means no worker has read the stream for a long time; older
+ * requests would be coalesced into one refresh per client anyway.
+ */
+export const REFRESH_REQUESTS_MAX_LENGTH = 10_000;
+
+/** The fields of a refresh-requests stream entry (only `clientId` is required). */
+export const REFRESH_REQUEST_FIELDS = { clientId: 'clientId', rejectedFingerprint: 'rejectedFingerprint', reason: 'reason' } as const;
+
+/** The shared breaker of one token endpoint (its URL's origin and path): `<prefix>breaker:<endpoint>`. Worker-internal. */
+export function breakerKey(prefix: string, endpoint: string): string {
+  return `${prefix}breaker:${encodeURIComponent(endpoint)}`;
+}
+
+/**
+ * The one-second window of token requests sent to one IAM host: `<prefix>rate:<origin>`. The
+ * provider's edge limits requests per client IP and host, whatever the realm or path, so the
+ * origin is the unit. Worker-internal.
+ */
+export function rateWindowKey(prefix: string, tokenUrl: string): string {
+  return `${prefix}rate:${encodeURIComponent(new URL(tokenUrl).origin)}`;
+}

@@ -1,0 +1,67 @@
+/**
+ * The vocabulary of failures (docs/design.md, "Failures"): why a token request failed, what it
+ * told the workflow, and what operators see of the last one. Pure types and constants only: this
+ * file is imported by workflow code.
+ */
+
+/**
+ * Stable codes for why a token request failed. They are the `type` of the `ApplicationFailure`
+ * the IAM activity throws, so they show in the Temporal UI and are matched by the workflow.
+ */
+export const FAILURE_KINDS = [
+  'rate_limited',
+  'blocked',
+  'server_error',
+  'malformed_response',
+  'credentials_rejected',
+  'secret_unavailable',
+  'store_unavailable',
+] as const;
+
+export type FailureKind = (typeof FAILURE_KINDS)[number];
+
+/** Failure kinds after which the workflow tries again on its own. */
+export type RetryableFailureKind = Exclude<FailureKind, 'credentials_rejected'>;
+
+/** Every retryable kind: those with a backoff rule in the policy. */
+export const RETRYABLE_FAILURE_KINDS = FAILURE_KINDS.filter((kind): kind is RetryableFailureKind => isRetryable(kind));
+
+/**
+ * True for failure kinds after which the workflow retries on its own. Rejected credentials are
+ * not retried: repeated failed logins are what gets an IP blocked (docs/design.md, "No login
+ * loop").
+ */
+export function isRetryable(kind: FailureKind): kind is RetryableFailureKind {
+  return kind !== 'credentials_rejected';
+}
+
+/** What a failed token request tells the workflow, beyond its kind. Never a secret or a token. */
+export interface FailureDetails {
+  /** HTTP status, when there was a response. */
+  status?: number;
+  /** The OAuth `error` code of an error response (RFC 6749 §5.2). */
+  oauthError?: string;
+  /**
+   * How long to wait, in milliseconds: the server's `Retry-After` counted from when the answer came
+   * (RFC 9110 §10.2.3), or, with {@link FailureDetails.breakerOpen}, what remains of the endpoint
+   * breaker's wait.
+   */
+  retryAfterMs?: number;
+  /**
+   * True when no request was sent: the shared breaker of the token endpoint is open (another
+   * client saw a 429 or a block), another client is probing it, or the host's one-second rate
+   * window stayed full. Not a failure of the IAM, so it does not count as one; `retryAfterMs` says
+   * when this client may try.
+   */
+  breakerOpen?: boolean;
+}
+
+/** The last failure, as operators see it. Never contains a secret or a token. */
+export interface LastError {
+  kind: FailureKind;
+  message: string;
+  /** Unix ms. */
+  at: number;
+  status?: number;
+  oauthError?: string;
+}

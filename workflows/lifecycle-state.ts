@@ -1,0 +1,398 @@
+/**
+ * The state machine of one client's token lifecycle (docs/design.md, "States and transitions"):
+ * what each message and each attempt's outcome does to the state. Deterministic: times come in as
+ * parameters (the workflow passes its own `Date.now()`), decisions come from the pure policy
+ * module. How the state is shown (search attributes, current details, summaries, metrics) is
+ * workflows/lifecycle-presentation.ts.
+ */
+import * as wf from '@temporalio/workflow';
+import type { AcquireTokenInput } from '../activities/acquire-token.js';
+import { isRetryable, type FailureDetails, type FailureKind, type LastError } from './failures.js';
+import type { ForceRefreshRequest, RegistrationChanges, TokenState, TokenStatus } from './messages.js';
+import { backoffDelayMs, decideForcedRefresh, nextRefreshAt, resolvePolicy, type RefreshPolicy } from './policy.js';
+import type { ClientRegistration } from './registration.js';
+import type { TokenMetadata } from './token-metadata.js';
+
+/** What continue-as-new hands to the next run, so nothing pending is lost (docs/design.md, "Continue-as-new"). */
+export interface CarriedState {
+  state: TokenState;
+  /**
+   * False until a token request of this lifecycle succeeded: until then `generation` does not
+   * account for what Redis held before the start, and requests ask the activity to number after
+   * it (`afterStoredGeneration`). Absent in states carried by older runs, which had read it.
+   */
+  generationKnown?: boolean;
+  backoffReason: FailureKind | null;
+  generation: number;
+  fingerprint: string | null;
+  expiresAt: number | null;
+  nextRefreshAt: number | null;
+  /** When the last token request left the worker, or was scheduled (the minimum interval counts from it). */
+  lastRequestStartedAt: number | null;
+  consecutiveFailures: number;
+  backoffUntil: number | null;
+  rejectedAt: number | null;
+  lastError: LastError | null;
+  forced: PendingForcedRefresh | null;
+}
+
+/** A forced refresh that is due at `notBefore`. */
+export interface PendingForcedRefresh {
+  notBefore: number;
+  reason: string;
+}
+
+/**
+ * What the workflow did with a forced-refresh request (`forceRefresh` signal, refresh-requests
+ * stream entry, `refreshNow` update), the `decision` tag of `token_forced_refreshes`:
+ * - `scheduled`: a refresh is now pending (at once, or when the minimum interval has passed);
+ * - `coalesced`: joined a refresh already pending or in flight: no extra request;
+ * - `ignored_stale`: named a fingerprint that is no longer current (already rotated);
+ * - `ignored_parked`: the credentials were rejected; only `resume`/`reconfigure` start it again.
+ */
+export type ForcedRefreshDecision = 'scheduled' | 'coalesced' | 'ignored_stale' | 'ignored_parked';
+
+/** Told about each forced-refresh decision: signal handlers cannot return one, so it is shown instead. */
+export type ForcedRefreshObserver = (clientId: string, decision: ForcedRefreshDecision) => void;
+
+/** Distinct unknown fingerprints held during one attempt; more are ignored as stale. */
+const MAX_AWAITING_ATTEMPT = 16;
+
+function initialState(): CarriedState {
+  return {
+    state: 'acquiring',
+    generationKnown: false,
+    backoffReason: null,
+    generation: 0,
+    fingerprint: null,
+    expiresAt: null,
+    nextRefreshAt: null,
+    lastRequestStartedAt: null,
+    consecutiveFailures: 0,
+    backoffUntil: null,
+    rejectedAt: null,
+    lastError: null,
+    forced: null,
+  };
+}
+
+export class TokenLifecycleState {
+  registration: ClientRegistration;
+  private policy: RefreshPolicy;
+  /** The durable part of the state: what continue-as-new carries. */
+  private carried: CarriedState;
+
+  /** Bumped by every message that may change what is due, to wake the main loop. */
+  changeCount = 0;
+  stopRequested = false;
+  purgeRequested = false;
+  attemptsStarted = 0;
+  attemptsFinished = 0;
+  private attemptInFlight = false;
+  /**
+   * Requests that named a fingerprint other than the current one while a token request was in
+   * flight: it may name the token that request just wrote to Redis (a service can read it and
+   * see it rejected before the workflow learns the result; Temporal also delivers signals before
+   * an activity's result in the same workflow task). Decided when the attempt ends. Never
+   * carried: continue-as-new happens only between attempts.
+   */
+  private awaitingAttempt = new Map<string, string>();
+  private refreshNowWaiting = 0;
+  private lastOutcome: { attempt: number; error: LastError | null } | null = null;
+  private cyclesThisRun = 0;
+
+  constructor(
+    registration: ClientRegistration,
+    carried: CarriedState | undefined,
+    private readonly onForcedRefresh: ForcedRefreshObserver = () => undefined,
+  ) {
+    this.registration = registration;
+    this.policy = resolvePolicy(registration.policy);
+    this.carried = carried ?? initialState();
+  }
+
+  get clientId(): string {
+    return this.registration.clientId;
+  }
+
+  /** The state as it is now, for showing it (read-only). */
+  get current(): Readonly<CarriedState> {
+    return this.carried;
+  }
+
+  status(): TokenStatus {
+    const c = this.carried;
+    return {
+      clientId: this.clientId,
+      state: c.state,
+      backoffReason: c.state === 'backing_off' ? c.backoffReason : null,
+      generation: c.generation,
+      fingerprint: c.fingerprint,
+      expiresAt: c.expiresAt,
+      nextRefreshAt: c.nextRefreshAt,
+      lastError: c.lastError,
+      consecutiveFailures: c.consecutiveFailures,
+      backoffUntil: c.state === 'backing_off' ? c.backoffUntil : null,
+      forcedRefreshAt: c.forced?.notBefore ?? null,
+    };
+  }
+
+  carry(): CarriedState {
+    return { ...this.carried };
+  }
+
+  // ---- messages ------------------------------------------------------------------------------
+
+  requestForcedRefresh(request: ForceRefreshRequest, now: number): void {
+    if (this.stopRequested) return;
+    if (this.carried.state === 'credentials_rejected') {
+      // A new token needs new credentials first; retrying these is what gets an IP blocked.
+      this.onForcedRefresh(this.clientId, 'ignored_parked');
+      return;
+    }
+    const decision = decideForcedRefresh(
+      request,
+      { fingerprint: this.carried.fingerprint ?? undefined, lastRequestStartedAt: this.carried.lastRequestStartedAt ?? undefined },
+      now,
+      this.policy,
+    );
+    if (
+      decision.action === 'ignore' &&
+      this.attemptInFlight &&
+      request.rejectedFingerprint !== undefined &&
+      this.awaitingAttempt.size < MAX_AWAITING_ATTEMPT
+    ) {
+      if (!this.awaitingAttempt.has(request.rejectedFingerprint))
+        this.awaitingAttempt.set(request.rejectedFingerprint, request.reason ?? 'forced refresh');
+      return;
+    }
+    if (decision.action === 'ignore') {
+      this.onForcedRefresh(this.clientId, 'ignored_stale');
+      return;
+    }
+    this.onForcedRefresh(this.clientId, this.refreshAlreadyComing() ? 'coalesced' : 'scheduled');
+    this.scheduleForced(decision.notBefore, request.reason ?? 'forced refresh');
+  }
+
+  /** Returns the attempt whose outcome answers this request (an attempt in flight coalesces). */
+  requestRefreshNow(reason: string | undefined, now: number): number {
+    this.refreshNowWaiting++;
+    this.onForcedRefresh(this.clientId, this.refreshAlreadyComing() ? 'coalesced' : 'scheduled');
+    if (this.attemptInFlight) return this.attemptsStarted;
+    const decision = decideForcedRefresh(
+      {},
+      { fingerprint: undefined, lastRequestStartedAt: this.carried.lastRequestStartedAt ?? undefined },
+      now,
+      this.policy,
+    );
+    if (decision.action === 'schedule') this.scheduleForced(decision.notBefore, reason ?? 'refreshNow');
+    return this.attemptsStarted + 1;
+  }
+
+  /** Updates waiting for an attempt; continue-as-new waits until there are none. */
+  get refreshNowPending(): number {
+    return this.refreshNowWaiting;
+  }
+
+  /**
+   * Update validator: rejects a refresh that cannot happen now, with the reason as the failure's
+   * message and a stable `type` (`stopped`, `credentials_rejected`, `backing_off`). A rejected
+   * update leaves no trace in the history.
+   */
+  assertRefreshNowAllowed(): void {
+    const reject = (type: string, message: string) => {
+      throw wf.ApplicationFailure.create({ type, message, nonRetryable: true });
+    };
+    const c = this.carried;
+    if (this.stopRequested || c.state === 'stopped') reject('stopped', `${this.clientId} is stopped`);
+    if (c.state === 'credentials_rejected') {
+      reject(
+        'credentials_rejected',
+        `${this.clientId}: the IAM rejected the credentials (${c.lastError?.message ?? 'unknown'}); fix them, then resume or reconfigure`,
+      );
+    }
+    if (c.state === 'backing_off' && c.backoffUntil !== null) {
+      reject(
+        'backing_off',
+        `${this.clientId} is backing off after ${c.backoffReason} until ${new Date(c.backoffUntil).toISOString()}; try again then`,
+      );
+    }
+  }
+
+  outcomeOfAttempt(attempt: number): TokenStatus {
+    this.refreshNowWaiting--;
+    if (this.stopRequested)
+      throw wf.ApplicationFailure.create({
+        type: 'stopped',
+        message: `${this.clientId} was stopped before the refresh`,
+        nonRetryable: true,
+      });
+    const error = this.lastOutcome !== null && this.lastOutcome.attempt >= attempt ? this.lastOutcome.error : null;
+    if (error !== null) {
+      throw wf.ApplicationFailure.create({ type: error.kind, message: `Refresh failed: ${error.message}`, nonRetryable: true });
+    }
+    return this.status();
+  }
+
+  reconfigure(changes: RegistrationChanges): void {
+    this.registration = { ...this.registration, ...changes, clientId: this.clientId };
+    this.policy = resolvePolicy(this.registration.policy);
+    const c = this.carried;
+    if (c.state === 'credentials_rejected' || (c.state === 'backing_off' && c.backoffReason === 'secret_unavailable')) {
+      this.leaveParking();
+    }
+    // New credentials, scope or endpoint deserve a new token now, not at the next renewal.
+    this.scheduleForced(c.state === 'backing_off' && c.backoffUntil !== null ? c.backoffUntil : 0, 'reconfigured');
+  }
+
+  resume(): void {
+    if (this.carried.state !== 'credentials_rejected') return;
+    this.leaveParking();
+    this.scheduleForced(0, 'resumed');
+  }
+
+  requestStop(purge: boolean): void {
+    this.stopRequested = true;
+    this.purgeRequested ||= purge;
+    this.changeCount++;
+  }
+
+  // ---- the loop ------------------------------------------------------------------------------
+
+  /** When the loop should act next; null when parked until a message arrives. */
+  nextActionAt(now: number): number | null {
+    const c = this.carried;
+    switch (c.state) {
+      case 'stopped':
+        return null;
+      case 'credentials_rejected':
+        return this.policy.rejectedProbeIntervalMs > 0 && c.rejectedAt !== null ? c.rejectedAt + this.policy.rejectedProbeIntervalMs : null;
+      case 'backing_off':
+        // The retry at the end of the backoff also answers a pending forced refresh; the
+        // minimum interval must not push the retry later.
+        return c.backoffUntil ?? now;
+      case 'acquiring':
+        // There is no token yet: nothing to wait for.
+        return now;
+      case 'active':
+        return Math.min(c.nextRefreshAt ?? now, c.forced?.notBefore ?? Infinity);
+    }
+  }
+
+  continueAsNewDue(suggested: boolean): boolean {
+    return this.refreshNowWaiting === 0 && (suggested || this.cyclesThisRun >= this.policy.maxCyclesPerRun);
+  }
+
+  /** A token request starts now: returns the generation it is to write. */
+  beginAttempt(now: number): number {
+    this.attemptsStarted++;
+    this.attemptInFlight = true;
+    this.carried.lastRequestStartedAt = now;
+    return this.carried.generation + 1;
+  }
+
+  acquireInput(generation: number): AcquireTokenInput {
+    return {
+      ...this.registration,
+      generation,
+      ...(this.carried.generationKnown === false && { afterStoredGeneration: true }),
+      defaultExpiresInSeconds: this.policy.defaultExpiresInSeconds,
+    };
+  }
+
+  recordSuccess(token: TokenMetadata, now: number): void {
+    const c = this.carried;
+    c.generation = Math.max(c.generation, token.generation);
+    c.generationKnown = true;
+    // The minimum interval between forced refreshes counts from when the request left the worker,
+    // not from when this workflow scheduled it: a request that waited in the IAM task queue or the
+    // rate window reached the IAM later, and the next forced one must not follow it too soon.
+    c.lastRequestStartedAt = Math.max(c.lastRequestStartedAt ?? 0, token.requestStartedAt);
+    c.fingerprint = token.fingerprint;
+    c.expiresAt = token.expiresAt;
+    c.nextRefreshAt = Math.min(nextRefreshAt(token, this.policy, `${this.clientId}#${token.generation}`), token.expiresAt);
+    c.state = 'active';
+    c.backoffReason = null;
+    c.backoffUntil = null;
+    c.rejectedAt = null;
+    c.consecutiveFailures = 0;
+    c.lastError = null;
+    // Any forced refresh requested until now is satisfied by this new token (coalescing)…
+    c.forced = null;
+    this.finishAttempt(null);
+    // …except one that named this very token: it was rejected already.
+    this.decideAwaitingAttempt(now);
+  }
+
+  recordFailure(kind: FailureKind, message: string, details: FailureDetails, now: number): void {
+    const c = this.carried;
+    // Held back by the endpoint breaker, no request was sent: not a failure of this client's.
+    if (details.breakerOpen !== true) c.consecutiveFailures++;
+    c.lastError = {
+      kind,
+      message,
+      at: now,
+      ...(details.status !== undefined && { status: details.status }),
+      ...(details.oauthError !== undefined && { oauthError: details.oauthError }),
+    };
+    if (isRetryable(kind)) {
+      c.state = 'backing_off';
+      c.backoffReason = kind;
+      c.backoffUntil =
+        now +
+        backoffDelayMs(kind, c.consecutiveFailures, details, this.policy, `${this.clientId}#${c.generation}#${c.consecutiveFailures}`);
+    } else {
+      // Retrying rejected credentials is what gets an IP blocked (docs/design.md, "No login loop").
+      c.state = 'credentials_rejected';
+      c.backoffReason = null;
+      c.backoffUntil = null;
+      c.rejectedAt = now;
+      c.forced = null;
+    }
+    this.finishAttempt(c.lastError);
+    this.decideAwaitingAttempt(now);
+  }
+
+  markStopped(): void {
+    this.carried.state = 'stopped';
+    this.carried.nextRefreshAt = null;
+    this.carried.forced = null;
+  }
+
+  /** Requests held while an attempt was in flight: those naming the now-current token count. */
+  private decideAwaitingAttempt(now: number): void {
+    const awaiting = [...this.awaitingAttempt];
+    this.awaitingAttempt.clear();
+    for (const [rejectedFingerprint, reason] of awaiting) this.requestForcedRefresh({ rejectedFingerprint, reason }, now);
+  }
+
+  private scheduleForced(notBefore: number, reason: string): void {
+    const pending = this.carried.forced;
+    // Coalesce: one pending forced refresh at a time, at the earliest allowed moment.
+    this.carried.forced =
+      pending === null ? { notBefore, reason } : { notBefore: Math.min(pending.notBefore, notBefore), reason: pending.reason };
+    this.changeCount++;
+  }
+
+  /** True when a token request is in flight or a forced refresh is already pending. */
+  private refreshAlreadyComing(): boolean {
+    return this.attemptInFlight || this.carried.forced !== null;
+  }
+
+  private leaveParking(): void {
+    const c = this.carried;
+    c.state = c.fingerprint === null ? 'acquiring' : 'active';
+    c.backoffReason = null;
+    c.backoffUntil = null;
+    c.rejectedAt = null;
+    this.changeCount++;
+  }
+
+  private finishAttempt(error: LastError | null): void {
+    this.attemptInFlight = false;
+    this.attemptsFinished++;
+    // Each attempt adds the same few events to the history, successful or not.
+    this.cyclesThisRun++;
+    this.lastOutcome = { attempt: this.attemptsStarted, error };
+  }
+}
