@@ -16,7 +16,7 @@ import { findFreePorts, portAnswers } from '../../dev/free-port.js';
 import { eventually } from '../support/token-stack.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const TOKENCTL = join(ROOT, 'dist', 'client', 'cli', 'tokenctl.js');
+const TOKENCTL = join(ROOT, 'dist', 'cli', 'tokenctl.js');
 const run = promisify(execFile);
 
 let demo: ChildProcess;
@@ -35,7 +35,9 @@ beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'demo-test-'));
   // The README's command, in a process group of its own as in a terminal, so that Ctrl-C can be
   // sent to the whole group (make, npm, tsx, the demo and what it started).
-  demo = spawn('make', ['--no-print-directory', 'demo'], {
+  // The suite has installed and built already; -o keeps make from doing it again under the tests
+  // that run beside this one (a fresh clone's CI run would not, a developer's checkout might).
+  demo = spawn('make', ['--no-print-directory', '-o', 'node_modules/.install-stamp', '-o', 'dist/.build-stamp', 'demo'], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],

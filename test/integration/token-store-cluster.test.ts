@@ -132,9 +132,10 @@ describe('TokenStore and TokenReader on a real 3-node Redis Cluster', () => {
         ).size,
       ).toBe(3);
       expect(read).toStrictEqual(
-        tokens.map(({ accessToken, tokenType, expiresAt, generation, fingerprint, scope, clientId }) => ({
+        tokens.map(({ accessToken, tokenType, obtainedAt, expiresAt, generation, fingerprint, scope, clientId }) => ({
           accessToken,
           tokenType,
+          obtainedAt,
           expiresAt,
           generation,
           fingerprint,
