@@ -1,18 +1,17 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
-/**
- * The production-topology tests load the whole machine (a Temporal server on PostgreSQL, three
- * workers and 200 clients; a Docker build): a third tier, `topology`, runs them after the others,
- * one at a time, so that they neither slow the other integration tests nor each other.
- */
+/** The tests of the `topology` tier (below). */
 const TOPOLOGY_TESTS = ['test/integration/production-topology.test.ts', 'test/integration/docker-image.test.ts'];
 
 /**
- * Two tiers (README, "Development"):
+ * Three tiers (README, "Development"):
  * - `unit`: no Temporal, no Redis, no child process of ours; in-process HTTP servers on loopback
  *   at most, and the workflow bundle for the replay tests;
  * - `integration`: the real services (one Temporal dev server for the run, a redis-server per
- *   file, the IAM emulator, oidc-provider, the built worker, the demo).
+ *   file, the IAM emulator, oidc-provider, the built worker, the demo);
+ * - `topology`: the tests that load the whole machine (a Temporal server on PostgreSQL with three
+ *   workers and 200 clients; a Docker build), after the others and one at a time, so that they
+ *   slow neither the other integration tests nor each other.
  */
 export default defineConfig({
   test: {
