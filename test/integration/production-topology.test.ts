@@ -21,6 +21,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startTemporalServer, type TemporalServer } from '../../dev/temporal-server.js';
+import { busiestSecond } from '../support/busiest-second.js';
 import { startEmulatorProcess, type EmulatorProcess, type PrintedRequest } from '../support/emulator-process.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
@@ -149,17 +150,6 @@ function startPoller(): { stop(): Promise<PollFigures> } {
       return figures;
     },
   };
-}
-
-/** The most requests that arrived at the edge within any one second. */
-function busiestSecond(times: number[]): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let most = 0;
-  for (let start = 0, end = 0; end < sorted.length; end++) {
-    while (sorted[end]! - sorted[start]! >= 1000) start++;
-    most = Math.max(most, end - start + 1);
-  }
-  return most;
 }
 
 test(`${WORKERS} workers on a PostgreSQL-backed Temporal server keep ${CLIENTS} tokens valid through a kill -9, a rolling deploy and a Temporal server crash`, async () => {
