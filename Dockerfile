@@ -10,13 +10,18 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY workflows ./workflows
 COPY activities ./activities
+COPY shared ./shared
 COPY worker ./worker
 COPY client ./client
+COPY cli ./cli
 COPY dev ./dev
 # tsc to dist/, then dist/workflow-bundle.js (worker/bundle-workflows.ts).
 RUN npm run build \
  && test -s dist/workflow-bundle.js \
  && npm prune --omit=dev --no-audit --no-fund
+# The Temporal SDK's native core ships for five platforms (about 30 MB each): keep this one's.
+RUN find node_modules/@temporalio/core-bridge/releases -mindepth 1 -maxdepth 1 ! -name "$(uname -m)-unknown-linux-gnu" -exec rm -rf {} + \
+ && test -n "$(ls node_modules/@temporalio/core-bridge/releases)"
 
 # ---- runtime: production dependencies and the build only ----
 FROM node:24-bookworm-slim AS runtime

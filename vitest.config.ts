@@ -1,11 +1,17 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/** The tests of the `topology` tier (below). */
+const TOPOLOGY_TESTS = ['test/integration/production-topology.test.ts', 'test/integration/docker-image.test.ts'];
 
 /**
- * Two tiers (README, "Development"):
+ * Three tiers (README, "Development"):
  * - `unit`: no Temporal, no Redis, no child process of ours; in-process HTTP servers on loopback
  *   at most, and the workflow bundle for the replay tests;
  * - `integration`: the real services (one Temporal dev server for the run, a redis-server per
- *   file, the IAM emulator, oidc-provider, the built worker, the demo).
+ *   file, the IAM emulator, oidc-provider, the built worker, the demo);
+ * - `topology`: the tests that load the whole machine (a Temporal server on PostgreSQL with three
+ *   workers and 200 clients; a Docker build), after the others and one at a time, so that they
+ *   slow neither the other integration tests nor each other.
  */
 export default defineConfig({
   test: {
@@ -33,7 +39,18 @@ export default defineConfig({
             'test/contract/**/*.test.ts',
             'test/dev/demo.test.ts',
           ],
+          exclude: [...configDefaults.exclude, ...TOPOLOGY_TESTS],
           globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'topology',
+          include: TOPOLOGY_TESTS,
+          globalSetup: ['test/support/global-setup.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -42,3 +42,31 @@ export function portAnswers(port: number): Promise<boolean> {
     socket.on('error', () => resolve(false));
   });
 }
+
+/**
+ * `count` distinct ports in `[min, max]` that are free right now, for servers that cannot store a
+ * port above `max` (Temporal keeps membership ports in a signed 16-bit column: below 32768, where
+ * the kernel never hands out a port of its own choosing).
+ */
+export async function findFreePortsInRange(count: number, min: number, max: number): Promise<number[]> {
+  const ports: number[] = [];
+  const held: ReturnType<typeof createServer>[] = [];
+  try {
+    for (let tries = 0; ports.length < count; tries++) {
+      if (tries > 50 * count) throw new Error(`Could not find ${count} free TCP ports between ${min} and ${max}`);
+      const port = min + Math.floor(Math.random() * (max - min + 1));
+      if (ports.includes(port)) continue;
+      const server = createServer();
+      const bound = await new Promise<boolean>((resolve) => {
+        server.once('error', () => resolve(false));
+        server.listen(port, '127.0.0.1', () => resolve(true));
+      });
+      if (!bound) continue;
+      held.push(server);
+      ports.push(port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
+}

@@ -3,6 +3,7 @@
  * search attributes if missing, runs the workflow and IAM workers, exports Prometheus metrics,
  * and shuts down gracefully on SIGTERM or SIGINT (Temporal's runtime handles both signals).
  */
+import { Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TokenStore } from '../shared/token-store.js';
@@ -13,6 +14,7 @@ import { LoginProofKey } from '../activities/login-budget.js';
 import { resolveSecret } from '../activities/secrets.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
+import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
@@ -90,9 +92,16 @@ async function main(): Promise<void> {
             log.warn('Token expiry gauge: Redis error', { error: error.message });
           },
         });
+  const lostTokens = startLostTokenCheck({
+    store,
+    client: new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE }),
+    taskQueue: settings.TEMPORAL_TASK_QUEUE,
+    logger: log,
+  });
   try {
     await workers.run();
   } finally {
+    await lostTokens.stop();
     expiryGauge?.stop();
     redis.disconnect();
     await connection.close();

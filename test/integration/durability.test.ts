@@ -394,7 +394,15 @@ describe('the Temporal dev server restarted (with a database file)', () => {
     const renewedAfterMs = Date.now() - restartedAt;
 
     expect(serverWorker.hasExited()).toBe(false);
-    const status = await serverAdmin.status(clientId);
+    // The token is in Redis a moment before the workflow has recorded the activity's result.
+    const status = await eventually(
+      async () => {
+        const current = await serverAdmin.status(clientId);
+        return current.generation >= Number(after.generation) ? current : undefined;
+      },
+      30_000,
+      `${clientId}'s workflow at generation ${after.generation}`,
+    );
     expect(status).toMatchObject({ state: 'active', consecutiveFailures: 0 });
     expect(status.generation).toBeGreaterThanOrEqual(Number(after.generation));
     // Nothing refreshed twice: one request per generation.

@@ -40,6 +40,8 @@ export interface WorkerProcessOptions {
   namespace?: string;
   /** How long the process may take to poll both task queues. @default 60_000 */
   readyTimeoutMs?: number;
+  /** The script to run, e.g. the build's `dist/worker/main.js` (`npm start`). @default the sources, compiled by {@link compileWorkerMain} */
+  script?: string;
 }
 
 /** A running worker process. */
@@ -51,6 +53,8 @@ export interface WorkerProcess {
   output(): string;
   /** Kills it with SIGKILL (a crash: no graceful shutdown) and waits until it is gone. Idempotent. */
   kill9(): Promise<void>;
+  /** Sends SIGTERM (a graceful shutdown, as `docker stop` does) and resolves with how it exited: `code 0`, `SIGKILL`, … */
+  stop(): Promise<string>;
   /** Whether it exited, by itself or killed. */
   hasExited(): boolean;
 }
@@ -95,7 +99,7 @@ function compiledMainPath(): string {
  * identity `<pid>@<hostname>`. `startMs` does not count the one-off compilation.
  */
 export async function startWorkerProcess(options: WorkerProcessOptions): Promise<WorkerProcess> {
-  const main = await compileWorkerMain();
+  const main = options.script ?? (await compileWorkerMain());
   const startedAt = Date.now();
   const namespace = options.namespace ?? 'default';
   const child = spawn(process.execPath, [main], {
@@ -155,6 +159,14 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     startMs: Date.now() - startedAt,
     output: () => output,
     kill9,
+    async stop() {
+      if (!hasExited(child)) {
+        const gone = once(child, 'exit');
+        child.kill('SIGTERM');
+        await gone;
+      }
+      return exitDescription(child);
+    },
     hasExited: () => hasExited(child),
   };
 }

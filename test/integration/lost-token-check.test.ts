@@ -1,0 +1,121 @@
+/**
+ * worker/lost-token-check.ts in the worker process: after a reconnection to Redis, a token key that
+ * is missing, or that holds an older token than its workflow knows, is written again through a new
+ * token request; a key that is as the workflow left it costs nothing.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, inject, test } from 'vitest';
+import { generationsKey, tokenKey } from '../../shared/redis-layout.js';
+import { TokenAdmin } from '../../client/admin.js';
+import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
+import { workflowIdFor } from '../../workflows/messages.js';
+import { TokenExpiresAt } from '../../workflows/search-attributes.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { eventually } from '../support/token-stack.js';
+import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
+
+const SECRET = 'lost-token-secret';
+const MISSING = 'lost-missing';
+const BEHIND = 'lost-behind';
+const INTACT = 'lost-intact';
+const CLIENT_IDS = [MISSING, BEHIND, INTACT];
+const taskQueue = `lost-token-${randomUUID()}`;
+
+let iam: IamEmulator;
+let redisServer: RedisServer;
+let redis: Redis;
+let worker: WorkerProcess;
+let connection: Connection;
+let admin: TokenAdmin;
+
+beforeAll(async () => {
+  iam = await startIamEmulator({ tokenLifetimeSeconds: 300, clients: CLIENT_IDS.map((clientId) => ({ clientId, clientSecret: SECRET })) });
+  redisServer = await startRedisServer();
+  redis = new Redis(redisServer.url);
+  worker = await startWorkerProcess({
+    temporalAddress: inject('temporalAddress'),
+    taskQueue,
+    redisUrl: redisServer.url,
+    workflowBundlePath: inject('workflowBundlePath'),
+    env: { LOST_SECRET: SECRET },
+  });
+  connection = await Connection.connect({ address: inject('temporalAddress') });
+  admin = new TokenAdmin(new Client({ connection }), { taskQueue });
+});
+
+afterAll(async () => {
+  if (connection) {
+    for (const clientId of CLIENT_IDS)
+      await new Client({ connection }).workflow
+        .getHandle(workflowIdFor(clientId))
+        .terminate('test finished')
+        .catch(() => undefined);
+    await connection.close();
+  }
+  await worker?.kill9();
+  redis?.disconnect();
+  await redisServer?.stop();
+  await iam?.close();
+});
+
+const generationOf = async (clientId: string) => Number(await redis.hget(tokenKey('oauth:', clientId), 'generation'));
+const activeAt = (clientId: string, generation: number) =>
+  eventually(
+    async () => {
+      const status = await admin.status(clientId);
+      return status.state === 'active' && status.generation === generation ? status : undefined;
+    },
+    60_000,
+    `${clientId} active at generation ${generation}`,
+  );
+
+test('after a reconnection the worker writes again a token Redis lost or holds an older one of, and leaves an intact one alone', async () => {
+  for (const clientId of CLIENT_IDS) {
+    await admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:LOST_SECRET' });
+  }
+  for (const clientId of CLIENT_IDS) await activeAt(clientId, 1);
+  // BEHIND gets a second token; Redis will be set back to the first, as a failover to a replica
+  // that missed the second write would.
+  const first = await redis.hgetall(tokenKey('oauth:', BEHIND));
+  await admin.refresh(BEHIND, { wait: true, reason: 'a second token, to be lost' });
+  await activeAt(BEHIND, 2);
+  // The visibility record of the second token (what the check lists) lands after the status.
+  await eventually(
+    async () => {
+      for await (const execution of new Client({ connection }).workflow.list({ query: `WorkflowId = '${workflowIdFor(BEHIND)}'` })) {
+        const expiresAt = execution.typedSearchAttributes.get(TokenExpiresAt);
+        if (expiresAt !== undefined && expiresAt.getTime() > Number(first.expires_at)) return true;
+      }
+      return undefined;
+    },
+    30_000,
+    'the second token in visibility',
+  );
+
+  const beforeLoss = iam.issuedTokens.length;
+  await redis
+    .multi()
+    .del(tokenKey('oauth:', MISSING), tokenKey('oauth:', BEHIND), generationsKey('oauth:'))
+    .hset(tokenKey('oauth:', BEHIND), first)
+    .pexpireat(tokenKey('oauth:', BEHIND), Number(first.expires_at))
+    .exec();
+  // The worker's connections drop and come back, as after a failover.
+  await redis.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+
+  await eventually(async () => ((await generationOf(MISSING)) === 2 ? true : undefined), 60_000, `${MISSING} written again`);
+  await eventually(
+    async () => ((await generationOf(BEHIND)) === 3 ? true : undefined),
+    60_000,
+    `${BEHIND} written again above the workflow's generation`,
+  );
+  // The check ran; the intact one was not refreshed, and nothing else was requested.
+  expect(await generationOf(INTACT)).toBe(1);
+  expect(iam.issuedTokens.length - beforeLoss).toBe(2);
+  expect(iam.requestsFor(INTACT)).toHaveLength(1);
+  expect(Number(await redis.zscore(generationsKey('oauth:'), BEHIND))).toBe(3);
+  const log = worker.output();
+  expect(log).toContain('Tokens lost by Redis');
+  expect(log).not.toContain(SECRET);
+}, 180_000);
