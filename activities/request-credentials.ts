@@ -18,7 +18,6 @@ import {
   createSecretKey,
   X509Certificate,
   type BinaryLike,
-  type JsonWebKeyInput,
   type KeyObject,
 } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
