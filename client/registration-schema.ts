@@ -72,7 +72,7 @@ export const registrationFields = z
   .object({
     clientId: z.string({ error: requiredOr('must be a string') }).regex(CLIENT_ID_PATTERN, `must be ${CLIENT_ID_RULE}`),
     tokenUrl: httpUrl('').optional(),
-    issuer: httpUrl(' (the issuer identifier)')
+    issuer: httpUrl(', the identifier its discovery document names')
       .refine((url) => !/[?#]/.test(url), 'must have no query or fragment (OpenID Connect Discovery 1.0 §2)')
       .optional(),
     authMethod: z.enum(AUTH_METHODS, { error: `must be one of ${AUTH_METHODS.join(', ')}` }).default(DEFAULT_AUTH_METHOD),
