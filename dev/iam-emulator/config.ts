@@ -6,13 +6,18 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { AUTH_METHODS } from '../../workflows/registration.js';
 
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
 const clientSchema = z.strictObject({
   clientId: z.string().min(1),
-  clientSecret: z.string().min(1),
+  clientSecret: z.string().min(1).optional(),
+  authMethod: z.enum(AUTH_METHODS).optional(),
+  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
+  tlsClientAuthSubjectDn: z.string().min(1).optional(),
+  certificates: z.array(z.string().min(1)).optional(),
   scopes: z.array(z.string().regex(SCOPE_TOKEN, 'must be a scope token (RFC 6749 §3.3): no spaces, quotes or backslashes')).optional(),
   enabled: z.boolean().optional(),
   serviceAccountsEnabled: z.boolean().optional(),
