@@ -8,8 +8,9 @@ NPM_STAMP := node_modules/.install-stamp
 
 all: build
 
-# Debian's redis-server for the tests' own Redis servers (present on this kind of machine), and
-# Debian's Chromium for the browser test of the Temporal UI (driven by playwright-core).
+# Debian's redis-server for the tests' own Redis servers (present on this kind of machine),
+# Debian's Chromium for the browser test of the Temporal UI (driven by playwright-core), and
+# tinyproxy and openssl for the egress-proxy and mTLS tests (a real proxy; a test PKI made per run).
 system-deps:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
 	  echo "Installing redis-server (Debian package)…"; \
@@ -19,6 +20,10 @@ system-deps:
 	  echo "Installing chromium (Debian package)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+	@command -v tinyproxy >/dev/null && command -v openssl >/dev/null || { \
+	  echo "Installing tinyproxy and openssl (Debian packages, for the egress proxy and mTLS tests)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tinyproxy openssl; \
+	  else echo "tinyproxy or openssl is missing: sudo apt-get install tinyproxy openssl" >&2; exit 1; fi; }
 	@command -v docker-compose >/dev/null || { \
 	  echo "Installing docker-compose (Debian package, to validate docker-compose.yml)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose; \

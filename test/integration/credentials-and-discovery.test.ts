@@ -74,7 +74,12 @@ describe('rotation without a restart', () => {
   test('a secret file rewritten between two renewals is used from the next request on, and the IAM accepts only the new one', async () => {
     const path = join(dir, 'rotate-secret');
     await writeFile(path, `${OLD_SECRET}\n`, { mode: 0o600 });
-    await stack.admin.register({ clientId: 'rotate-secret', tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: `file:${path}` });
+    await stack.admin.register({
+      clientId: 'rotate-secret',
+      tokenUrl: iam.tokenUrl(),
+      authMethod: 'client_secret_basic',
+      secretRef: `file:${path}`,
+    });
     const first = await tokenWithGenerationAbove('rotate-secret', 0);
 
     // The IAM rotates (Keycloak: the new secret, old one revoked) and the mount is updated.
@@ -117,7 +122,12 @@ describe("the token's own expiry", () => {
     iam.setTokenLifetime(60);
     iam.setExpClaimLifetime(3);
     try {
-      await stack.admin.register({ clientId: 'jwt-exp', tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_basic', secretRef: 'env:EXPIRY_SECRET' });
+      await stack.admin.register({
+        clientId: 'jwt-exp',
+        tokenUrl: iam.tokenUrl(),
+        authMethod: 'client_secret_basic',
+        secretRef: 'env:EXPIRY_SECRET',
+      });
       const first = await tokenWithGenerationAbove('jwt-exp', 0);
       const exp = (JSON.parse(Buffer.from(first.access_token!.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
 
@@ -166,9 +176,13 @@ describe('discovery', () => {
 
 test('no workflow history holds a secret, a private key or a token', async () => {
   expect(tokens.length).toBeGreaterThanOrEqual(7);
-  await expectNoSecretsInHistories(
-    stack.client,
-    ['rotate-secret', 'rotate-key', 'jwt-exp', 'by-issuer'].map(workflowIdFor),
-    [OLD_SECRET, NEW_SECRET, ISSUER_SECRET, EXPIRY_SECRET, pem(oldKey.privateKey), pem(newKey.privateKey), ...tokens],
-  );
+  await expectNoSecretsInHistories(stack.client, ['rotate-secret', 'rotate-key', 'jwt-exp', 'by-issuer'].map(workflowIdFor), [
+    OLD_SECRET,
+    NEW_SECRET,
+    ISSUER_SECRET,
+    EXPIRY_SECRET,
+    pem(oldKey.privateKey),
+    pem(newKey.privateKey),
+    ...tokens,
+  ]);
 });
