@@ -120,6 +120,8 @@ export function crossFieldProblems(registration: RegistrationFields): { path: st
   if (registration.tokenUrl !== undefined && registration.issuer !== undefined) {
     problems.push({ path: 'issuer', message: 'give tokenUrl or issuer, not both' });
   }
+  // An unknown method is its own problem: which references it needs cannot be told.
+  if (!Object.hasOwn(CREDENTIALS_OF_METHOD, method)) return problems;
   const credentials: readonly string[] = CREDENTIALS_OF_METHOD[method];
   for (const field of REFERENCE_FIELDS) {
     if (field === 'caRef') continue;
