@@ -115,7 +115,7 @@ export function parseIssuerMetadata(issuer: string, documentUrl: string, body: s
     issuer,
     tokenEndpoint,
     ...(mtlsTokenEndpoint !== undefined && { mtlsTokenEndpoint }),
-    authMethodsSupported: (methods) ?? ['client_secret_basic'],
+    authMethodsSupported: methods ?? ['client_secret_basic'],
     documentUrl,
   };
 }

@@ -39,7 +39,9 @@ export interface EmulatorClient {
 }
 
 /** A client with every default applied. */
-export type RegisteredClient = Required<Omit<EmulatorClient, 'clientSecret' | 'authMethod' | 'jwks' | 'tlsClientAuthSubjectDn' | 'certificates'>> &
+export type RegisteredClient = Required<
+  Omit<EmulatorClient, 'clientSecret' | 'authMethod' | 'jwks' | 'tlsClientAuthSubjectDn' | 'certificates'>
+> &
   Pick<EmulatorClient, 'clientSecret' | 'authMethod' | 'jwks' | 'tlsClientAuthSubjectDn' | 'certificates'>;
 
 /** The realm's clients by ID; tests change them while the emulator runs. */

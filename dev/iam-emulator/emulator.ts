@@ -214,7 +214,13 @@ class IamEmulatorServer implements IamEmulator {
     // succeeds either way and the token endpoint decides, as a real IAM's mTLS endpoint does.
     this.#server = options.tls
       ? createHttpsServer(
-          { cert: options.tls.cert, key: options.tls.key, requestCert: true, rejectUnauthorized: false, ...(options.tls.clientCa !== undefined && { ca: options.tls.clientCa }) },
+          {
+            cert: options.tls.cert,
+            key: options.tls.key,
+            requestCert: true,
+            rejectUnauthorized: false,
+            ...(options.tls.clientCa !== undefined && { ca: options.tls.clientCa }),
+          },
           handler,
         )
       : createServer(handler);

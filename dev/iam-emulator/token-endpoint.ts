@@ -218,12 +218,20 @@ type Authenticated = { client: RegisteredClient } | TokenAnswer;
  * one (Keycloak's client authenticator); without, either secret method.
  * @see RFC 6749 §2.3, §2.3.1; RFC 7523 §3; RFC 8705 §2
  */
-async function authenticateClient(request: TokenRequest, params: Record<string, string>, context: TokenEndpointContext): Promise<Authenticated> {
+async function authenticateClient(
+  request: TokenRequest,
+  params: Record<string, string>,
+  context: TokenEndpointContext,
+): Promise<Authenticated> {
   const challenge = challengeFor(request, context);
   const { basic } = request;
   if (params.client_assertion !== undefined) {
     if (basic !== undefined || params.client_secret !== undefined) {
-      return oauthError(400, 'invalid_request', 'Use one client authentication method: both a client assertion and a client secret were sent');
+      return oauthError(
+        400,
+        'invalid_request',
+        'Use one client authentication method: both a client assertion and a client secret were sent',
+      );
     }
     return authenticateAssertion(request, params, context, challenge);
   }
