@@ -22,7 +22,7 @@ import { eventually } from '../support/token-stack.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const WORKER = join(ROOT, 'dist', 'worker', 'main.js');
-const TOKENCTL = join(ROOT, 'dist', 'client', 'cli', 'tokenctl.js');
+const TOKENCTL = join(ROOT, 'dist', 'cli', 'tokenctl.js');
 const SECRET = 'built-worker-secret';
 
 let iam: IamEmulator;
