@@ -21,6 +21,9 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
+/** `openssl req` arguments for a new unencrypted EC P-256 key. */
+const NEW_EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+
 /** A certificate and its key, as files and as PEM text. */
 export interface IssuedCertificate {
   certPath: string;
@@ -55,11 +58,7 @@ export async function createTestPki(caName = 'Token Lifecycle Test CA'): Promise
     await run('openssl', [
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
+      ...NEW_EC_KEY,
       '-keyout',
       files.keyPath,
       '-out',
@@ -80,21 +79,7 @@ export async function createTestPki(caName = 'Token Lifecycle Test CA'): Promise
     const files = { certPath: `${base}.crt`, keyPath: `${base}.key` };
     const csr = `${base}.csr`;
     const extfile = `${base}.ext`;
-    await run('openssl', [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      files.keyPath,
-      '-out',
-      csr,
-      '-subj',
-      `/CN=${commonName}`,
-    ]);
+    await run('openssl', ['req', '-new', ...NEW_EC_KEY, '-keyout', files.keyPath, '-out', csr, '-subj', `/CN=${commonName}`]);
     await writeFile(extfile, `${extensions.join('\n')}\n`);
     await run('openssl', [
       'x509',
