@@ -16,7 +16,7 @@ import { findFreePorts, portAnswers } from '../../dev/free-port.js';
 import { eventually } from '../support/token-stack.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const TOKENCTL = join(ROOT, 'dist', 'client', 'cli', 'tokenctl.js');
+const TOKENCTL = join(ROOT, 'dist', 'cli', 'tokenctl.js');
 const run = promisify(execFile);
 
 let demo: ChildProcess;
