@@ -15,6 +15,7 @@ import { NotRegisteredError, type ApplyResult } from '../../client/admin.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
+import { expectNoSecretsInHistories } from '../support/history-secrets.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -568,5 +569,13 @@ describe("methods checked against the issuer's discovery document", () => {
     expect(keys[0]).not.toHaveProperty('d');
     const twoWithOneKid = await tokenctl(['jwks', `file:${keyPath}`, `file:${keyPath}`, '--key-id', 'k1']);
     expect(twoWithOneKid).toMatchObject({ code: 1, stdout: '', stderr: 'error: --key-id names one key: give one reference with it\n' });
+  });
+
+  test('no workflow history of these clients holds the secret, the key or a token', async () => {
+    await expectNoSecretsInHistories(
+      stack.client,
+      [CLIENT, 'cli-unreachable'].map(workflowIdFor),
+      [SECRET, await readFile(keyPath, 'utf8'), ...iam.issuedTokens.map((token) => token.accessToken)],
+    );
   });
 });
