@@ -572,10 +572,10 @@ describe("methods checked against the issuer's discovery document", () => {
   });
 
   test('no workflow history of these clients holds the secret, the key or a token', async () => {
-    await expectNoSecretsInHistories(
-      stack.client,
-      [CLIENT, 'cli-unreachable'].map(workflowIdFor),
-      [SECRET, await readFile(keyPath, 'utf8'), ...iam.issuedTokens.map((token) => token.accessToken)],
-    );
+    await expectNoSecretsInHistories(stack.client, [CLIENT, 'cli-unreachable'].map(workflowIdFor), [
+      SECRET,
+      await readFile(keyPath, 'utf8'),
+      ...iam.issuedTokens.map((token) => token.accessToken),
+    ]);
   });
 });
