@@ -160,7 +160,15 @@ describe('through an HTTP proxy', () => {
 
     await proxy.start();
     await tokenWithGenerationAbove('via-env-proxy', 1);
-    expect(await admin.status('via-env-proxy')).toMatchObject({ state: 'active', consecutiveFailures: 0 });
+    // The activity stores the token, then the workflow records the outcome: a moment later.
+    await eventually(
+      async () => {
+        const status = await admin.status('via-env-proxy');
+        return status.state === 'active' && status.consecutiveFailures === 0 ? status : undefined;
+      },
+      30_000,
+      'via-env-proxy active again',
+    );
     expect(worker.output()).not.toContain(PROXY_PASSWORD);
   });
 });
