@@ -9,9 +9,10 @@ NPM_STAMP := node_modules/.install-stamp
 all: build
 
 # Debian's redis-server for the tests' own Redis servers (present on this kind of machine),
-# Debian's Chromium for the browser test of the Temporal UI (driven by playwright-core), and for the
-# production-topology tests: redis-sentinel, PostgreSQL (dev/postgresql/ensure.sh), Docker's engine
-# and debootstrap (the image test builds its base image from Debian).
+# Debian's Chromium for the browser test of the Temporal UI (driven by playwright-core), tinyproxy
+# and openssl for the egress-proxy and mTLS tests (a real proxy; a test PKI made per run), and for
+# the production-topology tests: redis-sentinel, PostgreSQL (dev/postgresql/ensure.sh), Docker's
+# engine and debootstrap (the image test builds its base image from Debian).
 system-deps:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
 	  echo "Installing redis-server (Debian package)…"; \
@@ -35,6 +36,10 @@ system-deps:
 	    [ -z "$${made_policy:-}" ] || rm -f /usr/sbin/policy-rc.d; [ $$status = 0 ]; \
 	  else echo "dockerd or debootstrap is missing (the image test will be skipped): sudo apt-get install docker.io debootstrap" >&2; fi; }
 	@bash dev/postgresql/ensure.sh
+	@command -v tinyproxy >/dev/null && command -v openssl >/dev/null || { \
+	  echo "Installing tinyproxy and openssl (Debian packages, for the egress proxy and mTLS tests)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tinyproxy openssl; \
+	  else echo "tinyproxy or openssl is missing: sudo apt-get install tinyproxy openssl" >&2; exit 1; fi; }
 	@command -v docker-compose >/dev/null || { \
 	  echo "Installing docker-compose (Debian package, to validate docker-compose.yml)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose; \

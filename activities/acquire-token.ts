@@ -1,8 +1,9 @@
 /**
- * The activity that calls the IAM. It resolves the secret on the worker, requests a token, writes
- * it to Redis itself and returns metadata only, so neither the secret nor the token ever enters
- * Temporal (docs/design.md, "No secret in Temporal"): histories are visible to every operator in
- * the UI.
+ * The activity that calls the IAM. It resolves the credentials on the worker (every reference,
+ * for every request: docs/design.md, "References"), finds the token endpoint (the registration's,
+ * or its issuer's from discovery), requests a token, writes it to Redis itself and returns metadata
+ * only, so neither a secret, a key nor the token ever enters Temporal (docs/design.md, "No secret
+ * in Temporal"): histories are visible to every operator in the UI.
  *
  * Before sending (docs/design.md, "The IAM is never hammered"), it asks the endpoint's shared
  * breaker, then the host's failed-login budget (docs/design.md, "The failed-login budget"), and
@@ -22,10 +23,12 @@ import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-
 import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
 import { LoginBudget, type LoginBudgetObserver, type LoginProofKey, type LoginTicket } from './login-budget.js';
-import { resolveSecret } from './secrets.js';
-import { requestToken } from './token-endpoint.js';
+import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
+import { requestToken, type TokenResponse } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { errorMessage } from '../shared/error-message.js';
+import { DiscoveryError, discoveryUrls, fetchIssuerMetadata, IssuerMetadataCache, tokenEndpointFor } from '../shared/discovery.js';
+import { isMtlsMethod } from '../workflows/registration.js';
 
 /**
  * Input of {@link AcquireToken}: the registration (references only, no secret) plus the generation
@@ -53,7 +56,10 @@ export interface AcquireTokenDeps {
   store: TokenStore;
   /** Token requests per IAM host in any one-second window, fleet-wide: `IAM_MAX_RPS`. */
   iamMaxRps: number;
+  /** Where `env:` references are resolved. The proxy variables are always the process's own. @default process.env */
   env?: NodeJS.ProcessEnv;
+  /** Issuers' metadata, per worker process. @default a cache of `DISCOVERY_CACHE_TTL_MS` (shared/discovery.ts) */
+  discovery?: IssuerMetadataCache;
   /** Called with each outcome of a request sent to the IAM, for metrics (not when the breaker held it back). */
   onOutcome?: (clientId: string, outcome: FailureKind | 'issued', seconds: number) => void;
   /** The shared breaker of token endpoints. @default one on the token store's Redis client and prefix */
@@ -104,6 +110,13 @@ export function createAcquireToken({
   const breaker = deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix });
   const loginBudget = deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix });
   const rateWindow = new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps });
+  // A discovery read is a request to the IAM host too: it takes a slot in the host's window.
+  const discovery =
+    deps.discovery ??
+    new IssuerMetadataCache(async (issuer, options) => {
+      await rateSlot(discoveryUrls(issuer)[0]!, options.signal);
+      return fetchIssuerMetadata(issuer, options);
+    });
   const breakerSeen = new Map<string, boolean>();
   const noteBreaker = (endpoint: string, open: boolean) => {
     if (breakerSeen.get(endpoint) === open) return;
@@ -143,46 +156,48 @@ export function createAcquireToken({
   };
 
   async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal): Promise<TokenMetadata> {
-    const clientSecret = await resolveSecret(input.secretRef, env);
+    // Everything that authenticates this request, read now (docs/design.md, "References").
+    const credentials = await resolveRequestCredentials(input, env);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
     const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
     // (A retried attempt whose first try wrote its token then writes the next generation: the
     // request is sent again anyway.)
     const generation = input.afterStoredGeneration === true ? Math.max(input.generation, highestStored + 1) : input.generation;
     const policy = resolvePolicy(input.policy);
-    const endpoint = breakerEndpoint(input.tokenUrl);
+    const tokenUrl = await tokenEndpointOf(input, credentials, policy, signal);
+    // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
+    const endpoint = breakerEndpoint(tokenUrl);
     const gate = await passBreaker(endpoint);
-    const login = await passLoginBudget(input, clientSecret.reveal(), endpoint, gate, policy);
+    const login = await passLoginBudget(input, credentials, tokenUrl, endpoint, gate, policy);
     // The slot last, right before sending: the edge counts arrivals, so the less happens between
     // the slot and the request, the closer the two counts are.
-    await takeRateSlot(input.tokenUrl, endpoint, gate, login, signal);
+    await takeRateSlot(tokenUrl, endpoint, gate, login, signal);
 
-    let response: Awaited<ReturnType<typeof requestToken>>;
+    let response: TokenResponse;
     try {
       response = await requestToken({
-        tokenUrl: input.tokenUrl,
-        clientId: input.clientId,
-        clientSecret,
-        authMethod: input.authMethod,
+        ...credentials,
+        tokenUrl,
         signal,
         timeoutMs: policy.requestTimeoutMs,
+        ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
+        ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
         ...(input.scope !== undefined && { scope: input.scope }),
         ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
       });
     } catch (err) {
       await reportToBreaker(endpoint, gate, err, policy);
-      await reportLogin(input.tokenUrl, login, err);
+      await reportLogin(tokenUrl, login, err);
       throw err;
     }
     await reportToBreaker(endpoint, gate, undefined, policy);
-    await reportLogin(input.tokenUrl, login, undefined);
-    const expiresInSeconds = response.expiresInSeconds ?? input.defaultExpiresInSeconds;
-    // The moment the request left, after the breaker and the rate window: the token cannot be older
-    // than that, so Redis lets it go no later than the IAM does (docs/design.md, "No expired token
-    // served"), and the workflow counts the minimum interval between forced refreshes from it
-    // (docs/design.md, "One refresh at a time").
-    const requestStartedAt = response.requestStartedAt;
-    const expiresAt = requestStartedAt + expiresInSeconds * 1000;
+    await reportLogin(tokenUrl, login, undefined);
+    // Counted from the moment the request left, after the breaker and the rate window: the token
+    // cannot be older than that, so Redis lets it go no later than the IAM does (docs/design.md,
+    // "No expired token served"), and the workflow counts the minimum interval between forced
+    // refreshes from it (docs/design.md, "One refresh at a time").
+    const { requestStartedAt } = response;
+    const { expiresAt, expiresInSeconds } = tokenLifetime(response, input.defaultExpiresInSeconds);
     const fingerprint = response.accessToken.fingerprint();
     const scope = response.scope ?? input.scope ?? '';
     const tokenType = response.tokenType;
@@ -239,6 +254,28 @@ export function createAcquireToken({
   }
 
   /**
+   * The token endpoint of this request: the registration's `tokenUrl`, or its issuer's
+   * `token_endpoint` (the mTLS alias for the mTLS methods, RFC 8705 §5), from the process's cache
+   * of discovery documents (docs/design.md, "Discovery").
+   */
+  async function tokenEndpointOf(
+    input: AcquireTokenInput,
+    credentials: RequestCredentials,
+    policy: RefreshPolicy,
+    signal: AbortSignal,
+  ): Promise<string> {
+    if (input.tokenUrl !== undefined) return input.tokenUrl;
+    if (input.issuer === undefined)
+      throw new DiscoveryError('malformed_response', 'The registration names neither a tokenUrl nor an issuer');
+    const metadata = await discovery.get(input.issuer, {
+      egress: { proxyUrl: input.proxyUrl, trustedCa: credentials.trustedCa },
+      timeoutMs: policy.requestTimeoutMs,
+      signal,
+    });
+    return tokenEndpointFor(metadata, isMtlsMethod(input.authMethod));
+  }
+
+  /**
    * Waits for a slot in the host's one-second window. Nothing is sent when none comes: a probe
    * this caller holds is released for another caller, and a Redis failure is the store's.
    */
@@ -250,11 +287,19 @@ export function createAcquireToken({
     signal: AbortSignal,
   ): Promise<void> {
     try {
-      await rateWindow.take(tokenUrl, { maxWaitMs: RATE_WINDOW_MAX_WAIT_MS, signal });
+      await rateSlot(tokenUrl, signal);
     } catch (err) {
       if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
       await login.released().catch(() => undefined);
-      if (err instanceof RequestHeldBackError || signal.aborted) throw err;
+      throw err;
+    }
+  }
+
+  async function rateSlot(url: string, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await rateWindow.take(url, { maxWaitMs: RATE_WINDOW_MAX_WAIT_MS, ...(signal !== undefined && { signal }) });
+    } catch (err) {
+      if (err instanceof RequestHeldBackError || signal?.aborted) throw err;
       throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
     }
   }
@@ -265,12 +310,19 @@ export function createAcquireToken({
    */
   async function passLoginBudget(
     input: AcquireTokenInput,
-    material: string,
+    requestCredentials: RequestCredentials,
+    tokenUrl: string,
     endpoint: string,
     gate: BreakerCheck,
     policy: RefreshPolicy,
   ): Promise<LoginTicket> {
-    const credentials = { clientId: input.clientId, tokenUrl: input.tokenUrl, authMethod: input.authMethod, material };
+    const credentials = {
+      clientId: input.clientId,
+      tokenUrl,
+      authMethod: input.authMethod,
+      // Which credential is sent, under the workers' key: never the credential itself.
+      material: credentialMac(requestCredentials, loginProofKey.reveal()),
+    };
     const { workflowExecution, activityId } = Context.current().info;
     const owner = `${workflowExecution?.workflowId ?? input.clientId}/${activityId}`;
     try {
@@ -368,6 +420,35 @@ export function createAcquireToken({
   }
 }
 
+/** The shortest lifetime accepted: a token that expires sooner would make the workflow renew in a tight loop. */
+const MIN_LIFETIME_MS = 1000;
+
+/**
+ * When a token expires (docs/design.md, "Token expiry"): `expires_in` after the request left, but
+ * never after the token's own JWT `exp`; with no `expires_in`, the JWT's `exp`, and only then the
+ * registration's default (RFC 6749 §5.1 makes `expires_in` only RECOMMENDED).
+ *
+ * @throws {@link TokenEndpointError} `malformed_response` when that leaves less than a second: a
+ *   JWT whose `exp` is already past by the worker's clock (or the IAM's clock is off).
+ */
+export function tokenLifetime(
+  response: Pick<TokenResponse, 'expiresInSeconds' | 'jwtExpiresAt' | 'requestStartedAt'>,
+  defaultExpiresInSeconds: number,
+): { expiresAt: number; expiresInSeconds: number } {
+  const start = response.requestStartedAt;
+  const byExpiresIn = response.expiresInSeconds === undefined ? undefined : start + response.expiresInSeconds * 1000;
+  const candidates = [byExpiresIn, response.jwtExpiresAt].filter((at): at is number => at !== undefined);
+  const expiresAt = candidates.length > 0 ? Math.min(...candidates) : start + defaultExpiresInSeconds * 1000;
+  if (expiresAt - start < MIN_LIFETIME_MS) {
+    throw new TokenEndpointError(
+      'malformed_response',
+      `"response" access token's JWT "exp" (${new Date(expiresAt).toISOString()}) is not after the request started (${new Date(start).toISOString()}): the IAM's clock or the worker's is off`,
+      {},
+    );
+  }
+  return { expiresAt, expiresInSeconds: (expiresAt - start) / 1000 };
+}
+
 class StoreUnavailableError extends Error {
   readonly code = 'store_unavailable';
 }
@@ -397,6 +478,8 @@ function toFailure(err: unknown): ApplicationFailure {
     details = err.details;
   } else if (err instanceof SecretUnavailableError) {
     kind = 'secret_unavailable';
+  } else if (err instanceof DiscoveryError) {
+    kind = err.kind;
   } else if (err instanceof StoreUnavailableError) {
     kind = 'store_unavailable';
   } else {

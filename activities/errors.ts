@@ -58,8 +58,10 @@ export class RequestHeldBackError extends TokenEndpointError {
 }
 
 /**
- * A client secret could not be resolved from its `env:NAME` or `file:/path` reference. The message
- * names the reference and what is wrong with it, never the secret.
+ * A credential the request needs (client secret, private key, certificate, CA) could not be
+ * resolved from its `env:NAME` or `file:/path` reference, or what it names is not usable (not a
+ * PEM key, a key that cannot sign the algorithm, …). The message names the registration field, the
+ * reference and what is wrong, never the value.
  */
 export class SecretUnavailableError extends Error {
   override name = 'SecretUnavailableError';

@@ -35,7 +35,10 @@ export interface LoginCredentials {
   /** The token endpoint: the same secret at another IAM is not proven there. */
   tokenUrl: string;
   authMethod: string;
-  /** The credential itself (the client secret; for key and certificate methods, their material). */
+  /**
+   * Which credential is sent: a keyed MAC of its material (`credentialMac` of
+   * activities/request-credentials.ts, under the same key), never the material itself.
+   */
   material: string;
 }
 

@@ -1,7 +1,9 @@
 /**
- * The token endpoint client: the client credentials grant (RFC 6749 §4.4) in two steps named after
- * the spec, {@link clientCredentialsGrantRequest} then {@link processClientCredentialsResponse},
- * and {@link requestToken} which runs both. Every failure becomes a {@link TokenEndpointError}
+ * The token endpoint client: the client credentials grant (RFC 6749 §4.4) in steps named after
+ * the specs, {@link clientAuthentication} (with {@link clientAssertion} for the JWT methods), then
+ * {@link clientCredentialsGrantRequest} and {@link processClientCredentialsResponse}, and
+ * {@link requestToken} which runs them all. The request reaches the IAM the way shared/egress.ts
+ * says (proxy, CA, TLS client certificate). Every failure becomes a {@link TokenEndpointError}
  * whose `kind` follows docs/design.md, "Failures"; the pure classifiers ({@link
  * classifyErrorResponse}, {@link classifyRequestError}, {@link parseRetryAfter}) are exported for
  * unit tests.
@@ -9,13 +11,17 @@
  * Retrying is the workflow's decision alone: got never retries, never follows redirects, and never
  * reads more than `maxBodyBytes` of an answer.
  */
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import got, { TimeoutError } from 'got';
-import { AUTH_METHODS, RESERVED_EXTRA_PARAMS, type AuthMethod } from '../workflows/registration.js';
+import { decodeJwt, SignJWT } from 'jose';
+import { AUTH_METHODS, RESERVED_EXTRA_PARAMS } from '../workflows/registration.js';
+import { describeConnectionFailure, egressOptions } from '../shared/egress.js';
 import { AccessToken } from './access-token.js';
 import { TokenEndpointError } from './errors.js';
-import type { Secret } from './secrets.js';
+import type { Secret } from './references.js';
+import type { RequestCredentials } from './request-credentials.js';
 
 /** @see {@link ClientCredentialsRequest.timeoutMs} */
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -24,16 +30,23 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 /** The longest `expires_in` accepted: 10 years. Anything longer is a bug or a unit mix-up. */
 export const MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 60 * 60;
 
-/** A client credentials token request: who asks, where, and within which limits. */
-export interface ClientCredentialsRequest {
-  /** The token endpoint, `http:` or `https:` (RFC 6749 §3.2). */
+/** How long a client assertion is valid: its `exp` is at most this far after its `iat`. */
+export const ASSERTION_LIFETIME_SECONDS = 60;
+
+/** The `client_assertion_type` of a JWT assertion (RFC 7523 §2.2). */
+export const JWT_BEARER_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/**
+ * A client credentials token request: who asks and with which credentials (resolved on the worker,
+ * activities/request-credentials.ts), where, through which network, and within which limits.
+ */
+export interface ClientCredentialsRequest extends RequestCredentials {
+  /** The token endpoint, `http:` or `https:` (RFC 6749 §3.2); for the mTLS methods, maybe its mTLS alias (RFC 8705 §5). */
   tokenUrl: string;
-  /** The client identifier (RFC 6749 §2.2). */
-  clientId: string;
-  /** The client password (RFC 6749 §2.3.1), resolved on the worker. */
-  clientSecret: Secret;
-  /** How the client authenticates, by IANA name (RFC 6749 §2.3.1). */
-  authMethod: AuthMethod;
+  /** The assertion's `aud`, when the IAM wants another than `tokenUrl` (e.g. its issuer). @default tokenUrl */
+  assertionAudience?: string;
+  /** The registration's proxy, instead of the environment's (shared/egress.ts). */
+  proxyUrl?: string;
   /** Space-delimited scope (RFC 6749 §3.3); omitted from the request when undefined or empty. */
   scope?: string;
   /**
@@ -109,6 +122,11 @@ export interface TokenResponse {
   expiresInSeconds: number | undefined;
   /** The granted scope; undefined when the server sent none (then it is the requested scope). */
   scope: string | undefined;
+  /**
+   * The access token's own `exp` (Unix ms) when it is a JWT that has one: decoded, never verified
+   * (the token is the resource server's to verify), so it only ever shortens the lifetime.
+   */
+  jwtExpiresAt: number | undefined;
   /** When the request was sent (Unix ms). */
   requestStartedAt: number;
   /** When the response arrived (Unix ms). */
@@ -155,11 +173,101 @@ const RESERVED_PARAMS: ReadonlySet<string> = new Set(RESERVED_EXTRA_PARAMS);
 class InvalidTokenRequestError extends TypeError {}
 
 /**
+ * How one request authenticates the client: the header or form parameters it adds, the TLS client
+ * certificate it presents, and the values it sends that must never be echoed in an error.
+ */
+export interface ClientAuthentication {
+  headers: Record<string, string>;
+  params: Record<string, string>;
+  clientCertificate?: { certificate: string; key: string };
+  /** Every credential as it goes on the wire: replaced by `[redacted]` wherever a server echoes one. */
+  sensitive: string[];
+}
+
+/**
+ * Client authentication for one token request, per `authMethod`:
+ * - `client_secret_basic`: HTTP Basic of the form-urlencoded ID and secret (RFC 6749 §2.3.1);
+ * - `client_secret_post`: `client_id` and `client_secret` in the body (RFC 6749 §2.3.1);
+ * - `client_secret_jwt`, `private_key_jwt`: `client_assertion` and `client_assertion_type` (RFC 7523
+ *   §2.2, OpenID Connect Core §9), a fresh assertion per request ({@link clientAssertion}), and
+ *   `client_id` (RFC 7521 §4.2 allows it; some IAMs need it);
+ * - `tls_client_auth`, `self_signed_tls_client_auth`: `client_id` in the body and the client
+ *   certificate in the TLS handshake (RFC 8705 §2).
+ *
+ * @throws TypeError when the credentials the method needs are missing (a bug: nothing is sent).
+ */
+export async function clientAuthentication(request: ClientCredentialsRequest): Promise<ClientAuthentication> {
+  const { clientId, clientSecret, signingKey, clientCertificate } = request;
+  const missing = (what: string) => new InvalidTokenRequestError(`${request.authMethod} needs ${what}`);
+  switch (request.authMethod) {
+    case 'client_secret_basic': {
+      if (clientSecret === undefined) throw missing('clientSecret');
+      const authorization = clientSecretBasic(clientId, clientSecret);
+      return { headers: { authorization }, params: {}, sensitive: secretForms(clientSecret, authorization) };
+    }
+    case 'client_secret_post':
+      if (clientSecret === undefined) throw missing('clientSecret');
+      return { headers: {}, params: { client_id: clientId, client_secret: clientSecret.reveal() }, sensitive: secretForms(clientSecret) };
+    case 'client_secret_jwt':
+    case 'private_key_jwt': {
+      if (signingKey === undefined) throw missing('signingKey');
+      const assertion = await clientAssertion(request);
+      return {
+        headers: {},
+        params: { client_id: clientId, client_assertion_type: JWT_BEARER_ASSERTION_TYPE, client_assertion: assertion },
+        sensitive: [assertion, ...(clientSecret === undefined ? [] : secretForms(clientSecret))],
+      };
+    }
+    case 'tls_client_auth':
+    case 'self_signed_tls_client_auth':
+      if (clientCertificate === undefined) throw missing('clientCertificate');
+      return {
+        headers: {},
+        params: { client_id: clientId },
+        clientCertificate: { certificate: clientCertificate.certificate, key: clientCertificate.key.reveal() },
+        sensitive: [],
+      };
+    default:
+      throw new InvalidTokenRequestError(`authMethod must be one of ${AUTH_METHODS.join(', ')}`);
+  }
+}
+
+/**
+ * A JWT client assertion, signed with `signingKey` (jose): `iss` = `sub` = the client ID, `aud` =
+ * `assertionAudience` or the token endpoint URL, a random `jti` on every call (RFC 7523 §3 lets the
+ * IAM refuse a reused one), `iat` now and `exp` {@link ASSERTION_LIFETIME_SECONDS} later; the
+ * header names `alg` and, when known, `kid`.
+ *
+ * @see RFC 7523 §2.2, §3
+ * @see OpenID Connect Core 1.0 §9
+ */
+export async function clientAssertion(request: ClientCredentialsRequest, now = Date.now()): Promise<string> {
+  const signingKey = request.signingKey;
+  if (signingKey === undefined) throw new InvalidTokenRequestError(`${request.authMethod} needs signingKey`);
+  const issuedAt = Math.floor(now / 1000);
+  return new SignJWT({})
+    .setProtectedHeader({ alg: signingKey.alg, ...(signingKey.kid !== undefined && { kid: signingKey.kid }) })
+    .setIssuer(request.clientId)
+    .setSubject(request.clientId)
+    .setAudience(request.assertionAudience ?? request.tokenUrl)
+    .setJti(randomUUID())
+    .setIssuedAt(issuedAt)
+    .setExpirationTime(issuedAt + ASSERTION_LIFETIME_SECONDS)
+    .sign(signingKey.key);
+}
+
+/** The forms a secret goes on the wire in (as is, form-urlencoded, inside a Basic header). */
+function secretForms(secret: Secret, authorization?: string): string[] {
+  const value = secret.reveal();
+  return [value, formUrlEncode(value), ...(authorization === undefined ? [] : [authorization.slice('Basic '.length)])];
+}
+
+/**
  * Sends the client credentials token request and reads the answer, whatever its status.
  *
  * A `POST` with an `application/x-www-form-urlencoded` body `grant_type=client_credentials`
- * (+ `scope`, + extra parameters), client authentication per `authMethod`, `Accept:
- * application/json`. No retries, no redirects (a token endpoint that redirects is misconfigured,
+ * (+ `scope`, + extra parameters), client authentication per `authMethod` ({@link
+ * clientAuthentication}, computed here unless given), `Accept: application/json`. No retries, no redirects (a token endpoint that redirects is misconfigured,
  * and following would hand the credentials to another URL), a time budget, and a body size limit
  * enforced while streaming.
  *
@@ -169,7 +277,10 @@ class InvalidTokenRequestError extends TypeError {}
  * @throws the signal's reason when `signal` aborted the request.
  * @see RFC 6749 §4.4.2
  */
-export async function clientCredentialsGrantRequest(request: ClientCredentialsRequest): Promise<TokenEndpointResponse> {
+export async function clientCredentialsGrantRequest(
+  request: ClientCredentialsRequest,
+  authentication?: ClientAuthentication,
+): Promise<TokenEndpointResponse> {
   const url = parseTokenUrl(request.tokenUrl);
   if (typeof request.clientId !== 'string' || request.clientId === '') {
     throw new InvalidTokenRequestError('clientId must be a non-empty string');
@@ -183,23 +294,14 @@ export async function clientCredentialsGrantRequest(request: ClientCredentialsRe
     throw new InvalidTokenRequestError('maxBodyBytes must be a positive integer');
   }
 
-  const form = new URLSearchParams({ grant_type: 'client_credentials' });
+  const auth = authentication ?? (await clientAuthentication(request));
+  const form = new URLSearchParams({ grant_type: 'client_credentials', ...auth.params });
   const headers: Record<string, string> = {
     accept: 'application/json',
     'content-type': 'application/x-www-form-urlencoded',
     'user-agent': 'token-lifecycle-worker',
+    ...auth.headers,
   };
-  switch (request.authMethod) {
-    case 'client_secret_basic':
-      headers.authorization = clientSecretBasic(request.clientId, request.clientSecret);
-      break;
-    case 'client_secret_post':
-      form.set('client_id', request.clientId);
-      form.set('client_secret', request.clientSecret.reveal());
-      break;
-    default:
-      throw new InvalidTokenRequestError(`authMethod must be one of ${AUTH_METHODS.join(', ')}`);
-  }
   if (request.scope !== undefined && request.scope !== '') {
     form.set('scope', request.scope);
   }
@@ -224,6 +326,7 @@ export async function clientCredentialsGrantRequest(request: ClientCredentialsRe
     followRedirect: false,
     timeout: { lookup: connectMs, connect: connectMs, secureConnect: connectMs, response: timeoutMs, request: timeoutMs },
     signal: request.signal,
+    ...egressOptions(url, { proxyUrl: request.proxyUrl, trustedCa: request.trustedCa, clientCertificate: auth.clientCertificate }),
   });
   // got may report a late failure (e.g. a timer racing the end of the body) after we stopped
   // listening; without a listener that would crash the worker. Failures we wait for still reach
@@ -351,9 +454,25 @@ export function processClientCredentialsResponse(response: TokenEndpointResponse
     tokenType: 'Bearer',
     expiresInSeconds,
     scope,
+    jwtExpiresAt: jwtExpiry(accessToken),
     requestStartedAt: response.requestStartedAt,
     receivedAt: response.receivedAt,
   };
+}
+
+/**
+ * The `exp` of an access token that is a JWT (RFC 9068 §2.2, RFC 7519 §4.1.4), in Unix ms; undefined
+ * for an opaque token, an encrypted one, or a JWT without a numeric `exp`. Decoded with jose,
+ * never verified: it can only make the worker renew earlier, never keep a token longer.
+ */
+export function jwtExpiry(accessToken: string): number | undefined {
+  if (accessToken.split('.').length !== 3) return undefined;
+  try {
+    const { exp } = decodeJwt(accessToken);
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `undefined` when absent, `null` when unusable, whole seconds otherwise. */
@@ -505,60 +624,21 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
 }
 
 /**
- * Error codes that mean no HTTP answer came back: the IAM (or a firewall in front of it) refused,
- * dropped or cut the connection. An IP block looks exactly like this (docs/design.md, "What the IAM
- * does").
- */
-const BLOCKED_CODES: ReadonlySet<string> = new Set([
-  'ECONNRESET', // also "socket hang up" and "Client network socket disconnected before secure TLS connection was established"
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EPROTO',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  // DNS: the endpoint's name does not resolve (now); every client of that endpoint is affected alike.
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  // got: the connection closed before the body that Content-Length announced had arrived.
-  'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
-]);
-
-/** TLS handshake failures: OpenSSL and Node.js TLS codes, and certificate verification codes. */
-const TLS_CODE = /^(?:ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_)|SELF_SIGNED_CERT/;
-
-/**
  * Classifies a failure to get any answer: a connection reset, refused or cut, a TLS handshake
- * failure, a DNS failure, or a timeout in any phase (a hang) → `blocked`; anything else (an
- * unparseable HTTP answer, a bug) → `server_error`. The message names the cause (error code and
- * Node.js message), never request headers or body.
+ * failure, a DNS failure, a proxy that could not tunnel, or a timeout in any phase (a hang) →
+ * `blocked`; anything else (an unparseable HTTP answer, a bug) → `server_error`. The message names
+ * the cause (error code and Node.js message, the proxy without its credentials), never request
+ * headers or body.
  *
  * @see docs/design.md, "Failures"
  */
 export function classifyRequestError(error: unknown): TokenEndpointError {
-  const { code, message } = describe(error);
   if (error instanceof TimeoutError) {
-    return new TokenEndpointError('blocked', `Token endpoint did not answer in time: ${message}`);
+    return new TokenEndpointError('blocked', `Token endpoint did not answer in time: ${error.message}`);
   }
-  if (code !== undefined && (BLOCKED_CODES.has(code) || TLS_CODE.test(code))) {
-    const withCode = message.includes(code) ? message : `${message} (${code})`;
-    return new TokenEndpointError('blocked', `Token endpoint could not be reached: ${withCode}`);
-  }
-  const withCode = code === undefined || message.includes(code) ? message : `${message} (${code})`;
-  return new TokenEndpointError('server_error', `Token request failed unexpectedly: ${withCode}`);
-}
-
-/** Only the code and message: got's errors also carry the request options, headers included. */
-function describe(error: unknown): { code: string | undefined; message: string } {
-  if (!(error instanceof Error)) {
-    return { code: undefined, message: String(error) };
-  }
-  const code = (error as { code?: unknown }).code;
-  // OpenSSL messages span lines; one line keeps logs and the Temporal UI readable.
-  return { code: typeof code === 'string' ? code : undefined, message: error.message.replace(/\s+/g, ' ').trim() };
+  const { kind, cause } = describeConnectionFailure(error);
+  if (kind === 'blocked') return new TokenEndpointError('blocked', `Token endpoint could not be reached: ${cause}`);
+  return new TokenEndpointError('server_error', `Token request failed unexpectedly: ${cause}`);
 }
 
 /** A value shown in a message only when it is short and plain; otherwise just its size. */
@@ -582,21 +662,22 @@ function printable(value: string): string {
  * @see RFC 6749 §4.4
  */
 export async function requestToken(request: ClientCredentialsRequest): Promise<TokenResponse> {
+  let authentication: ClientAuthentication | undefined;
   try {
-    return processClientCredentialsResponse(await clientCredentialsGrantRequest(request));
+    authentication = await clientAuthentication(request);
+    return processClientCredentialsResponse(await clientCredentialsGrantRequest(request, authentication));
   } catch (error) {
     if (error instanceof InvalidTokenRequestError) throw error;
     if (request.signal?.aborted && error === request.signal.reason) throw error;
     const failure = error instanceof TokenEndpointError ? error : classifyRequestError(error);
-    throw withoutSecret(failure, request.clientSecret, request.clientId);
+    throw withoutCredentials(failure, authentication?.sensitive ?? []);
   }
 }
 
-/** Replaces the secret, in every form it was sent in, wherever a server echoed it into the error. */
-function withoutSecret(error: TokenEndpointError, secret: Secret, clientId: string): TokenEndpointError {
-  const value = secret.reveal();
-  if (value === '') return error;
-  const forms = [value, formUrlEncode(value), clientSecretBasic(clientId, secret).slice('Basic '.length)];
+/** Replaces every credential, in every form it was sent in, wherever a server echoed it into the error. */
+function withoutCredentials(error: TokenEndpointError, sensitive: readonly string[]): TokenEndpointError {
+  const forms = sensitive.filter((form) => form !== '');
+  if (forms.length === 0) return error;
   const redact = (text: string) => forms.reduce((result, form) => result.replaceAll(form, '[redacted]'), text);
   const message = redact(error.message);
   const oauthError = error.details.oauthError === undefined ? undefined : redact(error.details.oauthError);

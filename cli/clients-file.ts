@@ -21,11 +21,19 @@
  */
 import { isMap, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import type { ClientRegistration } from '../workflows/registration.js';
-import { describeIssues, registrationSchema } from '../client/registration-schema.js';
+import { REFERENCE_FORM, type ClientRegistration } from '../workflows/registration.js';
+import { describeIssues, registrationFields, registrationSchema } from '../client/registration-schema.js';
 
 /** Keys that would hold a secret: refused with a pointer to `secretRef`, and never echoed. */
-const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'clientSecret', 'client_secret', 'password']);
+const SECRET_KEYS: ReadonlySet<string> = new Set([
+  'secret',
+  'clientSecret',
+  'client_secret',
+  'password',
+  'privateKey',
+  'private_key',
+  'key',
+]);
 
 /** The file has mistakes; `problems` lists each with its path (or line and column). Nothing was applied. */
 export class InvalidClientsFileError extends Error {
@@ -48,8 +56,8 @@ const fileSchema = z
   })
   .strict();
 
-const defaultsSchema = registrationSchema.omit({ clientId: true }).partial();
-const entrySchema = registrationSchema.partial();
+const defaultsSchema = registrationFields.omit({ clientId: true }).partial();
+const entrySchema = registrationFields.partial();
 
 /**
  * Parses and validates the YAML text of a clients file.
@@ -123,16 +131,23 @@ function withoutSecrets(entry: Record<string, unknown>, path: string, problems: 
   for (const [key, value] of Object.entries(entry)) {
     if (SECRET_KEYS.has(key))
       problems.push(
-        `${path}.${key}: secrets never go in this file (Temporal shows registrations to every operator); use secretRef: env:NAME or file:/absolute/path`,
+        `${path}.${key}: secrets and keys never go in this file (Temporal shows registrations to every operator); use secretRef or keyRef: ${REFERENCE_FORM}`,
       );
     else kept[key] = value;
   }
   return kept;
 }
 
-/** The defaults under the entry: the entry's values win, nested mappings (policy, extraParams) merge per key. */
+/** The two ways to name the IAM: an entry that names it one way replaces the defaults' either way. */
+const ENDPOINT_FIELDS = ['tokenUrl', 'issuer'];
+
+/**
+ * The defaults under the entry: the entry's values win, nested mappings (policy, extraParams)
+ * merge per key, and an entry's `tokenUrl` or `issuer` replaces the defaults' endpoint.
+ */
 function mergeDefaults(defaults: Record<string, unknown>, entry: Record<string, unknown>): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...defaults };
+  if (ENDPOINT_FIELDS.some((field) => field in entry)) for (const field of ENDPOINT_FIELDS) delete merged[field];
   for (const [key, value] of Object.entries(entry)) {
     const base = merged[key];
     merged[key] = isPlainObject(base) && isPlainObject(value) ? mergeDefaults(base, value) : value;

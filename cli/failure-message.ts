@@ -9,12 +9,27 @@ import { TemporalUnreachableError } from '../shared/temporal-connection.js';
 const FLAG_OF_FIELD: Record<string, string> = {
   clientId: '<clientId>',
   tokenUrl: '--token-url',
+  issuer: '--issuer',
   authMethod: '--auth',
   secretRef: '--secret',
+  keyRef: '--key',
+  certRef: '--cert',
+  caRef: '--ca',
+  keyId: '--key-id',
+  signingAlg: '--signing-alg',
+  assertionAudience: '--assertion-audience',
+  proxyUrl: '--proxy',
   scope: '--scope',
   extraParams: '--param',
   policy: '--policy',
 };
+
+/**
+ * Field names inside a problem's text, e.g. "give tokenUrl or issuer, not both": the camel-case
+ * names, and `issuer`, which only the endpoint rule uses. (Not `scope` or `policy`: plain words.)
+ */
+const FIELD_IN_TEXT =
+  /\b(?:tokenUrl|issuer|authMethod|secretRef|keyRef|certRef|caRef|keyId|signingAlg|assertionAudience|proxyUrl|extraParams)\b/g;
 
 /** gRPC DEADLINE_EXCEEDED and UNAVAILABLE: the server did not answer. */
 const UNREACHABLE_GRPC_CODES: ReadonlySet<number> = new Set([4, 14]);
@@ -31,7 +46,12 @@ export function failureMessage(err: unknown, temporalAddress: string): string {
     case 'invalid_clients_file':
       return `${error.fileName} is invalid, nothing was changed:\n${bullets(error.problems)}\nFix these and run it again; see tokenctl apply --help for the format.`;
     case 'invalid_registration': {
-      const problems = (error.problems ?? []).map((problem) => problem.replace(/^(\w+)/, (field) => FLAG_OF_FIELD[field] ?? field));
+      const problems = (error.problems ?? []).map((problem) => {
+        const colon = problem.indexOf(': ');
+        if (colon < 0) return problem;
+        const path = problem.slice(0, colon).replace(/^(\w+)/, (field) => FLAG_OF_FIELD[field] ?? field);
+        return `${path}${problem.slice(colon).replace(FIELD_IN_TEXT, (field) => FLAG_OF_FIELD[field]!)}`;
+      });
       return `invalid registration, nothing was registered:\n${bullets(problems)}\nSee tokenctl register --help.`;
     }
     case 'not_registered':

@@ -11,12 +11,42 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TOKEN_STATES, type TokenState } from '../workflows/token-states.js';
-import type { AuthMethod } from '../workflows/registration.js';
+import { AUTH_METHODS, REFERENCE_FORM, type AuthMethod } from '../workflows/registration.js';
 import { EXIT_FAILED, EXIT_USAGE } from './cli-error.js';
+import type { RegistrationOptions } from './commands/registration-options.js';
 import { Session } from './session.js';
 
-/** The short forms of `--auth`. */
-const AUTH_METHOD_FLAGS: Record<string, AuthMethod> = { basic: 'client_secret_basic', post: 'client_secret_post' };
+/** The short forms of `--auth`, kept from before the other methods existed. */
+const AUTH_METHOD_SHORT_FORMS: Record<string, AuthMethod> = { basic: 'client_secret_basic', post: 'client_secret_post' };
+
+/**
+ * The options that describe a registration, shared by `register` and `reconfigure` (where every
+ * one is optional: only what is given changes).
+ */
+function addRegistrationOptions(command: Command, { reconfigure }: { reconfigure: boolean }): Command {
+  const refHelp = (what: string) => `where the worker finds ${what}: ${REFERENCE_FORM} (never the value itself)`;
+  return command
+    .option('--token-url <url>', "the IAM's token endpoint (or --issuer)")
+    .option('--issuer <url>', "the IAM's issuer: the token endpoint is read from its discovery document (or --token-url)")
+    .addOption(
+      new Option(
+        '--auth <method>',
+        `client authentication, by IANA name: ${AUTH_METHODS.join(', ')}; basic and post for short` +
+          (reconfigure ? '' : ' (default: client_secret_basic)'),
+      ).argParser(authMethodOfFlag),
+    )
+    .option('--secret <ref>', refHelp('the client secret (client_secret_basic, _post, _jwt)'))
+    .option('--key <ref>', refHelp('the private key, PEM or JWK (private_key_jwt, tls_client_auth, self_signed_tls_client_auth)'))
+    .option('--cert <ref>', refHelp('the client certificate, PEM (tls_client_auth, self_signed_tls_client_auth)'))
+    .option('--ca <ref>', refHelp('CA certificates (PEM) trusted for the IAM, besides the public ones and NODE_EXTRA_CA_CERTS'))
+    .option('--key-id <kid>', "the assertion's kid (default: the JWK's kid, else its RFC 7638 thumbprint, as tokenctl jwks prints it)")
+    .option('--signing-alg <alg>', "the assertion's algorithm (default: HS256 for client_secret_jwt, by key type for private_key_jwt)")
+    .option('--assertion-audience <url>', "the assertion's aud, when the IAM wants another than the token endpoint (e.g. the issuer)")
+    .option('--proxy <url>', 'the HTTP proxy to the IAM, instead of HTTPS_PROXY / HTTP_PROXY of the worker (no credentials in it)')
+    .option('--scope <scope>', 'space-delimited scope to request')
+    .option('--param <key=value>', 'extra form parameter of the token request, e.g. audience=orders (repeatable)', collectParam)
+    .option('--policy <json>', 'overrides of the refresh and backoff policy, e.g. \'{"refreshFraction":0.8}\'', parseJson);
+}
 
 function buildProgram(session: Session): Command {
   const program = new Command('tokenctl')
@@ -31,22 +61,45 @@ function buildProgram(session: Session): Command {
     .exitOverride()
     .showHelpAfterError('(add --help for usage)');
 
-  program
-    .command('register')
-    .description('Register a client: start the workflow that keeps its token fresh in Redis.')
-    .argument('<clientId>', 'the OAuth client ID')
-    .requiredOption('--token-url <url>', "the IAM's token endpoint")
-    .requiredOption('--secret <ref>', 'where the worker finds the secret: env:NAME or file:/absolute/path (never the secret itself)')
-    .addOption(
-      new Option('--auth <method>', 'client authentication: basic (HTTP Basic) or post (form body)')
-        .default('client_secret_basic', 'basic')
-        .argParser(authMethodOfFlag),
-    )
-    .option('--scope <scope>', 'space-delimited scope to request')
-    .option('--param <key=value>', 'extra form parameter of the token request, e.g. audience=orders (repeatable)', collectParam)
-    .option('--policy <json>', 'overrides of the refresh and backoff policy, e.g. \'{"refreshFraction":0.8}\'', parseJson)
-    .action(async (clientId: string, options: import('./commands/register.js').RegisterOptions) => {
+  addRegistrationOptions(
+    program
+      .command('register')
+      .description('Register a client: start the workflow that keeps its token fresh in Redis.')
+      .argument('<clientId>', 'the OAuth client ID'),
+    { reconfigure: false },
+  )
+    .addHelpText('after', REGISTER_HELP)
+    .action(async (clientId: string, options: RegistrationOptions) => {
       await (await import('./commands/register.js')).register(session, clientId, options);
+    });
+
+  addRegistrationOptions(
+    program
+      .command('reconfigure')
+      .description("Change a registered client's registration; the workflow requests a new token with it at once.")
+      .argument('<clientId>', 'the OAuth client ID'),
+    { reconfigure: true },
+  )
+    .addHelpText(
+      'after',
+      '\nOnly the options given change. --issuer replaces --token-url and the other way round; a new --auth drops the\n' +
+        'references the new method does not use. The changed registration is checked as a whole before it is sent.',
+    )
+    .action(async (clientId: string, options: RegistrationOptions) => {
+      await (await import('./commands/reconfigure.js')).reconfigure(session, clientId, options);
+    });
+
+  program
+    .command('jwks')
+    .description('Print the public JWK Set of key or certificate references, to publish at the IAM (private_key_jwt, mTLS).')
+    .argument('<ref...>', `keys (PEM or JWK, private or public) or certificates (PEM): ${REFERENCE_FORM}`)
+    .option(
+      '--key-id <kid>',
+      "the kid, as the registration sets it (one reference only; default: the JWK's kid, else the RFC 7638 thumbprint)",
+    )
+    .option('--signing-alg <alg>', 'the alg member (default: by key type, as the worker signs)')
+    .action(async (refs: string[], options: { keyId?: string; signingAlg?: string }) => {
+      await (await import('./commands/jwks.js')).jwks(refs, options);
     });
 
   program
@@ -130,29 +183,51 @@ function buildProgram(session: Session): Command {
 
 const APPLY_FILE_HELP = `
 The file lists every client of this task queue (TEMPORAL_TASK_QUEUE); defaults apply to each
-client (a client's own values win; policy and extraParams merge per key). Secrets are references
-only: secretRef is env:NAME (the worker's environment) or file:/absolute/path (e.g. a mounted secret).
+client (a client's own values win; policy and extraParams merge per key; a client's tokenUrl or
+issuer replaces the defaults' endpoint). Secrets, keys and certificates are references only:
+env:NAME (the worker's environment) or file:/absolute/path (e.g. a mounted secret).
 
   defaults:
-    tokenUrl: https://iam.example.com/realms/prod/protocol/openid-connect/token
-    authMethod: client_secret_basic        # or client_secret_post
+    issuer: https://iam.example.com/realms/prod      # or tokenUrl: …/protocol/openid-connect/token
+    authMethod: client_secret_basic                  # or any method of tokenctl register --help
+    caRef: file:/run/tls/corp-ca.pem                 # optional: a private CA
     policy: { refreshFraction: 0.85 }
   clients:
     - clientId: orders-api
       secretRef: env:ORDERS_API_SECRET
       scope: orders.read
     - clientId: billing-api
-      secretRef: file:/run/secrets/billing-api
+      authMethod: private_key_jwt
+      keyRef: file:/run/keys/billing-api.pem
       extraParams: { audience: billing }
+    - clientId: shipping-api
+      authMethod: tls_client_auth
+      certRef: file:/run/tls/shipping-api.crt
+      keyRef: file:/run/tls/shipping-api.key
 
 Every mistake is listed with its path (e.g. clients[1].secretRef) and nothing is changed.
 Running it again with the same file changes nothing.`;
 
 function authMethodOfFlag(flag: string): AuthMethod {
-  const method = AUTH_METHOD_FLAGS[flag];
-  if (method === undefined) throw new InvalidArgumentError(`Allowed choices are ${Object.keys(AUTH_METHOD_FLAGS).join(', ')}.`);
+  const method = AUTH_METHOD_SHORT_FORMS[flag] ?? AUTH_METHODS.find((name) => name === flag);
+  if (method === undefined) {
+    throw new InvalidArgumentError(
+      `Allowed choices are ${AUTH_METHODS.join(', ')} (or ${Object.keys(AUTH_METHOD_SHORT_FORMS).join(', ')} for short).`,
+    );
+  }
   return method;
 }
+
+const REGISTER_HELP = `
+Examples (references only: the worker resolves them for every request, so a rotated file is used at once):
+  tokenctl register orders-api --token-url https://iam.example.com/realms/prod/protocol/openid-connect/token --secret env:ORDERS_SECRET
+  tokenctl register orders-api --issuer https://iam.example.com/realms/prod --auth private_key_jwt --key file:/run/keys/orders.pem
+  tokenctl register orders-api --issuer https://iam.example.com/realms/prod --auth tls_client_auth \\
+    --cert file:/run/tls/orders.crt --key file:/run/tls/orders.key --ca file:/run/tls/corp-ca.pem
+
+With --issuer, tokenctl reads the discovery document from this machine (through HTTPS_PROXY / --proxy) and
+refuses a method the IAM does not list; if it cannot reach the issuer, it says so and registers anyway (the
+worker reads the document itself).`;
 
 function collectParam(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const equals = value.indexOf('=');

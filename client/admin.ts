@@ -17,7 +17,7 @@ import {
   type TokenState,
   type TokenStatus,
 } from '../workflows/messages.js';
-import type { ClientRegistration } from '../workflows/registration.js';
+import { applyRegistrationChanges, iamUrlOf, REFERENCE_FIELDS, type ClientRegistration } from '../workflows/registration.js';
 import {
   endpointHost,
   TokenClientId,
@@ -70,15 +70,39 @@ export interface RegisteredClient {
 }
 
 /** The fields `apply` compares and `reconfigure` may change: everything but the client ID. */
-export const REGISTRATION_FIELDS = ['tokenUrl', 'authMethod', 'secretRef', 'scope', 'extraParams', 'policy'] as const;
+export const REGISTRATION_FIELDS = [
+  'tokenUrl',
+  'issuer',
+  'authMethod',
+  'secretRef',
+  'keyRef',
+  'certRef',
+  'caRef',
+  'keyId',
+  'signingAlg',
+  'assertionAudience',
+  'proxyUrl',
+  'scope',
+  'extraParams',
+  'policy',
+] as const satisfies readonly Exclude<keyof ClientRegistration, 'clientId'>[];
 export type RegistrationField = (typeof REGISTRATION_FIELDS)[number];
 
 /**
  * The fields whose change makes a client's credentials unproven: what the worker proves accepted
- * is the credential sent to one token endpoint with one method (docs/design.md, "The failed-login
- * budget").
+ * is the credential (secret, key or certificate, and the assertion's algorithm and key ID) sent to
+ * one token endpoint with one method (docs/design.md, "The failed-login budget").
  */
-export const CREDENTIAL_FIELDS: readonly RegistrationField[] = ['tokenUrl', 'authMethod', 'secretRef'];
+export const CREDENTIAL_FIELDS: readonly RegistrationField[] = [
+  'tokenUrl',
+  'issuer',
+  'authMethod',
+  'secretRef',
+  'keyRef',
+  'certRef',
+  'keyId',
+  'signingAlg',
+];
 
 /** What {@link TokenAdmin.apply} did (or, with `dryRun`, would do), per client ID. */
 export interface ApplyResult {
@@ -133,11 +157,11 @@ export class TokenAdmin {
         workflowId: workflowIdFor(registration.clientId),
         taskQueue: this.taskQueue,
         args: [{ registration }],
-        staticSummary: `OAuth token for ${registration.clientId} from ${endpointHost(registration.tokenUrl)}`,
-        staticDetails: `Client credentials (${registration.authMethod})${registration.scope ? `, scope "${registration.scope}"` : ''}, secret from ${registration.secretRef.split(':')[0]}`,
+        staticSummary: `OAuth token for ${registration.clientId} from ${endpointHost(iamUrlOf(registration))}`,
+        staticDetails: staticDetails(registration),
         typedSearchAttributes: [
           { key: TokenClientId, value: registration.clientId },
-          { key: TokenEndpointHost, value: endpointHost(registration.tokenUrl) },
+          { key: TokenEndpointHost, value: endpointHost(iamUrlOf(registration)) },
           { key: TokenStateKey, value: 'acquiring' },
           // What the workflow's first publish() would set: starting with it saves an upsert.
           { key: TokenFailures, value: 0 },
@@ -174,7 +198,20 @@ export class TokenAdmin {
     return null;
   }
 
+  /**
+   * Changes a client's registration: `changes` merge into the running one (`null` removes a field,
+   * see {@link RegistrationChanges}), and the result is validated as a whole before anything is
+   * sent, so a change of method that lacks its references is refused here, not by the IAM.
+   * @throws {@link InvalidRegistrationError} listing every problem of the changed registration.
+   */
   async reconfigure(clientId: string, changes: RegistrationChanges): Promise<void> {
+    const current = await this.registration(clientId);
+    if (current === null) throw new NotRegisteredError(clientId);
+    parseRegistration(applyRegistrationChanges(current, changes));
+    await this.sendReconfigure(clientId, changes);
+  }
+
+  private async sendReconfigure(clientId: string, changes: RegistrationChanges): Promise<void> {
     await this.call(clientId, (handle) => handle.signal(reconfigureSignal, changes));
   }
 
@@ -218,7 +255,7 @@ export class TokenAdmin {
       const signaled = event.workflowExecutionSignaledEventAttributes;
       if (signaled?.signalName === reconfigureSignal.name && registration !== null) {
         const [changes] = (await decodeArrayFromPayloads(converter, signaled.input?.payloads)) as [RegistrationChanges | undefined];
-        registration = { ...registration, ...changes, clientId: registration.clientId };
+        registration = applyRegistrationChanges(registration, changes ?? {});
       }
     }
     return registration;
@@ -259,7 +296,7 @@ export class TokenAdmin {
         return;
       }
       try {
-        if (!options.dryRun) await this.reconfigure(clientId, changesFor(registration, fields));
+        if (!options.dryRun) await this.sendReconfigure(clientId, changesFor(registration, fields));
         result.updated.push({ clientId, fields });
         if (fields.some((field) => CREDENTIAL_FIELDS.includes(field))) result.unproven.push(clientId);
       } catch (err) {
@@ -327,13 +364,27 @@ export function changedFields(current: ClientRegistration, desired: ClientRegist
 
 /**
  * The `reconfigure` payload that sets `fields` to their values in `desired`. `reconfigure` merges
- * into the current registration, so a field to clear is sent empty (`scope: ''` is not sent to the
- * IAM; `{}` is no extra parameters and the default policy) rather than left out.
+ * into the current registration, so a field to clear is sent rather than left out: `scope`,
+ * `extraParams` and `policy` empty (`scope: ''` is not sent to the IAM; `{}` is no extra
+ * parameters and the default policy), which workflows of any version understand; the others
+ * `null`, which removes them.
  */
 function changesFor(desired: ClientRegistration, fields: readonly RegistrationField[]): RegistrationChanges {
   const changes: Record<string, unknown> = {};
-  for (const field of fields) changes[field] = desired[field] ?? (field === 'scope' ? '' : {});
+  for (const field of fields)
+    changes[field] = desired[field] ?? (field === 'scope' ? '' : field === 'extraParams' || field === 'policy' ? {} : null);
   return changes;
+}
+
+/** The workflow's static details: how it authenticates, never with what. */
+function staticDetails(registration: ClientRegistration): string {
+  const scope = registration.scope ? `, scope "${registration.scope}"` : '';
+  const what = { secretRef: 'secret', keyRef: 'key', certRef: 'certificate', caRef: 'CA' } as const;
+  const sources = REFERENCE_FIELDS.flatMap((field) => {
+    const ref = registration[field];
+    return ref === undefined ? [] : [`${what[field]} from ${ref.split(':')[0]}`];
+  });
+  return `Client credentials (${registration.authMethod})${scope}, ${sources.join(', ')}`;
 }
 
 function normalized(value: unknown): unknown {

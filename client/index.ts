@@ -44,4 +44,10 @@ export { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAd
 export type { RegisteredClient, TokenAdminOptions } from './admin.js';
 export type { ForceRefreshRequest, RegistrationChanges, TokenState, TokenStatus } from '../workflows/messages.js';
 export type { LastError } from '../workflows/failures.js';
-export type { ClientRegistration } from '../workflows/registration.js';
+export {
+  AUTH_METHODS,
+  type AuthMethod,
+  type ClientRegistration,
+  type CredentialRef,
+  type SigningAlgorithm,
+} from '../workflows/registration.js';

@@ -9,8 +9,17 @@ import {
   AUTH_METHODS,
   CLIENT_ID_PATTERN,
   CLIENT_ID_RULE,
-  isSecretRef,
+  CLIENT_SECRET_JWT_ALGORITHMS,
+  CREDENTIALS_OF_METHOD,
+  DEFAULT_AUTH_METHOD,
+  isAssertionMethod,
+  isCredentialRef,
+  PRIVATE_KEY_JWT_ALGORITHMS,
+  REFERENCE_FIELDS,
+  REFERENCE_FORM,
+  REFERENCE_MEANING,
   RESERVED_EXTRA_PARAMS,
+  signingAlgorithmsOf,
   type ClientRegistration,
 } from '../workflows/registration.js';
 
@@ -44,16 +53,47 @@ export const policySchema = z
     for (const message of policyProblems(resolvePolicy(policy))) ctx.addIssue({ code: 'custom', message });
   });
 
-export const registrationSchema = z
+const reference = z
+  .string({ error: requiredOr(`must be a string: ${REFERENCE_FORM}`) })
+  .refine(isCredentialRef, `must be ${REFERENCE_FORM} (the secret, key or certificate itself never goes here)`)
+  .optional();
+
+/** An http(s) URL without user info: got would send it as credentials of its own. */
+const httpUrl = (what: string, withCredentials = 'must not contain credentials') =>
+  z
+    .url({ protocol: /^https?$/, error: requiredOr(`must be an http(s) URL${what}`) })
+    .refine((url) => !/\/\/[^/]*@/.test(url), withCredentials);
+
+/**
+ * Each field on its own. The rules between fields (which method needs which reference) are
+ * {@link registrationSchema}'s; a clients file checks its entries and defaults field by field first.
+ */
+export const registrationFields = z
   .object({
     clientId: z.string({ error: requiredOr('must be a string') }).regex(CLIENT_ID_PATTERN, `must be ${CLIENT_ID_RULE}`),
-    tokenUrl: z
-      .url({ protocol: /^https?$/, error: requiredOr('must be an http(s) URL') })
-      .refine((url) => !/\/\/[^/]*@/.test(url), 'must not contain credentials'),
-    authMethod: z.enum(AUTH_METHODS).default('client_secret_basic'),
-    secretRef: z
-      .string({ error: requiredOr('must be a string: env:NAME or file:/absolute/path') })
-      .refine(isSecretRef, 'must be env:NAME or file:/absolute/path (the secret itself never goes here)'),
+    tokenUrl: httpUrl('').optional(),
+    issuer: httpUrl(', the identifier its discovery document names')
+      .refine((url) => !/[?#]/.test(url), 'must have no query or fragment (OpenID Connect Discovery 1.0 §2)')
+      .optional(),
+    authMethod: z.enum(AUTH_METHODS, { error: `must be one of ${AUTH_METHODS.join(', ')}` }).default(DEFAULT_AUTH_METHOD),
+    secretRef: reference,
+    keyRef: reference,
+    certRef: reference,
+    caRef: reference,
+    keyId: z
+      .string()
+      .regex(/^[\x21-\x7e]{1,200}$/, 'must be 1–200 printable ASCII characters without spaces')
+      .optional(),
+    signingAlg: z
+      .enum([...CLIENT_SECRET_JWT_ALGORITHMS, ...PRIVATE_KEY_JWT_ALGORITHMS], {
+        error: `must be one of ${[...CLIENT_SECRET_JWT_ALGORITHMS, ...PRIVATE_KEY_JWT_ALGORITHMS].join(', ')}`,
+      })
+      .optional(),
+    assertionAudience: z.string().min(1, 'must not be empty').optional(),
+    proxyUrl: httpUrl(
+      ' (http://host:port)',
+      'must not contain credentials: give an authenticated proxy to the worker as HTTPS_PROXY',
+    ).optional(),
     scope: z.string().optional(),
     extraParams: z
       .record(z.string(), z.string())
@@ -62,6 +102,47 @@ export const registrationSchema = z
     policy: policySchema.optional(),
   })
   .strict();
+
+type RegistrationFields = z.infer<typeof registrationFields>;
+
+/**
+ * The rules between fields, each problem at the field to fix: exactly one of `tokenUrl` and
+ * `issuer`; the references the method needs (workflows/registration.ts, `CREDENTIALS_OF_METHOD`),
+ * and none it does not use (a stray `secretRef` next to `private_key_jwt` is a mistake to point
+ * out, not to ignore); the assertion settings only with an assertion method.
+ */
+export function crossFieldProblems(registration: RegistrationFields): { path: string; message: string }[] {
+  const problems: { path: string; message: string }[] = [];
+  const method = registration.authMethod;
+  if (registration.tokenUrl === undefined && registration.issuer === undefined) {
+    problems.push({ path: 'tokenUrl', message: 'is required, or issuer instead (one of the two)' });
+  }
+  if (registration.tokenUrl !== undefined && registration.issuer !== undefined) {
+    problems.push({ path: 'issuer', message: 'give tokenUrl or issuer, not both' });
+  }
+  // An unknown method is its own problem: which references it needs cannot be told.
+  if (!Object.hasOwn(CREDENTIALS_OF_METHOD, method)) return problems;
+  const credentials: readonly string[] = CREDENTIALS_OF_METHOD[method];
+  for (const field of REFERENCE_FIELDS) {
+    if (field === 'caRef') continue;
+    const given = registration[field] !== undefined;
+    if (credentials.includes(field) && !given) problems.push({ path: field, message: `${method} needs ${REFERENCE_MEANING[field]}` });
+    if (!credentials.includes(field) && given)
+      problems.push({ path: field, message: `${method} does not use ${REFERENCE_MEANING[field]}: remove it` });
+  }
+  if (!isAssertionMethod(method)) {
+    for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
+      if (registration[field] !== undefined) problems.push({ path: field, message: `${method} sends no client assertion: remove it` });
+    }
+  } else if (registration.signingAlg !== undefined && !signingAlgorithmsOf(method).includes(registration.signingAlg)) {
+    problems.push({ path: 'signingAlg', message: `${method} signs with ${signingAlgorithmsOf(method).join(', ')}` });
+  }
+  return problems;
+}
+
+export const registrationSchema = registrationFields.superRefine((registration, ctx) => {
+  for (const { path, message } of crossFieldProblems(registration)) ctx.addIssue({ code: 'custom', path: [path], message });
+});
 
 /** Thrown for an invalid registration; `problems` name each path. */
 export class InvalidRegistrationError extends Error {

@@ -56,7 +56,11 @@ export const REFRESH_REQUESTS_MAX_LENGTH = 10_000;
 /** The fields of a refresh-requests stream entry (only `clientId` is required). */
 export const REFRESH_REQUEST_FIELDS = { clientId: 'clientId', rejectedFingerprint: 'rejectedFingerprint', reason: 'reason' } as const;
 
-/** The shared breaker of one token endpoint (its URL's origin and path): `<prefix>breaker:<endpoint>`. Worker-internal. */
+/**
+ * The shared breaker of one token endpoint (its URL's origin and path): `<prefix>breaker:<endpoint>`.
+ * The endpoint requests go to: the registered `tokenUrl`, or the one discovered from the issuer
+ * (docs/design.md, "Discovery"). Worker-internal.
+ */
 export function breakerKey(prefix: string, endpoint: string): string {
   return `${prefix}breaker:${encodeURIComponent(endpoint)}`;
 }
@@ -64,7 +68,8 @@ export function breakerKey(prefix: string, endpoint: string): string {
 /**
  * The one-second window of token requests sent to one IAM host: `<prefix>rate:<origin>`. The
  * provider's edge limits requests per client IP and host, whatever the realm or path, so the
- * origin is the unit. Worker-internal.
+ * origin is the unit: of the token endpoint (registered or discovered), and of the discovery
+ * document when one is read. Worker-internal.
  */
 export function rateWindowKey(prefix: string, tokenUrl: string): string {
   return `${prefix}rate:${encodeURIComponent(new URL(tokenUrl).origin)}`;

@@ -4,7 +4,7 @@
  * variable, so a misconfigured deployment fails at start with one clear message.
  */
 import { z } from 'zod';
-import { isSecretRef } from '../workflows/registration.js';
+import { isCredentialRef, REFERENCE_FORM } from '../workflows/registration.js';
 import { DEFAULT_KEY_PREFIX } from './redis-layout.js';
 
 const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
@@ -59,7 +59,7 @@ const settingsSchema = z.object({
    */
   LOGIN_PROOF_KEY: z
     .string()
-    .refine(isSecretRef, 'must be env:NAME or file:/absolute/path (a reference to the key, never the key itself)')
+    .refine(isCredentialRef, `must be ${REFERENCE_FORM} (a reference to the key, never the key itself)`)
     .optional(),
 });
 

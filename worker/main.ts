@@ -11,7 +11,7 @@ import { createRedisClient, redactRedisUrl, watchConnection } from '../shared/re
 import { readSettings, SettingsError, type Settings } from '../shared/settings.js';
 import { errorMessage } from '../shared/error-message.js';
 import { LoginProofKey } from '../activities/login-budget.js';
-import { resolveSecret } from '../activities/secrets.js';
+import { resolveReference } from '../activities/references.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';
@@ -121,7 +121,7 @@ async function readLoginProofKey(settings: Settings, log: Logger): Promise<Login
     return undefined;
   }
   try {
-    return new LoginProofKey((await resolveSecret(settings.LOGIN_PROOF_KEY)).reveal());
+    return new LoginProofKey((await resolveReference(settings.LOGIN_PROOF_KEY)).reveal());
   } catch (err) {
     throw new SettingsError([`LOGIN_PROOF_KEY: ${errorMessage(err)}`]);
   }

@@ -15,13 +15,16 @@ import {
   TokenNextRefreshAt,
   TokenState,
 } from './search-attributes.js';
+import { iamUrlOf } from './registration.js';
 
 /** Publishes the state: search attributes (only those that changed) and the current details. */
 export function publishLifecycle(lifecycle: TokenLifecycleState): void {
   const c = lifecycle.current;
   const wanted: SearchAttributeUpdatePair[] = [
     { key: TokenClientId, value: lifecycle.clientId },
-    { key: TokenEndpointHost, value: endpointHost(lifecycle.registration.tokenUrl) },
+    // By issuer, the issuer's host: the workflow cannot read the discovery document, and IAMs
+    // serve their token endpoint on their issuer's host (docs/design.md, "Discovery").
+    { key: TokenEndpointHost, value: endpointHost(iamUrlOf(lifecycle.registration)) },
     { key: TokenState, value: c.state },
     { key: TokenExpiresAt, value: dateOrNull(c.expiresAt) },
     // The next token request: after a failure, the end of the backoff.
@@ -55,7 +58,8 @@ export function currentDetails(lifecycle: TokenLifecycleState): string {
       : `- token: generation ${c.generation}, fingerprint ${c.fingerprint}, expires ${isoOrDash(c.expiresAt)}`,
   );
   if (c.state === 'active') lines.push(`- next refresh: ${isoOrDash(c.nextRefreshAt)}`);
-  lines.push(`- endpoint (${lifecycle.registration.authMethod}): ${lifecycle.registration.tokenUrl}`);
+  const { authMethod, tokenUrl, issuer } = lifecycle.registration;
+  lines.push(`- endpoint (${authMethod}): ${tokenUrl ?? `discovered from the issuer ${issuer}`}`);
   return lines.join('\n');
 }
 

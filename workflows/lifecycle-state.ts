@@ -8,9 +8,9 @@
 import * as wf from '@temporalio/workflow';
 import type { AcquireTokenInput } from '../activities/acquire-token.js';
 import { isRetryable, type FailureDetails, type FailureKind, type LastError } from './failures.js';
-import type { ForceRefreshRequest, RegistrationChanges, TokenState, TokenStatus } from './messages.js';
+import type { ForceRefreshRequest, TokenState, TokenStatus } from './messages.js';
 import { backoffDelayMs, decideForcedRefresh, nextRefreshAt, resolvePolicy, type RefreshPolicy } from './policy.js';
-import type { ClientRegistration } from './registration.js';
+import { applyRegistrationChanges, type ClientRegistration, type RegistrationChanges } from './registration.js';
 import type { TokenMetadata } from './token-metadata.js';
 
 /** What continue-as-new hands to the next run, so nothing pending is lost (docs/design.md, "Continue-as-new"). */
@@ -235,7 +235,7 @@ export class TokenLifecycleState {
   }
 
   reconfigure(changes: RegistrationChanges): void {
-    this.registration = { ...this.registration, ...changes, clientId: this.clientId };
+    this.registration = applyRegistrationChanges(this.registration, changes);
     this.policy = resolvePolicy(this.registration.policy);
     const c = this.carried;
     if (c.state === 'credentials_rejected' || (c.state === 'backing_off' && c.backoffReason === 'secret_unavailable')) {

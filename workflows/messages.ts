@@ -4,7 +4,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { FailureKind, LastError } from './failures.js';
-import type { ClientRegistration } from './registration.js';
+import type { RegistrationChanges } from './registration.js';
 
 /** Workflow ID of a client's workflow: one workflow per client ID. */
 export function workflowIdFor(clientId: string): string {
@@ -57,8 +57,7 @@ export interface ForceRefreshRequest {
   rejectedFingerprint?: string;
 }
 
-/** What `reconfigure` may change: everything but the client ID. */
-export type RegistrationChanges = Partial<Omit<ClientRegistration, 'clientId'>>;
+export type { RegistrationChanges } from './registration.js';
 
 /**
  * Refresh as soon as allowed (coalesced, at most once per minimum interval); ignored when it names

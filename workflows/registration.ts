@@ -6,12 +6,92 @@
 import type { PolicyOverrides } from './policy.js';
 
 /**
- * Client authentication methods, by their IANA names.
- * @see RFC 6749 §2.3.1 (client password), RFC 7591 §2 (token_endpoint_auth_method)
+ * Client authentication methods at the token endpoint, by their IANA names.
+ * @see RFC 7591 §2 (token_endpoint_auth_method), RFC 6749 §2.3.1 (client password), RFC 7523 §2.2
+ *   and OpenID Connect Core §9 (JWT assertions), RFC 8705 §2 (mutual TLS)
  */
-export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post'] as const;
+export const AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'client_secret_jwt',
+  'private_key_jwt',
+  'tls_client_auth',
+  'self_signed_tls_client_auth',
+] as const;
 
 export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+/** The method a registration uses when it names none (RFC 7591 §2's default). */
+export const DEFAULT_AUTH_METHOD: AuthMethod = 'client_secret_basic';
+
+/** Methods that authenticate with a JWT assertion (RFC 7523 §2.2, OpenID Connect Core §9). */
+export const ASSERTION_AUTH_METHODS = ['client_secret_jwt', 'private_key_jwt'] as const satisfies readonly AuthMethod[];
+
+/** Methods that authenticate with the TLS client certificate (RFC 8705 §2): the mTLS endpoint aliases apply. */
+export const MTLS_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth'] as const satisfies readonly AuthMethod[];
+
+/** The registration fields that hold a reference ({@link CredentialRef}) rather than a value. */
+export const REFERENCE_FIELDS = ['secretRef', 'keyRef', 'certRef', 'caRef'] as const;
+
+export type ReferenceField = (typeof REFERENCE_FIELDS)[number];
+
+/** What each reference stands for, in messages: `private_key_jwt needs a key reference`. */
+export const REFERENCE_MEANING: Record<ReferenceField, string> = {
+  secretRef: 'a client secret reference',
+  keyRef: 'a key reference',
+  certRef: 'a certificate reference',
+  caRef: 'a CA certificate reference',
+};
+
+/**
+ * The credentials each method authenticates with: the references a registration of that method must
+ * give, and the only credential references it may give (`caRef` is not a credential: any method may
+ * trust a private CA).
+ */
+export const CREDENTIALS_OF_METHOD: Record<AuthMethod, readonly Exclude<ReferenceField, 'caRef'>[]> = {
+  client_secret_basic: ['secretRef'],
+  client_secret_post: ['secretRef'],
+  client_secret_jwt: ['secretRef'],
+  private_key_jwt: ['keyRef'],
+  tls_client_auth: ['certRef', 'keyRef'],
+  self_signed_tls_client_auth: ['certRef', 'keyRef'],
+};
+
+/** Signing algorithms of `client_secret_jwt` assertions: HMAC with the client secret (RFC 7518 §3.2). */
+export const CLIENT_SECRET_JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
+
+/** Signing algorithms of `private_key_jwt` assertions (RFC 7518 §3.3–3.5, RFC 8037 §3.1). */
+export const PRIVATE_KEY_JWT_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
+
+export type SigningAlgorithm = (typeof CLIENT_SECRET_JWT_ALGORITHMS)[number] | (typeof PRIVATE_KEY_JWT_ALGORITHMS)[number];
+
+/** The algorithms a method may sign its assertion with; empty for methods that send no assertion. */
+export function signingAlgorithmsOf(method: AuthMethod): readonly SigningAlgorithm[] {
+  if (method === 'client_secret_jwt') return CLIENT_SECRET_JWT_ALGORITHMS;
+  if (method === 'private_key_jwt') return PRIVATE_KEY_JWT_ALGORITHMS;
+  return [];
+}
+
+/** Whether `method` sends a JWT assertion (see {@link ASSERTION_AUTH_METHODS}). */
+export function isAssertionMethod(method: AuthMethod): boolean {
+  return (ASSERTION_AUTH_METHODS as readonly AuthMethod[]).includes(method);
+}
+
+/** Whether `method` authenticates with the TLS client certificate (see {@link MTLS_AUTH_METHODS}). */
+export function isMtlsMethod(method: AuthMethod): boolean {
+  return (MTLS_AUTH_METHODS as readonly AuthMethod[]).includes(method);
+}
 
 /**
  * A client ID as this project accepts it: 1–200 printable ASCII characters without spaces. It
@@ -24,17 +104,22 @@ export const CLIENT_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
 export const CLIENT_ID_RULE = '1–200 printable ASCII characters without spaces';
 
 /**
- * Where the worker finds a client secret: `env:NAME` (an environment variable of the worker) or
- * `file:/path` (a file, e.g. a mounted Kubernetes secret; trailing newlines are ignored).
- * Only the reference travels through Temporal, never the secret.
+ * Where the worker finds a credential (a client secret, a private key, a certificate, a CA):
+ * `env:NAME` (an environment variable of the worker) or `file:/path` (a file, e.g. a mounted
+ * Kubernetes secret; trailing newlines are ignored). Only the reference travels through Temporal,
+ * never what it names, and it is resolved again for every request, so a rewritten file is used from
+ * the next request on (docs/design.md, "References").
  */
-export type SecretRef = `env:${string}` | `file:${string}`;
+export type CredentialRef = `env:${string}` | `file:${string}`;
+
+/** How a {@link CredentialRef} reads in messages. */
+export const REFERENCE_FORM = 'env:NAME or file:/absolute/path';
 
 /** The variable names an `env:` reference may name (POSIX style); anything else is a typo. */
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** Whether `ref` has the form of a {@link SecretRef}: `env:` and a variable name, or `file:` and an absolute path. */
-export function isSecretRef(ref: string): ref is SecretRef {
+/** Whether `ref` has the form of a {@link CredentialRef}: `env:` and a variable name, or `file:` and an absolute path. */
+export function isCredentialRef(ref: string): ref is CredentialRef {
   if (ref.startsWith('env:')) return ENV_NAME_PATTERN.test(ref.slice('env:'.length));
   return ref.startsWith('file:/') && ref.length > 'file:/'.length;
 }
@@ -42,24 +127,86 @@ export function isSecretRef(ref: string): ref is SecretRef {
 /**
  * Form parameters the client credentials grant sets itself: `extraParams` may not set them, or it
  * would change the grant or the client's authentication.
- * @see RFC 6749 §4.4.2, §2.3.1
+ * @see RFC 6749 §4.4.2, §2.3.1, RFC 7523 §2.2
  */
-export const RESERVED_EXTRA_PARAMS = ['grant_type', 'client_id', 'client_secret', 'scope'] as const;
+export const RESERVED_EXTRA_PARAMS = [
+  'grant_type',
+  'client_id',
+  'client_secret',
+  'client_assertion',
+  'client_assertion_type',
+  'scope',
+] as const;
 
-/** A registration of one OAuth client whose token the worker keeps fresh. */
+/**
+ * A registration of one OAuth client whose token the worker keeps fresh. It holds references and
+ * public settings only, never a secret, a key or a token (docs/design.md, "No secret in Temporal").
+ *
+ * Registrations made before a field existed lack it: every new field is optional, and its absence
+ * means what the registration did before (docs/design.md, "Registrations that predate a field").
+ */
 export interface ClientRegistration {
   /** The OAuth client ID (RFC 6749 §2.2), see {@link CLIENT_ID_PATTERN}. One workflow per client ID. */
   clientId: string;
-  /** The IAM's token endpoint (RFC 6749 §3.2). */
-  tokenUrl: string;
+  /** The IAM's token endpoint (RFC 6749 §3.2). Exactly one of `tokenUrl` and `issuer`. */
+  tokenUrl?: string;
+  /**
+   * The IAM's issuer identifier: the worker reads its discovery document and uses its
+   * `token_endpoint` (OpenID Connect Discovery 1.0 §4, RFC 8414 §3). Exactly one of `tokenUrl` and
+   * `issuer`.
+   */
+  issuer?: string;
   /** @default 'client_secret_basic' */
   authMethod: AuthMethod;
-  /** Reference to the client secret, resolved on the worker. */
-  secretRef: SecretRef;
+  /** The client secret, for `client_secret_basic`, `client_secret_post` and `client_secret_jwt`. */
+  secretRef?: CredentialRef;
+  /**
+   * The private key (PEM or JWK): signs the `private_key_jwt` assertion, or is the TLS client key
+   * of the mTLS methods.
+   */
+  keyRef?: CredentialRef;
+  /** The client certificate (PEM) of `tls_client_auth` and `self_signed_tls_client_auth`. */
+  certRef?: CredentialRef;
+  /** CA certificates (PEM) trusted for the IAM, in addition to the public store and `NODE_EXTRA_CA_CERTS`. */
+  caRef?: CredentialRef;
+  /** The assertion's `kid` header. @default the JWK's `kid`, else its RFC 7638 thumbprint */
+  keyId?: string;
+  /** The assertion's signing algorithm. @default HS256 for client_secret_jwt; per key type for private_key_jwt */
+  signingAlg?: SigningAlgorithm;
+  /** The assertion's `aud` claim, when the IAM wants another than the token endpoint URL (e.g. the issuer). */
+  assertionAudience?: string;
+  /** The HTTP proxy for this client's requests to the IAM, instead of `HTTPS_PROXY` / `HTTP_PROXY`. No credentials in it. */
+  proxyUrl?: string;
   /** Space-delimited scope to request (RFC 6749 §3.3). */
   scope?: string;
   /** Extra form parameters for the token request, e.g. `audience` or `resource` (RFC 8707). */
   extraParams?: Record<string, string>;
   /** Overrides of the default refresh and backoff policy. */
   policy?: PolicyOverrides;
+}
+
+/**
+ * What `reconfigure` may change: everything but the client ID. `null` removes a field (e.g.
+ * `tokenUrl: null` with `issuer` set, or `secretRef: null` when moving to `private_key_jwt`); an
+ * empty `scope`, `extraParams` or `policy` sets it empty, as before `null` existed.
+ */
+export type RegistrationChanges = { [Field in Exclude<keyof ClientRegistration, 'clientId'>]?: ClientRegistration[Field] | null };
+
+/**
+ * The registration after `reconfigure(changes)`: fields merged over it, `null` fields removed. One
+ * definition for the workflow and for the admin API, which replays the same changes from a history.
+ */
+export function applyRegistrationChanges(registration: ClientRegistration, changes: RegistrationChanges): ClientRegistration {
+  const merged: Record<string, unknown> = { ...registration, ...changes, clientId: registration.clientId };
+  for (const [field, value] of Object.entries(merged)) if (value === null) delete merged[field];
+  return merged as unknown as ClientRegistration;
+}
+
+/**
+ * The URL that names the registration's IAM without network access: the token URL, or the issuer
+ * when it is registered by issuer. The workflow shows its host (search attribute
+ * `TokenEndpointHost`) and cannot read a discovery document.
+ */
+export function iamUrlOf(registration: Pick<ClientRegistration, 'tokenUrl' | 'issuer'>): string {
+  return registration.tokenUrl ?? registration.issuer ?? '';
 }

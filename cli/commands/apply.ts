@@ -5,6 +5,7 @@ import { CliError, print } from '../cli-error.js';
 import { parseClientsFile } from '../clients-file.js';
 import { formatApplyResult } from '../format.js';
 import type { Session } from '../session.js';
+import { checkAuthMethodsAtIssuers } from './discovery-check.js';
 
 export interface ApplyCommandOptions {
   prune?: true;
@@ -22,6 +23,7 @@ export async function apply(session: Session, file: string, options: ApplyComman
   }
   // Validated in full before anything is connected to, so a file with mistakes changes nothing.
   const registrations = parseClientsFile(text, file);
+  await checkAuthMethodsAtIssuers(registrations, (index) => `${file}: clients[${index}].authMethod`);
   const result = await (
     await session.admin()
   ).apply(registrations, { prune: options.prune === true, purge: options.purge === true, dryRun: options.dryRun === true });

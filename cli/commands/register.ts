@@ -1,30 +1,13 @@
-/** `tokenctl register`: validates a registration and starts its workflow. */
+/** `tokenctl register`: validates a registration, checks its method at the issuer, and starts its workflow. */
 import { parseRegistration } from '../../client/registration-schema.js';
-import type { AuthMethod } from '../../workflows/registration.js';
 import { print } from '../cli-error.js';
 import type { Session } from '../session.js';
+import { checkAuthMethodsAtIssuers } from './discovery-check.js';
+import { describeRegistration, fieldsOfOptions, type RegistrationOptions } from './registration-options.js';
 
-export interface RegisterOptions {
-  tokenUrl: string;
-  secret: string;
-  auth: AuthMethod;
-  scope?: string;
-  param?: Record<string, string>;
-  policy?: unknown;
-}
-
-export async function register(session: Session, clientId: string, options: RegisterOptions): Promise<void> {
-  const registration = parseRegistration({
-    clientId,
-    tokenUrl: options.tokenUrl,
-    authMethod: options.auth,
-    secretRef: options.secret,
-    ...(options.scope !== undefined && { scope: options.scope }),
-    ...(options.param !== undefined && { extraParams: options.param }),
-    ...(options.policy !== undefined && { policy: options.policy }),
-  });
+export async function register(session: Session, clientId: string, options: RegistrationOptions): Promise<void> {
+  const registration = parseRegistration({ clientId, ...fieldsOfOptions(options) });
+  await checkAuthMethodsAtIssuers([registration], () => '--auth');
   await (await session.admin()).register(registration);
-  print(
-    `Registered ${clientId}: tokens from ${registration.tokenUrl} (${registration.authMethod}), secret from ${registration.secretRef}. Follow it with: tokenctl status ${clientId}`,
-  );
+  print(`Registered ${clientId}: ${describeRegistration(registration)}. Follow it with: tokenctl status ${clientId}`);
 }

@@ -1,11 +1,29 @@
 /**
  * The emulated realm's OAuth clients, and how a token request presents their credentials.
  */
+import type { JSONWebKeySet } from 'jose';
+import type { AuthMethod } from '../../workflows/registration.js';
 
 /** An OAuth client of the emulated realm (a confidential Keycloak client). */
 export interface EmulatorClient {
   clientId: string;
-  clientSecret: string;
+  /** The secret of the client_secret_* methods (and the HMAC key of client_secret_jwt). */
+  clientSecret?: string;
+  /**
+   * The one client authentication method the client accepts (Keycloak's "Client Authenticator").
+   * @default client_secret_basic or client_secret_post, either
+   */
+  authMethod?: AuthMethod;
+  /** The public keys `private_key_jwt` assertions are verified with (Keycloak's "JWKS"). */
+  jwks?: JSONWebKeySet;
+  /**
+   * `tls_client_auth`: the subject DN the certificate must have, as Node.js prints
+   * `X509Certificate.subject` with its lines joined by commas (`CN=orders,O=Example`), and the
+   * certificate must chain to the emulator's `tls.clientCa` (RFC 8705 §2.1).
+   */
+  tlsClientAuthSubjectDn?: string;
+  /** `self_signed_tls_client_auth`: the certificates (PEM) registered for the client (RFC 8705 §2.2). */
+  certificates?: string[];
   /**
    * Scopes the client may request (Keycloak's optional client scopes): only requested ones are
    * granted, so a request without `scope` gets `scope: ""`. @default []
@@ -21,7 +39,10 @@ export interface EmulatorClient {
 }
 
 /** A client with every default applied. */
-export type RegisteredClient = Required<EmulatorClient>;
+export type RegisteredClient = Required<
+  Omit<EmulatorClient, 'clientSecret' | 'authMethod' | 'jwks' | 'tlsClientAuthSubjectDn' | 'certificates'>
+> &
+  Pick<EmulatorClient, 'clientSecret' | 'authMethod' | 'jwks' | 'tlsClientAuthSubjectDn' | 'certificates'>;
 
 /** The realm's clients by ID; tests change them while the emulator runs. */
 export class ClientRegistry {
@@ -53,8 +74,7 @@ export class ClientRegistry {
 
 function withDefaults(client: EmulatorClient): RegisteredClient {
   return {
-    clientId: client.clientId,
-    clientSecret: client.clientSecret,
+    ...client,
     scopes: [...(client.scopes ?? [])],
     enabled: client.enabled ?? true,
     serviceAccountsEnabled: client.serviceAccountsEnabled ?? true,

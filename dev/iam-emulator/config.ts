@@ -6,17 +6,30 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { AUTH_METHODS } from '../../workflows/registration.js';
 
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
-const clientSchema = z.strictObject({
-  clientId: z.string().min(1),
-  clientSecret: z.string().min(1),
-  scopes: z.array(z.string().regex(SCOPE_TOKEN, 'must be a scope token (RFC 6749 §3.3): no spaces, quotes or backslashes')).optional(),
-  enabled: z.boolean().optional(),
-  serviceAccountsEnabled: z.boolean().optional(),
-});
+const clientSchema = z
+  .strictObject({
+    clientId: z.string().min(1),
+    clientSecret: z.string().min(1).optional(),
+    authMethod: z.enum(AUTH_METHODS).optional(),
+    jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
+    tlsClientAuthSubjectDn: z.string().min(1).optional(),
+    certificates: z.array(z.string().min(1)).optional(),
+    scopes: z.array(z.string().regex(SCOPE_TOKEN, 'must be a scope token (RFC 6749 §3.3): no spaces, quotes or backslashes')).optional(),
+    enabled: z.boolean().optional(),
+    serviceAccountsEnabled: z.boolean().optional(),
+  })
+  .superRefine((client, context) => {
+    // The secret methods (the default) need the secret; the others authenticate with keys or certificates.
+    const withoutSecret = ['private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'];
+    if (client.clientSecret === undefined && !withoutSecret.includes(client.authMethod ?? '')) {
+      context.addIssue({ code: 'custom', path: ['clientSecret'], message: `is required unless authMethod is ${withoutSecret.join(', ')}` });
+    }
+  });
 
 /** The file's shape: the options of `startIamEmulator` without the callbacks. */
 export const emulatorConfigSchema = z

@@ -16,13 +16,17 @@
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { AUTH_METHODS, MTLS_AUTH_METHODS, type AuthMethod } from '../../workflows/registration.js';
 import { ClientRegistry, type EmulatorClient } from './clients.js';
 import { LoginBlocker, RateLimiter } from './edge.js';
 import { FaultQueue, proxyErrorPage, retryAfterHeaderValue, type Fault, type FaultOptions } from './faults.js';
 import type { RequestLogEntry, ResourceRequestLogEntry } from './request-log.js';
 import { answerResourceRequest, RESOURCE_API_PREFIX } from './resource-api.js';
-import { answerTokenRequest, loggableParams, readTokenRequest, type TokenRequest } from './token-endpoint.js';
+import { answerTokenRequest, loggableParams, readTokenRequest, type PresentedCertificate, type TokenRequest } from './token-endpoint.js';
 import { TokenStore, type IssuedToken } from './tokens.js';
 
 export type { EmulatorClient } from './clients.js';
@@ -68,6 +72,17 @@ export interface IamEmulatorOptions {
    * expire after `tokenLifetimeSeconds`. @default false
    */
   omitExpiresIn?: boolean;
+  /**
+   * Serve HTTPS with this certificate and key (PEM), asking every client for a certificate; the
+   * mTLS methods need it. `clientCa` is what `tls_client_auth` certificates must chain to.
+   * @default plain HTTP
+   */
+  tls?: { cert: string; key: string; clientCa?: string };
+  /**
+   * `token_endpoint_auth_methods_supported` of the discovery document. @default every method the
+   * emulator serves: all six with `tls`, the four without a certificate otherwise
+   */
+  authMethodsSupported?: AuthMethod[];
   /** The clock, in Unix milliseconds, for token expiry and the edge's windows. @default Date.now */
   now?: () => number;
   /** Called with each token request's log entry as it is recorded, e.g. to print it. */
@@ -101,6 +116,11 @@ export interface IamEmulator {
   updateClient(clientId: string, changes: Partial<Omit<EmulatorClient, 'clientId'>>): void;
   /** The lifetime of tokens issued from now on, a positive integer of seconds. */
   setTokenLifetime(seconds: number): void;
+  /**
+   * From now on, tokens' JWT `exp` (and when they stop working) is `seconds` after issue while
+   * `expires_in` stays the token lifetime; `undefined` makes both agree again.
+   */
+  setExpClaimLifetime(seconds: number | undefined): void;
   /** Makes matching token requests fail with `fault` (see {@link Fault}); faults apply in injection order. */
   inject(fault: Fault, options?: FaultOptions): void;
   clearFaults(): void;
@@ -156,7 +176,11 @@ class IamEmulatorServer implements IamEmulator {
   readonly #blocker: LoginBlocker;
   readonly #blockDurationMs: number;
   readonly #omitExpiresIn: boolean;
+  readonly #tls: boolean;
+  readonly #authMethodsSupported: readonly AuthMethod[];
+  readonly #usedAssertionIds = new Map<string, number>();
   #tokenLifetimeSeconds: number;
+  #expClaimLifetimeSeconds: number | undefined;
   #requests: RequestLogEntry[] = [];
   #resourceRequests: ResourceRequestLogEntry[] = [];
   #closing: Promise<void> | undefined;
@@ -176,12 +200,30 @@ class IamEmulatorServer implements IamEmulator {
       blockDurationMs: this.#blockDurationMs,
     });
 
-    this.#server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch(() => {
         // The client went away mid-request (or close() destroyed the socket): nobody to answer.
         if (!res.headersSent && !res.destroyed) sendText(res, 500, 'text/plain', 'Internal error in the IAM emulator');
       });
-    });
+    };
+    this.#tls = options.tls !== undefined;
+    this.#authMethodsSupported =
+      options.authMethodsSupported ??
+      AUTH_METHODS.filter((method) => this.#tls || !(MTLS_AUTH_METHODS as readonly string[]).includes(method));
+    // With TLS every client is asked for a certificate, but none is required: the handshake
+    // succeeds either way and the token endpoint decides, as a real IAM's mTLS endpoint does.
+    this.#server = options.tls
+      ? createHttpsServer(
+          {
+            cert: options.tls.cert,
+            key: options.tls.key,
+            requestCert: true,
+            rejectUnauthorized: false,
+            ...(options.tls.clientCa !== undefined && { ca: options.tls.clientCa }),
+          },
+          handler,
+        )
+      : createServer(handler);
     this.#server.on('connection', (socket: Socket) => this.#onConnection(socket));
   }
 
@@ -190,7 +232,7 @@ class IamEmulatorServer implements IamEmulator {
     await once(this.#server, 'listening');
     const address = this.#server.address() as AddressInfo;
     const hostInUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    this.#url = `http://${hostInUrl}:${address.port}`;
+    this.#url = `${this.#tls ? 'https' : 'http'}://${hostInUrl}:${address.port}`;
   }
 
   get url(): string {
@@ -232,6 +274,10 @@ class IamEmulatorServer implements IamEmulator {
 
   setTokenLifetime(seconds: number): void {
     this.#tokenLifetimeSeconds = checkLifetime(seconds, 'setTokenLifetime(seconds)');
+  }
+
+  setExpClaimLifetime(seconds: number | undefined): void {
+    this.#expClaimLifetimeSeconds = seconds === undefined ? undefined : checkLifetime(seconds, 'setExpClaimLifetime(seconds)');
   }
 
   inject(fault: Fault, options?: FaultOptions): void {
@@ -347,12 +393,16 @@ class IamEmulatorServer implements IamEmulator {
     // Read the whole body before answering: answering first and closing would make the client
     // see a reset instead of the answer.
     const body = await readBody(req, MAX_BODY_BYTES);
-    const request: TokenRequest = readTokenRequest({
-      method: req.method ?? 'GET',
-      contentType: req.headers['content-type'],
-      authorization: req.headers.authorization,
-      body: body.text,
-    });
+    const request: TokenRequest = readTokenRequest(
+      {
+        method: req.method ?? 'GET',
+        contentType: req.headers['content-type'],
+        authorization: req.headers.authorization,
+        body: body.text,
+        peerCertificate: peerCertificateOf(req.socket),
+      },
+      this.#clients,
+    );
     if (body.tooLarge) request.params = { unreadable: `Request body larger than ${MAX_BODY_BYTES} bytes` };
     const logged: RequestLogEntry = {
       at,
@@ -360,6 +410,10 @@ class IamEmulatorServer implements IamEmulator {
       path,
       authMethod: request.authMethod,
       ...(request.clientId === undefined ? {} : { clientId: request.clientId }),
+      ...(request.assertion === undefined ? {} : { assertion: request.assertion }),
+      ...(request.peerCertificate === undefined
+        ? {}
+        : { tlsClientSubject: new X509Certificate(request.peerCertificate.raw).subject.split('\n').join(',') }),
       ...withParams(loggableParams(request)),
       outcome: 'invalid_request',
     };
@@ -378,13 +432,16 @@ class IamEmulatorServer implements IamEmulator {
       return sendJson(res, 404, { error: 'Realm does not exist' }, NO_STORE);
     }
 
-    const answer = answerTokenRequest(request, {
+    const answer = await answerTokenRequest(request, {
       realm: this.realm,
-      issuer: this.#issuer(''),
+      issuer: this.#issuer(seen.path.startsWith('/auth/') ? '/auth' : ''),
       clients: this.#clients,
       tokens: this.#tokens,
       tokenLifetimeSeconds: this.#tokenLifetimeSeconds,
+      expClaimLifetimeSeconds: this.#expClaimLifetimeSeconds,
       omitExpiresIn: this.#omitExpiresIn,
+      tokenUrl: seen.path.startsWith('/auth/') ? this.legacyTokenUrl() : this.tokenUrl(),
+      usedAssertionIds: this.#usedAssertionIds,
       now: at,
     });
     if (answer.failedAuthentication) this.#blocker.recordFailure(remoteAddress, at);
@@ -434,12 +491,16 @@ class IamEmulatorServer implements IamEmulator {
 
   /** The realm's discovery document, for the demo and for tools that start from the issuer. */
   #discoveryDocument(pathPrefix: string): Record<string, unknown> {
+    const tokenEndpoint = pathPrefix === '' ? this.tokenUrl() : this.legacyTokenUrl();
     return {
       issuer: this.#issuer(pathPrefix),
-      token_endpoint: pathPrefix === '' ? this.tokenUrl() : this.legacyTokenUrl(),
+      token_endpoint: tokenEndpoint,
       grant_types_supported: ['client_credentials'],
-      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      token_endpoint_auth_methods_supported: this.#authMethodsSupported,
+      token_endpoint_auth_signing_alg_values_supported: ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'EdDSA'],
       scopes_supported: this.#clients.allScopes(),
+      // One endpoint serves both: it asks every client for a certificate (RFC 8705 §5).
+      ...(this.#tls && { mtls_endpoint_aliases: { token_endpoint: tokenEndpoint } }),
     };
   }
 
@@ -457,6 +518,15 @@ function checkLifetime(seconds: number, name: string): number {
 function checkPositive(value: number, name: string): number {
   if (!(value > 0)) throw new RangeError(`${name} must be greater than 0, got ${value}`);
   return value;
+}
+
+/** The TLS client certificate of a connection, if it is TLS and the client sent one. */
+function peerCertificateOf(socket: Socket): PresentedCertificate | undefined {
+  const tls = socket as Partial<TLSSocket>;
+  if (typeof tls.getPeerCertificate !== 'function') return undefined;
+  const certificate = tls.getPeerCertificate();
+  if (certificate.raw === undefined) return undefined;
+  return { raw: certificate.raw, authorized: tls.authorized === true };
 }
 
 /** The peer's IP, with IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) as plain IPv4. */

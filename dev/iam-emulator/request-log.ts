@@ -2,10 +2,27 @@
  * What the IAM emulator records about the requests it saw, so tests can assert what a client
  * actually sent (which client, which authentication method, how often) and what it got back.
  */
+import type { AuthMethod } from '../../workflows/registration.js';
 import type { FaultKind } from './faults.js';
 
-/** How a token request authenticated the client, by the IANA names (RFC 7591 §2). */
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+/**
+ * How a token request authenticated the client, by the IANA names (RFC 7591 §2): told by what it
+ * sent (a Basic header, `client_secret`, a `client_assertion` signed with HMAC or a key, a TLS
+ * client certificate with `client_id`), or `none`.
+ */
+export type ClientAuthMethod = AuthMethod | 'none';
+
+/** A client assertion as it arrived (RFC 7523 §3): its header and claims, never the JWT itself. */
+export interface LoggedAssertion {
+  alg?: string;
+  kid?: string;
+  iss?: string;
+  sub?: string;
+  aud?: string | string[];
+  jti?: string;
+  iat?: number;
+  exp?: number;
+}
 
 /**
  * What the emulator did with a token request: an OAuth error code (RFC 6749 §5.2) when the
@@ -36,6 +53,10 @@ export interface RequestLogEntry {
   clientId?: string;
   /** Absent when the request was refused before its body was read (a blocked IP). */
   authMethod?: ClientAuthMethod;
+  /** The client assertion's header and claims, when the request sent one. */
+  assertion?: LoggedAssertion;
+  /** The TLS client certificate's subject, when the request presented one. */
+  tlsClientSubject?: string;
   /** The peer's IP address, IPv4-mapped IPv6 addresses shown as plain IPv4. */
   remoteAddress: string;
   /** The request path, e.g. `/realms/demo/protocol/openid-connect/token`. */
@@ -46,8 +67,8 @@ export interface RequestLogEntry {
   /** The access token issued, when the outcome is `issued`. */
   accessToken?: string;
   /**
-   * The form parameters of the request except `client_secret` (`grant_type`, `scope`, and extra
-   * ones such as `audience` or `resource`). Absent when the body was not read.
+   * The form parameters of the request except `client_secret` and `client_assertion` (`grant_type`,
+   * `scope`, and extra ones such as `audience` or `resource`). Absent when the body was not read.
    */
   params?: Readonly<Record<string, string>>;
 }

@@ -1,11 +1,24 @@
 /**
  * The token endpoint's OAuth logic for the client credentials grant, with Keycloak's choices of
- * status codes, error codes and texts. No I/O here: the server reads the request, this decides
- * the answer, the server sends it.
+ * status codes, error codes and texts, for the six client authentication methods. No I/O here: the
+ * server reads the request, this decides the answer, the server sends it.
  */
-import { parseBasicCredentials, type ClientRegistry, type PresentedCredentials } from './clients.js';
-import type { ClientAuthMethod, TokenRequestOutcome } from './request-log.js';
+import { X509Certificate } from 'node:crypto';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
+import { parseBasicCredentials, type ClientRegistry, type PresentedCredentials, type RegisteredClient } from './clients.js';
+import type { ClientAuthMethod, LoggedAssertion, TokenRequestOutcome } from './request-log.js';
 import type { TokenStore } from './tokens.js';
+
+/** RFC 7523 §2.2. */
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** A TLS client certificate the connection presented (RFC 8705 §2). */
+export interface PresentedCertificate {
+  /** DER. */
+  raw: Buffer;
+  /** Whether it chains to the emulator's client CA (`tls.clientCa`). */
+  authorized: boolean;
+}
 
 /** A token request as it came in, before anything was checked. */
 export interface RawTokenRequest {
@@ -13,6 +26,8 @@ export interface RawTokenRequest {
   contentType: string | undefined;
   authorization: string | undefined;
   body: string;
+  /** The TLS client certificate, when the emulator serves TLS and the client sent one. */
+  peerCertificate?: PresentedCertificate | undefined;
 }
 
 /**
@@ -27,6 +42,9 @@ export interface TokenRequest {
   authMethod: ClientAuthMethod;
   /** The client the request names (authenticated or not). */
   clientId: string | undefined;
+  /** The client assertion's header and claims (decoded, not yet verified). */
+  assertion?: LoggedAssertion;
+  peerCertificate?: PresentedCertificate | undefined;
 }
 
 /** The answer the token endpoint logic chose. */
@@ -51,7 +69,13 @@ export interface TokenEndpointContext {
   clients: ClientRegistry;
   tokens: TokenStore;
   tokenLifetimeSeconds: number;
+  /** The tokens' JWT `exp` this long after issue, when it differs from `expires_in`. */
+  expClaimLifetimeSeconds: number | undefined;
   omitExpiresIn: boolean;
+  /** The token endpoint's URL: an assertion's `aud` may name it or the issuer (RFC 7523 §3). */
+  tokenUrl: string;
+  /** `jti`s of assertions already used, until they expire (RFC 7523 §3 item 7). */
+  usedAssertionIds: Map<string, number>;
   now: number;
 }
 
@@ -62,15 +86,53 @@ const INVALID_CLIENT_CREDENTIALS = 'Invalid client or Invalid client credentials
  * Reads the form body and the credentials of a token request.
  * @see RFC 6749 §4.4.2 (request), §2.3.1 (client password), §3.2 (parameters sent once)
  */
-export function readTokenRequest(raw: RawTokenRequest): TokenRequest {
+export function readTokenRequest(raw: RawTokenRequest, clients: ClientRegistry): TokenRequest {
   const params = readFormParams(raw.contentType, raw.body);
   const basic = parseBasicCredentials(raw.authorization);
   const form = 'unreadable' in params ? {} : params;
+  const assertion = form.client_assertion === undefined ? undefined : decodeAssertion(form.client_assertion);
+  let clientId = basic !== undefined && basic !== 'malformed' ? basic.clientId : form.client_id;
+  if (clientId === undefined && assertion?.sub !== undefined) clientId = assertion.sub;
   let authMethod: ClientAuthMethod = 'none';
   if (basic !== undefined) authMethod = 'client_secret_basic';
   else if (form.client_secret !== undefined) authMethod = 'client_secret_post';
-  const clientId = basic !== undefined && basic !== 'malformed' ? basic.clientId : form.client_id;
-  return { method: raw.method, params, basic, authMethod, clientId };
+  else if (assertion !== undefined) authMethod = /^HS/.test(assertion.alg ?? '') ? 'client_secret_jwt' : 'private_key_jwt';
+  else if (raw.peerCertificate !== undefined) {
+    // The request alone does not tell the two mTLS methods apart; the client's registration does.
+    const registered = clientId === undefined ? undefined : clients.get(clientId)?.authMethod;
+    authMethod = registered === 'self_signed_tls_client_auth' ? registered : 'tls_client_auth';
+  }
+  return {
+    method: raw.method,
+    params,
+    basic,
+    authMethod,
+    clientId,
+    ...(assertion !== undefined && { assertion }),
+    ...(raw.peerCertificate !== undefined && { peerCertificate: raw.peerCertificate }),
+  };
+}
+
+/** An assertion's header and claims for the log and for finding the client; `{}` when it does not decode. */
+function decodeAssertion(jwt: string): LoggedAssertion {
+  try {
+    const header = decodeProtectedHeader(jwt);
+    const claims = decodeJwt(jwt);
+    const pick = <T>(value: unknown, type: string) => (typeof value === type ? (value as T) : undefined);
+    const fields: LoggedAssertion = {
+      alg: pick(header.alg, 'string'),
+      kid: pick(header.kid, 'string'),
+      iss: pick(claims.iss, 'string'),
+      sub: pick(claims.sub, 'string'),
+      aud: typeof claims.aud === 'string' || Array.isArray(claims.aud) ? claims.aud : undefined,
+      jti: pick(claims.jti, 'string'),
+      iat: pick(claims.iat, 'number'),
+      exp: pick(claims.exp, 'number'),
+    };
+    return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+  } catch {
+    return {};
+  }
 }
 
 /**
@@ -88,7 +150,7 @@ export function readTokenRequest(raw: RawTokenRequest): TokenRequest {
  *
  * @see RFC 6749 §4.4, §5.1, §5.2
  */
-export function answerTokenRequest(request: TokenRequest, context: TokenEndpointContext): TokenAnswer {
+export async function answerTokenRequest(request: TokenRequest, context: TokenEndpointContext): Promise<TokenAnswer> {
   if (request.method !== 'POST') {
     return { ...oauthError(405, 'invalid_request', 'HTTP 405 Method Not Allowed'), headers: { Allow: 'POST' } };
   }
@@ -100,7 +162,7 @@ export function answerTokenRequest(request: TokenRequest, context: TokenEndpoint
   if (grantType === undefined) return oauthError(400, 'invalid_request', 'Missing form parameter: grant_type');
   if (grantType !== 'client_credentials') return oauthError(400, 'unsupported_grant_type', 'Unsupported grant_type');
 
-  const authenticated = authenticateClient(request, params, context);
+  const authenticated = await authenticateClient(request, params, context);
   if ('status' in authenticated) return authenticated;
   const client = authenticated.client;
 
@@ -118,6 +180,7 @@ export function answerTokenRequest(request: TokenRequest, context: TokenEndpoint
     clientId: client.clientId,
     scope,
     lifetimeSeconds: context.tokenLifetimeSeconds,
+    ...(context.expClaimLifetimeSeconds !== undefined && { expClaimLifetimeSeconds: context.expClaimLifetimeSeconds }),
     now: context.now,
     issuer: context.issuer,
     audience: params.audience,
@@ -140,24 +203,38 @@ export function answerTokenRequest(request: TokenRequest, context: TokenEndpoint
   };
 }
 
-/** The form parameters of a request, for the log: everything but the secret. */
+/** The form parameters of a request, for the log: everything but the secret and the assertion. */
 export function loggableParams(request: TokenRequest): Record<string, string> | undefined {
   if ('unreadable' in request.params) return undefined;
-  const { client_secret: _secret, ...rest } = request.params;
+  const { client_secret: _secret, client_assertion: _assertion, ...rest } = request.params;
   return rest;
 }
 
+type Authenticated = { client: RegisteredClient } | TokenAnswer;
+
 /**
- * Authenticates the client with exactly one of client_secret_basic and client_secret_post.
- * @see RFC 6749 §2.3, §2.3.1
+ * Authenticates the client with exactly one method: a client secret (Basic or in the body), a
+ * client assertion, or the TLS client certificate. A client with an `authMethod` accepts only that
+ * one (Keycloak's client authenticator); without, either secret method.
+ * @see RFC 6749 §2.3, §2.3.1; RFC 7523 §3; RFC 8705 §2
  */
-function authenticateClient(
+async function authenticateClient(
   request: TokenRequest,
   params: Record<string, string>,
   context: TokenEndpointContext,
-): { client: NonNullable<ReturnType<ClientRegistry['get']>> } | TokenAnswer {
+): Promise<Authenticated> {
   const challenge = challengeFor(request, context);
   const { basic } = request;
+  if (params.client_assertion !== undefined) {
+    if (basic !== undefined || params.client_secret !== undefined) {
+      return oauthError(
+        400,
+        'invalid_request',
+        'Use one client authentication method: both a client assertion and a client secret were sent',
+      );
+    }
+    return authenticateAssertion(request, params, context, challenge);
+  }
   let presented: PresentedCredentials;
   if (basic !== undefined) {
     if (params.client_secret !== undefined) {
@@ -178,11 +255,14 @@ function authenticateClient(
     if (params.client_id === undefined) return oauthError(400, 'invalid_request', 'Missing form parameter: client_id');
     presented = { clientId: params.client_id, clientSecret: params.client_secret };
   } else if (params.client_id !== undefined) {
-    // A public client's request: this realm has only confidential clients.
     const known = context.clients.get(params.client_id);
     if (known === undefined || !known.enabled) {
       return failedAuthentication(oauthError(401, 'invalid_client', INVALID_CLIENT_CREDENTIALS, challenge));
     }
+    if (known.authMethod === 'tls_client_auth' || known.authMethod === 'self_signed_tls_client_auth') {
+      return authenticateCertificate(request, known, challenge);
+    }
+    // A public client's request: this realm has only confidential clients.
     return failedAuthentication(oauthError(401, 'unauthorized_client', 'Client secret not provided in request', challenge));
   } else {
     return failedAuthentication(
@@ -194,15 +274,84 @@ function authenticateClient(
   if (client === undefined || !client.enabled) {
     return failedAuthentication(oauthError(401, 'invalid_client', INVALID_CLIENT_CREDENTIALS, challenge));
   }
-  if (presented.clientSecret !== client.clientSecret) {
+  if (client.authMethod !== undefined && client.authMethod !== request.authMethod) {
+    return failedAuthentication(oauthError(401, 'invalid_client', `Client authentication must be ${client.authMethod}`, challenge));
+  }
+  if (client.clientSecret === undefined || presented.clientSecret !== client.clientSecret) {
     return failedAuthentication(oauthError(401, 'unauthorized_client', INVALID_CLIENT_CREDENTIALS, challenge));
   }
   return { client };
 }
 
+/**
+ * A `client_secret_jwt` or `private_key_jwt` assertion: the right type, a known client that uses
+ * this method, a valid signature (the client secret's HMAC, or one of the client's JWKS keys),
+ * `iss` = `sub` = the client, `aud` the issuer or the token endpoint, not expired, and a `jti` not
+ * used before (RFC 7523 §3 items 1–7). Every failure is a failed login, 401 `invalid_client`.
+ */
+async function authenticateAssertion(
+  request: TokenRequest,
+  params: Record<string, string>,
+  context: TokenEndpointContext,
+  challenge: Record<string, string>,
+): Promise<Authenticated> {
+  const refuse = (description: string) => failedAuthentication(oauthError(401, 'invalid_client', description, challenge));
+  if (params.client_assertion_type !== JWT_BEARER) return oauthError(400, 'invalid_request', `client_assertion_type must be ${JWT_BEARER}`);
+  const clientId = request.assertion?.sub;
+  if (clientId === undefined) return refuse('The client assertion names no client (sub)');
+  if (params.client_id !== undefined && params.client_id !== clientId) {
+    return oauthError(400, 'invalid_request', 'client_id in the body does not match the client assertion');
+  }
+  const client = context.clients.get(clientId);
+  if (client === undefined || !client.enabled) return refuse(INVALID_CLIENT_CREDENTIALS);
+  if (client.authMethod !== request.authMethod) return refuse(`Client authentication must be ${client.authMethod ?? 'a client secret'}`);
+  try {
+    const options = {
+      issuer: clientId,
+      subject: clientId,
+      audience: [context.issuer, context.tokenUrl],
+      currentDate: new Date(context.now),
+      requiredClaims: ['exp', 'jti'],
+    };
+    const { payload } =
+      request.authMethod === 'client_secret_jwt'
+        ? await jwtVerify(params.client_assertion!, new TextEncoder().encode(client.clientSecret ?? ''), {
+            ...options,
+            algorithms: ['HS256', 'HS384', 'HS512'],
+          })
+        : await jwtVerify(params.client_assertion!, createLocalJWKSet(client.jwks ?? { keys: [] }), options);
+    for (const [jti, expiresAt] of context.usedAssertionIds) if (expiresAt <= context.now) context.usedAssertionIds.delete(jti);
+    if (context.usedAssertionIds.has(payload.jti!)) return refuse('Token reuse detected: the client assertion jti was used before');
+    context.usedAssertionIds.set(payload.jti!, payload.exp! * 1000);
+    return { client };
+  } catch (error) {
+    if (error instanceof joseErrors.JOSEError) return refuse(`Client assertion refused: ${error.message}`);
+    throw error;
+  }
+}
+
+/**
+ * An mTLS client (RFC 8705 §2): `tls_client_auth` needs a certificate that chains to the client CA
+ * with the registered subject DN; `self_signed_tls_client_auth` one of the registered
+ * certificates. No certificate, or another, is a failed login.
+ */
+function authenticateCertificate(request: TokenRequest, client: RegisteredClient, challenge: Record<string, string>): Authenticated {
+  const refuse = (description: string) => failedAuthentication(oauthError(401, 'invalid_client', description, challenge));
+  const presented = request.peerCertificate;
+  if (presented === undefined) return refuse('No TLS client certificate was presented');
+  if (client.authMethod === 'tls_client_auth') {
+    if (!presented.authorized) return refuse('The TLS client certificate does not chain to a trusted CA');
+    const subject = new X509Certificate(presented.raw).subject.split('\n').join(',');
+    if (subject !== client.tlsClientAuthSubjectDn) return refuse(`The TLS client certificate's subject ${subject} is not the client's`);
+    return { client };
+  }
+  const registered = (client.certificates ?? []).some((pem) => new X509Certificate(pem).raw.equals(presented.raw));
+  return registered ? { client } : refuse('The TLS client certificate is not one registered for the client');
+}
+
 /** The `WWW-Authenticate` challenge of a 401 (see {@link answerTokenRequest} for when). */
 function challengeFor(request: TokenRequest, context: TokenEndpointContext): Record<string, string> {
-  if (request.authMethod === 'client_secret_post') return {};
+  if (request.authMethod !== 'client_secret_basic' && request.authMethod !== 'none') return {};
   return { 'WWW-Authenticate': `Basic realm="${context.realm}"` };
 }
 

@@ -36,15 +36,21 @@ export class TokenStore {
     clientId: string;
     scope: string;
     lifetimeSeconds: number;
+    /** When the `exp` claim says otherwise than `expires_in`: the token lives this long. */
+    expClaimLifetimeSeconds?: number;
     now: number;
     issuer: string;
     audience?: string | undefined;
   }): IssuedToken {
-    const { clientId, scope, lifetimeSeconds, now, audience } = request;
+    const { clientId, scope, now, audience } = request;
+    const lifetimeSeconds = request.expClaimLifetimeSeconds ?? request.lifetimeSeconds;
     const iat = Math.floor(now / 1000);
     const header = { alg: 'HS256', typ: 'JWT', kid: this.#keyId };
     const payload = {
-      exp: iat + lifetimeSeconds,
+      // The instant the emulator stops accepting the token, rounded up to whole seconds: a
+      // client that caps the lifetime by `exp` then sees `expires_in` from when it sent, not a
+      // lifetime up to a second shorter (which short-lived test tokens would feel).
+      exp: Math.ceil((now + lifetimeSeconds * 1000) / 1000),
       iat,
       jti: randomUUID(),
       iss: request.issuer,

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startOidcProvider } from '../support/oidc-provider.js';
-import type { ClientAuthMethod, OidcProviderFixture } from '../support/oidc-provider.js';
+import type { OidcProviderFixture, SecretAuthMethod } from '../support/oidc-provider.js';
 
 const TTL_SECONDS = 5;
 // Every character RFC 6749 §2.3.1's form-urlencoding changes, and `:` that would split Basic.
@@ -14,7 +14,7 @@ const ANY_TIME = expect.any(Number) as number;
 const clients = {
   client_secret_basic: { clientId: 'basic-client', clientSecret: TRICKY_SECRET },
   client_secret_post: { clientId: 'post-client', clientSecret: 'post-secret' },
-} as const satisfies Record<ClientAuthMethod, { clientId: string; clientSecret: string }>;
+} as const satisfies Record<SecretAuthMethod, { clientId: string; clientSecret: string }>;
 
 // application/x-www-form-urlencoded serialization of one value (space → `+`, `%` → `%25`, …).
 function formUrlEncode(value: string): string {
@@ -28,7 +28,7 @@ function basicAuthorization(clientId: string, clientSecret: string): string {
 }
 
 interface TokenRequest {
-  authMethod: ClientAuthMethod;
+  authMethod: SecretAuthMethod;
   clientId: string;
   clientSecret: string;
   scope?: string;

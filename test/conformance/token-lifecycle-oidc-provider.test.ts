@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { tokenKey } from '../../shared/redis-layout.js';
-import { startOidcProvider, type ClientAuthMethod, type OidcProviderFixture, type TokenEndpointRequest } from '../support/oidc-provider.js';
+import { startOidcProvider, type OidcProviderFixture, type SecretAuthMethod, type TokenEndpointRequest } from '../support/oidc-provider.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 import { firstRenewal } from '../support/workflow-history.js';
 import { workflowIdFor } from '../../workflows/messages.js';
@@ -24,9 +24,9 @@ const OPAQUE_TOKEN = expect.stringMatching(/^\S{20,}$/) as string;
 const CASES = [
   { authMethod: 'client_secret_basic', clientId: 'conformance-basic', secret: BASIC_SECRET, secretRef: 'env:BASIC_SECRET' },
   { authMethod: 'client_secret_post', clientId: 'conformance-post', secret: POST_SECRET, secretRef: 'env:POST_SECRET' },
-] as const satisfies readonly { authMethod: ClientAuthMethod; clientId: string; secret: string; secretRef: `env:${string}` }[];
+] as const satisfies readonly { authMethod: SecretAuthMethod; clientId: string; secret: string; secretRef: `env:${string}` }[];
 
-const rejectedClientId = (authMethod: ClientAuthMethod) => `conformance-rejected-${authMethod}`;
+const rejectedClientId = (authMethod: SecretAuthMethod) => `conformance-rejected-${authMethod}`;
 
 let provider: OidcProviderFixture;
 let stack: TokenStack;

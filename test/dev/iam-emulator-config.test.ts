@@ -74,7 +74,7 @@ describe('emulator config', () => {
 
     expect(problems).toEqual([
       'port: Too big: expected number to be <=65535',
-      'clients[0].clientSecret: Invalid input: expected string, received undefined',
+      'clients[0].clientSecret: is required unless authMethod is private_key_jwt, tls_client_auth, self_signed_tls_client_auth',
       'clients[1].clientSecret: Invalid input: expected string, received number',
       'clients[1].scopes[0]: must be a scope token (RFC 6749 §3.3): no spaces, quotes or backslashes',
       'tokenLifetme: unknown field',

@@ -14,16 +14,18 @@ import {
   type IamEmulatorOptions,
 } from '../../dev/iam-emulator/emulator.js';
 
-const ORDERS: EmulatorClient = { clientId: 'orders-service', clientSecret: 'orders-secret', scopes: ['orders:read', 'orders:write'] };
-const ADMIN: EmulatorClient = { clientId: 'admin-tool', clientSecret: 'admin-secret', scopes: ['admin'] };
-const DISABLED: EmulatorClient = { clientId: 'disabled-client', clientSecret: 'disabled-secret', enabled: false };
-const NO_SERVICE_ACCOUNT: EmulatorClient = { clientId: 'no-service-account', clientSecret: 'nsa-secret', serviceAccountsEnabled: false };
+const ORDERS: SecretClient = { clientId: 'orders-service', clientSecret: 'orders-secret', scopes: ['orders:read', 'orders:write'] };
+const ADMIN: SecretClient = { clientId: 'admin-tool', clientSecret: 'admin-secret', scopes: ['admin'] };
+const DISABLED: SecretClient = { clientId: 'disabled-client', clientSecret: 'disabled-secret', enabled: false };
+const NO_SERVICE_ACCOUNT: SecretClient = { clientId: 'no-service-account', clientSecret: 'nsa-secret', serviceAccountsEnabled: false };
 /** Every character RFC 6749 §2.3.1's encoding exists for. */
-const SPECIAL: EmulatorClient = { clientId: 'ñame:with+special %chars', clientSecret: 'p@ss:w+rd%20 é€/=' };
+const SPECIAL: SecretClient = { clientId: 'ñame:with+special %chars', clientSecret: 'p@ss:w+rd%20 é€/=' };
 const CLIENTS = [ORDERS, ADMIN, DISABLED, NO_SERVICE_ACCOUNT, SPECIAL];
 
 const FORM = { 'Content-Type': 'application/x-www-form-urlencoded' };
 const GRANT = { grant_type: 'client_credentials' };
+/** The clients of these tests authenticate with a secret. */
+type SecretClient = EmulatorClient & { clientSecret: string };
 const INVALID_CREDENTIALS = 'Invalid client or Invalid client credentials';
 
 /** A controllable clock for the tests that are about time (windows, expiry). */
@@ -44,7 +46,7 @@ async function start(options: Partial<IamEmulatorOptions> = {}): Promise<IamEmul
 }
 
 /** A token request with client_secret_basic. */
-function postBasic(url: string, client: EmulatorClient, params: Record<string, string> = GRANT): Promise<Response> {
+function postBasic(url: string, client: SecretClient, params: Record<string, string> = GRANT): Promise<Response> {
   return fetch(url, {
     method: 'POST',
     headers: { ...FORM, Authorization: basicAuthorization(client.clientId, client.clientSecret) },
@@ -53,7 +55,7 @@ function postBasic(url: string, client: EmulatorClient, params: Record<string, s
 }
 
 /** A token request with client_secret_post. */
-function postForm(url: string, client: EmulatorClient, params: Record<string, string> = GRANT): Promise<Response> {
+function postForm(url: string, client: SecretClient, params: Record<string, string> = GRANT): Promise<Response> {
   return fetch(url, {
     method: 'POST',
     headers: FORM,
@@ -123,7 +125,7 @@ describe('token endpoint', () => {
       azp: 'orders-service',
       iss: `${iam.url}/realms/demo`,
       iat: Math.floor(clock / 1000),
-      exp: Math.floor(clock / 1000) + 300,
+      exp: Math.ceil((clock + 300_000) / 1000),
       typ: 'Bearer',
     });
   });
@@ -153,7 +155,7 @@ describe('token endpoint', () => {
   });
 
   test('a client that does not form-urlencode its Basic credentials is refused', async () => {
-    const plusClient: EmulatorClient = { clientId: 'plus-client', clientSecret: 'a+b' };
+    const plusClient: SecretClient = { clientId: 'plus-client', clientSecret: 'a+b' };
     const iam = await start({ clients: [plusClient, ORDERS] });
     const raw = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`, 'utf8').toString('base64')}`;
     const send = (authorization: string) =>
@@ -388,7 +390,8 @@ describe('token endpoint', () => {
       issuer: `${iam.url}/realms/demo`,
       token_endpoint: iam.tokenUrl(),
       grant_types_supported: ['client_credentials'],
-      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt'],
+      token_endpoint_auth_signing_alg_values_supported: ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'EdDSA'],
       scopes_supported: ['admin', 'orders:read', 'orders:write'],
     });
   });
@@ -767,7 +770,7 @@ describe('request log', () => {
 });
 
 describe('resource API', () => {
-  async function tokenFor(iam: IamEmulator, client: EmulatorClient, scope?: string): Promise<string> {
+  async function tokenFor(iam: IamEmulator, client: SecretClient, scope?: string): Promise<string> {
     const res = await postBasic(iam.tokenUrl(), client, scope === undefined ? GRANT : { ...GRANT, scope });
     expect(res.status).toBe(200);
     return ((await res.json()) as { access_token: string }).access_token;

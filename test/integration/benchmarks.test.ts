@@ -26,6 +26,13 @@ test('bench/token-store.ts prints throughput and latency for each operation', as
   expect(rows.length).toBeGreaterThanOrEqual(3);
 });
 
+test('bench/client-authentication.ts prints what each method adds to a request', async () => {
+  const { stdout } = await bench('client-authentication.ts', { BENCH_REQUESTS: '20' });
+  expect(stdout).toMatch(/^client authentication per request, 20 requests each/);
+  const rows = stdout.split('\n').filter((line) => /first [\d.]+ ms, then p50 [\d.]+ ms (ok|ABOVE TARGET), p99 [\d.]+ ms$/.test(line));
+  expect(rows).toHaveLength(5);
+});
+
 test('bench/worker-scale.ts prints what a worker costs per client (the built worker, `npm test` builds it)', async () => {
   const { stdout } = await bench('worker-scale.ts', {
     BENCH_CLIENTS: '10',

@@ -4,15 +4,18 @@
  * and the IAM emulator. Each call costs a process start-up, so independent calls run together.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { NotRegisteredError, type ApplyResult } from '../../client/admin.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
+import { expectNoSecretsInHistories } from '../support/history-secrets.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -76,7 +79,7 @@ function tokenctl(args: string[], env: Record<string, string> = {}): Promise<Run
   });
 }
 
-const COMMANDS = ['register', 'apply', 'refresh', 'status', 'list', 'resume', 'remove', 'token'] as const;
+const COMMANDS = ['register', 'reconfigure', 'apply', 'refresh', 'status', 'list', 'resume', 'remove', 'token', 'jwks'] as const;
 
 describe('usage', () => {
   test('--help exits 0 and describes every command, on the program and on each command', async () => {
@@ -87,7 +90,18 @@ describe('usage', () => {
       expect(run, COMMANDS[index]).toMatchObject({ code: 0, stderr: '' });
       expect(run.stdout).toMatch(new RegExp(`^Usage: tokenctl ${COMMANDS[index]} `));
     });
-    expect(commands[COMMANDS.indexOf('register')]!.stdout).toContain('--token-url <url>');
+    for (const flag of [
+      '--token-url <url>',
+      '--issuer <url>',
+      '--auth <method>',
+      '--key <ref>',
+      '--cert <ref>',
+      '--ca <ref>',
+      '--proxy <url>',
+      '--assertion-audience <url>',
+    ]) {
+      expect(commands[COMMANDS.indexOf('register')]!.stdout).toContain(flag);
+    }
     // apply's help documents the file format, secrets as references included.
     expect(commands[COMMANDS.indexOf('apply')]!.stdout).toMatch(
       /defaults:\n[\s\S]*clients:\n\s+- clientId: orders-api\n\s+secretRef: env:ORDERS_API_SECRET/,
@@ -96,17 +110,20 @@ describe('usage', () => {
 
   test('wrong usage exits 2 and says what was wrong', async () => {
     const url = 'http://127.0.0.1:1/token';
-    const [unknownCommand, missingOption, badChoice] = await Promise.all([
+    const [unknownCommand, missingEndpoint, badChoice] = await Promise.all([
       tokenctl(['frobnicate']),
       tokenctl(['register', CLIENT, '--secret', 'env:S']),
       tokenctl(['register', CLIENT, '--token-url', url, '--secret', 'env:S', '--auth', 'digest']),
     ]);
     expect(unknownCommand).toMatchObject({ code: 2, stdout: '' });
     expect(unknownCommand.stderr).toContain("error: unknown command 'frobnicate'");
-    expect(missingOption).toMatchObject({ code: 2, stdout: '' });
-    expect(missingOption.stderr).toContain("error: required option '--token-url <url>' not specified");
+    // One of two options is required: the registration's rule, so it is listed with the others.
+    expect(missingEndpoint).toMatchObject({ code: 1, stdout: '' });
+    expect(missingEndpoint.stderr).toContain('  - --token-url: is required, or --issuer instead (one of the two)\n');
     expect(badChoice).toMatchObject({ code: 2, stdout: '' });
-    expect(badChoice.stderr).toContain("argument 'digest' is invalid. Allowed choices are basic, post.");
+    expect(badChoice.stderr).toContain(
+      "argument 'digest' is invalid. Allowed choices are client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth (or basic, post for short).",
+    );
 
     const [applyWithoutFile, unknownOption, badState] = await Promise.all([
       tokenctl(['apply']),
@@ -132,6 +149,42 @@ describe('failures', () => {
     expect(run.stderr).toContain('  - --secret: must be env:NAME or file:/absolute/path');
     expect(run.stderr).not.toContain('plain-secret');
     await expect(stack.admin.status('bad-client')).rejects.toThrow(NotRegisteredError);
+  });
+
+  test('every mistake of a method and its references is named by its flag', async () => {
+    const run = await tokenctl([
+      'register',
+      'bad-client',
+      '--issuer',
+      'http://127.0.0.1:1/realms/x',
+      '--token-url',
+      'http://127.0.0.1:1/token',
+      '--auth',
+      'private_key_jwt',
+      '--secret',
+      'env:S',
+      '--signing-alg',
+      'HS256',
+      '--proxy',
+      'http://user:hunter2@proxy:3128',
+    ]);
+
+    expect(run).toMatchObject({ code: 1, stdout: '' });
+    expect(
+      run.stderr
+        .split('\n')
+        .filter((line) => line.startsWith('  - '))
+        .sort(),
+    ).toEqual(
+      [
+        '  - --issuer: give --token-url or --issuer, not both',
+        '  - --key: private_key_jwt needs a key reference',
+        '  - --proxy: must not contain credentials: give an authenticated proxy to the worker as HTTPS_PROXY',
+        '  - --secret: private_key_jwt does not use a client secret reference: remove it',
+        '  - --signing-alg: private_key_jwt signs with RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA',
+      ].sort(),
+    );
+    expect(run.stderr).not.toContain('hunter2');
   });
 
   test('status of an unknown client exits 1 naming it', async () => {
@@ -293,11 +346,10 @@ describe('apply', () => {
     expect(run.stderr).toBe(
       [
         `error: ${path} is invalid, nothing was changed:`,
-        '  - defaults.authMethod: Invalid option: expected one of "client_secret_basic"|"client_secret_post"',
-        '  - clients[1].clientSecret: secrets never go in this file (Temporal shows registrations to every operator); use secretRef: env:NAME or file:/absolute/path',
+        '  - defaults.authMethod: must be one of client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth',
+        '  - clients[1].clientSecret: secrets and keys never go in this file (Temporal shows registrations to every operator); use secretRef or keyRef: env:NAME or file:/absolute/path',
         '  - clients[1].tokenUrl: must be an http(s) URL',
-        '  - clients[1].secretRef: is required (set it here or under defaults:)',
-        '  - clients[2].secretRef: must be env:NAME or file:/absolute/path (the secret itself never goes here)',
+        '  - clients[2].secretRef: must be env:NAME or file:/absolute/path (the secret, key or certificate itself never goes here)',
         '  - clients[2].policy: policy.refreshFraction must be between 0 and 1 (exclusive)',
         '  - clients[2].clientId: "apply-a" is already listed at clients[0] (one entry per client ID)',
         'Fix these and run it again; see tokenctl apply --help for the format.',
@@ -426,5 +478,109 @@ describe('apply', () => {
     expect(JSON.parse(purged.stdout) as ApplyResult).toMatchObject({ removed: ['apply-b'], failed: [] });
     expect(await stack.store.read('apply-b')).toBeNull();
     expect(await stack.store.read('apply-a')).not.toBeNull();
+  });
+});
+
+describe("methods checked against the issuer's discovery document", () => {
+  let limited: IamEmulator;
+  let keyPath: string;
+
+  beforeAll(async () => {
+    // An IAM that offers the secret methods only.
+    limited = await startIamEmulator({ clients: [], authMethodsSupported: ['client_secret_basic', 'client_secret_post'] });
+    keyPath = join(dir, 'cli-key.pem');
+    await writeFile(keyPath, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  test('register refuses a method the issuer does not list, naming the ones it lists, and registers nothing', async () => {
+    const issuer = `${limited.url}/realms/demo`;
+    const run = await tokenctl([
+      'register',
+      'cli-unsupported',
+      '--issuer',
+      issuer,
+      '--auth',
+      'private_key_jwt',
+      '--key',
+      `file:${keyPath}`,
+    ]);
+
+    expect(run).toMatchObject({ code: 1, stdout: '' });
+    expect(run.stderr).toBe(
+      `error: the IAM refuses these auth methods, nothing was changed:\n  - --auth: ${issuer} does not support private_key_jwt (its token_endpoint_auth_methods_supported: client_secret_basic, client_secret_post)\n`,
+    );
+    await expect(stack.admin.status('cli-unsupported')).rejects.toThrow(NotRegisteredError);
+  });
+
+  test('apply refuses the same before it changes anything', async () => {
+    const issuer = `${limited.url}/realms/demo`;
+    const file = join(dir, 'unsupported.yaml');
+    await writeFile(
+      file,
+      `clients:\n  - clientId: cli-unsupported\n    issuer: ${issuer}\n    authMethod: private_key_jwt\n    keyRef: file:${keyPath}\n`,
+    );
+    const run = await tokenctl(['apply', file]);
+
+    expect(run).toMatchObject({ code: 1, stdout: '' });
+    expect(run.stderr).toContain(`  - ${file}: clients[0].authMethod: ${issuer} does not support private_key_jwt`);
+    await expect(stack.admin.status('cli-unsupported')).rejects.toThrow(NotRegisteredError);
+  });
+
+  test('an issuer this machine cannot reach is named in a warning, and the client is registered (the worker reads the document)', async () => {
+    const [port] = await findFreePorts(1);
+    const issuer = `http://127.0.0.1:${port}/realms/demo`;
+    const run = await tokenctl(['register', 'cli-unreachable', '--issuer', issuer, '--secret', 'env:S']);
+
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `^warning: Discovery document ${issuer}/\\.well-known/openid-configuration could not be fetched: .*ECONNREFUSED.*the auth method was not checked against ${issuer} from this machine`,
+      ),
+    );
+    expect(run.stdout).toMatch(/^Registered cli-unreachable: tokens from the token endpoint of /);
+    await tokenctl(['remove', 'cli-unreachable']);
+  });
+
+  test('a listed method registers by issuer, and reconfigure moves the client to a token URL', async () => {
+    const issuer = `${iam.url}/realms/demo`;
+    const registered = await tokenctl(['register', CLIENT, '--issuer', issuer, '--secret', 'env:S']);
+    expect(registered).toMatchObject({ code: 0, stderr: '' });
+    // Registered before in this file: its generations go on from the highest Redis recorded.
+    const first = await eventually(async () => (await stack.store.read(CLIENT)) ?? undefined, 30_000, `${CLIENT} token`);
+
+    const moved = await tokenctl(['reconfigure', CLIENT, '--token-url', iam.tokenUrl(), '--auth', 'post']);
+    expect(moved).toMatchObject({ code: 0, stderr: '' });
+    expect(await stack.admin.registration(CLIENT)).toMatchObject({ tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post' });
+    expect(await stack.admin.registration(CLIENT)).not.toHaveProperty('issuer');
+    await eventually(
+      async () => ((await stack.store.read(CLIENT))!.generation > first.generation ? true : undefined),
+      30_000,
+      `${CLIENT} reconfigured`,
+    );
+    await tokenctl(['remove', CLIENT, '--purge']);
+  });
+
+  test('jwks prints the public JWK Set of a key reference, with the kid the worker sends', async () => {
+    const run = await tokenctl(['jwks', `file:${keyPath}`]);
+
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    const { keys } = JSON.parse(run.stdout) as { keys: Array<Record<string, unknown>> };
+    const publicJwk = await exportJWK(createPublicKey(await readFile(keyPath, 'utf8')));
+    // The worker sends the RFC 7638 thumbprint as kid when neither the key nor the registration names one.
+    expect(keys).toEqual([{ ...publicJwk, kid: await calculateJwkThumbprint(publicJwk), use: 'sig', alg: 'ES256' }]);
+    expect(keys[0]).not.toHaveProperty('d');
+    const twoWithOneKid = await tokenctl(['jwks', `file:${keyPath}`, `file:${keyPath}`, '--key-id', 'k1']);
+    expect(twoWithOneKid).toMatchObject({ code: 1, stdout: '', stderr: 'error: --key-id names one key: give one reference with it\n' });
+  });
+
+  test('no workflow history of these clients holds the secret, the key or a token', async () => {
+    await expectNoSecretsInHistories(stack.client, [CLIENT, 'cli-unreachable'].map(workflowIdFor), [
+      SECRET,
+      await readFile(keyPath, 'utf8'),
+      ...iam.issuedTokens.map((token) => token.accessToken),
+    ]);
   });
 });

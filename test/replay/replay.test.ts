@@ -52,6 +52,7 @@ test('the recorded scenarios are all there', () => {
       'stop',
       'continue-as-new-first-run',
       'continue-as-new-next-run',
+      'issuer-reconfigure',
     ]),
   );
 });

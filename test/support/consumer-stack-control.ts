@@ -25,7 +25,7 @@ import type { TokenAdmin } from '../../client/admin.js';
 import { TokenReader } from '../../client/token-reader.js';
 import type { IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
-import type { SecretRef } from '../../workflows/registration.js';
+import type { CredentialRef } from '../../workflows/registration.js';
 
 export interface ControlServerOptions {
   iam: IamEmulator;
@@ -36,7 +36,7 @@ export interface ControlServerOptions {
   /** Client IDs the emulator knows, handed out in order by `POST /clients`. */
   clientPool: readonly string[];
   /** Where the worker finds the pool's secret. */
-  secretRef: SecretRef;
+  secretRef: CredentialRef;
 }
 
 export interface ControlServer {

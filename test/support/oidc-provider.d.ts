@@ -35,6 +35,8 @@ declare module 'oidc-provider' {
     redirect_uris?: string[];
     scope?: string;
     id_token_signed_response_alg?: string;
+    jwks?: { keys: Array<Record<string, unknown>> };
+    tls_client_auth_subject_dn?: string;
   }
 
   export interface Configuration {
@@ -43,8 +45,17 @@ declare module 'oidc-provider' {
     jwks?: { keys: Array<Record<string, unknown>> };
     scopes?: string[];
     ttl?: { ClientCredentials?: number };
+    clientAuthMethods?: string[];
     features?: {
       clientCredentials?: { enabled: boolean };
+      mTLS?: {
+        enabled: boolean;
+        tlsClientAuth?: boolean;
+        selfSignedTlsClientAuth?: boolean;
+        getCertificate?: (ctx: KoaContextWithOIDC) => string | undefined;
+        certificateAuthorized?: (ctx: KoaContextWithOIDC) => boolean;
+        certificateSubjectMatches?: (ctx: KoaContextWithOIDC, property: string, expected: string) => boolean;
+      };
       devInteractions?: { enabled: boolean };
       resourceIndicators?: {
         enabled: boolean;
@@ -64,6 +75,8 @@ declare module 'oidc-provider' {
     readonly method: string;
     readonly path: string;
     readonly headers: Record<string, string | string[] | undefined>;
+    /** The connection (a TLSSocket when the server is HTTPS). */
+    readonly socket: import('node:net').Socket;
     status: number;
     body: unknown;
     oidc?: OIDCContext;

@@ -3,22 +3,35 @@
 // eslint-disable-next-line @typescript-eslint/triple-slash-reference
 /// <reference path="./oidc-provider.d.ts" />
 
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import type { AuthMethod } from '../../workflows/registration.js';
 
 import Provider, { errors } from 'oidc-provider';
 import type { Adapter, AdapterConstructor, AdapterPayload, ClientMetadata, KoaContextWithOIDC } from 'oidc-provider';
 
 /** Client authentication methods at the token endpoint, by their IANA names (RFC 7591 §2). */
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
+export type ClientAuthMethod = AuthMethod;
+
+/** The methods that send a client secret itself. */
+export type SecretAuthMethod = 'client_secret_basic' | 'client_secret_post';
 
 /** A client registered with the provider for the client credentials grant. */
 export interface OidcProviderClient {
   clientId: string;
-  clientSecret: string;
+  /** The client_secret_* methods' secret. */
+  clientSecret?: string;
   /** How the client authenticates at the token endpoint. */
   authMethod: ClientAuthMethod;
+  /** Public keys: `private_key_jwt`'s, or `self_signed_tls_client_auth`'s certificate as `x5c` (RFC 8705 §2.2). */
+  jwks?: { keys: Array<Record<string, unknown>> };
+  /** `tls_client_auth`: the certificate's subject DN, as Node.js prints it with commas (RFC 8705 §2.1.2). */
+  tlsClientAuthSubjectDn?: string;
   /**
    * Space-separated scopes the client may be granted.
    * @default {@link DEFAULT_CLIENT_SCOPE}
@@ -39,6 +52,11 @@ export interface StartOidcProviderOptions {
    * @default {@link DEFAULT_PROVIDER_SCOPES}
    */
   scopes?: readonly string[];
+  /**
+   * Serve HTTPS with this certificate and key, asking every client for a certificate: the mTLS
+   * methods need it (features.mTLS). `tls_client_auth` certificates must chain to `clientCa`.
+   */
+  tls?: { cert: string; key: string; clientCa: string };
 }
 
 /** One request that reached the token endpoint, recorded when its response was decided. */
@@ -47,8 +65,13 @@ export interface TokenEndpointRequest {
   at: number;
   /** From the Basic header (form-urldecoded) or the body's `client_id`; absent if neither was sent. */
   clientId?: string;
-  /** How the request tried to authenticate: a Basic header, or `client_secret` in the body. */
+  /**
+   * How the request tried to authenticate: a Basic header, `client_secret` in the body, a client
+   * assertion (HMAC: client_secret_jwt, else private_key_jwt), or a TLS client certificate.
+   */
   authMethod?: ClientAuthMethod;
+  /** The client assertion's `jti` and lifetime claims, when one was sent. */
+  assertion?: { jti?: unknown; iat?: unknown; exp?: unknown; aud?: unknown };
   status: number;
   /** The OAuth error code of an error response (RFC 6749 §5.2). */
   error?: string;
@@ -82,7 +105,11 @@ export async function startOidcProvider(options: StartOidcProviderOptions): Prom
   const ttl = options.accessTokenTtlSeconds ?? DEFAULT_ACCESS_TOKEN_TTL_SECONDS;
   validateOptions(options, ttl);
 
-  const server = createServer();
+  const tls = options.tls;
+  // Every client is asked for a certificate and none is required: the provider decides per method.
+  const server = tls
+    ? createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: true, rejectUnauthorized: false })
+    : createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
@@ -91,7 +118,7 @@ export async function startOidcProvider(options: StartOidcProviderOptions): Prom
     });
   });
   const { port } = server.address() as AddressInfo;
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
   const clientScopes = options.clients.flatMap((client) => (client.scope ?? DEFAULT_CLIENT_SCOPE).split(' '));
   const provider = new Provider(issuer, {
@@ -100,8 +127,26 @@ export async function startOidcProvider(options: StartOidcProviderOptions): Prom
     clients: options.clients.map(toClientMetadata),
     scopes: [...new Set([...(options.scopes ?? DEFAULT_PROVIDER_SCOPES), ...clientScopes])],
     ttl: { ClientCredentials: ttl },
+    clientAuthMethods: [
+      'client_secret_basic',
+      'client_secret_post',
+      'client_secret_jwt',
+      'private_key_jwt',
+      ...(tls ? (['tls_client_auth', 'self_signed_tls_client_auth'] as const) : []),
+    ],
     features: {
       clientCredentials: { enabled: true },
+      ...(tls && {
+        mTLS: {
+          enabled: true,
+          tlsClientAuth: true,
+          selfSignedTlsClientAuth: true,
+          getCertificate: (ctx: KoaContextWithOIDC) => peerCertificatePem(ctx),
+          certificateAuthorized: (ctx: KoaContextWithOIDC) => (ctx.socket as TLSSocket).authorized,
+          certificateSubjectMatches: (ctx: KoaContextWithOIDC, property: string, expected: string) =>
+            property === 'tls_client_auth_subject_dn' && subjectOf(peerCertificatePem(ctx)) === expected,
+        },
+      }),
       devInteractions: { enabled: false },
       // No resource servers are registered; the default lookup would warn before refusing.
       resourceIndicators: {
@@ -156,7 +201,9 @@ function validateOptions(options: StartOidcProviderOptions, ttl: number): void {
 function toClientMetadata(client: OidcProviderClient): ClientMetadata {
   return {
     client_id: client.clientId,
-    client_secret: client.clientSecret,
+    ...(client.clientSecret !== undefined && { client_secret: client.clientSecret }),
+    ...(client.jwks !== undefined && { jwks: client.jwks }),
+    ...(client.tlsClientAuthSubjectDn !== undefined && { tls_client_auth_subject_dn: client.tlsClientAuthSubjectDn }),
     token_endpoint_auth_method: client.authMethod,
     grant_types: ['client_credentials'],
     response_types: [],
@@ -173,16 +220,42 @@ function generateSigningKey(): Record<string, unknown> {
   return { ...privateKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig', kid: 'fixture-es256' };
 }
 
-function describeTokenRequest(ctx: KoaContextWithOIDC): Pick<TokenEndpointRequest, 'clientId' | 'authMethod'> {
+function describeTokenRequest(ctx: KoaContextWithOIDC): Pick<TokenEndpointRequest, 'clientId' | 'authMethod' | 'assertion'> {
   const authorization = ctx.headers.authorization;
   if (typeof authorization === 'string' && /^basic /i.test(authorization)) {
     const clientId = basicClientId(authorization.slice('basic '.length));
     return { authMethod: 'client_secret_basic', ...(clientId === undefined ? {} : { clientId }) };
   }
   const form = ctx.oidc?.params ?? ctx.oidc?.body;
-  const clientId = typeof form?.client_id === 'string' ? form.client_id : undefined;
-  const authMethod = typeof form?.client_secret === 'string' ? 'client_secret_post' : undefined;
+  let clientId = typeof form?.client_id === 'string' ? form.client_id : undefined;
+  if (typeof form?.client_assertion === 'string') {
+    const { alg } = decodeProtectedHeader(form.client_assertion);
+    const { jti, iat, exp, aud, sub } = decodeJwt(form.client_assertion);
+    clientId ??= sub;
+    return {
+      authMethod: alg?.startsWith('HS') ? 'client_secret_jwt' : 'private_key_jwt',
+      assertion: { jti, iat, exp, aud },
+      ...(clientId === undefined ? {} : { clientId }),
+    };
+  }
+  let authMethod: ClientAuthMethod | undefined;
+  if (typeof form?.client_secret === 'string') authMethod = 'client_secret_post';
+  else if (peerCertificatePem(ctx) !== undefined) {
+    // The certificate alone does not tell the two mTLS methods apart: one signed by a CA is tls_client_auth here.
+    authMethod = (ctx.socket as TLSSocket).authorized ? 'tls_client_auth' : 'self_signed_tls_client_auth';
+  }
   return { ...(clientId === undefined ? {} : { clientId }), ...(authMethod === undefined ? {} : { authMethod }) };
+}
+
+/** The TLS client certificate of the request, PEM, as features.mTLS.getCertificate returns it. */
+function peerCertificatePem(ctx: KoaContextWithOIDC): string | undefined {
+  const socket = ctx.socket as Partial<TLSSocket>;
+  const raw = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate().raw : undefined;
+  return raw === undefined ? undefined : new X509Certificate(raw).toString();
+}
+
+function subjectOf(pem: string | undefined): string | undefined {
+  return pem === undefined ? undefined : new X509Certificate(pem).subject.split('\n').join(',');
 }
 
 // RFC 6749 §2.3.1: the client id is form-urlencoded before it is joined with the secret.

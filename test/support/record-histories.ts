@@ -123,6 +123,20 @@ const SCENARIOS: Record<string, Scenario> = {
     await ctx.statusWhere((s) => s.state === 'active' && s.generation === 1, 'recovery after resume');
   },
 
+  /**
+   * A registration by issuer (the worker discovers the token endpoint), then `reconfigure` to a
+   * token URL removing the issuer with `null`: the fields registrations gained with discovery.
+   */
+  async 'issuer-reconfigure'(ctx) {
+    ctx.iam.setTokenLifetime(60);
+    await ctx.admin.register({ ...ctx.registration({ tokenUrl: undefined }), issuer: `${ctx.iam.url}/realms/demo` });
+    await ctx.statusWhere((s) => s.state === 'active' && s.generation === 1, 'a token by issuer');
+    await ctx.admin.reconfigure(ctx.clientId, { issuer: null, tokenUrl: ctx.iam.tokenUrl() });
+    await ctx.statusWhere((s) => s.state === 'active' && s.generation === 2, 'a token by token URL');
+    const paths = ctx.iam.requestsFor(ctx.clientId).map((r) => r.path);
+    if (paths.length !== 2) throw new Error(`expected two token requests, the IAM saw ${paths.length}`);
+  },
+
   /** `stop` with purge: the token is deleted and the workflow completes. */
   async stop(ctx) {
     ctx.iam.setTokenLifetime(60);

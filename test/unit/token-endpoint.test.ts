@@ -4,7 +4,7 @@ import { createServer as createTcpServer, type AddressInfo, type Server as TcpSe
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenEndpointError } from '../../activities/errors.js';
-import { Secret } from '../../activities/secrets.js';
+import { Secret } from '../../activities/references.js';
 import {
   classifyErrorResponse,
   classifyRequestError,

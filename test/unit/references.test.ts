@@ -6,8 +6,8 @@ import { format, inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessToken, tokenFingerprint } from '../../activities/access-token.js';
 import { SecretUnavailableError } from '../../activities/errors.js';
-import { resolveSecret, Secret } from '../../activities/secrets.js';
-import type { SecretRef } from '../../workflows/registration.js';
+import { resolveReference, Secret } from '../../activities/references.js';
+import type { CredentialRef } from '../../workflows/registration.js';
 
 const SECRET = 'S3CRET-never-print-me-4f9a2c';
 const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.TOKEN-never-print-me.c2lnbmF0dXJl';
@@ -59,7 +59,7 @@ describe('An AccessToken fingerprint', () => {
   });
 });
 
-describe('resolveSecret', () => {
+describe('resolveReference', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'secrets-test-'));
@@ -68,7 +68,7 @@ describe('resolveSecret', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function secretFile(name: string, content: string): Promise<SecretRef> {
+  async function secretFile(name: string, content: string): Promise<CredentialRef> {
     const path = join(dir, name);
     await writeFile(path, content);
     return `file:${path}`;
@@ -93,25 +93,25 @@ describe('resolveSecret', () => {
   }
 
   it('reads env:NAME from the given environment, as it is', async () => {
-    const secret = await resolveSecret('env:BILLING_SECRET', { BILLING_SECRET: ` ${SECRET}\n` });
+    const secret = await resolveReference('env:BILLING_SECRET', { BILLING_SECRET: ` ${SECRET}\n` });
     expect(secret.reveal()).toBe(` ${SECRET}\n`);
   });
 
   it('reads env:NAME from process.env by default', async () => {
     process.env.SECRETS_TEST_DEFAULT_ENV = SECRET;
     try {
-      expect((await resolveSecret('env:SECRETS_TEST_DEFAULT_ENV')).reveal()).toBe(SECRET);
+      expect((await resolveReference('env:SECRETS_TEST_DEFAULT_ENV')).reveal()).toBe(SECRET);
     } finally {
       delete process.env.SECRETS_TEST_DEFAULT_ENV;
     }
   });
 
   it('reports an unset variable', async () => {
-    expect(await unavailable(resolveSecret('env:FOO', {}))).toBe('env:FOO is not set');
+    expect(await unavailable(resolveReference('env:FOO', {}))).toBe('env:FOO is not set');
   });
 
   it('reports an empty variable', async () => {
-    expect(await unavailable(resolveSecret('env:FOO', { FOO: '' }))).toBe('env:FOO is empty');
+    expect(await unavailable(resolveReference('env:FOO', { FOO: '' }))).toBe('env:FOO is empty');
   });
 
   it.each([
@@ -121,26 +121,26 @@ describe('resolveSecret', () => {
     ['several trailing newlines', `${SECRET}\n\r\n\n`],
   ])('reads file:/path with %s', async (label, content) => {
     const ref = await secretFile(`secret-${label.replace(/\W+/g, '-')}`, content);
-    expect((await resolveSecret(ref)).reveal()).toBe(SECRET);
+    expect((await resolveReference(ref)).reveal()).toBe(SECRET);
   });
 
   it('keeps newlines and spaces inside and before the secret', async () => {
     const ref = await secretFile('inner', ` line one\nline two \n`);
-    expect((await resolveSecret(ref)).reveal()).toBe(' line one\nline two ');
+    expect((await resolveReference(ref)).reveal()).toBe(' line one\nline two ');
   });
 
   it('reports a missing file with its error code', async () => {
-    expect(await unavailable(resolveSecret('file:/x'))).toBe('file:/x could not be read: ENOENT');
+    expect(await unavailable(resolveReference('file:/x'))).toBe('file:/x could not be read: ENOENT');
   });
 
   it('reports a directory with its error code', async () => {
-    expect(await unavailable(resolveSecret(`file:${dir}`))).toBe(`file:${dir} could not be read: EISDIR`);
+    expect(await unavailable(resolveReference(`file:${dir}`))).toBe(`file:${dir} could not be read: EISDIR`);
   });
 
   it.skipIf(process.getuid?.() === 0)('reports an unreadable file with its error code', async () => {
     const ref = await secretFile('unreadable', SECRET);
     await chmod(ref.slice('file:'.length), 0o000);
-    expect(await unavailable(resolveSecret(ref))).toBe(`${ref} could not be read: EACCES`);
+    expect(await unavailable(resolveReference(ref))).toBe(`${ref} could not be read: EACCES`);
   });
 
   it.each([
@@ -149,7 +149,7 @@ describe('resolveSecret', () => {
     ['\r\n\n', 'only-newlines'],
   ])('reports a file holding %j as empty', async (content, name) => {
     const ref = await secretFile(name, content);
-    expect(await unavailable(resolveSecret(ref))).toBe(`${ref} is empty`);
+    expect(await unavailable(resolveReference(ref))).toBe(`${ref} is empty`);
   });
 
   it.each([
@@ -159,18 +159,18 @@ describe('resolveSecret', () => {
     ['file:', 'file: is malformed: the path must be absolute'],
     ['file:secrets/billing', 'file:secrets/billing is malformed: the path must be absolute'],
   ])('reports the malformed reference %j', async (ref, message) => {
-    expect(await unavailable(resolveSecret(ref as SecretRef, { MY: SECRET }))).toBe(message);
+    expect(await unavailable(resolveReference(ref as CredentialRef, { MY: SECRET }))).toBe(message);
   });
 
   it('does not echo a reference that may be a pasted secret', async () => {
-    expect(await unavailable(resolveSecret(SECRET as SecretRef))).toBe(
-      `Secret reference is malformed: expected env:NAME or file:/absolute/path, got a ${SECRET.length}-character value with neither prefix`,
+    expect(await unavailable(resolveReference(SECRET as CredentialRef))).toBe(
+      `Reference is malformed: expected env:NAME or file:/absolute/path, got a ${SECRET.length}-character value with neither prefix`,
     );
   });
 
   it('reports a reference that is not a string', async () => {
-    expect(await unavailable(resolveSecret(42 as unknown as SecretRef))).toBe(
-      'Secret reference must be a string (env:NAME or file:/absolute/path), got number',
+    expect(await unavailable(resolveReference(42 as unknown as CredentialRef))).toBe(
+      'Reference must be a string (env:NAME or file:/absolute/path), got number',
     );
   });
 });

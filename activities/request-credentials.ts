@@ -1,0 +1,329 @@
+/**
+ * The credential material of one token request, resolved in one place (docs/design.md,
+ * "References"): every reference of the registration (`secretRef`, `keyRef`, `certRef`, `caRef`)
+ * is read again for each request, so a secret, key or certificate rewritten on disk is used from
+ * the next request on. Parsing a key costs more than reading it, so parsed keys are kept per
+ * process, keyed by the SHA-256 of what the reference held: new content is parsed anew, the same
+ * content is not. Nothing here ever reaches Temporal.
+ *
+ * {@link credentialMac} identifies the credential a request is about to send without storing it:
+ * a keyed MAC over the material, so code that must tell "the credential the IAM accepted last
+ * time" from "a new one" (a budget of failed logins) compares MACs, never secrets.
+ */
+import {
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  createSecretKey,
+  X509Certificate,
+  type BinaryLike,
+  type KeyObject,
+} from 'node:crypto';
+import { calculateJwkThumbprint, exportJWK } from 'jose';
+import {
+  CLIENT_SECRET_JWT_ALGORITHMS,
+  CREDENTIALS_OF_METHOD,
+  REFERENCE_MEANING,
+  type AuthMethod,
+  type ClientRegistration,
+  type CredentialRef,
+  type ReferenceField,
+  type SigningAlgorithm,
+} from '../workflows/registration.js';
+import { SecretUnavailableError } from './errors.js';
+import { resolveReference, Secret, type Environment } from './references.js';
+
+/** The key that signs a JWT assertion (RFC 7523 §2.2), with the header fields that name it. */
+export interface AssertionSigningKey {
+  /** A private key (`private_key_jwt`) or the client secret as an HMAC key (`client_secret_jwt`). */
+  key: KeyObject;
+  alg: SigningAlgorithm;
+  /** The `kid` header; absent for a client secret without `keyId`. */
+  kid?: string;
+}
+
+/** The TLS client certificate and key of the mTLS methods (RFC 8705 §2), PEM. */
+export interface ClientCertificate {
+  certificate: string;
+  key: Secret;
+}
+
+/**
+ * Everything that authenticates the client in one request, and what the request trusts. Secrets
+ * are {@link Secret}s and the key a `KeyObject`: none of them prints its value.
+ */
+export interface RequestCredentials {
+  /** The client identifier (RFC 6749 §2.2). */
+  clientId: string;
+  /** How the client authenticates, by IANA name (RFC 7591 §2). */
+  authMethod: AuthMethod;
+  /** The client password (RFC 6749 §2.3.1): the client_secret_* methods. */
+  clientSecret?: Secret;
+  /** The assertion's key: `client_secret_jwt` and `private_key_jwt`. */
+  signingKey?: AssertionSigningKey;
+  /** The mTLS methods' certificate and key. */
+  clientCertificate?: ClientCertificate;
+  /** PEM CA certificates of `caRef`, trusted in addition to the default store. */
+  trustedCa?: string;
+}
+
+/** The registration fields this module reads. */
+export type CredentialFields = Pick<
+  ClientRegistration,
+  'clientId' | 'authMethod' | 'secretRef' | 'keyRef' | 'certRef' | 'caRef' | 'keyId' | 'signingAlg'
+>;
+
+/**
+ * Resolves and checks the credential material of one request: the references the method needs
+ * (workflows/registration.ts, `CREDENTIALS_OF_METHOD`) and the CA.
+ *
+ * @throws {@link SecretUnavailableError} naming the field and reference when one cannot be read,
+ *   or holds something unusable: not a key, a key that cannot sign the algorithm, a certificate
+ *   that is not the key's or has expired. Such a request would only be a failed login.
+ */
+export async function resolveRequestCredentials(
+  registration: CredentialFields,
+  env: Environment = process.env,
+): Promise<RequestCredentials> {
+  const { clientId, authMethod } = registration;
+  // The type says it is one of them, but the value comes from a registration (JSON), so check.
+  if (!Object.hasOwn(CREDENTIALS_OF_METHOD, authMethod)) {
+    throw new SecretUnavailableError(`authMethod: ${String(authMethod)} is not a client authentication method`);
+  }
+  const read = async (field: ReferenceField): Promise<Secret> => {
+    const ref = registration[field];
+    if (ref === undefined) throw new SecretUnavailableError(`${field}: ${authMethod} needs ${REFERENCE_MEANING[field]}`);
+    return resolveField(field, ref, env);
+  };
+
+  const credentials: RequestCredentials = { clientId, authMethod };
+  if (registration.caRef !== undefined) credentials.trustedCa = parseCertificates('caRef', registration.caRef, await read('caRef')).pem;
+  switch (authMethod) {
+    case 'client_secret_basic':
+    case 'client_secret_post':
+      credentials.clientSecret = await read('secretRef');
+      break;
+    case 'client_secret_jwt': {
+      const secret = await read('secretRef');
+      credentials.clientSecret = secret;
+      credentials.signingKey = secretSigningKey(secret, registration);
+      break;
+    }
+    case 'private_key_jwt':
+      credentials.signingKey = await privateSigningKey(registration.keyRef!, await read('keyRef'), registration);
+      break;
+    case 'tls_client_auth':
+    case 'self_signed_tls_client_auth':
+      credentials.clientCertificate = clientCertificate(registration, await read('certRef'), await read('keyRef'));
+      break;
+  }
+  return credentials;
+}
+
+/**
+ * A keyed MAC (HMAC-SHA-256, hex) of the credential a request sends: the method, the client ID,
+ * and the secret, the private key (as PKCS #8, whatever form the reference held it in), or the
+ * certificate and its key, plus the assertion's `alg` and `kid`. Equal MACs mean the same
+ * credential; the material itself is never stored. The CA is not part of it: trust is not a
+ * credential.
+ *
+ * @param key - The MAC key, secret to the process (e.g. random per worker, or from the settings).
+ */
+export function credentialMac(credentials: RequestCredentials, key: BinaryLike): string {
+  const mac = createHmac('sha256', key);
+  const part = (value: string | Buffer) => {
+    const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    mac.update(length).update(bytes);
+  };
+  part(credentials.authMethod);
+  part(credentials.clientId);
+  part(credentials.clientSecret?.reveal() ?? '');
+  const signing = credentials.signingKey;
+  part(
+    signing === undefined
+      ? ''
+      : signing.key.type === 'secret'
+        ? signing.key.export()
+        : signing.key.export({ format: 'der', type: 'pkcs8' }),
+  );
+  part(signing?.alg ?? '');
+  part(signing?.kid ?? '');
+  const tls = credentials.clientCertificate;
+  part(tls === undefined ? '' : new X509Certificate(tls.certificate).raw);
+  part(tls === undefined ? '' : createPrivateKey(tls.key.reveal()).export({ format: 'der', type: 'pkcs8' }));
+  return mac.digest('hex');
+}
+
+// -------------------------------------------------------------------------------------------------
+
+async function resolveField(field: ReferenceField, ref: CredentialRef, env: Environment): Promise<Secret> {
+  try {
+    return await resolveReference(ref, env);
+  } catch (error) {
+    if (error instanceof SecretUnavailableError) throw new SecretUnavailableError(`${field}: ${error.message}`);
+    throw error;
+  }
+}
+
+function secretSigningKey(secret: Secret, registration: CredentialFields): AssertionSigningKey {
+  const alg = registration.signingAlg ?? CLIENT_SECRET_JWT_ALGORITHMS[0];
+  if (!(CLIENT_SECRET_JWT_ALGORITHMS as readonly string[]).includes(alg)) {
+    throw new SecretUnavailableError(`signingAlg: client_secret_jwt signs with ${CLIENT_SECRET_JWT_ALGORITHMS.join(', ')}, not ${alg}`);
+  }
+  return {
+    key: createSecretKey(Buffer.from(secret.reveal(), 'utf8')),
+    alg,
+    ...(registration.keyId !== undefined && { kid: registration.keyId }),
+  };
+}
+
+/** Parsed private keys by content hash, algorithm and key ID; bounded, oldest dropped first. */
+const parsedKeys = new Map<string, Promise<AssertionSigningKey>>();
+const MAX_PARSED_KEYS = 256;
+
+function privateSigningKey(ref: CredentialRef, text: Secret, registration: CredentialFields): Promise<AssertionSigningKey> {
+  const cacheKey = [sha256(text.reveal()), registration.signingAlg ?? '', registration.keyId ?? ''].join('\n');
+  let parsed = parsedKeys.get(cacheKey);
+  if (parsed === undefined) {
+    parsed = parseSigningKey(ref, text, registration);
+    parsedKeys.set(cacheKey, parsed);
+    // A failure is not kept: the next request reads and parses again.
+    parsed.catch(() => parsedKeys.delete(cacheKey));
+    if (parsedKeys.size > MAX_PARSED_KEYS) parsedKeys.delete(parsedKeys.keys().next().value!);
+  }
+  return parsed;
+}
+
+async function parseSigningKey(ref: CredentialRef, text: Secret, registration: CredentialFields): Promise<AssertionSigningKey> {
+  const { key, jwk } = parsePrivateKey('keyRef', ref, text);
+  const alg = registration.signingAlg ?? (typeof jwk?.alg === 'string' ? (jwk.alg as SigningAlgorithm) : defaultAlgorithm(key));
+  if (alg === undefined) {
+    throw new SecretUnavailableError(`keyRef: ${ref} is ${describeKey(key)}: set signingAlg, it has no default algorithm`);
+  }
+  const problem = algorithmProblem(key, alg);
+  if (problem !== undefined) throw new SecretUnavailableError(`keyRef: ${ref} is ${describeKey(key)}: ${problem}`);
+  const kid = registration.keyId ?? (typeof jwk?.kid === 'string' ? jwk.kid : await publicKeyThumbprint(key));
+  return { key, alg, kid };
+}
+
+/**
+ * Reads a private key given as PEM (PKCS #8, PKCS #1 or SEC 1) or as a JWK (or a JWK Set of one
+ * key). Node.js parses every PEM form operators are handed; jose does the JOSE (signing, the JWK
+ * and its thumbprint).
+ */
+export function parsePrivateKey(
+  field: ReferenceField,
+  ref: CredentialRef,
+  text: Secret,
+): { key: KeyObject; jwk?: Record<string, unknown> } {
+  const value = text.reveal().trim();
+  if (value.startsWith('{')) {
+    let jwk: Record<string, unknown>;
+    try {
+      jwk = singleJwk(JSON.parse(value) as unknown);
+    } catch (error) {
+      throw new SecretUnavailableError(`${field}: ${ref} is not a JWK: ${(error as Error).message.split('\n')[0]}`);
+    }
+    try {
+      return { key: createPrivateKey({ key: jwk, format: 'jwk' }), jwk };
+    } catch {
+      throw new SecretUnavailableError(`${field}: ${ref} is not a private JWK (it needs the private members, e.g. "d")`);
+    }
+  }
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(value)) {
+    throw new SecretUnavailableError(`${field}: ${ref} is an encrypted key: give it unencrypted (openssl pkcs8 -topk8 -nocrypt)`);
+  }
+  try {
+    const key = createPrivateKey(value);
+    return { key };
+  } catch {
+    throw new SecretUnavailableError(
+      `${field}: ${ref} is not a private key in PEM (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) or JWK form`,
+    );
+  }
+}
+
+function singleJwk(json: unknown): Record<string, unknown> {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('expected a JSON object');
+  const keys = (json as { keys?: unknown }).keys;
+  if (keys === undefined) return json as Record<string, unknown>;
+  if (!Array.isArray(keys) || keys.length !== 1) throw new Error('a JWK Set here must hold exactly one key');
+  return singleJwk(keys[0]);
+}
+
+/** The algorithm a key type signs with when the registration names none. */
+export function defaultAlgorithm(key: KeyObject): SigningAlgorithm | undefined {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return 'RS256';
+    case 'rsa-pss':
+      return 'PS256';
+    case 'ec':
+      return ({ prime256v1: 'ES256', secp384r1: 'ES384', secp521r1: 'ES512' } as const)[key.asymmetricKeyDetails?.namedCurve ?? ''];
+    case 'ed25519':
+      return 'EdDSA';
+    default:
+      return undefined;
+  }
+}
+
+/** Why `key` cannot sign `alg` (RFC 7518 §3), or undefined when it can. */
+function algorithmProblem(key: KeyObject, alg: SigningAlgorithm): string | undefined {
+  const type = key.asymmetricKeyType;
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  const ok =
+    (/^RS/.test(alg) && type === 'rsa') ||
+    (/^PS/.test(alg) && (type === 'rsa' || type === 'rsa-pss')) ||
+    (alg === 'ES256' && curve === 'prime256v1') ||
+    (alg === 'ES384' && curve === 'secp384r1') ||
+    (alg === 'ES512' && curve === 'secp521r1') ||
+    (alg === 'EdDSA' && type === 'ed25519');
+  if (ok) return undefined;
+  if (/^HS/.test(alg)) return `${alg} is client_secret_jwt's; private_key_jwt signs with the private key`;
+  return `it cannot sign ${alg}`;
+}
+
+function describeKey(key: KeyObject): string {
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  return `an ${String(key.asymmetricKeyType).toUpperCase()}${curve === undefined ? '' : ` ${curve}`} key`;
+}
+
+/** The RFC 7638 thumbprint of the key's public half: the `kid` when neither the JWK nor the registration names one. */
+export async function publicKeyThumbprint(key: KeyObject): Promise<string> {
+  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
+  return calculateJwkThumbprint(await exportJWK(publicKey));
+}
+
+function clientCertificate(registration: CredentialFields, certText: Secret, keyText: Secret): ClientCertificate {
+  const { certificate, pem } = parseCertificates('certRef', registration.certRef!, certText);
+  const { key } = parsePrivateKey('keyRef', registration.keyRef!, keyText);
+  if (!certificate.checkPrivateKey(key)) {
+    throw new SecretUnavailableError(
+      `keyRef: ${registration.keyRef} is not the key of the certificate in certRef ${registration.certRef} (${certificate.subject.replace(/\n/g, ', ')})`,
+    );
+  }
+  const expiresAt = Date.parse(certificate.validTo);
+  if (expiresAt <= Date.now()) {
+    throw new SecretUnavailableError(`certRef: the certificate in ${registration.certRef} expired at ${new Date(expiresAt).toISOString()}`);
+  }
+  return { certificate: pem, key: new Secret(key.export({ format: 'pem', type: 'pkcs8' }) as string) };
+}
+
+/** The first certificate of a PEM bundle (checked to parse), and the bundle. */
+function parseCertificates(field: ReferenceField, ref: CredentialRef, text: Secret): { certificate: X509Certificate; pem: string } {
+  const pem = text.reveal();
+  const first = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/.exec(pem)?.[0];
+  try {
+    if (first === undefined) throw new Error('no certificate');
+    return { certificate: new X509Certificate(first), pem: `${pem}\n` };
+  } catch {
+    throw new SecretUnavailableError(`${field}: ${ref} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
