@@ -34,8 +34,17 @@ MSG
   exit 1
 fi
 
-echo "Building Temporal CLI ${version} once (a few minutes; cached in ${cache_dir})..." >&2
 mkdir -p "$cache_dir"
+# One build at a time: a test run, the demo and a second checkout may all ask at once on a new
+# machine; the others wait for the first and take its binary.
+exec 9>"$cache_dir/.build-lock"
+flock 9
+if [[ -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
+
+echo "Building Temporal CLI ${version} once (a few minutes; cached in ${cache_dir})..." >&2
 start=$(date +%s)
 (
   cd "$here"

@@ -14,7 +14,8 @@ version="$(awk '$1 == "go.temporal.io/server" { print $2 }' "$here/go.mod")"
 stamp="$( (cat "$here/go.mod" "$here/go.sum") | sha256sum | cut -c1-12)"
 cache_dir="${TOKEN_LIFECYCLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/token-lifecycle-worker}/temporal-server-${version}-${stamp}"
 
-if [[ -x "$cache_dir/temporal-server" && -x "$cache_dir/temporal-sql-tool" && -f "$cache_dir/schema/postgresql/v12/temporal/schema.sql" ]]; then
+built() { [[ -x "$cache_dir/temporal-server" && -x "$cache_dir/temporal-sql-tool" && -f "$cache_dir/schema/postgresql/v12/temporal/schema.sql" ]]; }
+if built; then
   echo "$cache_dir"
   exit 0
 fi
@@ -24,8 +25,16 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-echo "Building Temporal server ${version} and its SQL tool once (a few minutes; cached in ${cache_dir})..." >&2
 mkdir -p "$cache_dir"
+# One build at a time, as dev/temporal-cli/ensure.sh does.
+exec 9>"$cache_dir/.build-lock"
+flock 9
+if built; then
+  echo "$cache_dir"
+  exit 0
+fi
+
+echo "Building Temporal server ${version} and its SQL tool once (a few minutes; cached in ${cache_dir})..." >&2
 start=$(date +%s)
 (
   cd "$here"
