@@ -64,6 +64,15 @@ export interface TokenWorkers {
  */
 export const STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS = 1_000;
 
+/**
+ * How long a shutdown (SIGTERM, SIGINT) may wait for the workers to drain before they give up and
+ * the process exits (docs/deployment.md, "The image"). The SDK waits without bound by default, and
+ * a worker whose Temporal server is gone (stopped with it, as Ctrl-C stops the demo's whole process
+ * group) would never exit. Under the 30 s grace an orchestrator gives before SIGKILL, and far over
+ * what a token request takes; what it abandons is retried by the server as after a kill -9.
+ */
+export const SHUTDOWN_FORCE_TIME_MS = 20_000;
+
 /** The SDK's default of `maxConcurrentWorkflowTaskExecutions`. */
 const DEFAULT_WORKFLOW_TASK_SLOTS = 40;
 
@@ -90,6 +99,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     ...workflowCode,
     activities: { purgeToken: activities.purgeToken },
     stickyQueueScheduleToStartTimeout: STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS,
+    shutdownForceTime: SHUTDOWN_FORCE_TIME_MS,
     ...(options.maxCachedWorkflows !== undefined && {
       maxCachedWorkflows: options.maxCachedWorkflows,
       // The SDK runs no more workflow tasks at once than it can cache (and warns when asked to).
@@ -104,6 +114,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     taskQueue: iamTaskQueueFor(taskQueue),
     activities: { acquireToken: activities.acquireToken },
     maxTaskQueueActivitiesPerSecond: options.iamMaxRps,
+    shutdownForceTime: SHUTDOWN_FORCE_TIME_MS,
   });
   const refreshRequests =
     options.refreshRequests === false
