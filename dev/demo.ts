@@ -21,6 +21,7 @@ import { exitDescription, hasExited } from './child-process.js';
 import { portAnswers } from './free-port.js';
 import { loadEmulatorConfig } from './iam-emulator/config.js';
 import { startIamEmulator } from './iam-emulator/emulator.js';
+import { SHUTDOWN_FORCE_TIME_MS } from '../worker/token-workers.js';
 import { startTemporalDevServer } from './temporal-dev-server.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -53,6 +54,27 @@ const WORKER_SECRETS = {
 
 const started: Array<() => Promise<void> | void> = [];
 
+/** A little longer than the worker's own bound on a shutdown. */
+const STOP_GRACE_MS = SHUTDOWN_FORCE_TIME_MS + 5_000;
+
+/**
+ * Ctrl-C (or SIGTERM) at any moment, start-up included. The listeners stay: Ctrl-C reaches make,
+ * npm and tsx too, and tsx passes it on, so a second SIGINT may follow the first. It must not end
+ * this process before what it started is stopped.
+ */
+const interrupted = new Promise<void>((resolve) => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => resolve());
+});
+
+class Interrupted extends Error {}
+
+/** A start-up step, given up for Ctrl-C. What it starts after that is killed when this process exits. */
+async function unlessInterrupted<T>(step: Promise<T>): Promise<T> {
+  const result = await Promise.race([step.then((value) => ({ value })), interrupted.then(() => null)]);
+  if (result === null) throw new Interrupted();
+  return result.value;
+}
+
 async function main(): Promise<void> {
   const {
     DEMO_TEMPORAL_PORT: TEMPORAL_PORT,
@@ -68,21 +90,28 @@ async function main(): Promise<void> {
     throw new Error(`Port ${TEMPORAL_PORT} is taken: stop what runs there, or set DEMO_TEMPORAL_PORT and DEMO_UI_PORT`);
   }
   console.log('Starting the Temporal dev server…');
-  const temporal = await startTemporalDevServer({
-    port: TEMPORAL_PORT,
-    uiPort: UI_PORT,
-    dbFilename: join(stateDir, 'temporal.db'),
-    logFile: join(stateDir, 'temporal.log'),
-  });
+  const temporal = await unlessInterrupted(
+    startTemporalDevServer({
+      port: TEMPORAL_PORT,
+      uiPort: UI_PORT,
+      dbFilename: join(stateDir, 'temporal.db'),
+      logFile: join(stateDir, 'temporal.log'),
+      // Ctrl-C reaches the whole foreground group at once: the worker must still find its server
+      // and its Redis while it shuts down, so those two are stopped by this process, after it.
+      ownProcessGroup: true,
+    }),
+  );
   started.push(() => temporal.stop());
 
   if (!(await portAnswers(REDIS_PORT))) {
     console.log(`Starting redis-server on 127.0.0.1:${REDIS_PORT}…`);
     const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
       stdio: 'ignore',
+      detached: true, // as the Temporal server above
     });
+    process.once('exit', () => redis.kill('SIGKILL'));
     started.push(() => stop(redis));
-    await waitFor(() => portAnswers(REDIS_PORT), 'redis-server');
+    await unlessInterrupted(waitFor(() => portAnswers(REDIS_PORT), 'redis-server'));
   }
 
   const config = await loadEmulatorConfig(join(root, 'dev', 'iam-emulator', 'demo-clients.yaml'));
@@ -107,7 +136,7 @@ async function main(): Promise<void> {
   });
   started.push(() => stop(worker));
 
-  const connection = await Connection.connect({ address: temporalAddress });
+  const connection = await unlessInterrupted(Connection.connect({ address: temporalAddress }));
   started.push(() => connection.close());
   const admin = new TokenAdmin(new Client({ connection }));
   const tokenUrl = iam.tokenUrl();
@@ -143,9 +172,9 @@ async function main(): Promise<void> {
   // host's failed-login budget, and the good ones' renewals, proven, never wait for it
   // (docs/design.md, "The failed-login budget").
   const [good, wrong] = [registrations.slice(0, 3), registrations.slice(3)];
-  await Promise.all(good.map(registerOrRepoint));
-  await Promise.all(good.map(({ clientId }) => firstToken(admin, clientId)));
-  await Promise.all(wrong.map(registerOrRepoint));
+  await unlessInterrupted(Promise.all(good.map(registerOrRepoint)));
+  await unlessInterrupted(Promise.all(good.map(({ clientId }) => firstToken(admin, clientId))));
+  await unlessInterrupted(Promise.all(wrong.map(registerOrRepoint)));
 
   const env = `TEMPORAL_ADDRESS=${temporalAddress} REDIS_URL=redis://127.0.0.1:${REDIS_PORT}`;
   console.log(`
@@ -165,12 +194,7 @@ Try, in another terminal in this folder:
 
 Ctrl-C stops everything the demo started.`);
 
-  // Listeners that stay: Ctrl-C reaches make, npm and tsx too, and tsx passes it on, so a second
-  // SIGINT may follow the first. It must not end this process before what it started is stopped.
-  const signalled = new Promise<'signal'>((resolve) => {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => resolve('signal'));
-  });
-  const ended = await Promise.race([signalled, once(worker, 'exit').then(() => 'worker' as const)]);
+  const ended = await Promise.race([interrupted.then(() => 'signal' as const), once(worker, 'exit').then(() => 'worker' as const)]);
   if (ended === 'worker') {
     console.error(`\nThe worker exited (${exitDescription(worker)}): see its output above.`);
     process.exitCode = 1;
@@ -192,19 +216,30 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
   }
 }
 
+/**
+ * SIGTERM, then SIGKILL if it has not exited after {@link STOP_GRACE_MS}: Ctrl-C must end the demo
+ * whatever state a child is in.
+ */
 async function stop(child: ChildProcess): Promise<void> {
   if (hasExited(child)) return;
   const exited = once(child, 'exit');
   child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
   await exited;
+  clearTimeout(timer);
 }
 
 main()
   .catch((err: unknown) => {
+    if (err instanceof Interrupted) return;
     console.error(err instanceof Error ? err.message : err);
     process.exitCode = 1;
   })
-  .finally(() => shutdown());
+  .finally(async () => {
+    await shutdown();
+    // Now, not when the event loop empties: a step given up for Ctrl-C may still be waiting.
+    process.exit();
+  });
 
 /** Waits (a minute at most) until the client has a token, so what follows sees it proven. */
 async function firstToken(admin: TokenAdmin, clientId: string): Promise<void> {

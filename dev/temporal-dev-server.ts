@@ -30,6 +30,12 @@ export interface TemporalDevServerOptions {
   logFile?: string;
   /** @default 120_000 (the first start compiles nothing, but a loaded machine is slow) */
   readyTimeoutMs?: number;
+  /**
+   * Run it in a process group of its own, so that a terminal's Ctrl-C (SIGINT to the whole
+   * foreground group) reaches only its parent, which stops it after what depends on it. Its parent
+   * kills it when it exits; a parent killed with SIGKILL leaves it running. @default false
+   */
+  ownProcessGroup?: boolean;
 }
 
 export interface TemporalDevServer {
@@ -74,7 +80,7 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
   let child: ChildProcess | null = null;
   const start = async () => {
     const log = options.logFile === undefined ? 'ignore' : createWriteStream(options.logFile, { flags: 'a' });
-    const proc = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.ownProcessGroup ?? false });
     if (log !== 'ignore') {
       proc.stdout.pipe(log);
       proc.stderr.pipe(log);
