@@ -292,6 +292,15 @@ describe('a consumer user', () => {
     expect(typed.stderr).toMatch(/--password takes a reference/);
     expect(typed.stderr + typed.stdout).not.toContain('hunter2-typed');
 
+    // Usage errors (exit 2): a consumer's clients or the worker, one of them.
+    for (const args of [[], ['--clients', CLIENTS.a, '--worker'], ['--worker', '--refresh']])
+      expect(await tokenctl(['grant', 'usage', ...args, '--password', 'env:READER_PW']), args.join(' ')).toMatchObject({ code: 2 });
+    // Rule errors name the bad input.
+    expect(await tokenctl(['grant', 'default', '--clients', CLIENTS.a, '--password', 'env:READER_PW'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('user name "default" is reserved') as string,
+    });
+
     const printed = await tokenctlOk(['grant', 'printed', '--clients', CLIENTS.a, '--password', 'env:READER_PW', '--print']);
     expect(printed).not.toContain(PASSWORDS.READER_PW);
     // --print connects to nothing: the user does not exist.
