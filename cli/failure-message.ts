@@ -56,6 +56,8 @@ export function failureMessage(err: unknown, temporalAddress: string): string {
     }
     case 'not_registered':
       return `${error.message}: register it with tokenctl register ${error.clientId} …, or see tokenctl list`;
+    case 'invalid_acl_rule':
+      return `${error.message}; nothing was changed (see tokenctl grant --help)`;
     case 'refresh_failed':
       return `${error.message}. See tokenctl status ${error.clientId}`;
   }

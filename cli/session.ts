@@ -52,11 +52,15 @@ export class Session {
 
   /** The token store on a Redis connection that tries once: a CLI says Redis is down, it does not wait for it. */
   async store(): Promise<TokenStore> {
+    const [redis, settings, { TokenStore }] = await Promise.all([this.redisClient(), this.settings(), import('../shared/token-store.js')]);
+    return new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
+  }
+
+  /** A Redis connection (opened once) that tries once: a CLI says Redis is down, it does not wait for it. */
+  async redisClient(): Promise<RedisClient> {
+    if (this.redis !== undefined) return this.redis;
     const settings = await this.settings();
-    const [{ createRedisClient, redactRedisUrl }, { TokenStore }] = await Promise.all([
-      import('../shared/redis-connection.js'),
-      import('../shared/token-store.js'),
-    ]);
+    const { createRedisClient, redactRedisUrl } = await import('../shared/redis-connection.js');
     const redis = createRedisClient(settings.REDIS_URL, {
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
@@ -76,7 +80,7 @@ export class Session {
         `cannot connect to Redis at ${redactRedisUrl(settings.REDIS_URL)} (${innermostMessage(socketError ?? err)}): check that it is running, or set REDIS_URL`,
       );
     }
-    return new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
+    return redis;
   }
 
   /** The Temporal address, for messages; the default when the settings cannot be read. */

@@ -178,6 +178,32 @@ function buildProgram(session: Session): Command {
       await (await import('./commands/token.js')).token(session, clientId, options);
     });
 
+  program
+    .command('grant')
+    .description("Create or update a Redis ACL user that may read only the given clients' tokens (or the worker's user, with --worker).")
+    .argument('<user>', 'the Redis user name, e.g. the consuming service')
+    .option('--clients <ids>', 'comma-separated client IDs whose tokens the user may read, e.g. orders-api,billing-api')
+    .option('--refresh', 'also allow adding refresh requests to the refresh-requests stream')
+    .option('--worker', "the worker's own least-privilege rules instead of a consumer's")
+    .requiredOption('--password <ref>', `where the user's password is: ${REFERENCE_FORM} (never the password itself)`)
+    .option('--print', 'print the users.acl line instead of applying it (no connection to Redis)')
+    .addHelpText('after', GRANT_HELP)
+    .action(async (user: string, options: import('./commands/grant.js').GrantOptions, command: Command) => {
+      if ((options.clients === undefined) === (options.worker === undefined))
+        command.error("error: give either '--clients <ids>' (a consumer) or '--worker'", { exitCode: EXIT_USAGE });
+      if (options.worker && options.refresh)
+        command.error("error: '--refresh' is for consumers: the worker's rules read the stream", { exitCode: EXIT_USAGE });
+      await (await import('./commands/grant.js')).grant(session, user, options);
+    });
+
+  program
+    .command('revoke')
+    .description('Delete a Redis ACL user made by tokenctl grant; its open connections are closed.')
+    .argument('<user>', 'the Redis user name')
+    .action(async (user: string) => {
+      await (await import('./commands/grant.js')).revoke(session, user);
+    });
+
   return program;
 }
 
@@ -207,6 +233,18 @@ env:NAME (the worker's environment) or file:/absolute/path (e.g. a mounted secre
 
 Every mistake is listed with its path (e.g. clients[1].secretRef) and nothing is changed.
 Running it again with the same file changes nothing.`;
+
+const GRANT_HELP = `
+Needs Redis 7.0 or later. REDIS_URL must connect as a user allowed to run ACL (e.g. redis://admin:…@host:6379);
+an update replaces every earlier right of the user. With --print nothing connects: the line goes into a
+users.acl file (then ACL LOAD). The password is hashed (SHA-256, as Redis stores it); it is never printed or sent.
+
+  tokenctl grant orders-api --clients orders-api --refresh --password env:ORDERS_REDIS_PASSWORD
+  tokenctl grant reporting --clients orders-api,billing-api --password file:/run/secrets/reporting-redis
+  tokenctl grant token-worker --worker --password env:WORKER_REDIS_PASSWORD --print >> users.acl
+  tokenctl revoke reporting
+
+The consumer then connects as that user: REDIS_URL=redis://orders-api:<password>@host:6379.`;
 
 function authMethodOfFlag(flag: string): AuthMethod {
   const method = AUTH_METHOD_SHORT_FORMS[flag] ?? AUTH_METHODS.find((name) => name === flag);

@@ -19,9 +19,18 @@ export function tokenKey(prefix: string, clientId: string): string {
   return `${prefix}token:${clientId}`;
 }
 
+/**
+ * `name` as a Redis glob that matches `name` only: `*`, `?`, `[`, `]` and `\` escaped with `\`. For
+ * SCAN `MATCH` and for ACL key and channel patterns (shared/redis-acl.ts), where a client ID or a
+ * prefix holding them must not match other names.
+ */
+export function escapeGlob(name: string): string {
+  return name.replace(/[*?[\]\\]/g, '\\$&');
+}
+
 /** A SCAN `MATCH` glob of every token key under `prefix` (a prefix's own glob characters escaped). */
 export function tokenKeysGlob(prefix: string): string {
-  return `${tokenKey(prefix, '').replace(/[*?[\]\\]/g, '\\$&')}*`;
+  return `${escapeGlob(tokenKey(prefix, ''))}*`;
 }
 
 /** The channel on which every accepted token write is announced: `<prefix>token-updated`. */
@@ -72,7 +81,12 @@ export function breakerKey(prefix: string, endpoint: string): string {
  * document when one is read. Worker-internal.
  */
 export function rateWindowKey(prefix: string, tokenUrl: string): string {
-  return `${prefix}rate:${encodeURIComponent(new URL(tokenUrl).origin)}`;
+  return rateWindowKeyOfOrigin(prefix, new URL(tokenUrl).origin);
+}
+
+/** {@link rateWindowKey} of an origin (`https://iam.example.com`); of `''`, the start all of them share. */
+export function rateWindowKeyOfOrigin(prefix: string, origin: string): string {
+  return `${prefix}rate:${encodeURIComponent(origin)}`;
 }
 
 /**

@@ -79,7 +79,20 @@ function tokenctl(args: string[], env: Record<string, string> = {}): Promise<Run
   });
 }
 
-const COMMANDS = ['register', 'reconfigure', 'apply', 'refresh', 'status', 'list', 'resume', 'remove', 'token', 'jwks'] as const;
+const COMMANDS = [
+  'register',
+  'reconfigure',
+  'apply',
+  'refresh',
+  'status',
+  'list',
+  'resume',
+  'remove',
+  'token',
+  'jwks',
+  'grant',
+  'revoke',
+] as const;
 
 describe('usage', () => {
   test('--help exits 0 and describes every command, on the program and on each command', async () => {
