@@ -53,11 +53,12 @@ export class Session {
   /** The token store on a Redis connection that tries once: a CLI says Redis is down, it does not wait for it. */
   async store(): Promise<TokenStore> {
     const settings = await this.settings();
-    const [{ createRedisClient, redactRedisUrl }, { TokenStore }] = await Promise.all([
+    const [{ redactRedisUrl }, { createRedisClientFromSettings, redisTlsProblem }, { TokenStore }] = await Promise.all([
       import('../shared/redis-connection.js'),
+      import('../shared/redis-tls.js'),
       import('../shared/token-store.js'),
     ]);
-    const redis = createRedisClient(settings.REDIS_URL, {
+    const redis = await createRedisClientFromSettings(settings, {
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       maxRetriesPerRequest: 0,
@@ -72,9 +73,9 @@ export class Session {
     try {
       await redis.connect();
     } catch (err) {
-      throw new CliError(
-        `cannot connect to Redis at ${redactRedisUrl(settings.REDIS_URL)} (${innermostMessage(socketError ?? err)}): check that it is running, or set REDIS_URL`,
-      );
+      const cause = socketError ?? err;
+      const advice = redisTlsProblem(cause, settings) ?? 'check that it is running, or set REDIS_URL';
+      throw new CliError(`cannot connect to Redis at ${redactRedisUrl(settings.REDIS_URL)} (${innermostMessage(cause)}): ${advice}`);
     }
     return new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
   }
