@@ -134,7 +134,11 @@ test('the lifecycle over TLS: the worker writes the token, and the consumer libr
   consumers.push(redis);
   const reader = new TokenReader({ redis, cache: true });
   try {
-    const first = await eventually(() => reader.getToken(CLIENT).catch(() => undefined), 60_000, 'the first token over TLS');
+    const first = await eventually(() => reader.getToken(CLIENT).catch(() => undefined), 90_000, 'the first token over TLS').catch(
+      (error: unknown) => {
+        throw new Error(`${String(error)}\nWorker output:\n${worker.output()}`);
+      },
+    );
     expect(first.generation).toBe(1);
     expect(first.accessToken).toBe(iam.issuedTokens.at(-1)?.accessToken);
 
@@ -152,12 +156,12 @@ test('the lifecycle over TLS: the worker writes the token, and the consumer libr
   }
   expect(worker.output()).not.toContain('Redis unreachable');
   expect(worker.output()).not.toContain(PASSWORD);
-});
+}, 180_000);
 
 describe('misconfigured TLS fails clearly, naming REDIS_URL without its password', () => {
   const redactedUrl = () => `rediss://[redacted]@127.0.0.1:${redisServer.port}`;
 
-  test('a wrong CA: the worker logs it, tokenctl exits 1, the consumer library says why', async () => {
+  test('a wrong CA: the worker logs it, tokenctl exits 1, the consumer library says why', { timeout: 180_000 }, async () => {
     const wrongCa = { REDIS_TLS_CA: `file:${otherPki.ca.certPath}` };
     const misconfigured = await startWorkerProcess({
       temporalAddress: inject('temporalAddress'),
@@ -167,10 +171,11 @@ describe('misconfigured TLS fails clearly, naming REDIS_URL without its password
       env: { ...consumerEnv(wrongCa), REDIS_URL: redisUrl },
     });
     try {
+      // The warning and its fields (on the lines after it in the pretty format).
       const line = await eventually(
-        () => misconfigured.output().match(/^.*Redis unreachable.*$/m)?.[0],
-        30_000,
-        'the worker to log that Redis is unreachable',
+        () => misconfigured.output().match(/Redis unreachable[^]*?set REDIS_TLS_CA[^\n]*/)?.[0],
+        60_000,
+        'the worker to log that Redis is unreachable, and why',
       );
       expect(line).toContain(`REDIS_URL ${redactedUrl()}`);
       expect(line).toContain('set REDIS_TLS_CA to the CA that signed it');
@@ -178,6 +183,7 @@ describe('misconfigured TLS fails clearly, naming REDIS_URL without its password
     } finally {
       await misconfigured.kill9();
     }
+    expect(misconfigured.output()).not.toContain(PASSWORD);
 
     const cli = await tokenctl(['token', CLIENT], consumerEnv(wrongCa));
     expect(cli).toMatchObject({ code: 1, stdout: '' });
