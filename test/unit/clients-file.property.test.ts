@@ -10,7 +10,7 @@ import { stringify } from 'yaml';
 import { describe, expect, test } from 'vitest';
 import { InvalidClientsFileError, parseClientsFile } from '../../cli/clients-file.js';
 import { InvalidRegistrationError, parseRegistration } from '../../client/registration-schema.js';
-import { AUTH_METHODS, CREDENTIALS_OF_METHOD, type AuthMethod } from '../../workflows/registration.js';
+import { AUTH_METHODS, CREDENTIALS_OF_METHOD } from '../../workflows/registration.js';
 import { anyText, errorText, propertyOptions, secretArbitrary } from '../support/property-arbitraries.js';
 
 /** Where a secret gets pasted: a reference field, a key that names a secret, any other field. */
