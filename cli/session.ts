@@ -60,8 +60,11 @@ export class Session {
   async redisClient(): Promise<RedisClient> {
     if (this.redis !== undefined) return this.redis;
     const settings = await this.settings();
-    const { createRedisClient, redactRedisUrl } = await import('../shared/redis-connection.js');
-    const redis = createRedisClient(settings.REDIS_URL, {
+    const [{ redactRedisUrl }, { createRedisClientFromSettings, redisTlsProblem }] = await Promise.all([
+      import('../shared/redis-connection.js'),
+      import('../shared/redis-tls.js'),
+    ]);
+    const redis = await createRedisClientFromSettings(settings, {
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       maxRetriesPerRequest: 0,
@@ -76,9 +79,9 @@ export class Session {
     try {
       await redis.connect();
     } catch (err) {
-      throw new CliError(
-        `cannot connect to Redis at ${redactRedisUrl(settings.REDIS_URL)} (${innermostMessage(socketError ?? err)}): check that it is running, or set REDIS_URL`,
-      );
+      const cause = socketError ?? err;
+      const advice = redisTlsProblem(cause, settings) ?? 'check that it is running, or set REDIS_URL';
+      throw new CliError(`cannot connect to Redis at ${redactRedisUrl(settings.REDIS_URL)} (${innermostMessage(cause)}): ${advice}`);
     }
     return redis;
   }

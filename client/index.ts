@@ -38,6 +38,8 @@ export {
 } from './errors.js';
 export { MalformedStoredTokenError } from '../shared/token-store.js';
 export { createRedisClient, RedisUrlError } from '../shared/redis-connection.js';
+export { createRedisClientFromEnvironment, describeRedisConnectionError } from '../shared/redis-tls.js';
+export { SettingsError } from '../shared/settings.js';
 export type { RedisClient } from '../shared/redis-connection.js';
 
 export { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from './admin.js';

@@ -2,7 +2,11 @@
  * An ioredis client from a URL, for standalone Redis, Sentinel and Cluster alike:
  * - `redis://[:password@]host:port[/db]` or `rediss://…` (TLS): standalone;
  * - `redis+sentinel://[:password@]host1:26379,host2:26379/<master name>[/db]`: Sentinel;
- * - `redis+cluster://[:password@]host1:6379,host2:6379`: Cluster (seed nodes).
+ * - `redis+cluster://[:password@]host1:6379,host2:6379`: Cluster (seed nodes);
+ * - `rediss+sentinel://…`, `rediss+cluster://…`: the same over TLS, to the Sentinels and to every node.
+ *
+ * Over TLS, `options.tls` (shared/redis-tls.ts builds it from `REDIS_TLS_*`) says what to trust and
+ * which client certificate to show; without it, Node.js's public CAs and no client certificate.
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
@@ -13,14 +17,20 @@ export class RedisUrlError extends Error {
 }
 
 export function createRedisClient(url: string, options: RedisOptions = {}): RedisClient {
-  const match = /^(redis\+sentinel|redis\+cluster|rediss?):\/\/(?:([^@/]*)@)?([^/]+)(?:\/(.*))?$/.exec(url);
+  const match = /^(rediss?)(\+sentinel|\+cluster)?:\/\/(?:([^@/]*)@)?([^/]+)(?:\/(.*))?$/.exec(url);
   if (match === null) {
     throw new RedisUrlError(
-      `REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379 (got ${redactRedisUrl(url)})`,
+      `REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379, or the same with rediss for TLS (got ${redactRedisUrl(url)})`,
     );
   }
-  const [, scheme, auth, hostList, path = ''] = match;
-  if (scheme === 'redis' || scheme === 'rediss') return new Redis(url, options);
+  const [, base, topology, auth, hostList, path = ''] = match;
+  const overTls = base === 'rediss';
+  if (topology === undefined) {
+    // ioredis turns TLS on for rediss:// itself; options.tls, when given, says how.
+    return new Redis(url, overTls ? { ...options, tls: options.tls ?? {} } : options);
+  }
+  const scheme = `redis${topology}`;
+  const tls = overTls ? (options.tls ?? {}) : undefined;
 
   const password = auth === undefined ? undefined : decodeURIComponent(auth.slice(auth.indexOf(':') + 1));
   const username =
@@ -31,14 +41,22 @@ export function createRedisClient(url: string, options: RedisOptions = {}): Redi
   });
   const credentials = { ...(password !== undefined && { password }), ...(username !== undefined && { username }) };
   if (scheme === 'redis+cluster') {
-    return new Cluster(nodes, { redisOptions: { ...options, ...credentials } });
+    return new Cluster(nodes, { redisOptions: { ...options, ...credentials, ...(tls !== undefined && { tls }) } });
   }
   const [name, db] = path.split('/');
   if (!name)
     throw new RedisUrlError(
       `REDIS_URL for Sentinel must name the master: redis+sentinel://host:26379/<master name> (got ${redactRedisUrl(url)})`,
     );
-  return new Redis({ ...options, ...credentials, sentinels: nodes, name, ...(db !== undefined && { db: Number(db) }) });
+  return new Redis({
+    ...options,
+    ...credentials,
+    sentinels: nodes,
+    name,
+    ...(db !== undefined && { db: Number(db) }),
+    // The same TLS to the Sentinels and to the master and replicas they name.
+    ...(tls !== undefined && { tls, sentinelTLS: tls, enableTLSForSentinelMode: true }),
+  });
 }
 
 /** The URL without its password, for messages and logs. */

@@ -11,6 +11,24 @@ const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
 
 const flag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
+/** A setting that names a secret or a file instead of holding it, resolved by activities/references.ts. */
+const reference = z.string().refine(isCredentialRef, `must be ${REFERENCE_FORM} (a reference, never the value itself)`);
+
+/**
+ * The Redis connection, read by the worker, `tokenctl` and the consumer library alike
+ * (docs/design.md, "Redis over TLS"). The TLS material is given as references, like a client
+ * secret: `file:/path` of a PEM file (a mounted Kubernetes secret) or `env:NAME` holding the PEM.
+ */
+const redisSettingsShape = {
+  REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
+  /** The CA that signed the Redis server's certificate; unset: Node.js's public CAs. */
+  REDIS_TLS_CA: reference.optional(),
+  /** The client certificate, for a Redis with `tls-auth-clients yes`; with {@link REDIS_TLS_KEY}. */
+  REDIS_TLS_CERT: reference.optional(),
+  /** The client certificate's private key. */
+  REDIS_TLS_KEY: reference.optional(),
+};
+
 const settingsSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -23,7 +41,7 @@ const settingsSchema = z.object({
   TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
   /** The workflow task queue; the IAM activity runs on `<queue>-iam`. */
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('token-lifecycle'),
-  REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
+  ...redisSettingsShape,
   TOKEN_KEY_PREFIX: z.string().default(DEFAULT_KEY_PREFIX),
   IAM_MAX_RPS: z.coerce.number().positive().max(10_000).default(40),
   METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(9464),
@@ -65,6 +83,14 @@ const settingsSchema = z.object({
 
 export type Settings = z.output<typeof settingsSchema>;
 
+const redisSettingsSchema = z.object(redisSettingsShape);
+
+/** The settings of a Redis connection: `REDIS_URL` and `REDIS_TLS_*`. */
+export type RedisSettings = z.output<typeof redisSettingsSchema>;
+
+/** The URL schemes of a connection over TLS (shared/redis-connection.ts). */
+const TLS_URL = /^rediss(\+sentinel|\+cluster)?:\/\//;
+
 /** Thrown when the environment holds invalid settings; the message lists every problem. */
 export class SettingsError extends Error {
   readonly code = 'invalid_settings';
@@ -95,5 +121,31 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if ((settings.TEMPORAL_TLS_CERT_PATH === undefined) !== (settings.TEMPORAL_TLS_KEY_PATH === undefined)) {
     throw new SettingsError(['TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be given together (mTLS)']);
   }
+  checkRedisTls(settings);
   return settings;
+}
+
+/**
+ * Only the Redis connection's settings from `env`, for the consumer library, whose process has
+ * no other setting of this project.
+ *
+ * @throws {@link SettingsError}
+ */
+export function readRedisSettings(env: NodeJS.ProcessEnv = process.env): RedisSettings {
+  const settings = parseEnvironment(redisSettingsSchema, env);
+  checkRedisTls(settings);
+  return settings;
+}
+
+/** TLS material for a URL without TLS would be ignored silently: refuse it, and a half client certificate. */
+function checkRedisTls(settings: RedisSettings): void {
+  const problems: string[] = [];
+  if ((settings.REDIS_TLS_CERT === undefined) !== (settings.REDIS_TLS_KEY === undefined)) {
+    problems.push('REDIS_TLS_CERT and REDIS_TLS_KEY must be given together (a client certificate and its key)');
+  }
+  const tlsSettings = (['REDIS_TLS_CA', 'REDIS_TLS_CERT', 'REDIS_TLS_KEY'] as const).filter((name) => settings[name] !== undefined);
+  if (tlsSettings.length > 0 && !TLS_URL.test(settings.REDIS_URL)) {
+    problems.push(`${tlsSettings.join(', ')} need a TLS REDIS_URL: rediss://, rediss+sentinel:// or rediss+cluster://`);
+  }
+  if (problems.length > 0) throw new SettingsError(problems);
 }

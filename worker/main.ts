@@ -7,7 +7,8 @@ import { Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TokenStore } from '../shared/token-store.js';
-import { createRedisClient, redactRedisUrl, watchConnection } from '../shared/redis-connection.js';
+import { redactRedisUrl, watchConnection } from '../shared/redis-connection.js';
+import { createRedisClientFromSettings, describeRedisConnectionError } from '../shared/redis-tls.js';
 import { readSettings, SettingsError, type Settings } from '../shared/settings.js';
 import { errorMessage } from '../shared/error-message.js';
 import { LoginProofKey } from '../activities/login-budget.js';
@@ -47,12 +48,15 @@ async function main(): Promise<void> {
   const added = await ensureSearchAttributes(connection, settings.TEMPORAL_NAMESPACE);
   if (added.length > 0) log.info('Registered search attributes', { namespace: settings.TEMPORAL_NAMESPACE, added });
 
-  const redis = createRedisClient(settings.REDIS_URL, { maxRetriesPerRequest: 2 });
+  const redis = await createRedisClientFromSettings(settings, { maxRetriesPerRequest: 2 });
   // Token requests fail as store_unavailable meanwhile and back off; one line each way is enough.
   const redisUrl = redactRedisUrl(settings.REDIS_URL);
   watchConnection(redis, {
     down(error) {
-      log.warn('Redis unreachable: the worker keeps reconnecting', { redis: redisUrl, error: error.message });
+      log.warn('Redis unreachable: the worker keeps reconnecting', {
+        redis: redisUrl,
+        error: describeRedisConnectionError(error, settings),
+      });
     },
     restored() {
       log.info('Redis connection restored', { redis: redisUrl });

@@ -34,7 +34,7 @@ const STARTUP_TIMEOUT_MS = 10_000;
 export interface RedisServer {
   /** The port it listens on, on 127.0.0.1. It stays the same across {@link RedisServer.restart}. */
   readonly port: number;
-  /** `redis://127.0.0.1:<port>` */
+  /** `redis://127.0.0.1:<port>`, or `rediss://127.0.0.1:<port>` with TLS */
   readonly url: string;
   /** Its working directory (logs, cluster config, snapshots); removed by {@link RedisServer.stop}. */
   readonly dir: string;
@@ -50,12 +50,33 @@ export interface RedisServer {
   kill9(): Promise<void>;
 }
 
+/** The files of a Redis that speaks only TLS (`--port 0 --tls-port …`); see test/support/test-pki.ts. */
+export interface RedisTlsFiles {
+  /** The server's certificate and key. */
+  certPath: string;
+  keyPath: string;
+  /** The CA that clients' certificates must be signed by (`tls-ca-cert-file`). */
+  caPath: string;
+  /** `tls-auth-clients`: whether a client must show a certificate. @default true */
+  requireClientCertificate?: boolean;
+  /**
+   * A client certificate and key signed by the CA, for this module's own `redis-cli` (PING at
+   * start, {@link redisCli}); required when the server requires one.
+   */
+  clientCertPath?: string;
+  clientKeyPath?: string;
+}
+
 /** Options of {@link startRedisServer}. */
 export interface RedisServerOptions {
   /** @default a free port found by the kernel */
   port?: number;
   /** More `redis-server` arguments, e.g. `['--cluster-enabled', 'yes']`. @default [] */
   extraArgs?: string[];
+  /** `requirepass`: clients must AUTH with it (this module's `redis-cli` does). */
+  password?: string;
+  /** TLS only: the server listens with TLS on {@link RedisServer.port} and has no plain-text port; its URL is `rediss://`. */
+  tls?: RedisTlsFiles;
 }
 
 /** Processes this module started and has not seen exit yet: killed if the test process exits. */
@@ -68,9 +89,32 @@ process.once('exit', () => {
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const port = options.port ?? (await findFreePort());
   const dir = await mkdtemp(join(tmpdir(), `redis-${port}-`));
+  const tls = options.tls;
+  const listen =
+    tls === undefined
+      ? ['--port', String(port)]
+      : [
+          '--port',
+          '0',
+          '--tls-port',
+          String(port),
+          '--tls-cert-file',
+          tls.certPath,
+          '--tls-key-file',
+          tls.keyPath,
+          '--tls-ca-cert-file',
+          tls.caPath,
+          '--tls-auth-clients',
+          (tls.requireClientCertificate ?? true) ? 'yes' : 'no',
+        ];
+  const cli = [
+    ...(tls === undefined ? [] : redisCliTlsArgs(tls)),
+    ...(options.password === undefined ? [] : ['-a', options.password, '--no-auth-warning']),
+  ];
+  if (cli.length > 0) cliArgs.set(port, cli);
   const args = [
-    '--port',
-    String(port),
+    ...listen,
+    ...(options.password === undefined ? [] : ['--requirepass', options.password]),
     '--bind',
     '127.0.0.1',
     '--dir',
@@ -102,12 +146,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   let removed = false;
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${port}`,
     dir,
     async stop() {
       await stopProcess('SIGTERM');
       if (!removed) {
         removed = true;
+        cliArgs.delete(port);
         await rm(dir, { recursive: true, force: true });
       }
     },
@@ -124,9 +169,17 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   };
 }
 
-/** Runs `redis-cli -p <port> <args…>` against 127.0.0.1 and returns its output. */
+/** The `redis-cli` TLS and AUTH arguments of the servers started with {@link RedisServerOptions.tls} or a password, by port. */
+const cliArgs = new Map<number, string[]>();
+
+function redisCliTlsArgs(tls: RedisTlsFiles): string[] {
+  const client = tls.clientCertPath === undefined ? [] : ['--cert', tls.clientCertPath, '--key', tls.clientKeyPath ?? ''];
+  return ['--tls', '--cacert', tls.caPath, ...client];
+}
+
+/** Runs `redis-cli -p <port> <args…>` against 127.0.0.1 (over TLS and with the password of a server started with them) and returns its output. */
 export async function redisCli(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync(REDIS_CLI_BIN, ['-h', '127.0.0.1', '-p', String(port), ...args]);
+  const { stdout } = await execFileAsync(REDIS_CLI_BIN, ['-h', '127.0.0.1', '-p', String(port), ...(cliArgs.get(port) ?? []), ...args]);
   return stdout;
 }
 
