@@ -16,13 +16,7 @@ import {
   TokenState,
 } from './search-attributes.js';
 import { iamUrlOf } from './registration.js';
-
-/**
- * The patch that stopped upserting the token's expiry and renewal time (docs/design.md, "In the
- * Temporal UI"): runs that recorded it upsert only the state, the failure count and the identity,
- * when they change; runs from before replay their per-cycle upserts as recorded.
- */
-export const EXPIRY_OUT_OF_SEARCH_ATTRIBUTES_PATCH = 'expiry-out-of-search-attributes';
+import { RENEWAL_COST_PATCH } from './patches.js';
 
 /**
  * Publishes the state: search attributes (only those that changed) and the current details.
@@ -42,7 +36,8 @@ export function publishLifecycle(lifecycle: TokenLifecycleState): void {
     { key: TokenState, value: c.state },
     { key: TokenFailures, value: c.consecutiveFailures },
   ];
-  if (wf.patched(EXPIRY_OUT_OF_SEARCH_ATTRIBUTES_PATCH)) {
+  // Runs recorded before the patch upserted the expiry and the next refresh on every cycle.
+  if (wf.patched(RENEWAL_COST_PATCH)) {
     // Removed once from a run continued from an older one (continue-as-new copies them), so no
     // stale expiry stays in visibility; absent ones count as removed already.
     wanted.push({ key: TokenExpiresAt, value: null }, { key: TokenNextRefreshAt, value: null });
