@@ -9,6 +9,7 @@
  *
  * Exit codes: 0 done, 1 failed (the message says what was wrong and how to fix it), 2 usage.
  */
+import { enableCompileCache } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TOKEN_STATES, type TokenState } from '../workflows/token-states.js';
 import { AUTH_METHODS, REFERENCE_FORM, type AuthMethod } from '../workflows/registration.js';
@@ -280,6 +281,11 @@ function parseJson(value: string): unknown {
     throw new InvalidArgumentError(`not valid JSON (${(err as Error).message}); quote it, e.g. '{"refreshFraction":0.8}'`);
   }
 }
+
+// The commands' modules (zod, ioredis, the Temporal client: hundreds of files) are compiled once and
+// cached on disk (the OS's temp directory, or NODE_COMPILE_CACHE), not at every run: a CLI starts
+// often. Static imports above are already compiled by now; everything a command loads is not.
+enableCompileCache();
 
 async function main(argv: string[]): Promise<number> {
   const session = new Session();

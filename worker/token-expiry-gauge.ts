@@ -73,11 +73,12 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
     if (known === undefined || generation >= known.generation) expiries.set(clientId, { expiresAt, generation });
   };
 
+  const setGauge = (clientId: string, expiresAt: number, at: number) => {
+    gauge.set(Math.max(0, (expiresAt - at) / 1000), { client_id: clientId });
+  };
   const update = () => {
     const at = now();
-    for (const [clientId, { expiresAt }] of expiries) {
-      gauge.set(Math.max(0, (expiresAt - at) / 1000), { client_id: clientId });
-    }
+    for (const [clientId, { expiresAt }] of expiries) setGauge(clientId, expiresAt, at);
   };
 
   const resync = async () => {
@@ -100,10 +101,13 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
     // Announcements made while it was away are lost: scan now rather than at the next resync.
     restored: () => void resync().then(update, onError),
   });
+  // One renewal, one gauge: setting every client's here made a renewal cost N metric calls (N² for
+  // a fleet's renewals); the others are set by the periodic update anyway.
   subscriber.on('message', (_channel: string, text: string) => {
     const message = parseTokenUpdated(text);
-    if (message?.expiresAt !== undefined) learn(message.clientId, message.expiresAt, message.generation);
-    update();
+    if (message?.expiresAt === undefined) return;
+    learn(message.clientId, message.expiresAt, message.generation);
+    setGauge(message.clientId, expiries.get(message.clientId)!.expiresAt, now());
   });
   // A failed first subscription is retried in the background: a worker started while Redis is down
   // still starts (its token requests back off as store_unavailable). Once subscribed, ioredis

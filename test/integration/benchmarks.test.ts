@@ -33,6 +33,13 @@ test('bench/client-authentication.ts prints what each method adds to a request',
   expect(rows).toHaveLength(5);
 });
 
+test('bench/token-expiry-gauge.ts prints what a renewal and the periodic update cost the gauge', async () => {
+  const { stdout } = await bench('token-expiry-gauge.ts', { BENCH_CLIENTS: '20', BENCH_MESSAGES: '20' });
+  expect(stdout).toMatch(/^token expiry gauge, 20 clients known, 20 token-updated messages/);
+  expect(stdout).toMatch(/^ {4}the gauge's share +[\d.]+ ms {3}target ≤ [\d.]+ ms, whatever the clients: (met|missed)$/m);
+  expect(stdout).toMatch(/^ {2}CPU per periodic update \(1\/s\) +[\d.]+ ms/m);
+});
+
 test('bench/worker-scale.ts prints what a worker costs per client (the built worker, `npm test` builds it)', async () => {
   const { stdout } = await bench('worker-scale.ts', {
     BENCH_CLIENTS: '10',

@@ -316,6 +316,56 @@ describe('the token expiry gauge in a worker that starts after the tokens were w
       gauge.stop();
     }
   });
+  test('a token-updated message sets the gauge of its client only; a rescan and the periodic update set every client', async () => {
+    const prefix = 'gauge-one:';
+    const sets: Array<{ clientId: string; value: number }> = [];
+    const meter = {
+      createGauge: () => ({ set: (value: number, tags: Record<string, string> = {}) => sets.push({ clientId: tags.client_id!, value }) }),
+    } as unknown as MetricMeter;
+    const base = Date.now();
+    // Stored without an announcement (as if written while the gauge was not listening): only a scan finds them.
+    for (const clientId of ['a', 'b', 'c']) {
+      await redis.hset(tokenKey(prefix, clientId), { client_id: clientId, expires_at: String(base + 100_000), generation: '1' });
+    }
+    // The timers stay out of the way: every set below comes from a message, a rescan or an explicit update.
+    const gauge = await startTokenExpiryGauge({ redis, prefix, meter, updateIntervalMs: 3_600_000, resyncIntervalMs: 3_600_000 });
+    try {
+      expect(new Set(sets.map((set) => set.clientId))).toEqual(new Set(['a', 'b', 'c']));
+      sets.length = 0;
+
+      await redis.publish(
+        tokenUpdatedChannel(prefix),
+        JSON.stringify({ clientId: 'b', generation: 2, fingerprint: 'x', expiresAt: base + 200_000 }),
+      );
+      await eventually(() => (sets.length > 0 ? true : undefined), 30_000, 'the gauge of the renewed client');
+      expect(sets).toHaveLength(1);
+      expect(sets[0]!.clientId).toBe('b');
+      expect(sets[0]!.value).toBeGreaterThan(190);
+      expect(sets[0]!.value).toBeLessThanOrEqual(200);
+
+      // A late announcement of an older generation sets the gauge from the newer expiry already known.
+      sets.length = 0;
+      await redis.publish(
+        tokenUpdatedChannel(prefix),
+        JSON.stringify({ clientId: 'b', generation: 1, fingerprint: 'y', expiresAt: base + 1_000 }),
+      );
+      await eventually(() => (sets.length > 0 ? true : undefined), 30_000, 'the late announcement handled');
+      expect(sets.every((set) => set.clientId === 'b' && set.value > 190)).toBe(true);
+
+      // A change only the keys show is learned by the rescan; the update then sets every client.
+      await redis.hset(tokenKey(prefix, 'c'), { expires_at: String(base + 300_000), generation: '5' });
+      await gauge.resync();
+      sets.length = 0;
+      gauge.update();
+      const latest = new Map(sets.map((set) => [set.clientId, set.value]));
+      expect([...latest.keys()].sort()).toEqual(['a', 'b', 'c']);
+      expect(latest.get('a')).toBeLessThanOrEqual(100);
+      expect(latest.get('b')).toBeGreaterThan(190);
+      expect(latest.get('c')).toBeGreaterThan(290);
+    } finally {
+      gauge.stop();
+    }
+  });
   test('starts while Redis is down, then learns the stored token and newer ones promptly once Redis is up', async () => {
     const port = await findFreePort();
     const url = `redis://127.0.0.1:${port}`;

@@ -25,6 +25,9 @@ const SECRET = 'cli-secret';
 const APPLIED = ['apply-a', 'apply-b', 'apply-c'] as const;
 const appliedSecret = (clientId: string) => `${clientId}-secret`;
 const appliedSecretEnv = (clientId: string) => clientId.toUpperCase().replace('-', '_');
+/** Clients of the many-clients `apply` test (more than `apply` handles at once), sharing one secret. */
+const BULK = Array.from({ length: 60 }, (_, i) => `bulk-${String(i).padStart(2, '0')}`);
+const BULK_SECRET = 'bulk-secret';
 
 let iam: IamEmulator;
 let stack: TokenStack;
@@ -36,10 +39,11 @@ beforeAll(async () => {
     clients: [
       { clientId: CLIENT, clientSecret: SECRET },
       ...APPLIED.map((clientId) => ({ clientId, clientSecret: appliedSecret(clientId), scopes: ['orders.read', 'orders.write'] })),
+      ...BULK.map((clientId) => ({ clientId, clientSecret: BULK_SECRET, scopes: ['orders.read'] })),
     ],
   });
   stack = await startTokenStack({
-    env: { S: SECRET, ...Object.fromEntries(APPLIED.map((id) => [appliedSecretEnv(id), appliedSecret(id)])) },
+    env: { S: SECRET, BULK_SECRET, ...Object.fromEntries(APPLIED.map((id) => [appliedSecretEnv(id), appliedSecret(id)])) },
   });
   dir = await mkdtemp(join(tmpdir(), 'tokenctl-apply-'));
 });
@@ -595,5 +599,57 @@ describe("methods checked against the issuer's discovery document", () => {
       await readFile(keyPath, 'utf8'),
       ...iam.issuedTokens.map((token) => token.accessToken),
     ]);
+  });
+});
+
+describe('apply of many clients', () => {
+  /** The first `count` BULK clients, listed in reverse (not their IDs' order); the `scoped` ones with a scope. */
+  const bulkFile = (count: number, scoped: ReadonlySet<string> = new Set()) =>
+    [
+      'defaults:',
+      `  tokenUrl: ${iam.tokenUrl()}`,
+      '  authMethod: client_secret_post',
+      '  secretRef: env:BULK_SECRET',
+      'clients:',
+      ...[...BULK.slice(0, count)]
+        .reverse()
+        .flatMap((id) => [`  - clientId: ${id}`, ...(scoped.has(id) ? ['    scope: orders.read'] : [])]),
+      '',
+    ].join('\n');
+
+  test('every client is reported once, as created, updated or unchanged, in the file order, with no progress line off a terminal', async () => {
+    const first = join(dir, 'bulk-40.yaml');
+    await writeFile(first, bulkFile(40));
+    const created = await tokenctl(['apply', first, '--json']);
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    const firstResult = JSON.parse(created.stdout) as ApplyResult;
+    expect(firstResult.created).toEqual([...BULK.slice(0, 40)].reverse());
+    expect(firstResult.unproven).toEqual(firstResult.created);
+    expect(firstResult).toMatchObject({ updated: [], unchanged: [], removed: [], failed: [] });
+
+    // 20 new, 10 changed, 30 as they were: more than are handled at once, finishing in any order.
+    const scoped = new Set(BULK.slice(0, 10));
+    const second = join(dir, 'bulk-60.yaml');
+    await writeFile(second, bulkFile(60, scoped));
+    const applied = await tokenctl(['apply', second]);
+    expect(applied).toMatchObject({ code: 0, stderr: '' });
+    const inFileOrder = [...BULK].reverse();
+    const expectedRows = [
+      ...inFileOrder.filter((id) => BULK.indexOf(id) >= 40).map((id) => `created    ${id}`),
+      ...inFileOrder.filter((id) => scoped.has(id)).map((id) => `updated    ${id} (scope)`),
+      ...inFileOrder.filter((id) => BULK.indexOf(id) < 40 && !scoped.has(id)).map((id) => `unchanged  ${id}`),
+    ];
+    const lines = applied.stdout.split('\n');
+    expect(lines.slice(0, 60)).toEqual(expectedRows);
+    expect(lines[60]).toBe(`Applied ${second}: 20 created, 10 updated, 30 unchanged, 0 removed.`);
+
+    // Each was really done: every client has its workflow, and the changed ones their scope.
+    await Promise.all(
+      BULK.map(async (clientId) => {
+        const registration = await stack.admin.registration(clientId);
+        expect(registration?.clientId).toBe(clientId);
+        expect(registration?.scope).toBe(scoped.has(clientId) ? 'orders.read' : undefined);
+      }),
+    );
   });
 });
