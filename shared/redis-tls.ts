@@ -87,7 +87,7 @@ const UNTRUSTED_SERVER_CODES = new Set([
  */
 export function describeRedisConnectionError(error: unknown, settings: Pick<RedisSettings, 'REDIS_URL' | 'REDIS_TLS_CERT'>): string {
   const problem = redisTlsProblem(error, settings);
-  return `REDIS_URL ${redactRedisUrl(settings.REDIS_URL)}: ${errorMessage(error)}${problem === undefined ? '' : `: ${problem}`}`;
+  return `REDIS_URL ${redactRedisUrl(settings.REDIS_URL)}: ${errorMessage(error).trim()}${problem === undefined ? '' : `: ${problem}`}`;
 }
 
 /**
