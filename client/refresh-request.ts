@@ -5,13 +5,17 @@
  * minimum interval (docs/design.md, "One refresh at a time"):
  *
  * - an entry on the Redis stream `<prefix>refresh-requests`, for services that hold only Redis
- *   credentials; the worker reads the stream with a consumer group and sends the signal;
+ *   credentials; the worker reads the stream with a consumer group and sends the signal, once the
+ *   entry's origin proof shows its author can read the client's token (docs/design.md, "The
+ *   forced-refresh path"; shared/refresh-request-proof.ts);
  * - the signal itself, through a Temporal {@link Client}.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
 import { errorMessage } from '../shared/error-message.js';
 import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_MAX_LENGTH, refreshRequestsStream } from '../shared/redis-layout.js';
+import { refreshRequestProof } from '../shared/refresh-request-proof.js';
+import { TokenStore } from '../shared/token-store.js';
 import { forceRefreshSignal, workflowIdFor } from '../workflows/messages.js';
 import { RefreshRequestError } from './errors.js';
 
@@ -25,6 +29,13 @@ export interface RefreshRequest {
   rejectedFingerprint?: string;
   /** Free text for operators, shown in the Temporal UI, e.g. `401 invalid_token from orders-api`. Never a token. */
   reason?: string;
+  /**
+   * The token the stream entry's origin proof is made with: the refused one (whose fingerprint
+   * is `rejectedFingerprint`), else the current one. It never leaves the process: only the proof
+   * (an HMAC keyed with it) is sent. When absent, the current token is read from Redis. Not used
+   * for Temporal signals, which Temporal's own access control covers.
+   */
+  accessToken?: string;
 }
 
 /** Where {@link requestRefresh} sent the request. */
@@ -53,9 +64,13 @@ export interface TemporalRefreshTarget {
  * signal (see the module comment). Resolves once the request is stored (stream) or accepted by
  * Temporal (signal); it does not wait for the new token: use {@link TokenReader.waitForToken}.
  *
- * Stream entries have the fields `clientId`, and `rejectedFingerprint` and `reason` when given.
+ * Stream entries have the fields `clientId`, `rejectedFingerprint` and `reason` when given, and
+ * `proof` (docs/redis-contract.md): made with {@link RefreshRequest.accessToken}, or with the
+ * token Redis holds for the client.
  *
- * @throws {@link RefreshRequestError} when Redis or Temporal refused the request.
+ * @throws {@link RefreshRequestError} when Redis or Temporal refused the request, or, for a stream
+ *   entry without {@link RefreshRequest.accessToken}, when Redis holds no token of the client to
+ *   prove it with.
  */
 export async function requestRefresh(
   target: StreamRefreshTarget | TemporalRefreshTarget,
@@ -66,10 +81,13 @@ export async function requestRefresh(
 }
 
 async function addStreamEntry(target: StreamRefreshTarget, clientId: string, request: RefreshRequest): Promise<RefreshRequestReceipt> {
-  const stream = refreshRequestsStream(target.prefix ?? DEFAULT_KEY_PREFIX);
+  const prefix = target.prefix ?? DEFAULT_KEY_PREFIX;
+  const stream = refreshRequestsStream(prefix);
+  const accessToken = request.accessToken ?? (await currentAccessToken(target.redis, prefix, clientId));
   const fields: string[] = [REFRESH_REQUEST_FIELDS.clientId, clientId];
   if (request.rejectedFingerprint !== undefined) fields.push(REFRESH_REQUEST_FIELDS.rejectedFingerprint, request.rejectedFingerprint);
   if (request.reason !== undefined) fields.push(REFRESH_REQUEST_FIELDS.reason, request.reason);
+  fields.push(REFRESH_REQUEST_FIELDS.proof, refreshRequestProof(accessToken, clientId, request.rejectedFingerprint));
   try {
     const entryId = await target.redis.xadd(stream, 'MAXLEN', '~', target.maxLength ?? REFRESH_REQUESTS_MAX_LENGTH, '*', ...fields);
     if (entryId === null) throw new Error('XADD returned no entry ID');
@@ -77,6 +95,20 @@ async function addStreamEntry(target: StreamRefreshTarget, clientId: string, req
   } catch (error) {
     throw new RefreshRequestError(clientId, `Redis refused the entry on ${stream}: ${errorMessage(error)}`, { cause: error });
   }
+}
+
+/** The token Redis holds for `clientId`, to make the proof with when the caller gave none. */
+async function currentAccessToken(redis: Redis | Cluster, prefix: string, clientId: string): Promise<string> {
+  let stored;
+  try {
+    stored = await new TokenStore(redis, { prefix }).read(clientId);
+  } catch (error) {
+    throw new RefreshRequestError(clientId, `reading its token to prove the request failed: ${errorMessage(error)}`, { cause: error });
+  }
+  if (stored === null) {
+    throw new RefreshRequestError(clientId, 'Redis holds no token of it to prove the request with (the worker refuses unproven requests)');
+  }
+  return stored.accessToken;
 }
 
 async function signalForceRefresh(

@@ -256,6 +256,8 @@ export class TokenReader {
     await this.requestRefresh(clientId, {
       rejectedFingerprint: rejected.fingerprint,
       ...(options.reason !== undefined && { reason: options.reason }),
+      // The refused token is still the one Redis holds: it proves the stream entry's origin.
+      ...(current !== undefined && current.fingerprint === rejected.fingerprint && { accessToken: current.accessToken }),
     });
     try {
       return await this.waitForToken(clientId, { newerThan: rejected.generation, timeoutMs: options.timeoutMs });

@@ -62,8 +62,16 @@ export const REFRESH_REQUESTS_GROUP = 'token-lifecycle-worker';
  */
 export const REFRESH_REQUESTS_MAX_LENGTH = 10_000;
 
-/** The fields of a refresh-requests stream entry (only `clientId` is required). */
-export const REFRESH_REQUEST_FIELDS = { clientId: 'clientId', rejectedFingerprint: 'rejectedFingerprint', reason: 'reason' } as const;
+/**
+ * The fields of a refresh-requests stream entry. `clientId` and `proof` are required: the worker
+ * honours an entry only with a valid origin proof (shared/refresh-request-proof.ts).
+ */
+export const REFRESH_REQUEST_FIELDS = {
+  clientId: 'clientId',
+  rejectedFingerprint: 'rejectedFingerprint',
+  reason: 'reason',
+  proof: 'proof',
+} as const;
 
 /**
  * The shared breaker of one token endpoint (its URL's origin and path): `<prefix>breaker:<endpoint>`.

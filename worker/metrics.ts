@@ -4,6 +4,7 @@
  */
 import type { MetricMeter } from '@temporalio/common';
 import type { FailureKind } from '../workflows/failures.js';
+import type { RefusedRefreshRequestReason } from './refresh-request-consumer.js';
 
 /** Histogram buckets for token endpoint latency, in seconds. */
 export const TOKEN_ENDPOINT_LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -18,7 +19,13 @@ export const TOKEN_SECONDS_UNTIL_EXPIRY = 'token_seconds_until_expiry';
  * Grafana dashboard's test refuses queries for any `token_*` name missing from this list.
  */
 export const PROJECT_METRIC_NAMES = {
-  counters: ['token_requests_total', 'token_forced_refreshes_total', 'token_rejected_logins_total', 'token_login_budget_waits_total'],
+  counters: [
+    'token_requests_total',
+    'token_forced_refreshes_total',
+    'token_rejected_logins_total',
+    'token_login_budget_waits_total',
+    'token_refresh_requests_refused_total',
+  ],
   histograms: ['token_endpoint_latency_seconds'],
   gauges: [TOKEN_SECONDS_UNTIL_EXPIRY, 'token_breaker_open'],
 } as const;
@@ -46,6 +53,12 @@ export interface TokenMetrics {
   recordRejectedLogin(host: string): void;
   /** Unproven credentials were held back at `host`: `token_login_budget_waits_total{host,reason}`. */
   recordLoginBudgetWait(host: string, reason: 'exhausted' | 'busy'): void;
+  /**
+   * A refresh-requests stream entry was refused for want of a valid origin proof:
+   * `token_refresh_requests_refused_total{reason}` (docs/design.md, "The forced-refresh path"). No
+   * `client_id` tag: the entry's author chose that name, and could make the tags unbounded.
+   */
+  recordRefusedRefreshRequest(reason: RefusedRefreshRequestReason): void;
 }
 
 export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
@@ -67,7 +80,15 @@ export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
     'requests',
     'Unproven credentials held back by the failed-login budget, by host and why (exhausted: too many rejections; busy: another unproven request in flight)',
   );
+  const refusedRefreshRequests = meter.createCounter(
+    'token_refresh_requests_refused',
+    'requests',
+    'Refresh-requests stream entries refused without a signal, by why: no proof, a proof not made with the client token, or no stored token to check it against',
+  );
   return {
+    recordRefusedRefreshRequest(reason) {
+      refusedRefreshRequests.withTags({ reason }).add(1);
+    },
     recordRejectedLogin(host) {
       rejectedLogins.withTags({ host }).add(1);
     },

@@ -1,10 +1,17 @@
 /**
  * The worker's reader of the Redis stream `<prefix>refresh-requests` (docs/design.md, "Redis
  * layout"): a service that holds only Redis credentials asks for a refresh by adding an entry with
- * the fields `clientId`, `rejectedFingerprint` (optional) and `reason` (optional); the worker turns
- * each entry into a `forceRefresh` signal to `token-lifecycle:<clientId>`, where it is coalesced,
- * checked against the current fingerprint and held to the minimum interval (docs/design.md, "One
- * refresh at a time").
+ * the fields `clientId`, `proof`, `rejectedFingerprint` (optional) and `reason` (optional); the
+ * worker turns each entry into a `forceRefresh` signal to `token-lifecycle:<clientId>`, where it is
+ * coalesced, checked against the current fingerprint and held to the minimum interval
+ * (docs/design.md, "One refresh at a time").
+ *
+ * Only entries whose author can read the client's token are signalled (docs/design.md, "The
+ * forced-refresh path"): the worker reads the stored token and checks the entry's `proof`
+ * (shared/refresh-request-proof.ts) against it. An entry naming a token already replaced is
+ * stale and dropped without a signal (its proof cannot be checked: the worker no longer has that
+ * token, and the workflow would ignore it anyway). An entry without a valid proof, or for a
+ * client without a stored token, is refused: acknowledged, logged (never the proof) and counted.
  *
  * Delivery is at least once, through a consumer group:
  * - an entry is acknowledged (XACK, then XDEL to keep the stream small) only once its signal was
@@ -22,6 +29,8 @@ import type { Logger } from '@temporalio/common';
 import type { Cluster, Redis } from 'ioredis';
 import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_GROUP, refreshRequestsStream } from '../shared/redis-layout.js';
 import { errorMessage } from '../shared/error-message.js';
+import { isValidRefreshRequestProof } from '../shared/refresh-request-proof.js';
+import { MalformedStoredTokenError, TokenStore } from '../shared/token-store.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../workflows/messages.js';
 import { exponentialDelayMs } from '../workflows/policy.js';
 import { CLIENT_ID_PATTERN, CLIENT_ID_RULE } from '../workflows/registration.js';
@@ -60,7 +69,16 @@ export interface RefreshRequestConsumerOptions {
   /** First and longest wait after Redis or Temporal failed. @default { initialMs: 100, maxMs: 5_000 } */
   retry?: { initialMs?: number; maxMs?: number };
   logger: Logger;
+  /** Called for each entry refused for want of a valid origin proof (the metric `token_refresh_requests_refused_total`). */
+  onRefused?: (reason: RefusedRefreshRequestReason) => void;
 }
+
+/**
+ * Why an entry was refused: it carries no `proof`; its proof was not made with the client's
+ * current token; or no token of the client is stored to check it against (unknown client,
+ * expired or lost token).
+ */
+export type RefusedRefreshRequestReason = 'missing_proof' | 'invalid_proof' | 'no_token';
 
 export interface RefreshRequestConsumer {
   readonly consumerName: string;
@@ -74,13 +92,23 @@ export interface RefreshRequestConsumer {
 type StreamEntry = [id: string, fields: string[] | null];
 
 /** What an entry asks for, or why it cannot be signalled. */
-export type ParsedRefreshRequest = { ok: true; clientId: string; request: ForceRefreshRequest } | { ok: false; problem: string };
+export type ParsedRefreshRequest =
+  | {
+      ok: true;
+      clientId: string;
+      /** What the signal carries; never the proof, which stays out of Temporal. */
+      request: ForceRefreshRequest;
+      /** The entry's origin proof, unchecked; undefined when the entry has none. */
+      proof: string | undefined;
+    }
+  | { ok: false; problem: string };
 
 /**
- * Reads one entry's fields (`clientId`, `rejectedFingerprint`, `reason`; docs/design.md, "Redis
- * layout"). `clientId` is required; an empty `rejectedFingerprint` counts as absent; a present one
- * must be a fingerprint (16 lowercase hex digits), else the request could never match and is
- * refused.
+ * Reads one entry's fields (`clientId`, `rejectedFingerprint`, `reason`, `proof`; docs/design.md,
+ * "Redis layout"). `clientId` is required; an empty `rejectedFingerprint` counts as absent; a
+ * present one must be a fingerprint (16 lowercase hex digits), else the request could never match
+ * and is refused. The proof is returned as found: {@link createRefreshRequestConsumer} checks it
+ * against the stored token.
  */
 export function parseRefreshRequest(fields: string[] | null): ParsedRefreshRequest {
   if (fields === null) return { ok: false, problem: 'the entry was deleted before it was read' };
@@ -103,6 +131,7 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
   return {
     ok: true,
     clientId,
+    proof: values.get(REFRESH_REQUEST_FIELDS.proof) || undefined,
     request: {
       reason: reason === undefined ? 'refresh-requests stream' : reason.slice(0, MAX_REASON_LENGTH),
       ...(rejectedFingerprint !== undefined && { rejectedFingerprint }),
@@ -112,7 +141,9 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
 
 export function createRefreshRequestConsumer(options: RefreshRequestConsumerOptions): RefreshRequestConsumer {
   const { redis, client, logger } = options;
-  const stream = refreshRequestsStream(options.prefix ?? DEFAULT_KEY_PREFIX);
+  const prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
+  const stream = refreshRequestsStream(prefix);
+  const store = new TokenStore(redis, { prefix });
   const group = options.group ?? REFRESH_REQUESTS_GROUP;
   const consumerName = options.consumerName ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const blockMs = options.blockMs ?? 5_000;
@@ -152,6 +183,34 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
           done.push(id);
           return;
         }
+        let origin: OriginCheck;
+        try {
+          origin = await checkOrigin(parsed);
+        } catch (err) {
+          retryable.push(err instanceof Error ? err : new Error(`Reading the token of ${parsed.clientId} failed: ${JSON.stringify(err)}`));
+          return;
+        }
+        if (origin.outcome === 'stale') {
+          logger.debug(`Refresh request ${id} on ${stream} dropped: the token of '${parsed.clientId}' it names was already replaced`, {
+            stream,
+            entryId: id,
+            clientId: parsed.clientId,
+          });
+          done.push(id);
+          return;
+        }
+        if (origin.outcome === 'refused') {
+          // One line, with the entry and the client: never the proof (nor, of course, the token).
+          logger.warn(`Refresh request ${id} on ${stream} refused without a signal: ${origin.problem}`, {
+            stream,
+            entryId: id,
+            clientId: parsed.clientId,
+            refusal: origin.reason,
+          });
+          options.onRefused?.(origin.reason);
+          done.push(id);
+          return;
+        }
         try {
           await client.workflow.getHandle(workflowIdFor(parsed.clientId)).signal(forceRefreshSignal, parsed.request);
           done.push(id);
@@ -184,6 +243,45 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
       if (replies === null || failed) throw failed ?? new Error(`XACK/XDEL on ${stream} was aborted`);
     }
     if (retryable.length > 0) throw retryable[0]!;
+  }
+
+  /**
+   * Whether the entry's author could read the token it names (docs/design.md, "The forced-refresh
+   * path"). Throws when Redis did not answer: the entry is then retried.
+   */
+  async function checkOrigin(parsed: Extract<ParsedRefreshRequest, { ok: true }>): Promise<OriginCheck> {
+    const { clientId, proof } = parsed;
+    const { rejectedFingerprint } = parsed.request;
+    let stored;
+    try {
+      stored = await store.read(clientId);
+    } catch (err) {
+      if (!(err instanceof MalformedStoredTokenError)) throw err;
+      return { outcome: 'refused', reason: 'no_token', problem: `${err.message}: no token to check the proof against` };
+    }
+    if (stored === null) {
+      return {
+        outcome: 'refused',
+        reason: 'no_token',
+        problem: `no token of '${clientId}' is stored to check the entry's proof against (unknown client, or its token expired or was lost)`,
+      };
+    }
+    if (rejectedFingerprint !== undefined && rejectedFingerprint !== stored.fingerprint) return { outcome: 'stale' };
+    if (proof === undefined) {
+      return {
+        outcome: 'refused',
+        reason: 'missing_proof',
+        problem: `the entry for '${clientId}' has no "${REFRESH_REQUEST_FIELDS.proof}" field`,
+      };
+    }
+    if (!isValidRefreshRequestProof(proof, stored.accessToken, clientId, rejectedFingerprint)) {
+      return {
+        outcome: 'refused',
+        reason: 'invalid_proof',
+        problem: `the entry's "${REFRESH_REQUEST_FIELDS.proof}" was not made with the current token of '${clientId}' (fingerprint ${stored.fingerprint})`,
+      };
+    }
+    return { outcome: 'proven' };
   }
 
   /** Entries this consumer read earlier and has not acknowledged (after an error or a reconnect). */
@@ -297,6 +395,10 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
     },
   };
 }
+
+/** What {@link createRefreshRequestConsumer} found of an entry's origin. */
+type OriginCheck =
+  { outcome: 'proven' } | { outcome: 'stale' } | { outcome: 'refused'; reason: RefusedRefreshRequestReason; problem: string };
 
 /**
  * The entries of an XREADGROUP reply for one stream: `[[stream, entries]]`, or null when there

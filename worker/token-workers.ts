@@ -125,6 +125,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
           client: new Client({ connection, namespace }),
           prefix: store.prefix,
           logger: Runtime.instance().logger,
+          ...(metrics !== undefined && { onRefused: (reason) => metrics.recordRefusedRefreshRequest(reason) }),
         });
   return {
     async run() {

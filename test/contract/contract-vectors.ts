@@ -55,9 +55,21 @@ export interface TokenUpdatedVector {
 export interface RefreshRequestVector {
   name: string;
   clientId: string;
+  /** The token the requester holds: the key of the entry's `proof`. */
+  accessToken: string;
   request: { rejectedFingerprint?: string; reason?: string };
   /** The stream entry's fields, in order: `[name, value, …]`. */
   fields: string[];
+}
+
+/** The origin proof of a refresh request (shared/refresh-request-proof.ts): its inputs, the exact message, the proof. */
+export interface RefreshRequestProofVector {
+  name: string;
+  accessToken: string;
+  clientId: string;
+  rejectedFingerprint?: string;
+  message: string;
+  proof: string;
 }
 
 export interface ContractVectors {
@@ -66,6 +78,7 @@ export interface ContractVectors {
   responses: ResponseVector[];
   tokenUpdated: { cached: { clientId: string; generation: number }; messages: TokenUpdatedVector[] };
   refreshRequests: RefreshRequestVector[];
+  refreshRequestProofs: RefreshRequestProofVector[];
 }
 
 export const CONTRACT_VECTORS_PATH = join(import.meta.dirname, 'vectors.json');

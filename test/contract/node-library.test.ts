@@ -24,6 +24,7 @@ import {
   WwwAuthenticateSyntaxError,
 } from '../../client/index.js';
 import { parseTokenUpdated } from '../../shared/token-updated-message.js';
+import { isValidRefreshRequestProof, refreshRequestProof, refreshRequestProofMessage } from '../../shared/refresh-request-proof.js';
 import { parseRefreshRequest } from '../../worker/refresh-request-consumer.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
@@ -156,6 +157,9 @@ describe('responses: got with bearerAuth refreshes only on 401 invalid_token', (
     expect(entries.map(([, entry]) => entry.slice(0, 4))).toStrictEqual(
       vector.refresh ? [['clientId', clientId, 'rejectedFingerprint', fields.fingerprint]] : [],
     );
+    // The entry is proven with the very token the API refused.
+    if (vector.refresh)
+      expect(entries[0]![1].slice(-2)).toStrictEqual(['proof', refreshRequestProof(fields.access_token!, clientId, fields.fingerprint)]);
   });
 });
 
@@ -236,10 +240,40 @@ describe('refresh requests', () => {
   const prefix = 'contract-node-refresh:';
 
   test.each(vectors.refreshRequests)('$name', async (vector) => {
-    const receipt = await requestRefresh({ redis, prefix }, vector.clientId, vector.request);
+    const receipt = await requestRefresh({ redis, prefix }, vector.clientId, { ...vector.request, accessToken: vector.accessToken });
     const entryId = receipt.via === 'redis-stream' ? receipt.entryId : '';
     const [entry] = await redis.xrange(refreshRequestsStream(prefix), entryId, entryId);
     expect(entry?.[1]).toStrictEqual(vector.fields);
-    expect(parseRefreshRequest(vector.fields)).toMatchObject({ ok: true, clientId: vector.clientId });
+    const parsed = parseRefreshRequest(vector.fields);
+    expect(parsed).toMatchObject({ ok: true, clientId: vector.clientId });
+    // What the worker checks: the proof was made with the token the requester holds.
+    const proof = parsed.ok ? parsed.proof : undefined;
+    expect(isValidRefreshRequestProof(proof, vector.accessToken, vector.clientId, vector.request.rejectedFingerprint)).toBe(true);
+  });
+
+  test.each(vectors.refreshRequestProofs)('proof: $name', (vector) => {
+    expect(refreshRequestProofMessage(vector.clientId, vector.rejectedFingerprint)).toBe(vector.message);
+    expect(refreshRequestProof(vector.accessToken, vector.clientId, vector.rejectedFingerprint)).toBe(vector.proof);
+    expect(isValidRefreshRequestProof(vector.proof, vector.accessToken, vector.clientId, vector.rejectedFingerprint)).toBe(true);
+  });
+
+  test('without a token of its own, a stream request is proven with the token Redis holds, or refused with a typed error', async () => {
+    const fields = tokenFields('refresh-from-redis', 3);
+    await store(tokenKey(prefix, 'refresh-from-redis'), { type: 'hash', fields });
+    const receipt = await requestRefresh({ redis, prefix }, 'refresh-from-redis', { rejectedFingerprint: fields.fingerprint });
+    const entryId = receipt.via === 'redis-stream' ? receipt.entryId : '';
+    const [entry] = await redis.xrange(refreshRequestsStream(prefix), entryId, entryId);
+    expect(entry?.[1]).toStrictEqual([
+      'clientId',
+      'refresh-from-redis',
+      'rejectedFingerprint',
+      fields.fingerprint,
+      'proof',
+      refreshRequestProof(fields.access_token!, 'refresh-from-redis', fields.fingerprint),
+    ]);
+
+    const refused = await requestRefresh({ redis, prefix }, 'never-stored').catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'refresh_request_failed', clientId: 'never-stored' });
+    expect((refused as Error).message).toMatch(/no token of it to prove the request with/);
   });
 });

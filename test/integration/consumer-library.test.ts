@@ -27,6 +27,7 @@ import {
   withBearerAuth,
 } from '../../client/index.js';
 import { parseRefreshRequest } from '../../worker/refresh-request-consumer.js';
+import { refreshRequestProof } from '../../shared/refresh-request-proof.js';
 import { workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
@@ -415,10 +416,13 @@ describe('TokenReader', () => {
     const streamReader = new TokenReader({ redis: stack.redis, prefix });
     try {
       const fingerprint = 'a1b2c3d4e5f60718';
+      const accessToken = 'the-token-orders-service-was-refused-with';
       const receipt = await streamReader.requestRefresh('orders-service', {
         rejectedFingerprint: fingerprint,
         reason: '401 invalid_token from orders-api',
+        accessToken,
       });
+      const proof = refreshRequestProof(accessToken, 'orders-service', fingerprint);
 
       const stream = refreshRequestsStream(prefix);
       expect(receipt).toMatchObject({ via: 'redis-stream', stream });
@@ -426,16 +430,18 @@ describe('TokenReader', () => {
       expect(entries).toStrictEqual([
         [
           receipt.via === 'redis-stream' ? receipt.entryId : '',
-          ['clientId', 'orders-service', 'rejectedFingerprint', fingerprint, 'reason', '401 invalid_token from orders-api'],
+          ['clientId', 'orders-service', 'rejectedFingerprint', fingerprint, 'reason', '401 invalid_token from orders-api', 'proof', proof],
         ],
       ]);
       expect(parseRefreshRequest(entries[0]![1])).toStrictEqual({
         ok: true,
         clientId: 'orders-service',
         request: { rejectedFingerprint: fingerprint, reason: '401 invalid_token from orders-api' },
+        proof,
       });
 
-      for (let index = 0; index < 300; index++) await requestRefresh({ redis: stack.redis, prefix, maxLength: 10 }, `bounded-${index}`);
+      for (let index = 0; index < 300; index++)
+        await requestRefresh({ redis: stack.redis, prefix, maxLength: 10 }, `bounded-${index}`, { accessToken: `token-${index}` });
       // MAXLEN ~ trims whole stream nodes (100 entries each by default), so about 10 to 110 remain.
       expect(await stack.redis.xlen(stream)).toBeLessThanOrEqual(110);
     } finally {

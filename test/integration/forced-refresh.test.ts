@@ -9,6 +9,7 @@ import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temp
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { refreshRequestsStream } from '../../shared/redis-layout.js';
+import { refreshRequestProof } from '../../shared/refresh-request-proof.js';
 import { REFRESH_REQUESTS_GROUP } from '../../shared/redis-layout.js';
 import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
@@ -18,6 +19,8 @@ import {
   tokenWithGenerationAbove as tokenWithGenerationAboveIn,
 } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+import { TokenStore } from '../../shared/token-store.js';
+import { tokenFingerprint } from '../../activities/access-token.js';
 
 const SECRET = 'forced-refresh-secret';
 /** Long enough that no scheduled renewal happens during a test: every request seen is forced. */
@@ -31,7 +34,7 @@ let stack: TokenStack;
 beforeAll(async () => {
   iam = await startIamEmulator({
     tokenLifetimeSeconds: LIFETIME_SECONDS,
-    clients: ['burst', 'refresh-now', 'parked', 'failing', 'stopping', 'restart', 'stream-ok'].map((clientId) => ({
+    clients: ['burst', 'refresh-now', 'parked', 'failing', 'stopping', 'restart', 'stream-ok', 'proof-a', 'proof-b'].map((clientId) => ({
       clientId,
       clientSecret: SECRET,
     })),
@@ -67,9 +70,14 @@ const tokenWithGenerationAbove = (clientId: string, generation: number, timeoutM
 
 const issued = (clientId: string) => iam.requestsFor(clientId).filter((r) => r.outcome === 'issued');
 
-/** A stream entry as a service that holds only Redis credentials adds it (docs/design.md, "The forced-refresh path"). */
-function addRefreshRequest(fields: Record<string, string>): Promise<string | null> {
-  return stack.redis.xadd(STREAM, 'MAXLEN', '~', '10000', '*', ...Object.entries(fields).flat());
+/**
+ * A stream entry as a service that holds only Redis credentials adds it (docs/design.md, "The
+ * forced-refresh path"): with the origin proof made with `accessToken` when one is given.
+ */
+function addRefreshRequest(fields: Record<string, string>, accessToken?: string): Promise<string | null> {
+  const entry = Object.entries(fields).flat();
+  if (accessToken !== undefined) entry.push('proof', refreshRequestProof(accessToken, fields.clientId ?? '', fields.rejectedFingerprint));
+  return stack.redis.xadd(STREAM, 'MAXLEN', '~', '10000', '*', ...entry);
 }
 
 /** The stream is drained: every entry acknowledged and deleted, nothing pending in the group. */
@@ -95,14 +103,15 @@ async function forceRefreshReasons(clientId: string): Promise<string[]> {
   });
 }
 
-/** 200 refresh requests at once, half as signals and half as stream entries, interleaved. */
-async function burst(clientId: string, fingerprint: string, label: string): Promise<void> {
+/** 200 refresh requests at once naming `token` (a stored hash), half as signals and half as proven stream entries, interleaved. */
+async function burst(clientId: string, token: Record<string, string>, label: string): Promise<void> {
   const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
+  const fingerprint = token.fingerprint!;
   await Promise.all(
     Array.from({ length: 200 }, (_, i) =>
       i % 2 === 0
         ? handle.signal(forceRefreshSignal, { rejectedFingerprint: fingerprint, reason: `${label} signal ${i}` })
-        : addRefreshRequest({ clientId, rejectedFingerprint: fingerprint, reason: `${label} stream ${i}` }),
+        : addRefreshRequest({ clientId, rejectedFingerprint: fingerprint, reason: `${label} stream ${i}` }, token.access_token),
     ),
   );
 }
@@ -114,7 +123,7 @@ test('200 simultaneous refresh requests naming the current token send exactly on
   // Let the minimum interval since the first request pass, so the burst's refresh is due at once.
   await sleep(issued(clientId)[0]!.at + MIN_INTERVAL_MS + 200 - Date.now());
 
-  await burst(clientId, first.fingerprint!, 'first');
+  await burst(clientId, first, 'first');
   const second = await tokenWithGenerationAbove(clientId, 1);
   await streamDrained();
   await sleep(500);
@@ -124,7 +133,7 @@ test('200 simultaneous refresh requests naming the current token send exactly on
 
   // The second burst names the new, current token, but comes inside the minimum interval.
   const secondRequestAt = issued(clientId)[1]!.at;
-  await burst(clientId, second.fingerprint!, 'second');
+  await burst(clientId, second, 'second');
   await streamDrained();
   await sleep(secondRequestAt + MIN_INTERVAL_MS - 500 - Date.now());
   expect(iam.requestsFor(clientId)).toHaveLength(2);
@@ -136,10 +145,14 @@ test('200 simultaneous refresh requests naming the current token send exactly on
   expect(third.generation).toBe('3');
   expect(issued(clientId)[2]!.at - secondRequestAt).toBeGreaterThanOrEqual(MIN_INTERVAL_MS - 300);
 
-  // All 400 requests reached the workflow, none twice: 200 signals and 200 stream entries.
+  // Every signal reached the workflow, and no request twice. The second burst's stream entries
+  // all did (its token stayed current until they were read); of the first burst's, those read
+  // after the refresh had replaced the token they name were dropped by the worker as stale.
   const reasons = await forceRefreshReasons(clientId);
-  expect(reasons).toHaveLength(400);
-  expect(new Set(reasons).size).toBe(400);
+  expect(new Set(reasons).size).toBe(reasons.length);
+  expect(reasons.filter((reason) => reason.includes(' signal '))).toHaveLength(200);
+  expect(reasons.filter((reason) => reason.startsWith('second stream '))).toHaveLength(100);
+  expect(reasons.filter((reason) => reason.startsWith('first stream ')).length).toBeLessThanOrEqual(100);
 });
 
 test('refreshNow returns the new status once the token is in Redis, coalescing concurrent calls', async () => {
@@ -239,9 +252,63 @@ test('a stream entry for an unknown client or without a clientId is acknowledged
   expect(await forceRefreshReasons('stream-ok')).toEqual([]);
 
   // The consumer is still reading: a good entry after the bad ones is signalled.
-  await addRefreshRequest({ clientId: 'stream-ok', rejectedFingerprint: first.fingerprint!, reason: 'good entry' });
+  await addRefreshRequest({ clientId: 'stream-ok', rejectedFingerprint: first.fingerprint!, reason: 'good entry' }, first.access_token);
   await tokenWithGenerationAbove('stream-ok', 1);
   expect(await forceRefreshReasons('stream-ok')).toEqual(['good entry']);
+});
+
+test('a stream entry is honoured only with a proof made with the token of the client it names: another client’s token, no proof or garbage cause no token request', async () => {
+  await stack.admin.register(registration('proof-a', { policy: { minForcedRefreshIntervalMs: 0 } }));
+  await stack.admin.register(registration('proof-b', { policy: { minForcedRefreshIntervalMs: 0 } }));
+  const a = await tokenWithGenerationAbove('proof-a', 0);
+  const b = await tokenWithGenerationAbove('proof-b', 0);
+
+  // A consumer that can read only proof-a's token tries to force proof-b's refresh: the fingerprint
+  // of b's token is public (token-updated messages), its token is not.
+  await addRefreshRequest(
+    { clientId: 'proof-b', rejectedFingerprint: b.fingerprint!, reason: 'proven with the token of proof-a' },
+    a.access_token,
+  );
+  await addRefreshRequest({ clientId: 'proof-b', reason: 'proven with the token of proof-a, no fingerprint' }, a.access_token);
+  await addRefreshRequest({
+    clientId: 'proof-b',
+    rejectedFingerprint: b.fingerprint!,
+    reason: 'a proof of proof-a replayed',
+    proof: refreshRequestProof(a.access_token!, 'proof-a', a.fingerprint),
+  });
+  await addRefreshRequest({ clientId: 'proof-b', rejectedFingerprint: b.fingerprint!, reason: 'no proof' });
+  await addRefreshRequest({ clientId: 'proof-b', rejectedFingerprint: b.fingerprint!, reason: 'garbage proof', proof: 'garbage' });
+  await addRefreshRequest({
+    clientId: 'proof-b',
+    rejectedFingerprint: b.fingerprint!,
+    reason: 'the fingerprint as proof',
+    proof: b.fingerprint!,
+  });
+  // All acknowledged (nothing pending, nothing retried), none signalled, no token requested.
+  await streamDrained();
+  await sleep(1_000);
+  expect(await forceRefreshReasons('proof-b')).toEqual([]);
+  expect(iam.requestsFor('proof-b')).toHaveLength(1);
+  expect(await storedToken('proof-b')).toMatchObject({ generation: '1', fingerprint: b.fingerprint });
+
+  // The same request proven with proof-b's own token is honoured.
+  await addRefreshRequest(
+    { clientId: 'proof-b', rejectedFingerprint: b.fingerprint!, reason: 'proven with the token of proof-b' },
+    b.access_token,
+  );
+  await tokenWithGenerationAbove('proof-b', 1);
+  expect(await forceRefreshReasons('proof-b')).toEqual(['proven with the token of proof-b']);
+  expect(iam.requestsFor('proof-b')).toHaveLength(2);
+
+  // A proven entry naming the token already replaced is stale: dropped without a signal.
+  await addRefreshRequest({ clientId: 'proof-b', rejectedFingerprint: b.fingerprint!, reason: 'stale' }, b.access_token);
+  await streamDrained();
+  await sleep(500);
+  expect(await forceRefreshReasons('proof-b')).toEqual(['proven with the token of proof-b']);
+  expect(iam.requestsFor('proof-b')).toHaveLength(2);
+  // proof-a, whose token proved nothing for proof-b, was not refreshed either.
+  expect(iam.requestsFor('proof-a')).toHaveLength(1);
+  expect(await forceRefreshReasons('proof-a')).toEqual([]);
 });
 
 test('stream entries left unacknowledged by a stopped worker, or added while none runs, are delivered after a restart', async () => {
@@ -250,12 +317,18 @@ test('stream entries left unacknowledged by a stopped worker, or added while non
   const first = await tokenWithGenerationAbove(clientId, 0);
 
   await stack.stopWorkers();
-  await addRefreshRequest({ clientId, rejectedFingerprint: first.fingerprint!, reason: 'read by a worker that died 1' });
-  await addRefreshRequest({ clientId, rejectedFingerprint: first.fingerprint!, reason: 'read by a worker that died 2' });
+  await addRefreshRequest(
+    { clientId, rejectedFingerprint: first.fingerprint!, reason: 'read by a worker that died 1' },
+    first.access_token,
+  );
+  await addRefreshRequest(
+    { clientId, rejectedFingerprint: first.fingerprint!, reason: 'read by a worker that died 2' },
+    first.access_token,
+  );
   // A worker that read these two and was killed before it acknowledged them.
   const delivered = await stack.redis.xreadgroup('GROUP', REFRESH_REQUESTS_GROUP, 'killed-worker', 'COUNT', 10, 'STREAMS', STREAM, '>');
   expect((delivered as [string, unknown[]][])[0]![1]).toHaveLength(2);
-  await addRefreshRequest({ clientId, rejectedFingerprint: first.fingerprint!, reason: 'added while no worker ran' });
+  await addRefreshRequest({ clientId, rejectedFingerprint: first.fingerprint!, reason: 'added while no worker ran' }, first.access_token);
   await sleep(300);
   expect(await forceRefreshReasons(clientId)).toEqual([]);
 
@@ -279,14 +352,33 @@ test('the stream reader survives Redis restarting empty: it creates its group ag
   await stack.redisServer.restart({ empty: true });
 
   // No group, no stream: the reader's XREADGROUP fails with NOGROUP until it creates them again.
+  // No token either: an entry has nothing to be proven against, and is refused.
   await eventually(
-    async () => {
-      const entryId = await addRefreshRequest({ clientId, reason: 'after a Redis restart' }).catch(() => null);
-      return entryId ?? undefined;
-    },
+    async () =>
+      (await addRefreshRequest({ clientId, reason: 'no token to prove it with' }, 'the-lost-token').catch(() => null)) ?? undefined,
     30_000,
     'Redis to accept the entry',
   );
+  await eventually(
+    async () => ((await stack.redis.xlen(STREAM)) === 0 ? true : undefined),
+    30_000,
+    'the refused entry to be acknowledged and deleted',
+  );
+  // A service that still holds the token puts it back (as the lost-token check would have a new
+  // one written) and proves its request with it.
+  const restored = 'the-token-a-service-still-holds';
+  const written = await new TokenStore(stack.redis).write({
+    clientId,
+    accessToken: restored,
+    tokenType: 'Bearer',
+    scope: '',
+    generation: before.generation,
+    obtainedAt: Date.now(),
+    expiresAt: Date.now() + 60_000,
+    fingerprint: tokenFingerprint(restored),
+  });
+  expect(written).toStrictEqual({ written: true });
+  await addRefreshRequest({ clientId, reason: 'after a Redis restart' }, restored);
   const after = await eventually(
     async () => {
       const status = await stack.admin.status(clientId);
@@ -297,5 +389,7 @@ test('the stream reader survives Redis restarting empty: it creates its group ag
   );
   expect(after.state).toBe('active');
   await streamDrained();
-  expect(await forceRefreshReasons(clientId)).toContain('after a Redis restart');
+  const reasons = await forceRefreshReasons(clientId);
+  expect(reasons).toContain('after a Redis restart');
+  expect(reasons).not.toContain('no token to prove it with');
 });

@@ -236,13 +236,30 @@ func TestRefreshRequestVectors(t *testing.T) {
 	reader := newReader(t, client, Options{Prefix: prefix})
 	for _, vector := range loadVectors(t).RefreshRequests {
 		t.Run(vector.Name, func(t *testing.T) {
-			id, err := reader.RequestRefresh(context.Background(), vector.ClientID, RefreshRequest{RejectedFingerprint: vector.Request.RejectedFingerprint, Reason: vector.Request.Reason})
+			id, err := reader.RequestRefresh(context.Background(), vector.ClientID, RefreshRequest{
+				RejectedFingerprint: vector.Request.RejectedFingerprint,
+				Reason:              vector.Request.Reason,
+				AccessToken:         vector.AccessToken,
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			entries := streamEntries(t, client, RefreshRequestsStream(prefix), id, id)
 			if len(entries) != 1 || !slices.Equal(entries[0], vector.Fields) {
 				t.Fatalf("entry %s holds %q, want %q", id, entries, vector.Fields)
+			}
+		})
+	}
+}
+
+func TestRefreshRequestProofVectors(t *testing.T) {
+	for _, vector := range loadVectors(t).RefreshRequestProofs {
+		t.Run(vector.Name, func(t *testing.T) {
+			if got := refreshRequestProofMessage(vector.ClientID, vector.RejectedFingerprint); got != vector.Message {
+				t.Fatalf("message %q, want %q", got, vector.Message)
+			}
+			if got := refreshRequestProof(vector.AccessToken, vector.ClientID, vector.RejectedFingerprint); got != vector.Proof {
+				t.Fatalf("proof %q, want %q", got, vector.Proof)
 			}
 		})
 	}

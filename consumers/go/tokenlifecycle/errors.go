@@ -109,15 +109,25 @@ func (e *TokenWaitTimeoutError) Code() string { return "token_wait_timeout" }
 // Is reports whether target is [ErrTokenWaitTimeout].
 func (e *TokenWaitTimeoutError) Is(target error) bool { return target == ErrTokenWaitTimeout }
 
-// RefreshRequestError: Redis refused the refresh request's stream entry. Err is go-redis's error.
+// RefreshRequestError: the refresh request's stream entry was not stored. Err is go-redis's
+// error, if any. Problem is empty when Redis refused the entry; otherwise it says why no entry
+// was added (no token to make its origin proof with, or reading it failed).
 type RefreshRequestError struct {
 	ClientID string
 	Stream   string
+	Problem  string
 	Err      error
 }
 
 func (e *RefreshRequestError) Error() string {
-	return fmt.Sprintf("tokenlifecycle: could not request a refresh for client %q: Redis refused the entry on %s: %v", e.ClientID, e.Stream, e.Err)
+	switch {
+	case e.Problem == "":
+		return fmt.Sprintf("tokenlifecycle: could not request a refresh for client %q: Redis refused the entry on %s: %v", e.ClientID, e.Stream, e.Err)
+	case e.Err == nil:
+		return fmt.Sprintf("tokenlifecycle: could not request a refresh for client %q: %s", e.ClientID, e.Problem)
+	default:
+		return fmt.Sprintf("tokenlifecycle: could not request a refresh for client %q: %s: %v", e.ClientID, e.Problem, e.Err)
+	}
 }
 
 // Code returns "refresh_request_failed".

@@ -296,7 +296,7 @@ func (r *Reader) replace(ctx context.Context, clientID string, rejected Token, r
 	case err != nil && !errors.Is(err, ErrTokenUnavailable):
 		return Token{}, false, err
 	}
-	if _, err := r.RequestRefresh(ctx, clientID, RefreshRequest{RejectedFingerprint: rejected.Fingerprint, Reason: reason}); err != nil {
+	if _, err := r.RequestRefresh(ctx, clientID, RefreshRequest{RejectedFingerprint: rejected.Fingerprint, Reason: reason, AccessToken: rejected.AccessToken}); err != nil {
 		return Token{}, false, err
 	}
 	token, err := r.WaitForToken(ctx, clientID, rejected.Generation, timeout)

@@ -338,8 +338,11 @@ func TestNoTokenAndNoRedisAreTypedErrors(t *testing.T) {
 		if _, err := reader.WaitForToken(ctx, "away", 0, time.Second); !errors.Is(err, ErrRedisUnavailable) {
 			t.Fatalf("cache %t: WaitForToken with Redis away = %v, want ErrRedisUnavailable", cache, err)
 		}
-		if _, err := reader.RequestRefresh(ctx, "away", RefreshRequest{}); !errors.Is(err, ErrRefreshRequestFailed) || CodeOf(err) != "refresh_request_failed" {
-			t.Fatalf("cache %t: RequestRefresh with Redis away = %v, want ErrRefreshRequestFailed", cache, err)
+		// With a token the XADD fails; without one, reading the token to prove the request with.
+		for _, request := range []RefreshRequest{{AccessToken: "token-of-away"}, {}} {
+			if _, err := reader.RequestRefresh(ctx, "away", request); !errors.Is(err, ErrRefreshRequestFailed) || CodeOf(err) != "refresh_request_failed" {
+				t.Fatalf("cache %t, token given %t: RequestRefresh with Redis away = %v, want ErrRefreshRequestFailed", cache, request.AccessToken != "", err)
+			}
 		}
 	}
 }
@@ -349,7 +352,7 @@ func TestRequestRefreshKeepsTheStreamBounded(t *testing.T) {
 	// A prefix of its own: the stack's worker consumes <stack prefix>refresh-requests.
 	reader := newReader(t, client, Options{Prefix: "go-bounded:", RefreshRequestsMaxLen: 10})
 	for index := range 300 {
-		if _, err := reader.RequestRefresh(context.Background(), fmt.Sprintf("bounded-%d", index), RefreshRequest{}); err != nil {
+		if _, err := reader.RequestRefresh(context.Background(), fmt.Sprintf("bounded-%d", index), RefreshRequest{AccessToken: "token-of-bounded"}); err != nil {
 			t.Fatal(err)
 		}
 	}

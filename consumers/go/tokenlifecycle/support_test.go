@@ -125,14 +125,23 @@ type contractVectors struct {
 		} `json:"messages"`
 	} `json:"tokenUpdated"`
 	RefreshRequests []struct {
-		Name     string `json:"name"`
-		ClientID string `json:"clientId"`
-		Request  struct {
+		Name        string `json:"name"`
+		ClientID    string `json:"clientId"`
+		AccessToken string `json:"accessToken"`
+		Request     struct {
 			RejectedFingerprint string `json:"rejectedFingerprint"`
 			Reason              string `json:"reason"`
 		} `json:"request"`
 		Fields []string `json:"fields"`
 	} `json:"refreshRequests"`
+	RefreshRequestProofs []struct {
+		Name                string `json:"name"`
+		AccessToken         string `json:"accessToken"`
+		ClientID            string `json:"clientId"`
+		RejectedFingerprint string `json:"rejectedFingerprint"`
+		Message             string `json:"message"`
+		Proof               string `json:"proof"`
+	} `json:"refreshRequestProofs"`
 }
 
 func loadVectors(t *testing.T) contractVectors {

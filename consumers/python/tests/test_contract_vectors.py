@@ -27,7 +27,7 @@ from token_lifecycle import (
     token_key,
     token_updated_channel,
 )
-from token_lifecycle.contract import parse_announcement
+from token_lifecycle.contract import parse_announcement, refresh_request_proof, refresh_request_proof_message
 
 STORED = VECTORS["storedTokens"]
 
@@ -173,8 +173,16 @@ def test_refresh_request(vector: dict[str, Any], kind: str, redis_client: redis.
     prefix = f"contract-py-refresh-{kind}:"
     consumer = consumers(kind, prefix=prefix, cache=False)
     request = vector["request"]
-    entry_id = consumer.request_refresh(vector["clientId"], rejected_fingerprint=request.get("rejectedFingerprint"), reason=request.get("reason"))
+    entry_id = consumer.request_refresh(
+        vector["clientId"], rejected_fingerprint=request.get("rejectedFingerprint"), reason=request.get("reason"), access_token=vector["accessToken"]
+    )
     assert stream_entries(redis_client, refresh_requests_stream(prefix), entry_id, entry_id) == [vector["fields"]]
+
+
+@pytest.mark.parametrize("vector", named(VECTORS["refreshRequestProofs"]))
+def test_refresh_request_proof(vector: dict[str, Any]) -> None:
+    assert refresh_request_proof_message(vector["clientId"], vector.get("rejectedFingerprint")) == vector["message"]
+    assert refresh_request_proof(vector["accessToken"], vector["clientId"], vector.get("rejectedFingerprint")) == vector["proof"]
 
 
 def test_printing_a_token_does_not_show_it() -> None:

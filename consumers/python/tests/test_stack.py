@@ -279,16 +279,20 @@ def test_no_token_and_no_redis_are_typed_errors(kind: str, cache: bool, consumer
     assert (raised.value.code, raised.value.client_id) == ("redis_unavailable", "away")
     with pytest.raises(RedisUnavailableError):
         away.wait_for_token("away", 0, 1)
+    # With a token the XADD fails; without one, reading the token to prove the request with.
+    with pytest.raises(RefreshRequestError) as refused:
+        away.request_refresh("away", access_token="token-of-away")
+    assert (refused.value.code, refused.value.problem) == ("refresh_request_failed", None)
     with pytest.raises(RefreshRequestError) as refused:
         away.request_refresh("away")
-    assert refused.value.code == "refresh_request_failed"
+    assert refused.value.code == "refresh_request_failed" and refused.value.problem is not None
 
 
 def test_request_refresh_keeps_the_stream_bounded(redis_client: redis.Redis) -> None:
     # A prefix of its own: the stack's worker consumes <stack prefix>refresh-requests.
     with TokenReader(redis_client, prefix="py-bounded:", refresh_requests_max_len=10) as reader:
         for index in range(300):
-            reader.request_refresh(f"bounded-{index}")
+            reader.request_refresh(f"bounded-{index}", access_token="token-of-bounded")
     # MAXLEN ~ trims whole stream nodes (100 entries each by default), so about 10 to 110 remain.
     assert redis_client.xlen(refresh_requests_stream("py-bounded:")) <= 110
 

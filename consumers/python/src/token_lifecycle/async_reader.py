@@ -33,7 +33,7 @@ from .errors import (
     TokenUnavailableError,
     TokenWaitTimeoutError,
 )
-from .reader import HEALTH_CHECK_SECONDS, SUBSCRIBE_TIMEOUT_SECONDS
+from .reader import HEALTH_CHECK_SECONDS, NO_TOKEN_TO_PROVE_WITH, PROOF_READ_FAILED, SUBSCRIBE_TIMEOUT_SECONDS
 
 AsyncRedis = Union[redis.asyncio.Redis, redis.asyncio.RedisCluster]
 
@@ -79,12 +79,24 @@ class AsyncTokenReader:
         """See :meth:`token_lifecycle.TokenReader.get_token`."""
         return await self._get_token(client_id, skip_cache=False)
 
-    async def request_refresh(self, client_id: str, *, rejected_fingerprint: str | None = None, reason: str | None = None) -> str:
+    async def request_refresh(
+        self, client_id: str, *, rejected_fingerprint: str | None = None, reason: str | None = None, access_token: str | None = None
+    ) -> str:
         """See :meth:`token_lifecycle.TokenReader.request_refresh`."""
         self._assert_open()
         stream = refresh_requests_stream(self.prefix)
+        if access_token is None:
+            try:
+                current = await self._read(client_id)
+            except (RedisUnavailableError, MalformedStoredTokenError) as error:
+                raise RefreshRequestError(client_id, stream, error, problem=PROOF_READ_FAILED) from error
+            if current is None:
+                raise RefreshRequestError(client_id, stream, problem=NO_TOKEN_TO_PROVE_WITH)
+            access_token = current.access_token
         try:
-            entry_id = await self._redis.xadd(stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason)), id="*", maxlen=self._max_len, approximate=True)
+            entry_id = await self._redis.xadd(
+                stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason, access_token)), id="*", maxlen=self._max_len, approximate=True
+            )
         except redis.RedisError as error:
             raise RefreshRequestError(client_id, stream, error) from error
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -141,7 +153,7 @@ class AsyncTokenReader:
             current = None
         if current is not None and current.generation > rejected.generation:
             return current
-        await self.request_refresh(client_id, rejected_fingerprint=rejected.fingerprint, reason=reason)
+        await self.request_refresh(client_id, rejected_fingerprint=rejected.fingerprint, reason=reason, access_token=rejected.access_token)
         try:
             return await self.wait_for_token(client_id, newer_than=rejected.generation, timeout=timeout)
         except TokenWaitTimeoutError:

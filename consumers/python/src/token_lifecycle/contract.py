@@ -4,6 +4,9 @@ readers share it, and test/contract/vectors.json holds it to the Node and Go lib
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -149,12 +152,32 @@ def parse_announcement(payload: Union[bytes, str]) -> Optional[Announcement]:
     return Announcement(client_id, generation)
 
 
-def refresh_request_fields(client_id: str, rejected_fingerprint: Optional[str], reason: Optional[str]) -> Mapping[str, str]:
+#: The first line of every proven message: names the purpose and version, so the MAC is useful for nothing else.
+REFRESH_REQUEST_PROOF_CONTEXT = "token-lifecycle refresh-request v1"
+
+
+def refresh_request_proof_message(client_id: str, rejected_fingerprint: Optional[str]) -> str:
+    """The exact text (UTF-8) a refresh request's origin proof is computed over."""
+    return f"{REFRESH_REQUEST_PROOF_CONTEXT}\n{client_id}\n{rejected_fingerprint or ''}"
+
+
+def refresh_request_proof(access_token: str, client_id: str, rejected_fingerprint: Optional[str]) -> str:
+    """The origin proof of a refresh-requests entry (docs/redis-contract.md, "The refresh request on
+    ``<prefix>refresh-requests``"): base64url without padding of HMAC-SHA256 (RFC 2104) keyed with
+    ``access_token``, the token the requester holds (the refused one, else the current one). It
+    shows the worker that the entry's author can read the client's token; a fingerprint alone is
+    public. The token never leaves the process. Never log the proof."""
+    mac = hmac.new(access_token.encode(), refresh_request_proof_message(client_id, rejected_fingerprint).encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def refresh_request_fields(client_id: str, rejected_fingerprint: Optional[str], reason: Optional[str], access_token: str) -> Mapping[str, str]:
     """The fields of a refresh-requests entry, in order: ``clientId``, then ``rejectedFingerprint``
-    and ``reason`` when given."""
+    and ``reason`` when given, then ``proof``, made with ``access_token``."""
     fields = {"clientId": client_id}
     if rejected_fingerprint is not None:
         fields["rejectedFingerprint"] = rejected_fingerprint
     if reason is not None:
         fields["reason"] = reason
+    fields["proof"] = refresh_request_proof(access_token, client_id, rejected_fingerprint)
     return fields

@@ -68,14 +68,18 @@ class TokenWaitTimeoutError(TokenLifecycleError):
 
 
 class RefreshRequestError(TokenLifecycleError):
-    """Redis refused the refresh request's stream entry; redis-py's error is ``__cause__``."""
+    """The refresh request's stream entry was not stored: Redis refused it (redis-py's error is
+    ``__cause__``), or, when the caller gave no token, Redis holds none of the client to make the
+    entry's origin proof with (``problem`` says so), or reading it failed."""
 
     code = "refresh_request_failed"
 
-    def __init__(self, client_id: str, stream: str, cause: BaseException) -> None:
-        super().__init__(f"Could not request a refresh for client {client_id!r}: Redis refused the entry on {stream}: {cause}")
+    def __init__(self, client_id: str, stream: str, cause: BaseException | None = None, *, problem: str | None = None) -> None:
+        what = problem if problem is not None else f"Redis refused the entry on {stream}"
+        super().__init__(f"Could not request a refresh for client {client_id!r}: {what}" + (f": {cause}" if cause is not None else ""))
         self.client_id = client_id
         self.stream = stream
+        self.problem = problem
 
 
 class TokenReaderClosedError(TokenLifecycleError):

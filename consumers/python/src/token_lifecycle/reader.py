@@ -41,6 +41,9 @@ SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 #: How long the subscription may stay silent before it is pinged: a connection that died without a
 #: FIN would otherwise keep the cache alive on no news.
 HEALTH_CHECK_SECONDS = 15.0
+#: Why a refresh request without a token was not added (RefreshRequestError.problem).
+PROOF_READ_FAILED = "reading its token to prove the request failed"
+NO_TOKEN_TO_PROVE_WITH = "Redis holds no token of it to prove the request with (the worker refuses unproven requests)"
 #: How often the subscription's thread looks up from its socket (to notice ``close``).
 _POLL_SECONDS = 0.2
 
@@ -107,20 +110,36 @@ class TokenReader:
         """
         return self._get_token(client_id, skip_cache=False)
 
-    def request_refresh(self, client_id: str, *, rejected_fingerprint: str | None = None, reason: str | None = None) -> str:
+    def request_refresh(
+        self, client_id: str, *, rejected_fingerprint: str | None = None, reason: str | None = None, access_token: str | None = None
+    ) -> str:
         """Asks the worker to replace the token of ``client_id`` by adding an entry to the stream
         ``<prefix>refresh-requests`` with the fields ``clientId``, then ``rejectedFingerprint``
         (the refused token's fingerprint: a request about a token already replaced is ignored) and
-        ``reason`` (free text for operators, never a token) when given. The worker turns it into a
-        ``forceRefresh`` signal, coalesced and held to the client's minimum interval. Returns the
-        entry ID; it does not wait for the new token: see :meth:`wait_for_token`.
+        ``reason`` (free text for operators, never a token) when given, then ``proof``: the origin
+        proof the worker requires (docs/redis-contract.md), made with ``access_token`` (the
+        refused token; it never leaves the process) or, when ``None``, with the token Redis holds
+        for the client. The worker turns it into a ``forceRefresh`` signal, coalesced and held to
+        the client's minimum interval. Returns the entry ID; it does not wait for the new token:
+        see :meth:`wait_for_token`.
 
-        :raises RefreshRequestError: when Redis refused the entry.
+        :raises RefreshRequestError: when Redis refused the entry or, without ``access_token``,
+            when Redis holds no token of the client to prove the request with or could not be read.
         """
         self._assert_open()
         stream = refresh_requests_stream(self.prefix)
+        if access_token is None:
+            try:
+                current = self._read(client_id)
+            except (RedisUnavailableError, MalformedStoredTokenError) as error:
+                raise RefreshRequestError(client_id, stream, error, problem=PROOF_READ_FAILED) from error
+            if current is None:
+                raise RefreshRequestError(client_id, stream, problem=NO_TOKEN_TO_PROVE_WITH)
+            access_token = current.access_token
         try:
-            entry_id = self._redis.xadd(stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason)), id="*", maxlen=self._max_len, approximate=True)
+            entry_id = self._redis.xadd(
+                stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason, access_token)), id="*", maxlen=self._max_len, approximate=True
+            )
         except redis.RedisError as error:
             raise RefreshRequestError(client_id, stream, error) from error
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -198,7 +217,7 @@ class TokenReader:
             current = None
         if current is not None and current.generation > rejected.generation:
             return current
-        self.request_refresh(client_id, rejected_fingerprint=rejected.fingerprint, reason=reason)
+        self.request_refresh(client_id, rejected_fingerprint=rejected.fingerprint, reason=reason, access_token=rejected.access_token)
         try:
             return self.wait_for_token(client_id, newer_than=rejected.generation, timeout=timeout)
         except TokenWaitTimeoutError:
