@@ -22,15 +22,14 @@ import {
   endpointHost,
   TokenClientId,
   TokenEndpointHost,
+  TokenExpiresAt,
   TokenFailures,
+  TokenNextRefreshAt,
   TokenState as TokenStateKey,
 } from '../workflows/search-attributes.js';
 import { tokenLifecycle, type TokenLifecycleInput } from '../workflows/token-lifecycle.js';
 import { parseRegistration } from './registration-schema.js';
 import { errorMessage } from '../shared/error-message.js';
-
-/** `status` queries in flight at once while {@link TokenAdmin.list} fills in the expiries. */
-const LIST_QUERY_CONCURRENCY = 20;
 
 export class AlreadyRegisteredError extends Error {
   readonly code = 'already_registered';
@@ -60,11 +59,7 @@ export class NotRegisteredError extends Error {
   }
 }
 
-/**
- * One row of {@link TokenAdmin.list}: the state, failures and endpoint from search attributes; the
- * expiry and the next refresh from the workflow's `status` query (visibility holds no expiry: it
- * would cost an upsert per renewal, docs/design.md, "In the Temporal UI").
- */
+/** One row of {@link TokenAdmin.list}, read from search attributes (no query per workflow). */
 export interface RegisteredClient {
   clientId: string;
   state: TokenState | 'unknown';
@@ -376,11 +371,7 @@ export class TokenAdmin {
     }
   }
 
-  /**
-   * Running token workflows on this task queue, optionally only those in `state`: one visibility
-   * list, then one `status` query per workflow (at most {@link LIST_QUERY_CONCURRENCY} at once) for
-   * the expiry and the next refresh; a workflow that cannot answer shows neither.
-   */
+  /** Running token workflows on this task queue, optionally only those in `state`. */
   async list(options: { state?: TokenState } = {}): Promise<RegisteredClient[]> {
     const clauses = [`WorkflowType = 'tokenLifecycle'`, `TaskQueue = '${this.taskQueue}'`, `ExecutionStatus = 'Running'`];
     if (options.state !== undefined) clauses.push(`TokenState = '${options.state}'`);
@@ -390,23 +381,11 @@ export class TokenAdmin {
       rows.push({
         clientId: attributes.get(TokenClientId) ?? execution.workflowId.replace(/^token-lifecycle:/, ''),
         state: (attributes.get(TokenStateKey) as TokenState | undefined) ?? 'unknown',
-        expiresAt: null,
-        nextRefreshAt: null,
+        expiresAt: attributes.get(TokenExpiresAt)?.getTime() ?? null,
+        nextRefreshAt: attributes.get(TokenNextRefreshAt)?.getTime() ?? null,
         failures: attributes.get(TokenFailures) ?? 0,
         tokenEndpointHost: attributes.get(TokenEndpointHost) ?? null,
       });
-    }
-    for (let i = 0; i < rows.length; i += LIST_QUERY_CONCURRENCY) {
-      await Promise.all(
-        rows.slice(i, i + LIST_QUERY_CONCURRENCY).map(async (row) => {
-          const status = await this.client.workflow
-            .getHandle(workflowIdFor(row.clientId))
-            .query(statusQuery)
-            .catch(() => null);
-          row.expiresAt = status?.expiresAt ?? null;
-          row.nextRefreshAt = status === null ? null : status.state === 'backing_off' ? status.backoffUntil : status.nextRefreshAt;
-        }),
-      );
     }
     return rows.sort((a, b) => a.clientId.localeCompare(b.clientId));
   }

@@ -6,9 +6,9 @@
  * is left in Redis (or none at all) has expired: consumers would run dry.
  *
  * The worker never keeps a token (neither in memory nor in Temporal), so the only way to write one
- * again is a new token request: for each client whose workflow is `active` and whose key in Redis
- * is missing or holds a lower generation than the workflow knows, it sends the workflow a
- * `forceRefresh` signal naming why. The workflow coalesces it with
+ * again is a new token request: for each client whose workflow is `active` with a token that is
+ * still valid, and whose key in Redis is missing or holds a lower generation than the workflow
+ * knows, it sends the workflow a `forceRefresh` signal naming why. The workflow coalesces it with
  * any refresh already coming and holds it to the minimum interval between forced refreshes; the new
  * token's generation follows the workflow's, so generations never go backwards even when
  * `<prefix>generations` was lost too.
@@ -19,20 +19,16 @@
  *   master, and ioredis reconnects to the master the Sentinels name), and after any outage;
  * - every `intervalMs`, for what no reconnection announces (eviction, FLUSHDB, a failover behind a
  *   proxy or within a cluster).
- * Each check is one visibility list of the task queue's active workflows and one HMGET per client.
- * Visibility holds no expiry (it would cost an upsert per renewal, docs/design.md, "In the Temporal
- * UI"), so the workflow's generation comes from its `status` query: after a reconnection for every
- * client whose key is present (a failover may have set any of them back, even to a token still
- * valid), on a periodic check only for keys whose token expires within `minRemainingMs` (an active
- * workflow renews before that: an older token was left). Every worker of a fleet checks; duplicate
- * signals coalesce in the workflow.
+ * Each check is one visibility list of the task queue's active workflows, one HMGET per client,
+ * and a `status` query only for clients whose key holds an older token. Every worker of a fleet
+ * checks; duplicate signals coalesce in the workflow.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
 import type { TokenStore } from '../shared/token-store.js';
 import type { RedisClient } from '../shared/redis-connection.js';
 import { forceRefreshSignal, statusQuery, workflowIdFor } from '../workflows/messages.js';
-import { TokenClientId, TokenState } from '../workflows/search-attributes.js';
+import { TokenClientId, TokenExpiresAt, TokenState } from '../workflows/search-attributes.js';
 
 /** Options of {@link startLostTokenCheck}. */
 export interface LostTokenCheckOptions {
@@ -46,7 +42,7 @@ export interface LostTokenCheckOptions {
   intervalMs?: number;
   /** How long after Redis is ready a check runs (the failover settles, visibility catches up). @default 1_000 */
   afterReadyDelayMs?: number;
-  /** On a periodic check, a stored token expiring sooner than this has its workflow's generation compared. @default 2_000 */
+  /** Tokens expiring sooner than this are left to their renewal. @default 2_000 */
   minRemainingMs?: number;
   logger: Logger;
 }
@@ -54,7 +50,7 @@ export interface LostTokenCheckOptions {
 /** What one check found and did. */
 export interface LostTokenCheckResult {
   trigger: string;
-  /** Active workflows. */
+  /** Active workflows with a token that is still valid. */
   checked: number;
   /** Clients whose key was missing. */
   missing: string[];
@@ -71,10 +67,7 @@ export interface LostTokenCheck {
   stop(): Promise<void>;
 }
 
-/** The trigger of the checks on a timer; any other is a reconnection, after which every key is compared. */
-const PERIODIC = 'periodic check';
-
-/** Redis reads, queries and signals in flight at once during a check. */
+/** Redis reads and signals in flight at once during a check. */
 const CONCURRENCY = 50;
 
 /** Starts checking (see the module comment for when); stop it with {@link LostTokenCheck.stop}. */
@@ -103,23 +96,23 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
   };
 
   async function checkOnce(trigger: string): Promise<LostTokenCheckResult> {
-    const query = `TaskQueue = '${taskQueue.replaceAll("'", "\\'")}' AND ExecutionStatus = 'Running' AND ${TokenState.name} = 'active'`;
-    const known: string[] = [];
+    const validFrom = new Date(Date.now() + minRemainingMs).toISOString();
+    const query = `TaskQueue = '${taskQueue.replaceAll("'", "\\'")}' AND ExecutionStatus = 'Running' AND ${TokenState.name} = 'active' AND ${TokenExpiresAt.name} > '${validFrom}'`;
+    const known: { clientId: string; expiresAt: number }[] = [];
     for await (const execution of client.workflow.list({ query })) {
       const clientId = execution.typedSearchAttributes.get(TokenClientId);
-      if (clientId !== undefined) known.push(clientId);
+      const expiresAt = execution.typedSearchAttributes.get(TokenExpiresAt);
+      if (clientId !== undefined && expiresAt !== undefined) known.push({ clientId, expiresAt: expiresAt.getTime() });
     }
 
-    const compareEvery = trigger !== PERIODIC;
-    const expiringBefore = Date.now() + minRemainingMs;
     const missing: string[] = [];
     const behind: { clientId: string; stored: number; known: number }[] = [];
-    await inBatches(known, async (clientId) => {
+    await inBatches(known, async ({ clientId, expiresAt }) => {
       const stored = await store.readMetadata(clientId);
-      // An active workflow wrote its token before it recorded it (and renews it before it
-      // expires): no key means Redis lost it. A renewal in flight coalesces with the signal.
       if (stored === null) missing.push(clientId);
-      else if (compareEvery || stored.expiresAt < expiringBefore) {
+      // Visibility may lag behind the workflow, never ahead of Redis (the activity writes Redis
+      // before the workflow records the token): an older expiry means an older token.
+      else if (stored.expiresAt < expiresAt) {
         // A workflow that ended since it was listed cannot answer: nothing to write again.
         const status = await client.workflow
           .getHandle(workflowIdFor(clientId))
@@ -166,7 +159,7 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
   };
   const onReady = () => later('Redis connection ready', afterReadyDelayMs);
   redis.on('ready', onReady);
-  const interval = setInterval(() => void check(PERIODIC), intervalMs);
+  const interval = setInterval(() => void check('periodic check'), intervalMs);
   // A client that is ready already emits no `ready` again until it reconnects.
   if (redis.status === 'ready') onReady();
 

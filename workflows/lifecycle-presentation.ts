@@ -16,16 +16,8 @@ import {
   TokenState,
 } from './search-attributes.js';
 import { iamUrlOf } from './registration.js';
-import { RENEWAL_COST_PATCH } from './patches.js';
 
-/**
- * Publishes the state: search attributes (only those that changed) and the current details.
- *
- * Search attributes hold what operators filter on and what changes with the state, never with each
- * renewal: every upsert is a history event and a billable action on Temporal Cloud, so upserting
- * `TokenExpiresAt`/`TokenNextRefreshAt` made a third of a renewal's cost. The expiry and the next
- * refresh are in the current details and the `status` query instead (neither is an event).
- */
+/** Publishes the state: search attributes (only those that changed) and the current details. */
 export function publishLifecycle(lifecycle: TokenLifecycleState): void {
   const c = lifecycle.current;
   const wanted: SearchAttributeUpdatePair[] = [
@@ -34,20 +26,11 @@ export function publishLifecycle(lifecycle: TokenLifecycleState): void {
     // serve their token endpoint on their issuer's host (docs/design.md, "Discovery").
     { key: TokenEndpointHost, value: endpointHost(iamUrlOf(lifecycle.registration)) },
     { key: TokenState, value: c.state },
+    { key: TokenExpiresAt, value: dateOrNull(c.expiresAt) },
+    // The next token request: after a failure, the end of the backoff.
+    { key: TokenNextRefreshAt, value: dateOrNull(c.state === 'backing_off' ? c.backoffUntil : c.nextRefreshAt) },
     { key: TokenFailures, value: c.consecutiveFailures },
   ];
-  // Runs recorded before the patch upserted the expiry and the next refresh on every cycle.
-  if (wf.patched(RENEWAL_COST_PATCH)) {
-    // Removed once from a run continued from an older one (continue-as-new copies them), so no
-    // stale expiry stays in visibility; absent ones count as removed already.
-    wanted.push({ key: TokenExpiresAt, value: null }, { key: TokenNextRefreshAt, value: null });
-  } else {
-    wanted.push(
-      { key: TokenExpiresAt, value: dateOrNull(c.expiresAt) },
-      // The next token request: after a failure, the end of the backoff.
-      { key: TokenNextRefreshAt, value: dateOrNull(c.state === 'backing_off' ? c.backoffUntil : c.nextRefreshAt) },
-    );
-  }
   // Each upsert is a history event and a visibility write: send only what changed since the
   // start or the last upsert (the SDK keeps both in workflowInfo, identically on replay).
   const current = wf.workflowInfo().typedSearchAttributes;

@@ -8,8 +8,6 @@
 import * as wf from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
 import { FAILURE_KINDS, type FailureDetails, type FailureKind } from './failures.js';
-import { CycleScopes } from './cycle-scopes.js';
-import { RENEWAL_COST_PATCH } from './patches.js';
 import { attemptSummary, publishLifecycle, showForcedRefreshDecision, waitSummary } from './lifecycle-presentation.js';
 import { TokenLifecycleState, type CarriedState } from './lifecycle-state.js';
 import {
@@ -74,18 +72,6 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
 
   publishLifecycle(lifecycle);
 
-  let cycleScopes: CycleScopes | undefined;
-  /**
-   * Where a cycle's waits and requests run: a scope nothing keeps after the cycle, or the root for
-   * runs recorded before the patch (they never recorded the SDK flag the cycle scopes rely on).
-   */
-  const inCycle = <T>(fn: () => Promise<T>): Promise<T> =>
-    wf.patched(RENEWAL_COST_PATCH) ? (cycleScopes ??= new CycleScopes()).run(fn) : fn();
-  const conditionInCycle = (fn: () => boolean, timeoutMs: number, options: wf.TimerOptions): Promise<boolean> =>
-    wf.patched(RENEWAL_COST_PATCH)
-      ? (cycleScopes ??= new CycleScopes()).condition(fn, timeoutMs, options)
-      : wf.condition(fn, timeoutMs, options);
-
   const continueAsNewDue = () => lifecycle.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested);
   while (!lifecycle.stopRequested) {
     if (continueAsNewDue()) {
@@ -106,10 +92,10 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
       // fingerprints) still grow the history while the loop sleeps.
       const woken = () => lifecycle.changeCount !== seen || lifecycle.stopRequested || continueAsNewDue();
       if (wakeAt === null) {
-        await inCycle(() => wf.condition(woken));
+        await wf.condition(woken);
         continue;
       }
-      const wokenEarly = await conditionInCycle(woken, wakeAt - Date.now(), { summary: waitSummary(lifecycle, wakeAt) });
+      const wokenEarly = await wf.condition(woken, wakeAt - Date.now(), { summary: waitSummary(lifecycle, wakeAt) });
       // Re-evaluate only when a signal may have changed what is due. When the timer fired, the
       // attempt is due: re-comparing with Date.now() could start a second timer when the task ran
       // late on a new worker after a crash, and the next replay would diverge from the history.
@@ -119,9 +105,9 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     const summary = attemptSummary(lifecycle, Date.now());
     const generation = lifecycle.beginAttempt(Date.now());
     try {
-      const metadata = await inCycle(() =>
-        acquireToken.executeWithOptions({ ...iamActivityOptions(info.taskQueue), summary }, [lifecycle.acquireInput(generation)]),
-      );
+      const metadata = await acquireToken.executeWithOptions({ ...iamActivityOptions(info.taskQueue), summary }, [
+        lifecycle.acquireInput(generation),
+      ]);
       lifecycle.recordSuccess(metadata, Date.now());
     } catch (err) {
       const { kind, message, details } = describeFailure(err);

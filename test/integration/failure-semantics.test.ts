@@ -12,7 +12,7 @@ import { workflowIdFor } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import type { FailureKind } from '../../workflows/failures.js';
 import type { PolicyOverrides } from '../../workflows/policy.js';
-import { TokenFailures, TokenState } from '../../workflows/search-attributes.js';
+import { TokenFailures, TokenNextRefreshAt, TokenState } from '../../workflows/search-attributes.js';
 import { activeAt, gapsBetween, sleep, statusWhere, storedToken, tokenWithGenerationAbove } from '../support/failure-scenarios.js';
 import { startTokenStack, type TokenStack } from '../support/token-stack.js';
 import { historyEvents, startedTimers } from '../support/workflow-history.js';
@@ -48,6 +48,7 @@ async function searchAttributes(clientId: string) {
   return {
     state: attributes.get(TokenState),
     failures: attributes.get(TokenFailures),
+    nextTry: attributes.get(TokenNextRefreshAt)?.getTime(),
   };
 }
 
@@ -70,9 +71,7 @@ describe('429 Retry-After is honoured in both forms', () => {
     expect(during).toMatchObject({ consecutiveFailures: 1, lastError: { kind: 'rate_limited', status: 429 } });
     expect(during.backoffUntil).toBeGreaterThanOrEqual(notBefore);
     const visible = await searchAttributes(clientId);
-    // The next try is in the status and the current details, not a search attribute: it changes on
-    // every attempt (docs/design.md, "In the Temporal UI").
-    expect(visible).toEqual({ state: 'backing_off', failures: 1 });
+    expect(visible).toEqual({ state: 'backing_off', failures: 1, nextTry: during.backoffUntil });
     // The wait is the header's, counted from when the answer came: never longer than it says.
     const [backoff] = startedTimers(await historyEvents(stack.client, workflowIdFor(clientId)));
     if (typeof header === 'number') expect(backoff!.durationMs).toBe(header * 1000);
