@@ -163,7 +163,8 @@ describe('connection-level failures back off as configured and recover when the 
 });
 
 test('a rotated secret parks the workflow: one request, no timer, the last good token kept; reconfigure with the right secret recovers it', async () => {
-  const clientId = 'parked';
+  // Not 'parked': workflow IDs are the namespace's, and forced-refresh.test.ts runs one by that name beside this file.
+  const clientId = 'parked-after-rotation';
   const WATCH_MS = 8_000;
   const iam = await emulatorFor([clientId]);
   await stack.admin.register(registration(iam, clientId, { minForcedRefreshIntervalMs: 0 }));
