@@ -1,7 +1,11 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
 /** The tests of the `topology` tier (below). */
-const TOPOLOGY_TESTS = ['test/integration/production-topology.test.ts', 'test/integration/docker-image.test.ts'];
+const TOPOLOGY_TESTS = [
+  'test/integration/production-topology.test.ts',
+  'test/integration/docker-image.test.ts',
+  'test/integration/redis-sentinel.test.ts',
+];
 
 /**
  * Three tiers (README, "Development"):
@@ -10,8 +14,9 @@ const TOPOLOGY_TESTS = ['test/integration/production-topology.test.ts', 'test/in
  * - `integration`: the real services (one Temporal dev server for the run, a redis-server per
  *   file, the IAM emulator, oidc-provider, the built worker, the demo);
  * - `topology`: the tests that load the whole machine (a Temporal server on PostgreSQL with three
- *   workers and 200 clients; a Docker build), after the others and one at a time, so that they
- *   slow neither the other integration tests nor each other.
+ *   workers and 200 clients; a Docker build; a master, a replica and three Sentinels whose
+ *   discovery of each other once took longer than a minute beside two loaded integration files),
+ *   after the others and one at a time, so that they slow neither the other tests nor each other.
  */
 export default defineConfig({
   test: {

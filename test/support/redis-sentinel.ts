@@ -161,7 +161,17 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
       },
       SETTLE_TIMEOUT_MS,
       'three Sentinels that know each other and the replica',
-    );
+    ).catch(async (error: unknown) => {
+      // What each one knew, for the next time this happens.
+      const views = await Promise.all(
+        sentinelPorts.map(async (port) => {
+          const others = await cli(port, 'SENTINEL', 'SENTINELS', SENTINEL_MASTER_NAME).catch((e: unknown) => String(e));
+          const replicas = await cli(port, 'SENTINEL', 'REPLICAS', SENTINEL_MASTER_NAME).catch((e: unknown) => String(e));
+          return `Sentinel ${port} knows ${(others.match(/^name$/gm) ?? []).length} others; replicas: ${replicas.replaceAll('\n', ' ')}`;
+        }),
+      );
+      throw new Error(`${String(error)}\n${views.join('\n')}`);
+    });
   } catch (error) {
     await stop();
     throw error;
