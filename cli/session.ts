@@ -7,6 +7,7 @@ import type { Connection } from '@temporalio/client';
 import type { TokenAdmin } from '../client/admin.js';
 import { innermostMessage } from '../shared/error-message.js';
 import type { RedisClient } from '../shared/redis-connection.js';
+import type { RedisSettings } from '../shared/redis-settings.js';
 import type { Settings } from '../shared/settings.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { CliError } from './cli-error.js';
@@ -16,6 +17,7 @@ const CONNECT_TIMEOUT_MS = 5_000;
 
 export class Session {
   private cachedSettings: Settings | undefined;
+  private cachedRedisSettings: RedisSettings | undefined;
   private connection: Connection | undefined;
   private redis: RedisClient | undefined;
 
@@ -26,6 +28,15 @@ export class Session {
       this.cachedSettings = readSettings();
     }
     return this.cachedSettings;
+  }
+
+  /** Only the Redis settings: a command that needs Redis alone (`token`) reads and loads no more. */
+  async redisSettings(): Promise<RedisSettings> {
+    if (this.cachedRedisSettings === undefined) {
+      const { readRedisSettings } = await import('../shared/redis-settings.js');
+      this.cachedRedisSettings = readRedisSettings();
+    }
+    return this.cachedRedisSettings;
   }
 
   /** The admin API on a Temporal connection (opened once). */
@@ -52,14 +63,18 @@ export class Session {
 
   /** The token store on a Redis connection that tries once: a CLI says Redis is down, it does not wait for it. */
   async store(): Promise<TokenStore> {
-    const [redis, settings, { TokenStore }] = await Promise.all([this.redisClient(), this.settings(), import('../shared/token-store.js')]);
+    const [redis, settings, { TokenStore }] = await Promise.all([
+      this.redisClient(),
+      this.redisSettings(),
+      import('../shared/token-store.js'),
+    ]);
     return new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
   }
 
   /** A Redis connection (opened once) that tries once: a CLI says Redis is down, it does not wait for it. */
   async redisClient(): Promise<RedisClient> {
     if (this.redis !== undefined) return this.redis;
-    const settings = await this.settings();
+    const settings = await this.redisSettings();
     const [{ redactRedisUrl }, { createRedisClientFromSettings, redisTlsProblem }] = await Promise.all([
       import('../shared/redis-connection.js'),
       import('../shared/redis-tls.js'),
@@ -86,9 +101,9 @@ export class Session {
     return redis;
   }
 
-  /** The Temporal address, for messages; the default when the settings cannot be read. */
-  async temporalAddress(): Promise<string> {
-    return (await this.settings().catch(() => undefined))?.TEMPORAL_ADDRESS ?? 'TEMPORAL_ADDRESS';
+  /** The Temporal address, for messages: only a command that read the settings can have failed on Temporal. */
+  temporalAddress(): string {
+    return this.cachedSettings?.TEMPORAL_ADDRESS ?? 'TEMPORAL_ADDRESS';
   }
 
   async close(): Promise<void> {

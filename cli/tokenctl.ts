@@ -296,7 +296,7 @@ async function main(argv: string[]): Promise<number> {
     // Commander already printed its usage error (or the help) to the right stream.
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
     const { failureMessage } = await import('./failure-message.js');
-    process.stderr.write(`error: ${failureMessage(err, await session.temporalAddress())}\n`);
+    process.stderr.write(`error: ${failureMessage(err, session.temporalAddress())}\n`);
     return EXIT_FAILED;
   } finally {
     await session.close();

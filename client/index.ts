@@ -39,7 +39,7 @@ export {
 export { MalformedStoredTokenError } from '../shared/token-store.js';
 export { createRedisClient, RedisUrlError } from '../shared/redis-connection.js';
 export { createRedisClientFromEnvironment, describeRedisConnectionError } from '../shared/redis-tls.js';
-export { SettingsError } from '../shared/settings.js';
+export { SettingsError } from '../shared/settings-error.js';
 export type { RedisClient } from '../shared/redis-connection.js';
 
 export { AlreadyRegisteredError, NotRegisteredError, RefreshFailedError, TokenAdmin } from './admin.js';

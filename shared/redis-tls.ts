@@ -8,7 +8,8 @@ import type { RedisOptions } from 'ioredis';
 import { resolveReference, type Environment } from '../activities/references.js';
 import { errorMessage } from './error-message.js';
 import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection.js';
-import { readRedisSettings, SettingsError, type RedisSettings } from './settings.js';
+import { readRedisSettings, type RedisSettings } from './redis-settings.js';
+import { SettingsError } from './settings-error.js';
 
 /**
  * The TLS options of `settings`: the private CA (`REDIS_TLS_CA`) and the client certificate and key

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import type { TLSConfig } from '@temporalio/client';
 import { innermostMessage } from './error-message.js';
-import { SettingsError, type Settings } from './settings.js';
+import type { Settings } from './settings.js';
+import { SettingsError } from './settings-error.js';
 
 export interface TemporalConnectionOptions {
   address: string;

@@ -28,7 +28,7 @@ export interface GrantOptions {
 
 export async function grant(session: Session, user: string, options: GrantOptions): Promise<void> {
   assertUser(user);
-  const prefix = (await session.settings()).TOKEN_KEY_PREFIX;
+  const prefix = (await session.redisSettings()).TOKEN_KEY_PREFIX;
   const rules = options.worker
     ? workerAclRules(prefix)
     : consumerAclRules({ clientIds: splitClientIds(options.clients ?? ''), refresh: options.refresh === true, prefix });

@@ -16,7 +16,7 @@ import { TokenReader } from '../../client/token-reader.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import type { RedisClient } from '../../shared/redis-connection.js';
 import { createRedisClientFromEnvironment, describeRedisConnectionError } from '../../shared/redis-tls.js';
-import { readRedisSettings } from '../../shared/settings.js';
+import { readRedisSettings } from '../../shared/redis-settings.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { createTestPki, type IssuedCertificate, type TestPki } from '../support/test-pki.js';

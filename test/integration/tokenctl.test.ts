@@ -61,8 +61,11 @@ interface Run {
   stderr: string;
 }
 
-/** Runs tokenctl with the stack's settings in its environment (overridden by `env`); never rejects. */
-function tokenctl(args: string[], env: Record<string, string> = {}): Promise<Run> {
+/**
+ * Runs tokenctl with the stack's settings in its environment (overridden by `env`); never rejects.
+ * `nodeOptions` go to Node.js before the script.
+ */
+function tokenctl(args: string[], env: Record<string, string> = {}, nodeOptions: string[] = []): Promise<Run> {
   const settings = {
     TEMPORAL_ADDRESS: inject('temporalAddress'),
     TEMPORAL_NAMESPACE: 'default',
@@ -73,7 +76,7 @@ function tokenctl(args: string[], env: Record<string, string> = {}): Promise<Run
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'cli/tokenctl.ts', ...args],
+      [...nodeOptions, '--import', 'tsx', 'cli/tokenctl.ts', ...args],
       { cwd: ROOT, env: { ...process.env, ...settings, ...env }, timeout: 30_000 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
@@ -224,6 +227,26 @@ describe('failures', () => {
     expect(redis.stderr).toMatch(
       new RegExp(`^error: cannot connect to Redis at redis://127\\.0\\.0\\.1:${redisPort} \\(connect ECONNREFUSED .*set REDIS_URL`),
     );
+  });
+
+  test('--help and token load only what they need: token no Temporal client and no schema library, --help not even Redis', async () => {
+    const packagesLoaded = async (args: string[]): Promise<Set<string>> => {
+      const file = join(dir, `modules-${args.join('-')}.txt`);
+      // A module hook that appends the URL of every module loaded to `file`.
+      const hook = `import { registerHooks } from 'node:module'; import { appendFileSync } from 'node:fs';
+        registerHooks({ load(url, context, next) { appendFileSync(${JSON.stringify(file)}, url + '\\n'); return next(url, context); } });`;
+      const run = await tokenctl(args, {}, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`]);
+      expect(run.code, run.stderr).not.toBe(-1);
+      const urls = (await readFile(file, 'utf8')).split('\n');
+      return new Set(urls.map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1]).filter((name) => name !== undefined));
+    };
+    const [help, token] = await Promise.all([packagesLoaded(['--help']), packagesLoaded(['token', CLIENT])]);
+
+    expect(token).toContain('ioredis');
+    for (const loaded of [help, token]) {
+      expect([...loaded].filter((name) => name === 'zod' || name.startsWith('@temporalio/'))).toEqual([]);
+    }
+    expect(help).not.toContain('ioredis');
   });
 
   test('an unreadable TLS file exits 1 naming the variable, not as an unreachable Temporal', async () => {
