@@ -1,15 +1,18 @@
 /**
- * `npm run bench:worker`: what one worker process costs per client registration, the figures that
- * size a deployment (how many clients one worker holds, what it needs while they sleep).
+ * `npm run bench:worker`: what one worker process costs per client registration and per renewal,
+ * the figures that size a deployment (docs/deployment.md, "Sizing"), each beside its target.
  *
  * Laid out as in production: the built worker (`dist/worker/main.js`, `npm run build` first) and the
  * IAM emulator (with the provider's 50 requests/s edge) run as processes of their own; this process
- * registers the clients and samples the worker's memory and CPU from /proc. Prints figures;
- * asserts nothing (targets belong here, not in timed tests).
+ * registers the clients, samples the worker's memory and its CPU by thread from /proc, and reads a
+ * sample of the histories. Prints figures; asserts nothing (targets belong here, not in timed tests).
+ *
+ * Two phases: the stampede (every client registered at once, until every token is stored), then
+ * steady renewal for BENCH_IDLE_SECONDS, in which each client renews every 0.85 × the lifetime.
  *
  *   BENCH_CLIENTS (1000)            client registrations
- *   BENCH_IDLE_SECONDS (30)         how long to watch the worker once every token is stored
- *   BENCH_TOKEN_LIFETIME (300)      the emulator's token lifetime, in seconds
+ *   BENCH_IDLE_SECONDS (60)         how long to watch steady renewal once every token is stored
+ *   BENCH_TOKEN_LIFETIME (60)       the emulator's token lifetime, in seconds
  *   IAM_MAX_RPS (40)                the worker's fleet-wide cap
  *   MAX_CACHED_WORKFLOWS            the worker's workflow cache (default: the SDK's)
  *   BENCH_TEMPORAL_ADDRESS          a running Temporal server to use (default: start a dev server)
@@ -17,12 +20,15 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { Redis } from 'ioredis';
 import { tokenKey } from '../shared/redis-layout.js';
+import { workflowIdFor } from '../workflows/messages.js';
 import { TokenAdmin } from '../client/admin.js';
 import { hasExited } from '../dev/child-process.js';
 import { findFreePort } from '../dev/free-port.js';
@@ -32,8 +38,8 @@ import { startEmulatorProcess } from '../test/support/emulator-process.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
-const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
-const TOKEN_LIFETIME_SECONDS = Number(process.env.BENCH_TOKEN_LIFETIME ?? 300);
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
+const TOKEN_LIFETIME_SECONDS = Number(process.env.BENCH_TOKEN_LIFETIME ?? 60);
 const IAM_MAX_RPS = Number(process.env.IAM_MAX_RPS ?? 40);
 const ROOT = join(import.meta.dirname, '..');
 const WORKER = join(ROOT, 'dist', 'worker', 'main.js');
@@ -42,6 +48,56 @@ const SECRET = 'bench-secret';
 const STAMPEDE_TARGET = 1.15;
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const CLOCK_TICKS = 100;
+/** Issue 17's targets. */
+const TARGETS = { cpuMsPerRenewal: 8, eventsPerCycle: 11, actionsPerCycle: 2, rssKiBPerClient: 150 };
+/** Workflows whose histories are read for the per-cycle figures. */
+const HISTORY_SAMPLE = 20;
+/** A token's renewals in a 30-day month at 300 s tokens, renewed at 0.85 × the lifetime. */
+const CYCLES_PER_MONTH_AT_300_S = (30 * 86_400) / (0.85 * 300);
+
+const { EventType } = proto.temporal.api.enums.v1;
+/**
+ * The history events that Temporal Cloud bills as actions (docs/deployment.md, "Sizing"); a
+ * continue-as-new is billed as the new run's start.
+ */
+const BILLABLE_EVENTS: ReadonlySet<number> = new Set([
+  EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+  EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+  EventType.EVENT_TYPE_TIMER_STARTED,
+  EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+  EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+  EventType.EVENT_TYPE_MARKER_RECORDED,
+  EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+  EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+]);
+
+/** What each thread of the worker is, by the name Node.js, V8 and the SDK's core give it. */
+function threadGroup(name: string): string {
+  if (name === 'MainThread') return 'main JS thread (activities, Redis, metrics, its GC)';
+  if (name === 'WorkerThread') return 'workflow thread (the workflow sandbox, its GC)';
+  if (name === 'V8Worker' || name === 'DelayedTaskSche') return 'V8 helper threads (concurrent GC, compilation)';
+  if (name.startsWith('libuv-worker')) return 'libuv pool (DNS, files, crypto)';
+  return 'Rust core threads (gRPC, task polling)';
+}
+
+/** CPU seconds used so far by each group of a process's threads (see {@link threadGroup}). */
+function cpuByThreadGroup(pid: number): Map<string, number> {
+  const groups = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const group = threadGroup(name);
+      groups.set(group, (groups.get(group) ?? 0) + cpuSecondsOf(`/proc/${pid}/task/${tid}/stat`));
+    } catch {
+      // The thread ended between the listing and the read: its time is in no later sample either.
+    }
+  }
+  return groups;
+}
+
+function met(value: number, target: number): string {
+  return value <= target ? 'met' : 'missed';
+}
 
 /** Resident memory of a process, in MiB. */
 function rssMiB(pid: number): number {
@@ -51,7 +107,12 @@ function rssMiB(pid: number): number {
 
 /** CPU seconds (user + system) a process has used so far. */
 function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return cpuSecondsOf(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds (user + system) of a /proc `stat` file, a process's or a thread's. */
+function cpuSecondsOf(statFile: string): number {
+  const stat = readFileSync(statFile, 'utf8');
   // The fields after the command name, which is in parentheses and may hold spaces: utime, stime
   // are the 14th and 15th of the line, the 12th and 13th of these.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -63,11 +124,17 @@ async function main(): Promise<void> {
   const cleanups: Array<() => unknown> = [];
   try {
     let temporalAddress = process.env.BENCH_TEMPORAL_ADDRESS;
+    let server: TemporalDevServer | undefined;
     if (temporalAddress === undefined) {
-      const server: TemporalDevServer = await startTemporalDevServer({ uiPort: false });
-      cleanups.push(() => server.stop());
-      temporalAddress = server.address;
+      const devServer = await startTemporalDevServer({ uiPort: false });
+      server = devServer;
+      cleanups.push(() => devServer.stop());
+      temporalAddress = devServer.address;
     }
+    // The worker writes a diagnostic report (without its environment: it holds the secret) on
+    // SIGWINCH (the SDK shuts down on SIGUSR2): the only outside view of the workflow thread's heap.
+    const reportDir = mkdtempSync(join(tmpdir(), 'bench-worker-report-'));
+    cleanups.push(() => rmSync(reportDir, { recursive: true, force: true }));
     const redisServer = await startRedisServer();
     cleanups.push(() => redisServer.stop());
     const redis = new Redis(redisServer.url);
@@ -82,20 +149,31 @@ async function main(): Promise<void> {
 
     const taskQueue = `bench-${randomUUID()}`;
     let log = '';
-    const worker = spawn(process.execPath, [WORKER], {
-      env: {
-        ...process.env,
-        TEMPORAL_ADDRESS: temporalAddress,
-        TEMPORAL_TASK_QUEUE: taskQueue,
-        REDIS_URL: redisServer.url,
-        IAM_MAX_RPS: String(IAM_MAX_RPS),
-        METRICS_PORT: String(await findFreePort()),
-        LOG_LEVEL: 'WARN',
-        LOG_FORMAT: 'json',
-        BENCH_SECRET: SECRET,
+    const worker = spawn(
+      process.execPath,
+      [
+        '--report-on-signal',
+        '--report-signal=SIGWINCH',
+        '--report-exclude-env',
+        '--report-compact',
+        `--report-directory=${reportDir}`,
+        WORKER,
+      ],
+      {
+        env: {
+          ...process.env,
+          TEMPORAL_ADDRESS: temporalAddress,
+          TEMPORAL_TASK_QUEUE: taskQueue,
+          REDIS_URL: redisServer.url,
+          IAM_MAX_RPS: String(IAM_MAX_RPS),
+          METRICS_PORT: String(await findFreePort()),
+          LOG_LEVEL: 'WARN',
+          LOG_FORMAT: 'json',
+          BENCH_SECRET: SECRET,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    );
     worker.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
     worker.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
     cleanups.push(async () => {
@@ -144,39 +222,93 @@ async function main(): Promise<void> {
     const allStoredMs = performance.now() - startedAt;
     const cpuAfterAcquiring = cpuSeconds(worker.pid!);
     const rssAfterAcquiring = rssMiB(worker.pid!);
+    const heapAfterAcquiring = await workflowThreadHeapMiB(worker.pid!, reportDir);
+    if (hasExited(worker)) throw new Error(`The worker exited:\n${log}`);
 
+    // Steady renewal: CPU by thread, and the Temporal server's, per token request in the window.
+    const idleFrom = Date.now();
+    const threadsBefore = cpuByThreadGroup(worker.pid!);
+    const serverCpuBefore = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
     await sleep(IDLE_SECONDS * 1000);
+    if (hasExited(worker)) throw new Error(`The worker exited:\n${log}`);
+    const threadsAfter = cpuByThreadGroup(worker.pid!);
+    const serverCpuAfter = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
     const cpuAfterIdle = cpuSeconds(worker.pid!);
     const rssAfterIdle = rssMiB(worker.pid!);
+    const heapAfterIdle = await workflowThreadHeapMiB(worker.pid!, reportDir);
     const requests = iam.requests();
+    const renewals = requests.filter((request) => request.at >= idleFrom && request.outcome === 'issued').length;
     const rejected = requests.filter((request) => request.outcome !== 'issued').length;
-    const arrivals = requests.map((request) => request.at).sort((a, b) => a - b);
+    const arrivals = requests
+      .filter((request) => request.at < idleFrom)
+      .map((request) => request.at)
+      .sort((a, b) => a - b);
     const requestsPerSecond = arrivals.length > 1 ? (arrivals.length - 1) / ((arrivals.at(-1)! - arrivals[0]!) / 1000) : 0;
     const targetSeconds = (STAMPEDE_TARGET * CLIENTS) / IAM_MAX_RPS;
+    const perRenewalMs = (seconds: number) => (renewals === 0 ? NaN : (seconds * 1000) / renewals);
+    const workerMsPerRenewal = perRenewalMs(cpuAfterIdle - cpuAfterAcquiring);
+    const cycles = await historyPerCycle(client, clientIds.slice(0, HISTORY_SAMPLE));
+    const rssPerClientKiB = ((rssAfterIdle - rssAtStart) * 1024) / CLIENTS;
 
     const rows: Array<[string, string]> = [
       ['clients', String(CLIENTS)],
+      ['token lifetime', `${TOKEN_LIFETIME_SECONDS} s (renewed every ${(0.85 * TOKEN_LIFETIME_SECONDS).toFixed(0)} s)`],
       ['IAM_MAX_RPS', String(IAM_MAX_RPS)],
       ['MAX_CACHED_WORKFLOWS', process.env.MAX_CACHED_WORKFLOWS ?? "the SDK's default (scales with the heap)"],
       ['registrations sent', `${(registeredMs / 1000).toFixed(1)} s`],
       [
         'every token stored',
-        `${(allStoredMs / 1000).toFixed(1)} s (at IAM_MAX_RPS: ${(CLIENTS / IAM_MAX_RPS).toFixed(1)} s; target ≤ ${targetSeconds.toFixed(1)} s: ${allStoredMs / 1000 <= targetSeconds ? 'met' : 'missed'})`,
+        `${(allStoredMs / 1000).toFixed(1)} s (at IAM_MAX_RPS: ${(CLIENTS / IAM_MAX_RPS).toFixed(1)} s; target ≤ ${targetSeconds.toFixed(1)} s: ${met(allStoredMs / 1000, targetSeconds)})`,
       ],
       ['token requests', `${requests.length} (${rejected} not issued)`],
       [
-        'token requests per second',
+        'stampede requests per second',
         `${requestsPerSecond.toFixed(1)} (IAM_MAX_RPS ${IAM_MAX_RPS}), busiest second at the edge ${busiestSecond(arrivals)}`,
       ],
-      ['worker RSS at start', `${rssAtStart.toFixed(0)} MiB`],
-      ['worker RSS, all active', `${rssAfterAcquiring.toFixed(0)} MiB (peak ${peakRss.toFixed(0)} MiB)`],
-      [`worker RSS after ${IDLE_SECONDS} s idle`, `${rssAfterIdle.toFixed(0)} MiB`],
-      ['per client', `${(((rssAfterIdle - rssAtStart) * 1024) / CLIENTS).toFixed(1)} KiB`],
       [
         'CPU while acquiring',
         `${(cpuAfterAcquiring - cpuAtStart).toFixed(1)} s (${(((cpuAfterAcquiring - cpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)`,
       ],
-      ['CPU while idle', `${(((cpuAfterIdle - cpuAfterAcquiring) / IDLE_SECONDS) * 100).toFixed(1)} % of a core`],
+      [`renewals in ${IDLE_SECONDS} s of steady renewal`, String(renewals)],
+      [
+        'worker CPU per renewal',
+        `${workerMsPerRenewal.toFixed(1)} ms (target ≤ ${TARGETS.cpuMsPerRenewal} ms: ${met(workerMsPerRenewal, TARGETS.cpuMsPerRenewal)}); ${(((cpuAfterIdle - cpuAfterAcquiring) / IDLE_SECONDS) * 100).toFixed(1)} % of a core`,
+      ],
+      ...[...threadsAfter.keys()]
+        .sort()
+        .map((group): [string, string] => [
+          `  ${group}`,
+          `${perRenewalMs((threadsAfter.get(group) ?? 0) - (threadsBefore.get(group) ?? 0)).toFixed(2)} ms`,
+        ]),
+      [
+        'Temporal server CPU per renewal',
+        serverCpuBefore === undefined || serverCpuAfter === undefined
+          ? 'not measured (BENCH_TEMPORAL_ADDRESS)'
+          : `${perRenewalMs(serverCpuAfter - serverCpuBefore).toFixed(1)} ms (the dev server, SQLite in memory)`,
+      ],
+      [
+        'history per cycle',
+        cycles === null
+          ? `not measured: no sampled workflow renewed twice (lengthen BENCH_IDLE_SECONDS)`
+          : `${cycles.events.toFixed(1)} events (target ≤ ${TARGETS.eventsPerCycle}: ${met(cycles.events, TARGETS.eventsPerCycle)}), ${(cycles.bytes / 1024).toFixed(2)} KiB, from ${cycles.sampled} cycles`,
+      ],
+      [
+        'billable actions per cycle',
+        cycles === null
+          ? 'not measured'
+          : `${cycles.actions.toFixed(2)} (${cycles.actionNames}; target ≤ ${TARGETS.actionsPerCycle}: ${met(cycles.actions, TARGETS.actionsPerCycle)}); at 300 s tokens ≈ ${Math.round(cycles.actions * CYCLES_PER_MONTH_AT_300_S)} per client per month`,
+      ],
+      ['worker RSS at start', `${rssAtStart.toFixed(0)} MiB`],
+      ['worker RSS, all active', `${rssAfterAcquiring.toFixed(0)} MiB (peak ${peakRss.toFixed(0)} MiB)`],
+      [`worker RSS after ${IDLE_SECONDS} s of renewal`, `${rssAfterIdle.toFixed(0)} MiB`],
+      [
+        'RSS per client',
+        `${rssPerClientKiB.toFixed(1)} KiB (target ≤ ${TARGETS.rssKiBPerClient} KiB at 500 clients: ${met(rssPerClientKiB, TARGETS.rssKiBPerClient)})`,
+      ],
+      [
+        'workflow-thread heap used',
+        `${heapAfterAcquiring.toFixed(0)} MiB when every token was stored, ${heapAfterIdle.toFixed(0)} MiB after the renewals (no forced GC: garbage included)`,
+      ],
     ];
     const width = Math.max(...rows.map(([name]) => name.length));
     console.log(`worker scale (${process.platform}, Node.js ${process.version})`);
@@ -184,6 +316,63 @@ async function main(): Promise<void> {
   } finally {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
   }
+}
+
+/**
+ * The heap the worker's workflow thread uses (MiB), from a diagnostic report the worker writes on
+ * SIGWINCH (its main thread's report lists each worker thread's heap).
+ */
+async function workflowThreadHeapMiB(pid: number, reportDir: string): Promise<number> {
+  const before = new Set(readdirSync(reportDir));
+  process.kill(pid, 'SIGWINCH');
+  for (let waited = 0; waited < 30_000; waited += 250) {
+    await sleep(250);
+    const file = readdirSync(reportDir).find((name) => !before.has(name));
+    if (file === undefined) continue;
+    try {
+      const report = JSON.parse(readFileSync(join(reportDir, file), 'utf8')) as {
+        workers: Array<{ javascriptHeap: { usedMemory: number } }>;
+      };
+      return report.workers.reduce((sum, thread) => sum + thread.javascriptHeap.usedMemory, 0) / 2 ** 20;
+    } catch {
+      // Still being written.
+    }
+  }
+  return NaN;
+}
+
+/**
+ * Events, their encoded size and the billable actions per renewal cycle, from the histories of
+ * `clientIds`: what lies between the first and the last token request of each run, divided by the
+ * cycles between them. Null when no sampled workflow made two requests in one run.
+ */
+async function historyPerCycle(
+  client: Client,
+  clientIds: readonly string[],
+): Promise<{ events: number; bytes: number; actions: number; actionNames: string; sampled: number } | null> {
+  let cycles = 0;
+  let events = 0;
+  let bytes = 0;
+  const actions = new Map<string, number>();
+  for (const clientId of clientIds) {
+    const history = await client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory();
+    const list = history.events ?? [];
+    const requests = list.flatMap((event, index) => (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED ? [index] : []));
+    if (requests.length < 2) continue;
+    cycles += requests.length - 1;
+    for (const event of list.slice(requests[0], requests.at(-1))) {
+      events++;
+      bytes += proto.temporal.api.history.v1.HistoryEvent.encode(event).finish().length;
+      if (BILLABLE_EVENTS.has(event.eventType ?? 0)) {
+        const name = EventType[event.eventType!].replace('EVENT_TYPE_', '').toLowerCase();
+        actions.set(name, (actions.get(name) ?? 0) + 1);
+      }
+    }
+  }
+  if (cycles === 0) return null;
+  const actionNames = [...actions].map(([name, count]) => `${name} ${(count / cycles).toFixed(2)}`).join(', ');
+  const actionCount = [...actions.values()].reduce((sum, count) => sum + count, 0);
+  return { events: events / cycles, bytes: bytes / cycles, actions: actionCount / cycles, actionNames, sampled: cycles };
 }
 
 main().catch((err: unknown) => {

@@ -43,6 +43,8 @@ export interface TemporalDevServer {
   readonly address: string;
   /** The Web UI, or null when headless. */
   readonly uiUrl: string | null;
+  /** The server process's ID while it runs (benchmarks read its CPU time from /proc). */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
   /** Stops and starts it again on the same ports (and database file, if any). */
   restart(): Promise<void>;
@@ -107,6 +109,9 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
   return {
     address,
     uiUrl: uiPort === null ? null : `http://127.0.0.1:${uiPort}`,
+    get pid() {
+      return child?.pid;
+    },
     stop,
     async restart() {
       await stop();
