@@ -40,19 +40,24 @@ test('bench/token-expiry-gauge.ts prints what a renewal and the periodic update 
   expect(stdout).toMatch(/^ {2}CPU per periodic update \(1\/s\) +[\d.]+ ms/m);
 });
 
-test('bench/worker-scale.ts prints what a worker costs per client (the built worker, `npm test` builds it)', async () => {
+test('bench/worker-scale.ts prints what a worker costs per client and per renewal (the built worker, `npm test` builds it)', async () => {
+  // 6 s tokens renewed every 5.1 s: 12 s of steady renewal hold two renewals of each client.
   const { stdout } = await bench('worker-scale.ts', {
     BENCH_CLIENTS: '10',
-    BENCH_IDLE_SECONDS: '1',
+    BENCH_TOKEN_LIFETIME: '6',
+    BENCH_IDLE_SECONDS: '12',
     BENCH_TEMPORAL_ADDRESS: inject('temporalAddress'),
   });
   for (const row of [
     'clients +10',
     'every token stored +[\\d.]+ s',
-    'token requests +10 \\(0 not issued\\)',
-    'worker RSS after 1 s idle +\\d+ MiB',
-    'per client +-?[\\d.]+ KiB',
-    'CPU while idle +[\\d.]+ % of a core',
+    'renewals in 12 s of steady renewal +[1-9]\\d*',
+    'worker CPU per renewal +[\\d.]+ ms \\(target ≤ 8 ms: (met|missed)\\)',
+    ' {2}workflow thread \\(the workflow sandbox, its GC\\) +[\\d.]+ ms',
+    'history per cycle +[\\d.]+ events \\(target ≤ 11: (met|missed)\\)',
+    'billable actions per cycle +[\\d.]+ \\(.*activity_task_scheduled 1\\.00.*\\); at 300 s tokens ≈ \\d+ per client per month',
+    'RSS per client +-?[\\d.]+ KiB',
+    'workflow-thread heap used +\\d+ MiB',
   ]) {
     expect(stdout).toMatch(new RegExp(`^  ${row}`, 'm'));
   }
