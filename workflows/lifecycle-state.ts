@@ -9,7 +9,7 @@ import * as wf from '@temporalio/workflow';
 import type { AcquireTokenInput } from '../activities/acquire-token.js';
 import { isRetryable, type FailureDetails, type FailureKind, type LastError } from './failures.js';
 import type { ForceRefreshRequest, TokenState, TokenStatus } from './messages.js';
-import { backoffDelayMs, decideForcedRefresh, nextRefreshAt, resolvePolicy, type RefreshPolicy } from './policy.js';
+import { backoffDelayMs, decideForcedRefresh, nextRefreshAt, resolvePolicy, type PolicyOverrides, type RefreshPolicy } from './policy.js';
 import { applyRegistrationChanges, type ClientRegistration, type RegistrationChanges } from './registration.js';
 import type { TokenMetadata } from './token-metadata.js';
 
@@ -101,14 +101,23 @@ export class TokenLifecycleState {
   private lastOutcome: { attempt: number; error: LastError | null } | null = null;
   private cyclesThisRun = 0;
 
+  /**
+   * @param defaults - Policy values to use where the registration is silent, instead of
+   *   `DEFAULT_POLICY`'s: the bounds a run that began under older code keeps.
+   */
   constructor(
     registration: ClientRegistration,
     carried: CarriedState | undefined,
     private readonly onForcedRefresh: ForcedRefreshObserver = () => undefined,
+    private readonly defaults: PolicyOverrides = {},
   ) {
     this.registration = registration;
-    this.policy = resolvePolicy(registration.policy);
+    this.policy = this.resolvePolicy();
     this.carried = carried ?? initialState();
+  }
+
+  private resolvePolicy(): RefreshPolicy {
+    return resolvePolicy({ ...this.defaults, ...this.registration.policy });
   }
 
   get clientId(): string {
@@ -236,7 +245,7 @@ export class TokenLifecycleState {
 
   reconfigure(changes: RegistrationChanges): void {
     this.registration = applyRegistrationChanges(this.registration, changes);
-    this.policy = resolvePolicy(this.registration.policy);
+    this.policy = this.resolvePolicy();
     const c = this.carried;
     if (c.state === 'credentials_rejected' || (c.state === 'backing_off' && c.backoffReason === 'secret_unavailable')) {
       this.leaveParking();

@@ -35,7 +35,11 @@ export interface RefreshPolicy {
    * `reconfigure`. @default 0
    */
   rejectedProbeIntervalMs: number;
-  /** Continue-as-new after this many refresh cycles, even if Temporal does not suggest it. @default 500 */
+  /**
+   * Continue-as-new after this many refresh cycles, even if Temporal does not suggest it: each cycle
+   * leaves memory in the worker that only the run's end frees (docs/design.md, "Continue-as-new").
+   * @default 50
+   */
   maxCyclesPerRun: number;
   /**
    * Budget of one token request, from connecting to the last byte of the answer; a request that
@@ -72,9 +76,16 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
   retryAfterMinMs: 1 * SECOND,
   retryAfterMaxMs: 15 * MINUTE,
   rejectedProbeIntervalMs: 0,
-  maxCyclesPerRun: 500,
+  maxCyclesPerRun: 50,
   requestTimeoutMs: 10 * SECOND,
 });
+
+/**
+ * The default `maxCyclesPerRun` before it fell to 50: a run that began under it keeps it when it is
+ * replayed, or its history (a timer where the new bound continues as new) would not replay
+ * (workflows/token-lifecycle.ts, the `fewer-cycles-per-run` patch).
+ */
+export const MAX_CYCLES_PER_RUN_BEFORE_PATCH = 500;
 
 /** The longest `requestTimeoutMs`: the IAM activity itself may take 60 s (start-to-close). */
 export const MAX_REQUEST_TIMEOUT_MS = 50 * SECOND;

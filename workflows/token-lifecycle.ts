@@ -20,6 +20,7 @@ import {
   stopSignal,
   type TokenStatus,
 } from './messages.js';
+import { MAX_CYCLES_PER_RUN_BEFORE_PATCH } from './policy.js';
 import type { ClientRegistration } from './registration.js';
 import { errorMessage } from '../shared/error-message.js';
 
@@ -45,6 +46,39 @@ const iamActivityOptions = (taskQueue: string): wf.ActivityOptions => ({
   },
 });
 
+/**
+ * The patch of the loop that leaves nothing behind per cycle (docs/design.md, "Continue-as-new"):
+ * the loop runs in a non-cancellable scope and sleeps without a condition's timeout, and the default
+ * `maxCyclesPerRun` fell to 50 (see {@link MAX_CYCLES_PER_RUN_BEFORE_PATCH}). A run that began
+ * before keeps the old loop and bound, or its history would not replay (Temporal's determinism rule).
+ */
+const LEAN_CYCLES_PATCH = 'lean-cycles';
+
+/** Sleeps until `wakeAt` unless `woken()` becomes true first; resolves true when woken early. */
+type WaitUntil = (wakeAt: number, woken: () => boolean, summary: string) => Promise<boolean>;
+
+/**
+ * The wait of runs before {@link LEAN_CYCLES_PATCH}: a condition with a timeout. Each call leaves a
+ * cancellation scope and its cancellation failure reachable from the root scope until the run ends.
+ */
+const waitWithConditionTimeout: WaitUntil = (wakeAt, woken, summary) => wf.condition(woken, wakeAt - Date.now(), { summary });
+
+/**
+ * The wait of {@link LEAN_CYCLES_PATCH}, in a non-cancellable scope, where neither the timer nor the
+ * condition registers with a scope that outlives it. When woken early the timer is left to fire
+ * unheard (a non-cancellable timer cannot be cancelled): it costs an event, and only on a signal.
+ */
+const waitWithTimer: WaitUntil = async (wakeAt, woken, summary) => {
+  let slept = false;
+  void wf.sleep(wakeAt - Date.now(), { summary }).then(() => (slept = true));
+  await wf.condition(() => slept || woken());
+  return !slept;
+};
+
+type Activities = ReturnType<typeof wf.proxyActivities<ReturnType<typeof createActivities>>>;
+type AcquireToken = Activities['acquireToken'];
+type PurgeToken = Activities['purgeToken'];
+
 /** How the Redis-only activities (purge) are run: retried until Redis answers. */
 const redisActivityOptions: wf.ActivityOptions = { startToCloseTimeout: '30s', retry: { initialInterval: '1s', maximumInterval: '30s' } };
 
@@ -53,7 +87,9 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   const { acquireToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(iamActivityOptions(info.taskQueue));
   const { purgeToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(redisActivityOptions);
 
-  const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision);
+  const lean = wf.patched(LEAN_CYCLES_PATCH);
+  const defaults = lean ? {} : { maxCyclesPerRun: MAX_CYCLES_PER_RUN_BEFORE_PATCH };
+  const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision, defaults);
 
   wf.setHandler(statusQuery, () => lifecycle.status());
   wf.setHandler(forceRefreshSignal, (request) => lifecycle.requestForcedRefresh(request ?? {}, Date.now()));
@@ -72,6 +108,43 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
 
   publishLifecycle(lifecycle);
 
+  if (!lean) {
+    await renewUntilStopped(lifecycle, acquireToken, info.taskQueue, waitWithConditionTimeout);
+    return stop(lifecycle, purgeToken);
+  }
+  // In the non-cancellable scope a cancellation reaches nothing: take it as a stop (the token stays
+  // in Redis until it expires, as with `tokenctl remove` without --purge), then end as cancelled.
+  let cancellation: Error | undefined;
+  wf.CancellationScope.current().cancelRequested.catch((err: unknown) => {
+    cancellation = err instanceof Error ? err : new wf.CancelledFailure('Workflow cancelled');
+    lifecycle.requestStop(false);
+  });
+  const status = await wf.CancellationScope.nonCancellable(async () => {
+    await renewUntilStopped(lifecycle, acquireToken, info.taskQueue, waitWithTimer);
+    return stop(lifecycle, purgeToken);
+  });
+  if (cancellation !== undefined) throw cancellation;
+  return status;
+}
+
+/** After the loop: purge if asked, show the stopped state, and let every handler finish (Temporal's rule). */
+async function stop(lifecycle: TokenLifecycleState, purgeToken: PurgeToken): Promise<TokenStatus> {
+  if (lifecycle.purgeRequested) {
+    await purgeToken.executeWithOptions({ summary: 'Delete the token from Redis', ...redisActivityOptions }, [lifecycle.clientId]);
+  }
+  lifecycle.markStopped();
+  publishLifecycle(lifecycle);
+  await wf.condition(wf.allHandlersFinished);
+  return lifecycle.status();
+}
+
+/** The loop of docs/design.md, "The workflow": sleep until something is due, request a token, again. */
+async function renewUntilStopped(
+  lifecycle: TokenLifecycleState,
+  acquireToken: AcquireToken,
+  taskQueue: string,
+  waitUntil: WaitUntil,
+): Promise<void> {
   const continueAsNewDue = () => lifecycle.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested);
   while (!lifecycle.stopRequested) {
     if (continueAsNewDue()) {
@@ -95,7 +168,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
         await wf.condition(woken);
         continue;
       }
-      const wokenEarly = await wf.condition(woken, wakeAt - Date.now(), { summary: waitSummary(lifecycle, wakeAt) });
+      const wokenEarly = await waitUntil(wakeAt, woken, waitSummary(lifecycle, wakeAt));
       // Re-evaluate only when a signal may have changed what is due. When the timer fired, the
       // attempt is due: re-comparing with Date.now() could start a second timer when the task ran
       // late on a new worker after a crash, and the next replay would diverge from the history.
@@ -105,7 +178,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     const summary = attemptSummary(lifecycle, Date.now());
     const generation = lifecycle.beginAttempt(Date.now());
     try {
-      const metadata = await acquireToken.executeWithOptions({ ...iamActivityOptions(info.taskQueue), summary }, [
+      const metadata = await acquireToken.executeWithOptions({ ...iamActivityOptions(taskQueue), summary }, [
         lifecycle.acquireInput(generation),
       ]);
       lifecycle.recordSuccess(metadata, Date.now());
@@ -115,14 +188,6 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     }
     publishLifecycle(lifecycle);
   }
-
-  if (lifecycle.purgeRequested) {
-    await purgeToken.executeWithOptions({ summary: 'Delete the token from Redis', ...redisActivityOptions }, [lifecycle.clientId]);
-  }
-  lifecycle.markStopped();
-  publishLifecycle(lifecycle);
-  await wf.condition(wf.allHandlersFinished);
-  return lifecycle.status();
 }
 
 /** Maps what the IAM activity threw to a failure kind; anything unexpected is a server error. */

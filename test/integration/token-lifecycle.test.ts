@@ -37,6 +37,7 @@ beforeAll(async () => {
       { clientId: 'history', clientSecret: SECRETS.post },
       { clientId: 'wrong-secret', clientSecret: SECRETS.rejected },
       { clientId: 'removable', clientSecret: SECRETS.post },
+      { clientId: 'cancelled', clientSecret: SECRETS.post },
     ],
   });
   stack = await startTokenStack({
@@ -175,4 +176,20 @@ test('remove with purge stops the workflow and deletes the token', async () => {
   expect(await storedToken(clientId)).toBeUndefined();
   const description = await stack.client.workflow.getHandle(workflowIdFor(clientId)).describe();
   expect(description.status.name).toBe('COMPLETED');
+});
+
+test("a cancellation (the Temporal UI's Cancel) stops the workflow like remove without purge, as cancelled: the token stays until it expires", async () => {
+  const clientId = 'cancelled';
+  await stack.admin.register(registration(clientId));
+  const first = await tokenWithGenerationAbove(clientId, 0);
+  const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
+  await handle.cancel();
+
+  await expect(handle.result()).rejects.toThrow('Workflow execution cancelled');
+  expect((await handle.describe()).status.name).toBe('CANCELLED');
+  expect(await stack.admin.status(clientId)).toMatchObject({ state: 'stopped' });
+  expect((await storedToken(clientId))?.generation).toBe(first.generation);
+  const requests = iam.requestsFor(clientId).length;
+  await new Promise((resolve) => setTimeout(resolve, LIFETIME_SECONDS * 1000));
+  expect(iam.requestsFor(clientId)).toHaveLength(requests);
 });

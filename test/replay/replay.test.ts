@@ -53,6 +53,9 @@ test('the recorded scenarios are all there', () => {
       'continue-as-new-first-run',
       'continue-as-new-next-run',
       'issuer-reconfigure',
+      'many-cycles',
+      'renewals-lean-cycles',
+      'forced-refresh-lean-cycles',
     ]),
   );
 });

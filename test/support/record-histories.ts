@@ -40,6 +40,8 @@ const { History } = proto.temporal.api.history.v1;
 const SECRET = 'recorder-secret-must-never-reach-a-history';
 const WRONG_SECRET = 'recorder-wrong-secret-must-never-reach-a-history';
 const STEP_TIMEOUT_MS = 30_000;
+/** The renewals of the `many-cycles` scenario: more than the default `maxCyclesPerRun` (50). */
+const MANY_CYCLES = 55;
 
 /** What a scenario gets to drive the workflow; `record` names the runs whose histories it keeps. */
 interface ScenarioContext {
@@ -147,6 +149,21 @@ const SCENARIOS: Record<string, Scenario> = {
     if ((await ctx.redis.exists(tokenKey('oauth:', ctx.clientId))) !== 0) throw new Error('stop with purge left the token in Redis');
   },
 
+  /**
+   * More renewals in one run than the default bound of cycles per run (docs/design.md,
+   * "Continue-as-new"), with the default policy: recorded under the bound of 500, it guards the
+   * patch that lowered the bound (a run that began under 500 keeps it when it is replayed).
+   */
+  async 'many-cycles'(ctx) {
+    ctx.iam.setTokenLifetime(1);
+    await ctx.admin.register(ctx.registration());
+    // In steps of 20 renewals (about 20 s each): every step has the recorder's step timeout.
+    for (let generation = 20; ; generation = Math.min(generation + 20, MANY_CYCLES)) {
+      await ctx.statusWhere((s) => s.state === 'active' && s.generation >= generation, `${generation} renewals`);
+      if (generation === MANY_CYCLES) break;
+    }
+  },
+
   /** `policy.maxCyclesPerRun: 2`: the first run continues as new, the second carries on. */
   async 'continue-as-new'(ctx) {
     ctx.iam.setTokenLifetime(2);
@@ -162,6 +179,13 @@ const SCENARIOS: Record<string, Scenario> = {
     ];
   },
 };
+
+/**
+ * Scenarios recorded again under the `lean-cycles` patch (workflows/token-lifecycle.ts): the plain
+ * ones were recorded before it and guard the old loop; these guard the new one.
+ */
+SCENARIOS['renewals-lean-cycles'] = SCENARIOS.renewals!;
+SCENARIOS['forced-refresh-lean-cycles'] = SCENARIOS['forced-refresh']!;
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);

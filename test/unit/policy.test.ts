@@ -59,11 +59,11 @@ describe('DEFAULT_POLICY', () => {
     });
   });
 
-  it('clamps Retry-After to 1 s – 15 min, parks rejected credentials without probing, and continues as new after 500 cycles', () => {
+  it('clamps Retry-After to 1 s – 15 min, parks rejected credentials without probing, and continues as new after 50 cycles', () => {
     expect(DEFAULT_POLICY.retryAfterMinMs).toBe(1_000);
     expect(DEFAULT_POLICY.retryAfterMaxMs).toBe(900_000);
     expect(DEFAULT_POLICY.rejectedProbeIntervalMs).toBe(0);
-    expect(DEFAULT_POLICY.maxCyclesPerRun).toBe(500);
+    expect(DEFAULT_POLICY.maxCyclesPerRun).toBe(50);
   });
 
   it("gives a token request 10 s, the token endpoint client's own default", () => {
