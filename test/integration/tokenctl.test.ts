@@ -8,6 +8,7 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
@@ -157,6 +158,31 @@ describe('usage', () => {
     expect(badState).toMatchObject({ code: 2, stdout: '' });
     expect(badState.stderr).toContain('Allowed choices are acquiring, active, backing_off, credentials_rejected, stopped.');
   });
+
+  test('bin/tokenctl runs the built CLI from any directory, without npx (`npm test` builds it)', async () => {
+    const { stdout } = await promisify(execFile)(join(ROOT, 'bin', 'tokenctl'), ['list', '--help'], { cwd: tmpdir() });
+    expect(stdout).toMatch(/^Usage: tokenctl list /);
+  });
+
+  test('--help and token load only what they need: token no Temporal client and no schema library, --help not even Redis', async () => {
+    const packagesLoaded = async (args: string[]): Promise<Set<string>> => {
+      const file = join(dir, `modules-${args.join('-')}.txt`);
+      // A module hook that appends the URL of every module loaded to `file`.
+      const hook = `import { registerHooks } from 'node:module'; import { appendFileSync } from 'node:fs';
+        registerHooks({ load(url, context, next) { appendFileSync(${JSON.stringify(file)}, url + '\\n'); return next(url, context); } });`;
+      const run = await tokenctl(args, {}, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`]);
+      expect(run.code, run.stderr).not.toBe(-1);
+      const urls = (await readFile(file, 'utf8')).split('\n');
+      return new Set(urls.map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1]).filter((name) => name !== undefined));
+    };
+    const [help, token] = await Promise.all([packagesLoaded(['--help']), packagesLoaded(['token', CLIENT])]);
+
+    expect(token).toContain('ioredis');
+    for (const loaded of [help, token]) {
+      expect([...loaded].filter((name) => name === 'zod' || name.startsWith('@temporalio/'))).toEqual([]);
+    }
+    expect(help).not.toContain('ioredis');
+  });
 });
 
 describe('failures', () => {
@@ -227,26 +253,6 @@ describe('failures', () => {
     expect(redis.stderr).toMatch(
       new RegExp(`^error: cannot connect to Redis at redis://127\\.0\\.0\\.1:${redisPort} \\(connect ECONNREFUSED .*set REDIS_URL`),
     );
-  });
-
-  test('--help and token load only what they need: token no Temporal client and no schema library, --help not even Redis', async () => {
-    const packagesLoaded = async (args: string[]): Promise<Set<string>> => {
-      const file = join(dir, `modules-${args.join('-')}.txt`);
-      // A module hook that appends the URL of every module loaded to `file`.
-      const hook = `import { registerHooks } from 'node:module'; import { appendFileSync } from 'node:fs';
-        registerHooks({ load(url, context, next) { appendFileSync(${JSON.stringify(file)}, url + '\\n'); return next(url, context); } });`;
-      const run = await tokenctl(args, {}, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`]);
-      expect(run.code, run.stderr).not.toBe(-1);
-      const urls = (await readFile(file, 'utf8')).split('\n');
-      return new Set(urls.map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1]).filter((name) => name !== undefined));
-    };
-    const [help, token] = await Promise.all([packagesLoaded(['--help']), packagesLoaded(['token', CLIENT])]);
-
-    expect(token).toContain('ioredis');
-    for (const loaded of [help, token]) {
-      expect([...loaded].filter((name) => name === 'zod' || name.startsWith('@temporalio/'))).toEqual([]);
-    }
-    expect(help).not.toContain('ioredis');
   });
 
   test('an unreadable TLS file exits 1 naming the variable, not as an unreachable Temporal', async () => {
