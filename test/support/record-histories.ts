@@ -12,8 +12,9 @@
  * `historyToJSON`: with the duplicate protobufjs copies in node_modules that throws "type must be
  * a Type". A history holding the client secret or any issued token is refused (docs/design.md, "No
  * secret in Temporal": histories are visible to every operator). A scenario that fails leaves its
- * old fixture in place; the exit code is 1 then. Re-run it after a deliberate, versioned change of
- * the workflow (patched or new code path).
+ * old fixture in place; the exit code is 1 then. Run it after a deliberate, versioned change of
+ * the workflow (patched or new code path), for new scenarios: a fixture recorded before a patch
+ * guards the runs that began before it, and recording it again would lose that guard.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
