@@ -36,6 +36,7 @@ import { startTemporalDevServer, type TemporalDevServer } from '../dev/temporal-
 import { busiestSecond } from '../test/support/busiest-second.js';
 import { startEmulatorProcess } from '../test/support/emulator-process.js';
 import { startRedisServer } from '../test/support/redis-server.js';
+import { terminateRunning } from '../test/support/terminate-running.js';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
@@ -186,12 +187,7 @@ async function main(): Promise<void> {
     const connection = await Connection.connect({ address: temporalAddress });
     const client = new Client({ connection });
     cleanups.push(async () => {
-      for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-        await client.workflow
-          .getHandle(execution.workflowId)
-          .terminate('benchmark finished')
-          .catch(() => undefined);
-      }
+      await terminateRunning(client, taskQueue, 'benchmark finished');
       await connection.close();
     });
     const admin = new TokenAdmin(client, { taskQueue });

@@ -26,6 +26,7 @@ import { startEmulatorProcess } from '../test/support/emulator-process.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { createTokenWorkers } from '../worker/token-workers.js';
 import { DEFAULT_POLICY } from '../workflows/policy.js';
+import { terminateRunning } from '../test/support/terminate-running.js';
 
 const WORKFLOWS = Number(process.env.BENCH_WORKFLOWS ?? 20);
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 100);
@@ -70,12 +71,7 @@ try {
   cleanups.push(() => connection.close());
   const client = new Client({ connection });
   cleanups.push(async () => {
-    for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow
-        .getHandle(execution.workflowId)
-        .terminate('benchmark finished')
-        .catch(() => undefined);
-    }
+    await terminateRunning(client, taskQueue, 'benchmark finished');
   });
   const workers = await createTokenWorkers({
     connection: await NativeConnection.connect({ address: server.address }),

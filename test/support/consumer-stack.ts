@@ -22,6 +22,7 @@ import { bundleOptions } from '../../worker/workflow-bundle.js';
 import { startControlServer, type ControlServer } from './consumer-stack-control.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 import { startWorkerProcess, type WorkerProcess } from './worker-process.js';
+import { terminateRunning } from './terminate-running.js';
 
 /** The variables a consumer test reads; each is set by {@link startConsumerStack}. */
 export interface ConsumerStackEnv {
@@ -91,12 +92,7 @@ export async function startConsumerStack(): Promise<ConsumerStack> {
     const connection = await Connection.connect({ address: temporal.address });
     const client = new Client({ connection });
     stops.push(async () => {
-      for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-        await client.workflow
-          .getHandle(execution.workflowId)
-          .terminate('consumer tests finished')
-          .catch(() => undefined);
-      }
+      await terminateRunning(client, taskQueue, 'consumer tests finished');
       await connection.close();
     });
     const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });

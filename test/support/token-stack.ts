@@ -12,6 +12,7 @@ import { TokenStore } from '../../shared/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { createTokenWorkers, type TokenWorkers, type TokenWorkersOptions } from '../../worker/token-workers.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
+import { terminateRunning } from './terminate-running.js';
 
 export interface TokenStack {
   admin: TokenAdmin;
@@ -97,12 +98,7 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
       await startWorkers();
     },
     async stop() {
-      for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-        await client.workflow
-          .getHandle(execution.workflowId)
-          .terminate('test finished')
-          .catch(() => undefined);
-      }
+      await terminateRunning(client, taskQueue, 'test finished');
       await stopWorkers();
       await connection.close();
       await workerConnection.close();
