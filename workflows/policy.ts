@@ -83,7 +83,7 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
 /**
  * The default `maxCyclesPerRun` before it fell to 50: a run that began under it keeps it when it is
  * replayed, or its history (a timer where the new bound continues as new) would not replay
- * (workflows/token-lifecycle.ts, the `fewer-cycles-per-run` patch).
+ * (workflows/token-lifecycle.ts, the `lean-cycles` patch).
  */
 export const MAX_CYCLES_PER_RUN_BEFORE_PATCH = 500;
 
