@@ -6,29 +6,33 @@
  * is left in Redis (or none at all) has expired: consumers would run dry.
  *
  * The worker never keeps a token (neither in memory nor in Temporal), so the only way to write one
- * again is a new token request: for each client whose workflow is `active` with a token that is
- * still valid, and whose key in Redis is missing or holds a lower generation than the workflow
- * knows, it sends the workflow a `forceRefresh` signal naming why. The workflow coalesces it with
- * any refresh already coming and holds it to the minimum interval between forced refreshes; the new
- * token's generation follows the workflow's, so generations never go backwards even when
- * `<prefix>generations` was lost too.
+ * again is a new token request: for each client whose workflow is `active`, and whose key in Redis
+ * is missing or holds a lower generation than the workflow knows, it sends the workflow a
+ * `forceRefresh` signal naming why. The workflow coalesces it with any refresh already coming and
+ * holds it to the minimum interval between forced refreshes; the new token's generation follows the
+ * workflow's, so generations never go backwards even when `<prefix>generations` was lost too.
  *
- * When it checks:
- * - on every (re)connection of the worker's Redis client, `afterReadyDelayMs` after it is ready:
- *   with Sentinel that is right after a failover (Sentinel disconnects the clients of a demoted
- *   master, and ioredis reconnects to the master the Sentinels name), and after any outage;
+ * The workflow's generation is known only to the workflow (the search attributes carry no token
+ * times while `active`: docs/design.md, "In the Temporal UI"), so a key that is present is compared
+ * through a `status` query:
+ * - after a (re)connection of the worker's Redis client, `afterReadyDelayMs` after it is ready, for
+ *   every key: with Sentinel that is right after a failover (Sentinel disconnects the clients of a
+ *   demoted master, and ioredis reconnects to the master the Sentinels name), and after any outage.
+ *   A failover can lose a forced refresh's write and leave a young token that was revoked, which
+ *   nothing in Redis tells from a current one;
  * - every `intervalMs`, for what no reconnection announces (eviction, FLUSHDB, a failover behind a
- *   proxy or within a cluster).
+ *   proxy or within a cluster), only for keys whose token is past its renewal point under the
+ *   default policy: a renewal's lost write leaves the token before it, which is past that point.
  * Each check is one visibility list of the task queue's active workflows, one HMGET per client,
- * and a `status` query only for clients whose key holds an older token. Every worker of a fleet
- * checks; duplicate signals coalesce in the workflow.
+ * and those queries. Every worker of a fleet checks; duplicate signals coalesce in the workflow.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
 import type { TokenStore } from '../shared/token-store.js';
 import type { RedisClient } from '../shared/redis-connection.js';
 import { forceRefreshSignal, statusQuery, workflowIdFor } from '../workflows/messages.js';
-import { TokenClientId, TokenExpiresAt, TokenState } from '../workflows/search-attributes.js';
+import { DEFAULT_POLICY } from '../workflows/policy.js';
+import { TokenClientId, TokenState } from '../workflows/search-attributes.js';
 
 /** Options of {@link startLostTokenCheck}. */
 export interface LostTokenCheckOptions {
@@ -42,15 +46,13 @@ export interface LostTokenCheckOptions {
   intervalMs?: number;
   /** How long after Redis is ready a check runs (the failover settles, visibility catches up). @default 1_000 */
   afterReadyDelayMs?: number;
-  /** Tokens expiring sooner than this are left to their renewal. @default 2_000 */
-  minRemainingMs?: number;
   logger: Logger;
 }
 
 /** What one check found and did. */
 export interface LostTokenCheckResult {
   trigger: string;
-  /** Active workflows with a token that is still valid. */
+  /** Active workflows. */
   checked: number;
   /** Clients whose key was missing. */
   missing: string[];
@@ -61,8 +63,12 @@ export interface LostTokenCheckResult {
 }
 
 export interface LostTokenCheck {
-  /** Runs one check now (after the one in progress, if any). Never rejects: failures are logged. */
-  check(trigger: string): Promise<LostTokenCheckResult | null>;
+  /**
+   * Runs one check now (after the one in progress, if any); with `everyKey`, every present key is
+   * compared with its workflow, not only those past their renewal point. Never rejects: failures
+   * are logged.
+   */
+  check(trigger: string, options?: { everyKey?: boolean }): Promise<LostTokenCheckResult | null>;
   /** Stops the timers and waits for a check in progress. */
   stop(): Promise<void>;
 }
@@ -75,16 +81,15 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
   const { store, client, taskQueue, logger } = options;
   const intervalMs = options.intervalMs ?? 60_000;
   const afterReadyDelayMs = options.afterReadyDelayMs ?? 1_000;
-  const minRemainingMs = options.minRemainingMs ?? 2_000;
   const redis: RedisClient = store.redis;
 
   let stopped = false;
   let current: Promise<LostTokenCheckResult | null> = Promise.resolve(null);
   const pendingTimers = new Set<NodeJS.Timeout>();
 
-  const check = (trigger: string): Promise<LostTokenCheckResult | null> => {
+  const check = (trigger: string, { everyKey = false } = {}): Promise<LostTokenCheckResult | null> => {
     current = current
-      .then(() => (stopped ? null : checkOnce(trigger)))
+      .then(() => (stopped ? null : checkOnce(trigger, everyKey)))
       .catch((err: unknown) => {
         logger.warn('Lost-token check failed; the next one tries again', {
           trigger,
@@ -95,24 +100,20 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
     return current;
   };
 
-  async function checkOnce(trigger: string): Promise<LostTokenCheckResult> {
-    const validFrom = new Date(Date.now() + minRemainingMs).toISOString();
-    const query = `TaskQueue = '${taskQueue.replaceAll("'", "\\'")}' AND ExecutionStatus = 'Running' AND ${TokenState.name} = 'active' AND ${TokenExpiresAt.name} > '${validFrom}'`;
-    const known: { clientId: string; expiresAt: number }[] = [];
+  async function checkOnce(trigger: string, everyKey: boolean): Promise<LostTokenCheckResult> {
+    const query = `TaskQueue = '${taskQueue.replaceAll("'", "\\'")}' AND ExecutionStatus = 'Running' AND ${TokenState.name} = 'active'`;
+    const known: string[] = [];
     for await (const execution of client.workflow.list({ query })) {
       const clientId = execution.typedSearchAttributes.get(TokenClientId);
-      const expiresAt = execution.typedSearchAttributes.get(TokenExpiresAt);
-      if (clientId !== undefined && expiresAt !== undefined) known.push({ clientId, expiresAt: expiresAt.getTime() });
+      if (clientId !== undefined) known.push(clientId);
     }
 
     const missing: string[] = [];
     const behind: { clientId: string; stored: number; known: number }[] = [];
-    await inBatches(known, async ({ clientId, expiresAt }) => {
+    await inBatches(known, async (clientId) => {
       const stored = await store.readMetadata(clientId);
       if (stored === null) missing.push(clientId);
-      // Visibility may lag behind the workflow, never ahead of Redis (the activity writes Redis
-      // before the workflow records the token): an older expiry means an older token.
-      else if (stored.expiresAt < expiresAt) {
+      else if (everyKey || pastRenewalPoint(stored, Date.now())) {
         // A workflow that ended since it was listed cannot answer: nothing to write again.
         const status = await client.workflow
           .getHandle(workflowIdFor(clientId))
@@ -153,7 +154,7 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
     if (stopped) return;
     const timer = setTimeout(() => {
       pendingTimers.delete(timer);
-      void check(trigger);
+      void check(trigger, { everyKey: true });
     }, delayMs);
     pendingTimers.add(timer);
   };
@@ -174,6 +175,11 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
       await current;
     },
   };
+}
+
+/** Whether a healthy workflow under the default policy would have renewed this token already. */
+function pastRenewalPoint(stored: { obtainedAt: number; expiresAt: number }, now: number): boolean {
+  return now >= stored.obtainedAt + DEFAULT_POLICY.refreshFraction * (stored.expiresAt - stored.obtainedAt);
 }
 
 async function inBatches<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {

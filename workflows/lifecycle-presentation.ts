@@ -17,18 +17,33 @@ import {
 } from './search-attributes.js';
 import { iamUrlOf } from './registration.js';
 
+/** How {@link publishLifecycle} sets the search attributes. */
+export interface PublishOptions {
+  /**
+   * Whether `TokenExpiresAt` and `TokenNextRefreshAt` are kept while `active` too: runs begun before
+   * the `active-without-times` patch. Otherwise they are set only outside `active`, where the state
+   * or the failure count changes with them, so a plain renewal upserts nothing (a billable action
+   * per cycle less); the current details and the `status` query still show both.
+   */
+  timesWhileActive: boolean;
+}
+
 /** Publishes the state: search attributes (only those that changed) and the current details. */
-export function publishLifecycle(lifecycle: TokenLifecycleState): void {
+export function publishLifecycle(lifecycle: TokenLifecycleState, options: PublishOptions): void {
   const c = lifecycle.current;
+  const showTimes = options.timesWhileActive || c.state !== 'active';
   const wanted: SearchAttributeUpdatePair[] = [
     { key: TokenClientId, value: lifecycle.clientId },
     // By issuer, the issuer's host: the workflow cannot read the discovery document, and IAMs
     // serve their token endpoint on their issuer's host (docs/design.md, "Discovery").
     { key: TokenEndpointHost, value: endpointHost(iamUrlOf(lifecycle.registration)) },
     { key: TokenState, value: c.state },
-    { key: TokenExpiresAt, value: dateOrNull(c.expiresAt) },
+    { key: TokenExpiresAt, value: showTimes ? dateOrNull(c.expiresAt) : null },
     // The next token request: after a failure, the end of the backoff.
-    { key: TokenNextRefreshAt, value: dateOrNull(c.state === 'backing_off' ? c.backoffUntil : c.nextRefreshAt) },
+    {
+      key: TokenNextRefreshAt,
+      value: showTimes ? dateOrNull(c.state === 'backing_off' ? c.backoffUntil : c.nextRefreshAt) : null,
+    },
     { key: TokenFailures, value: c.consecutiveFailures },
   ];
   // Each upsert is a history event and a visibility write: send only what changed since the

@@ -54,6 +54,16 @@ const iamActivityOptions = (taskQueue: string): wf.ActivityOptions => ({
  */
 const LEAN_CYCLES_PATCH = 'lean-cycles';
 
+/**
+ * The patch that keeps the expiry times out of the search attributes while a client is `active`
+ * (docs/design.md, "In the Temporal UI"): they changed at every renewal, so every cycle cost an
+ * upsert, a billable action. A run that began before keeps upserting them (Temporal's determinism rule).
+ */
+const ACTIVE_WITHOUT_TIMES_PATCH = 'active-without-times';
+
+/** Shows the lifecycle's state to operators: search attributes and current details. */
+type Publish = () => void;
+
 /** Sleeps until `wakeAt` unless `woken()` becomes true first; resolves true when woken early. */
 type WaitUntil = (wakeAt: number, woken: () => boolean, summary: string) => Promise<boolean>;
 
@@ -90,6 +100,8 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   const lean = wf.patched(LEAN_CYCLES_PATCH);
   const defaults = lean ? {} : { maxCyclesPerRun: MAX_CYCLES_PER_RUN_BEFORE_PATCH };
   const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision, defaults);
+  const timesWhileActive = !wf.patched(ACTIVE_WITHOUT_TIMES_PATCH);
+  const publish: Publish = () => publishLifecycle(lifecycle, { timesWhileActive });
 
   wf.setHandler(statusQuery, () => lifecycle.status());
   wf.setHandler(forceRefreshSignal, (request) => lifecycle.requestForcedRefresh(request ?? {}, Date.now()));
@@ -106,11 +118,11 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     { validator: (_request) => lifecycle.assertRefreshNowAllowed() },
   );
 
-  publishLifecycle(lifecycle);
+  publish();
 
   if (!lean) {
-    await renewUntilStopped(lifecycle, acquireToken, info.taskQueue, waitWithConditionTimeout);
-    return stop(lifecycle, purgeToken);
+    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithConditionTimeout);
+    return stop(lifecycle, publish, purgeToken);
   }
   // In the non-cancellable scope a cancellation reaches nothing: take it as a stop (the token stays
   // in Redis until it expires, as with `tokenctl remove` without --purge), then end as cancelled.
@@ -120,20 +132,20 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     lifecycle.requestStop(false);
   });
   const status = await wf.CancellationScope.nonCancellable(async () => {
-    await renewUntilStopped(lifecycle, acquireToken, info.taskQueue, waitWithTimer);
-    return stop(lifecycle, purgeToken);
+    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithTimer);
+    return stop(lifecycle, publish, purgeToken);
   });
   if (cancellation !== undefined) throw cancellation;
   return status;
 }
 
 /** After the loop: purge if asked, show the stopped state, and let every handler finish (Temporal's rule). */
-async function stop(lifecycle: TokenLifecycleState, purgeToken: PurgeToken): Promise<TokenStatus> {
+async function stop(lifecycle: TokenLifecycleState, publish: Publish, purgeToken: PurgeToken): Promise<TokenStatus> {
   if (lifecycle.purgeRequested) {
     await purgeToken.executeWithOptions({ summary: 'Delete the token from Redis', ...redisActivityOptions }, [lifecycle.clientId]);
   }
   lifecycle.markStopped();
-  publishLifecycle(lifecycle);
+  publish();
   await wf.condition(wf.allHandlersFinished);
   return lifecycle.status();
 }
@@ -141,6 +153,7 @@ async function stop(lifecycle: TokenLifecycleState, purgeToken: PurgeToken): Pro
 /** The loop of docs/design.md, "The workflow": sleep until something is due, request a token, again. */
 async function renewUntilStopped(
   lifecycle: TokenLifecycleState,
+  publish: Publish,
   acquireToken: AcquireToken,
   taskQueue: string,
   waitUntil: WaitUntil,
@@ -186,7 +199,7 @@ async function renewUntilStopped(
       const { kind, message, details } = describeFailure(err);
       lifecycle.recordFailure(kind, message, details, Date.now());
     }
-    publishLifecycle(lifecycle);
+    publish();
   }
 }
 

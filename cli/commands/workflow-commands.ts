@@ -1,6 +1,7 @@
 /** The tokenctl commands that read or steer one client's workflow: refresh, status, list, resume, remove. */
+import type { RegisteredClient } from '../../client/admin.js';
 import type { TokenState } from '../../workflows/token-states.js';
-import { print } from '../cli-error.js';
+import { CliError, print } from '../cli-error.js';
 import { formatClientTable, formatInstant, formatRefreshed, formatStatus } from '../format.js';
 import type { Session } from '../session.js';
 
@@ -20,8 +21,30 @@ export async function status(session: Session, clientId: string | undefined, opt
 }
 
 export async function list(session: Session, options: { state?: TokenState; json?: true | undefined }): Promise<void> {
-  const rows = await (await session.admin()).list(options.state === undefined ? {} : { state: options.state });
+  const listed = await (await session.admin()).list(options.state === undefined ? {} : { state: options.state });
+  const rows = await withStoredExpiry(session, listed);
   print(options.json ? JSON.stringify(rows, null, 2) : formatClientTable(rows, Date.now()));
+}
+
+/**
+ * The rows with the expiry of each active client's token read from Redis: its search attributes
+ * carry no times while active (docs/design.md, "In the Temporal UI"). Without Redis the list is
+ * still shown, with a warning.
+ */
+async function withStoredExpiry(session: Session, rows: RegisteredClient[]): Promise<RegisteredClient[]> {
+  const unknown = rows.filter((row) => row.state === 'active' && row.expiresAt === null);
+  if (unknown.length === 0) return rows;
+  let store;
+  try {
+    store = await session.store();
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    process.stderr.write(`warning: expiry of active clients not shown: ${err.message}\n`);
+    return rows;
+  }
+  const stored = await Promise.all(unknown.map(async (row) => [row.clientId, await store.readMetadata(row.clientId)] as const));
+  const expiryOf = new Map(stored.map(([clientId, metadata]) => [clientId, metadata?.expiresAt ?? null]));
+  return rows.map((row) => (expiryOf.has(row.clientId) ? { ...row, expiresAt: expiryOf.get(row.clientId) ?? null } : row));
 }
 
 export async function resume(session: Session, clientId: string): Promise<void> {

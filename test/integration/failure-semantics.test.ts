@@ -83,6 +83,9 @@ describe('429 Retry-After is honoured in both forms', () => {
     expect(requests[1]!.at).toBeGreaterThanOrEqual(notBefore);
     expect(token.generation).toBe('1');
     expect(await activeAt(stack, clientId, 1)).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
+    // Active: the times are in the status and the details, not in the search attributes, so a
+    // renewal upserts nothing (docs/design.md, "In the Temporal UI").
+    expect(await searchAttributes(clientId)).toEqual({ state: 'active', failures: 0, expiresAt: undefined, nextTry: undefined });
     console.info(
       `[429 ${typeof header === 'number' ? `Retry-After: ${header}` : `Retry-After: ${header.toUTCString()}`}] requests 2; gap ${requests[1]!.at - requests[0]!.at} ms (allowed from ${notBefore - requests[0]!.at} ms); recovered ${requests[1]!.at - notBefore} ms after the allowed time`,
     );

@@ -56,6 +56,8 @@ test('the recorded scenarios are all there', () => {
       'many-cycles',
       'renewals-lean-cycles',
       'forced-refresh-lean-cycles',
+      'renewals-active-without-times',
+      'rate-limited-backoff-active-without-times',
     ]),
   );
 });

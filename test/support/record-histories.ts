@@ -187,6 +187,9 @@ const SCENARIOS: Record<string, Scenario> = {
  */
 SCENARIOS['renewals-lean-cycles'] = SCENARIOS.renewals!;
 SCENARIOS['forced-refresh-lean-cycles'] = SCENARIOS['forced-refresh']!;
+/** And under the `active-without-times` patch: a renewal that upserts nothing, a backoff that sets the times. */
+SCENARIOS['renewals-active-without-times'] = SCENARIOS.renewals!;
+SCENARIOS['rate-limited-backoff-active-without-times'] = SCENARIOS['rate-limited-backoff']!;
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);
