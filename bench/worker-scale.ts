@@ -339,8 +339,10 @@ async function workflowThreadHeapMiB(pid: number, reportDir: string): Promise<nu
 
 /**
  * Events, their encoded size and the billable actions per renewal cycle, from the histories of
- * `clientIds`: what lies between the first and the last token request of each run, divided by the
- * cycles between them. Null when no sampled workflow made two requests in one run.
+ * `clientIds`: what lies between the second and the last token request of each run, divided by the
+ * cycles between them. The first token's cycle is left out: it happens once in a client's life
+ * (its `acquiring` → `active` upsert), while the figure multiplies into a month of renewals. Null
+ * when no sampled workflow made three requests in one run.
  */
 async function historyPerCycle(
   client: Client,
@@ -354,9 +356,9 @@ async function historyPerCycle(
     const history = await client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory();
     const list = history.events ?? [];
     const requests = list.flatMap((event, index) => (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED ? [index] : []));
-    if (requests.length < 2) continue;
-    cycles += requests.length - 1;
-    for (const event of list.slice(requests[0], requests.at(-1))) {
+    if (requests.length < 3) continue;
+    cycles += requests.length - 2;
+    for (const event of list.slice(requests[1], requests.at(-1))) {
       events++;
       bytes += proto.temporal.api.history.v1.HistoryEvent.encode(event).finish().length;
       if (BILLABLE_EVENTS.has(event.eventType ?? 0)) {
