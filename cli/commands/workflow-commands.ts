@@ -32,8 +32,8 @@ export async function list(session: Session, options: { state?: TokenState; json
  * still shown, with a warning.
  */
 async function withStoredExpiry(session: Session, rows: RegisteredClient[]): Promise<RegisteredClient[]> {
-  const unknown = rows.filter((row) => row.state === 'active' && row.expiresAt === null);
-  if (unknown.length === 0) return rows;
+  const unknown = (row: RegisteredClient) => row.state === 'active' && row.expiresAt === null;
+  if (!rows.some(unknown)) return rows;
   let store;
   try {
     store = await session.store();
@@ -42,9 +42,9 @@ async function withStoredExpiry(session: Session, rows: RegisteredClient[]): Pro
     process.stderr.write(`warning: expiry of active clients not shown: ${err.message}\n`);
     return rows;
   }
-  const stored = await Promise.all(unknown.map(async (row) => [row.clientId, await store.readMetadata(row.clientId)] as const));
-  const expiryOf = new Map(stored.map(([clientId, metadata]) => [clientId, metadata?.expiresAt ?? null]));
-  return rows.map((row) => (expiryOf.has(row.clientId) ? { ...row, expiresAt: expiryOf.get(row.clientId) ?? null } : row));
+  return Promise.all(
+    rows.map(async (row) => (unknown(row) ? { ...row, expiresAt: (await store.readMetadata(row.clientId))?.expiresAt ?? null } : row)),
+  );
 }
 
 export async function resume(session: Session, clientId: string): Promise<void> {
