@@ -15,14 +15,15 @@
  * The workflow's generation is known only to the workflow (the search attributes carry no token
  * times while `active`: docs/design.md, "In the Temporal UI"), so a key that is present is compared
  * through a `status` query:
- * - after a (re)connection of the worker's Redis client, `afterReadyDelayMs` after it is ready, for
+ * - after a reconnection of the worker's Redis client, `afterReadyDelayMs` after it is ready, for
  *   every key: with Sentinel that is right after a failover (Sentinel disconnects the clients of a
  *   demoted master, and ioredis reconnects to the master the Sentinels name), and after any outage.
  *   A failover can lose a forced refresh's write and leave a young token that was revoked, which
  *   nothing in Redis tells from a current one;
- * - every `intervalMs`, for what no reconnection announces (eviction, FLUSHDB, a failover behind a
- *   proxy or within a cluster), only for keys whose token is past its renewal point under the
- *   default policy: a renewal's lost write leaves the token before it, which is past that point.
+ * - after the first connection, and every `intervalMs`, for what no reconnection announces
+ *   (eviction, FLUSHDB, a failover behind a proxy or within a cluster, an outage before the start),
+ *   only for keys whose token is past its renewal point under the default policy: a renewal's lost
+ *   write leaves the token before it, which is past that point.
  * Each check is one visibility list of the task queue's active workflows, one HMGET per client,
  * and those queries. Every worker of a fleet checks; duplicate signals coalesce in the workflow.
  */
@@ -31,7 +32,7 @@ import type { Logger } from '@temporalio/common';
 import type { TokenStore } from '../shared/token-store.js';
 import type { RedisClient } from '../shared/redis-connection.js';
 import { forceRefreshSignal, statusQuery, workflowIdFor } from '../workflows/messages.js';
-import { DEFAULT_POLICY } from '../workflows/policy.js';
+import { DEFAULT_POLICY, nextRefreshAt } from '../workflows/policy.js';
 import { TokenClientId, TokenState } from '../workflows/search-attributes.js';
 
 /** Options of {@link startLostTokenCheck}. */
@@ -58,6 +59,8 @@ export interface LostTokenCheckResult {
   missing: string[];
   /** Clients whose key held a lower generation than their workflow's. */
   behind: string[];
+  /** Workflows asked for their generation with the `status` query. */
+  queried: number;
   /** Clients whose workflow accepted the signal. */
   signalled: number;
 }
@@ -110,10 +113,12 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
 
     const missing: string[] = [];
     const behind: { clientId: string; stored: number; known: number }[] = [];
+    let queried = 0;
     await inBatches(known, async (clientId) => {
       const stored = await store.readMetadata(clientId);
       if (stored === null) missing.push(clientId);
       else if (everyKey || pastRenewalPoint(stored, Date.now())) {
+        queried++;
         // A workflow that ended since it was listed cannot answer: nothing to write again.
         const status = await client.workflow
           .getHandle(workflowIdFor(clientId))
@@ -147,18 +152,27 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
         clientIds: requests.slice(0, 20).map((r) => r.clientId),
       });
     }
-    return { trigger, checked: known.length, missing, behind: behind.map((b) => b.clientId), signalled };
+    const result = { trigger, checked: known.length, queried, missing, behind: behind.map((b) => b.clientId), signalled };
+    logger.debug('Lost-token check done', { ...result, missing: missing.length, behind: behind.length });
+    return result;
   }
 
-  const later = (trigger: string, delayMs: number) => {
+  const later = (trigger: string, everyKey: boolean) => {
     if (stopped) return;
     const timer = setTimeout(() => {
       pendingTimers.delete(timer);
-      void check(trigger, { everyKey: true });
-    }, delayMs);
+      void check(trigger, { everyKey });
+    }, afterReadyDelayMs);
     pendingTimers.add(timer);
   };
-  const onReady = () => later('Redis connection ready', afterReadyDelayMs);
+  // The first connection finds what an outage before the start left (missing keys, tokens past
+  // their renewal point) without a query per workflow: a whole fleet restarting would otherwise
+  // send one for every client from every worker, each a replay where no worker has it cached.
+  let connectedBefore = false;
+  const onReady = () => {
+    later(connectedBefore ? 'Redis reconnected' : 'Redis connection ready', connectedBefore);
+    connectedBefore = true;
+  };
   redis.on('ready', onReady);
   const interval = setInterval(() => void check('periodic check'), intervalMs);
   // A client that is ready already emits no `ready` again until it reconnects.
@@ -179,7 +193,9 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
 
 /** Whether a healthy workflow under the default policy would have renewed this token already. */
 function pastRenewalPoint(stored: { obtainedAt: number; expiresAt: number }, now: number): boolean {
-  return now >= stored.obtainedAt + DEFAULT_POLICY.refreshFraction * (stored.expiresAt - stored.obtainedAt);
+  // Jitter only moves a renewal earlier: without it, the latest point the policy allows.
+  const token = { requestStartedAt: stored.obtainedAt, expiresInSeconds: (stored.expiresAt - stored.obtainedAt) / 1000 };
+  return now >= nextRefreshAt(token, { ...DEFAULT_POLICY, jitterFraction: 0 }, stored.obtainedAt.toString());
 }
 
 async function inBatches<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * worker/lost-token-check.ts in the worker process: after a reconnection to Redis, a token key that
  * is missing, or that holds an older token than its workflow knows, is written again through a new
- * token request; a key that is as the workflow left it costs no token request.
+ * token request; a key that is as the workflow left it costs no token request. A worker's first
+ * connection asks no workflow whose token is young (a fleet's start costs no query per client).
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
@@ -26,6 +27,8 @@ let iam: IamEmulator;
 let redisServer: RedisServer;
 let redis: Redis;
 let worker: WorkerProcess;
+/** Started once every token is stored: its first connection finds young tokens only. */
+let laterWorker: WorkerProcess | undefined;
 let connection: Connection;
 let admin: TokenAdmin;
 
@@ -54,10 +57,20 @@ afterAll(async () => {
     await connection.close();
   }
   await worker?.kill9();
+  await laterWorker?.kill9();
   redis?.disconnect();
   await redisServer?.stop();
   await iam?.close();
 });
+
+/** The worker's `Lost-token check done` lines (LOG_FORMAT=json, LOG_LEVEL=DEBUG). */
+function checksOf(workerProcess: WorkerProcess): { trigger: string; checked: number; queried: number; missing: number; behind: number }[] {
+  return workerProcess
+    .output()
+    .split('\n')
+    .filter((line) => line.includes('"Lost-token check done"'))
+    .map((line) => JSON.parse(line) as { trigger: string; checked: number; queried: number; missing: number; behind: number });
+}
 
 const generationOf = async (clientId: string) => Number(await redis.hget(tokenKey('oauth:', clientId), 'generation'));
 const activeAt = (clientId: string, generation: number) =>
@@ -75,6 +88,21 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
     await admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:LOST_SECRET' });
   }
   for (const clientId of CLIENT_IDS) await activeAt(clientId, 1);
+  // A worker that starts now checks the keys on its first connection, and queries none of these
+  // young tokens' workflows.
+  laterWorker = await startWorkerProcess({
+    temporalAddress: inject('temporalAddress'),
+    taskQueue,
+    redisUrl: redisServer.url,
+    workflowBundlePath: inject('workflowBundlePath'),
+    env: { LOST_SECRET: SECRET, LOG_LEVEL: 'DEBUG', LOG_FORMAT: 'json' },
+  });
+  const firstCheck = await eventually(
+    () => checksOf(laterWorker!).find((c) => c.trigger === 'Redis connection ready'),
+    60_000,
+    'the first check',
+  );
+  expect(firstCheck).toMatchObject({ checked: CLIENT_IDS.length, queried: 0, missing: 0, behind: 0 });
   // BEHIND gets a second token; Redis will be set back to the first, as a failover to a replica
   // that missed the second write would.
   const first = await redis.hgetall(tokenKey('oauth:', BEHIND));
@@ -104,4 +132,12 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
   const log = worker.output();
   expect(log).toContain('Tokens lost by Redis');
   expect(log).not.toContain(SECRET);
+  const recheck = await eventually(
+    () => checksOf(laterWorker!).find((c) => c.trigger === 'Redis reconnected'),
+    60_000,
+    'the later worker’s check after its reconnection',
+  );
+  // The later worker reconnected too, and asked every workflow whose key it found.
+  expect(recheck).toMatchObject({ checked: CLIENT_IDS.length, queried: CLIENT_IDS.length - recheck.missing });
+  expect(laterWorker.output()).not.toContain(SECRET);
 }, 180_000);
