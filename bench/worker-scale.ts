@@ -15,6 +15,9 @@
  *   BENCH_TOKEN_LIFETIME (60)       the emulator's token lifetime, in seconds
  *   IAM_MAX_RPS (40)                the worker's fleet-wide cap
  *   MAX_CACHED_WORKFLOWS            the worker's workflow cache (default: the SDK's)
+ *   BENCH_NODE_OPTIONS              NODE_OPTIONS of the worker only (heap flags, to compare)
+ *   BENCH_CPU_PROFILE               1: profile the worker (node --cpu-prof) and print, per thread,
+ *                                   where the CPU of steady renewal went (bench/cpu-profile.ts)
  *   BENCH_TEMPORAL_ADDRESS          a running Temporal server to use (default: start a dev server)
  */
 import { spawn } from 'node:child_process';
@@ -34,6 +37,8 @@ import { hasExited } from '../dev/child-process.js';
 import { findFreePort } from '../dev/free-port.js';
 import { startTemporalDevServer, type TemporalDevServer } from '../dev/temporal-dev-server.js';
 import { busiestSecond } from '../test/support/busiest-second.js';
+import { summarizeProfiles } from './cpu-profile.js';
+import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS } from '../worker/token-workers.js';
 import { startEmulatorProcess } from '../test/support/emulator-process.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { terminateRunning } from '../test/support/terminate-running.js';
@@ -44,6 +49,8 @@ const TOKEN_LIFETIME_SECONDS = Number(process.env.BENCH_TOKEN_LIFETIME ?? 60);
 const IAM_MAX_RPS = Number(process.env.IAM_MAX_RPS ?? 40);
 const ROOT = join(import.meta.dirname, '..');
 const WORKER = join(ROOT, 'dist', 'worker', 'main.js');
+const WORKFLOW_BUNDLE = join(ROOT, 'dist', 'workflow-bundle.js');
+const CPU_PROFILE = process.env.BENCH_CPU_PROFILE === '1';
 const SECRET = 'bench-secret';
 /** Every token of a stampede of registrations should be stored within this × CLIENTS / IAM_MAX_RPS seconds. */
 const STAMPEDE_TARGET = 1.15;
@@ -148,8 +155,11 @@ async function main(): Promise<void> {
     });
     cleanups.push(() => iam.stop());
 
+    const profileDir = mkdtempSync(join(tmpdir(), 'bench-worker-profile-'));
+    cleanups.push(() => rmSync(profileDir, { recursive: true, force: true }));
     const taskQueue = `bench-${randomUUID()}`;
     let log = '';
+    const spawnedAt = performance.now();
     const worker = spawn(
       process.execPath,
       [
@@ -158,6 +168,7 @@ async function main(): Promise<void> {
         '--report-exclude-env',
         '--report-compact',
         `--report-directory=${reportDir}`,
+        ...(CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
         WORKER,
       ],
       {
@@ -171,18 +182,20 @@ async function main(): Promise<void> {
           LOG_LEVEL: 'WARN',
           LOG_FORMAT: 'json',
           BENCH_SECRET: SECRET,
+          ...(process.env.BENCH_NODE_OPTIONS !== undefined && { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }),
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
     worker.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
     worker.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    cleanups.push(async () => {
+    const stopWorker = async () => {
       if (hasExited(worker)) return;
       const exited = once(worker, 'exit');
       worker.kill('SIGTERM');
       await exited;
-    });
+    };
+    cleanups.push(stopWorker);
 
     const connection = await Connection.connect({ address: temporalAddress });
     const client = new Client({ connection });
@@ -223,6 +236,7 @@ async function main(): Promise<void> {
 
     // Steady renewal: CPU by thread, and the Temporal server's, per token request in the window.
     const idleFrom = Date.now();
+    const idleFromMs = performance.now() - spawnedAt;
     const threadsBefore = cpuByThreadGroup(worker.pid!);
     const serverCpuBefore = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
     await sleep(IDLE_SECONDS * 1000);
@@ -251,6 +265,7 @@ async function main(): Promise<void> {
       ['token lifetime', `${TOKEN_LIFETIME_SECONDS} s (renewed every ${(0.85 * TOKEN_LIFETIME_SECONDS).toFixed(0)} s)`],
       ['IAM_MAX_RPS', String(IAM_MAX_RPS)],
       ['MAX_CACHED_WORKFLOWS', process.env.MAX_CACHED_WORKFLOWS ?? "the SDK's default (scales with the heap)"],
+      ['worker NODE_OPTIONS', process.env.BENCH_NODE_OPTIONS ?? '(none)'],
       ['registrations sent', `${(registeredMs / 1000).toFixed(1)} s`],
       [
         'every token stored',
@@ -294,6 +309,12 @@ async function main(): Promise<void> {
           ? 'not measured'
           : `${cycles.actions.toFixed(2)} (${cycles.actionNames}; target ≤ ${TARGETS.actionsPerCycle}: ${met(cycles.actions, TARGETS.actionsPerCycle)}); at 300 s tokens ≈ ${Math.round(cycles.actions * CYCLES_PER_MONTH_AT_300_S)} per client per month`,
       ],
+      [
+        'workflow tasks timed out',
+        cycles === null
+          ? 'not measured'
+          : `${cycles.workflowTaskTimeouts} in ${HISTORY_SAMPLE} sampled histories (sticky queue schedule-to-start ${STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS} ms, or the 10 s task timeout)`,
+      ],
       ['worker RSS at start', `${rssAtStart.toFixed(0)} MiB`],
       ['worker RSS, all active', `${rssAfterAcquiring.toFixed(0)} MiB (peak ${peakRss.toFixed(0)} MiB)`],
       [`worker RSS after ${IDLE_SECONDS} s of renewal`, `${rssAfterIdle.toFixed(0)} MiB`],
@@ -309,8 +330,31 @@ async function main(): Promise<void> {
     const width = Math.max(...rows.map(([name]) => name.length));
     console.log(`worker scale (${process.platform}, Node.js ${process.version})`);
     for (const [name, value] of rows) console.log(`  ${name.padEnd(width)}  ${value}`);
+    if (CPU_PROFILE) {
+      // The profiles are written as the worker exits; the SIGTERM drains it first.
+      await terminateRunning(client, taskQueue, 'benchmark finished');
+      await stopWorker();
+      printProfiles(
+        summarizeProfiles(profileDir, { fromMs: idleFromMs, toMs: idleFromMs + IDLE_SECONDS * 1000 }, WORKFLOW_BUNDLE),
+        renewals,
+      );
+    }
   } finally {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+  }
+}
+
+/** Per thread of the worker, its CPU per renewal in steady renewal by owner, and its costliest functions. */
+function printProfiles(threads: ReturnType<typeof summarizeProfiles>, renewals: number): void {
+  const perRenewal = (ms: number) => `${(ms / renewals).toFixed(2)} ms`;
+  const top = (map: Map<string, number>, count: number) => [...map].sort((a, b) => b[1] - a[1]).slice(0, count);
+  console.log(`CPU profile of steady renewal (node --cpu-prof, self time per renewal; idle left out)`);
+  for (const thread of threads) {
+    console.log(`  ${thread.thread}: ${perRenewal(thread.busyMs)}`);
+    for (const [owner, ms] of top(thread.byOwner, 8))
+      console.log(`    ${owner.padEnd(48)} ${perRenewal(ms)}  ${((100 * ms) / thread.busyMs).toFixed(1)} %`);
+    console.log(`    costliest functions:`);
+    for (const [fn, ms] of top(thread.byFunction, 8)) console.log(`      ${perRenewal(ms).padStart(9)}  ${fn}`);
   }
 }
 
@@ -347,14 +391,17 @@ async function workflowThreadHeapMiB(pid: number, reportDir: string): Promise<nu
 async function historyPerCycle(
   client: Client,
   clientIds: readonly string[],
-): Promise<{ events: number; bytes: number; actions: number; actionNames: string; sampled: number } | null> {
+): Promise<{ events: number; bytes: number; actions: number; actionNames: string; sampled: number; workflowTaskTimeouts: number } | null> {
   let cycles = 0;
+  let workflowTaskTimeouts = 0;
   let events = 0;
   let bytes = 0;
   const actions = new Map<string, number>();
   for (const clientId of clientIds) {
     const history = await client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory();
     const list = history.events ?? [];
+    // A sticky queue's schedule-to-start timeout shows as a timed-out workflow task (stampede included).
+    workflowTaskTimeouts += list.filter((event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT).length;
     const requests = list.flatMap((event, index) => (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED ? [index] : []));
     if (requests.length < 3) continue;
     cycles += requests.length - 2;
@@ -370,7 +417,14 @@ async function historyPerCycle(
   if (cycles === 0) return null;
   const actionNames = [...actions].map(([name, count]) => `${name} ${(count / cycles).toFixed(2)}`).join(', ');
   const actionCount = [...actions.values()].reduce((sum, count) => sum + count, 0);
-  return { events: events / cycles, bytes: bytes / cycles, actions: actionCount / cycles, actionNames, sampled: cycles };
+  return {
+    events: events / cycles,
+    bytes: bytes / cycles,
+    actions: actionCount / cycles,
+    actionNames,
+    sampled: cycles,
+    workflowTaskTimeouts,
+  };
 }
 
 main().catch((err: unknown) => {
