@@ -35,8 +35,11 @@ export interface ProfileWindow {
   toMs: number;
 }
 
-/** Reads every profile in `dir` and sums each thread's self time within `window`. */
-export function summarizeProfiles(dir: string, window: ProfileWindow, bundlePath: string): ThreadProfile[] {
+/**
+ * Reads every profile in `dir` and sums each thread's self time within `window`. Code under
+ * `projectRoot` (outside node_modules) is this project's; the bundle's is told apart by module.
+ */
+export function summarizeProfiles(dir: string, window: ProfileWindow, projectRoot: string, bundlePath: string): ThreadProfile[] {
   const files = readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'));
   const profiles = files.map((name) => ({ name, profile: JSON.parse(readFileSync(join(dir, name), 'utf8')) as CpuProfile }));
   // CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile: thread 0 is the main thread.
@@ -60,7 +63,7 @@ export function summarizeProfiles(dir: string, window: ProfileWindow, bundlePath
       const frame = nodes.get(nodeId);
       if (at < fromUs || at >= toUs || frame === undefined || frame.functionName === '(idle)') return;
       busyMs += ms;
-      const owner = ownerOf(frame, bundlePath, bundleModules);
+      const owner = ownerOf(frame, projectRoot, bundlePath, bundleModules);
       byOwner.set(owner, (byOwner.get(owner) ?? 0) + ms);
       const fn = `${frame.functionName || '(anonymous)'} [${owner}]`;
       byFunction.set(fn, (byFunction.get(fn) ?? 0) + ms);
@@ -70,7 +73,12 @@ export function summarizeProfiles(dir: string, window: ProfileWindow, bundlePath
 }
 
 /** Who a profiled function belongs to. */
-function ownerOf(frame: CpuProfile['nodes'][number]['callFrame'], bundlePath: string, bundleModules: BundleModule[]): string {
+function ownerOf(
+  frame: CpuProfile['nodes'][number]['callFrame'],
+  projectRoot: string,
+  bundlePath: string,
+  bundleModules: BundleModule[],
+): string {
   const { functionName, url } = frame;
   if (functionName === '(garbage collector)') return 'V8 garbage collector';
   if (url === '') return 'V8 and native code';
@@ -84,10 +92,12 @@ function ownerOf(frame: CpuProfile['nodes'][number]['callFrame'], bundlePath: st
     }
     return `${module} (workflow bundle)`;
   }
-  return packageOf(url);
+  if (url.includes('/node_modules/') || url.startsWith(projectRoot)) return packageOf(url);
+  // A script compiled without a file name, such as those the SDK runs in the workflow context.
+  return `script ${url}`;
 }
 
-/** `@scope/name` or `name` of the innermost node_modules a path is in; else this project. */
+/** `@scope/name` or `name` of the innermost node_modules a path is in; else this project's. */
 function packageOf(path: string): string {
   const at = path.lastIndexOf('/node_modules/');
   if (at === -1) return 'this project';

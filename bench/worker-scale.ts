@@ -107,6 +107,20 @@ function met(value: number, target: number): string {
   return value <= target ? 'met' : 'missed';
 }
 
+/** The whole machine's busy and total CPU time so far (/proc/stat, in clock ticks), and its cores. */
+function machineCpu(): { busy: number; total: number; cores: number } {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  // cpu  user nice system idle iowait irq softirq steal (guest time is counted in user already)
+  const ticks = lines[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const idle = ticks[3]! + ticks[4]!;
+  const total = ticks.reduce((sum, t) => sum + t, 0);
+  return { busy: total - idle, total, cores: lines.filter((line) => /^cpu\d/.test(line)).length };
+}
+
+function busyPercent(before: ReturnType<typeof machineCpu>, after: ReturnType<typeof machineCpu>): number {
+  return (100 * (after.busy - before.busy)) / (after.total - before.total);
+}
+
 /** Resident memory of a process, in MiB. */
 function rssMiB(pid: number): number {
   const kib = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -208,6 +222,8 @@ async function main(): Promise<void> {
     if (hasExited(worker)) throw new Error(`The worker exited at start:\n${log}`);
     const rssAtStart = rssMiB(worker.pid!);
     const cpuAtStart = cpuSeconds(worker.pid!);
+    const serverCpuAtStart = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
+    const machineAtStart = machineCpu();
 
     const startedAt = performance.now();
     for (let i = 0; i < clientIds.length; i += 50) {
@@ -230,8 +246,10 @@ async function main(): Promise<void> {
     }
     const allStoredMs = performance.now() - startedAt;
     const cpuAfterAcquiring = cpuSeconds(worker.pid!);
+    const serverCpuAfterAcquiring = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
+    const machineAfterAcquiring = machineCpu();
     const rssAfterAcquiring = rssMiB(worker.pid!);
-    const heapAfterAcquiring = await workflowThreadHeapMiB(worker.pid!, reportDir);
+    const heapAfterAcquiring = await heapsMiB(worker.pid!, reportDir);
     if (hasExited(worker)) throw new Error(`The worker exited:\n${log}`);
 
     // Steady renewal: CPU by thread, and the Temporal server's, per token request in the window.
@@ -245,7 +263,7 @@ async function main(): Promise<void> {
     const serverCpuAfter = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
     const cpuAfterIdle = cpuSeconds(worker.pid!);
     const rssAfterIdle = rssMiB(worker.pid!);
-    const heapAfterIdle = await workflowThreadHeapMiB(worker.pid!, reportDir);
+    const heapAfterIdle = await heapsMiB(worker.pid!, reportDir);
     const requests = iam.requests();
     const renewals = requests.filter((request) => request.at >= idleFrom && request.outcome === 'issued').length;
     const rejected = requests.filter((request) => request.outcome !== 'issued').length;
@@ -278,7 +296,11 @@ async function main(): Promise<void> {
       ],
       [
         'CPU while acquiring',
-        `${(cpuAfterAcquiring - cpuAtStart).toFixed(1)} s (${(((cpuAfterAcquiring - cpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)`,
+        `worker ${(cpuAfterAcquiring - cpuAtStart).toFixed(1)} s (${(((cpuAfterAcquiring - cpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)` +
+          (serverCpuAtStart === undefined || serverCpuAfterAcquiring === undefined
+            ? ''
+            : `, Temporal server ${(serverCpuAfterAcquiring - serverCpuAtStart).toFixed(1)} s (${(((serverCpuAfterAcquiring - serverCpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)`) +
+          `; the machine's ${machineAfterAcquiring.cores} cores ${busyPercent(machineAtStart, machineAfterAcquiring).toFixed(0)} % busy`,
       ],
       [`renewals in ${IDLE_SECONDS} s of steady renewal`, String(renewals)],
       [
@@ -313,7 +335,7 @@ async function main(): Promise<void> {
         'workflow tasks timed out',
         cycles === null
           ? 'not measured'
-          : `${cycles.workflowTaskTimeouts} in ${HISTORY_SAMPLE} sampled histories (sticky queue schedule-to-start ${STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS} ms, or the 10 s task timeout)`,
+          : `${cycles.workflowTaskTimeouts} in ${Math.min(HISTORY_SAMPLE, CLIENTS)} sampled histories (sticky queue schedule-to-start ${STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS} ms, or the 10 s task timeout)`,
       ],
       ['worker RSS at start', `${rssAtStart.toFixed(0)} MiB`],
       ['worker RSS, all active', `${rssAfterAcquiring.toFixed(0)} MiB (peak ${peakRss.toFixed(0)} MiB)`],
@@ -324,7 +346,11 @@ async function main(): Promise<void> {
       ],
       [
         'workflow-thread heap used',
-        `${heapAfterAcquiring.toFixed(0)} MiB when every token was stored, ${heapAfterIdle.toFixed(0)} MiB after the renewals (no forced GC: garbage included)`,
+        `${heapAfterAcquiring.workflowThread.toFixed(0)} MiB when every token was stored, ${heapAfterIdle.workflowThread.toFixed(0)} MiB after the renewals (no forced GC: garbage included)`,
+      ],
+      [
+        'main-thread heap used',
+        `${heapAfterAcquiring.main.toFixed(0)} MiB when every token was stored, ${heapAfterIdle.main.toFixed(0)} MiB after the renewals; the rest of the RSS is native (the SDK's Rust core, buffers, code)`,
       ],
     ];
     const width = Math.max(...rows.map(([name]) => name.length));
@@ -335,7 +361,7 @@ async function main(): Promise<void> {
       await terminateRunning(client, taskQueue, 'benchmark finished');
       await stopWorker();
       printProfiles(
-        summarizeProfiles(profileDir, { fromMs: idleFromMs, toMs: idleFromMs + IDLE_SECONDS * 1000 }, WORKFLOW_BUNDLE),
+        summarizeProfiles(profileDir, { fromMs: idleFromMs, toMs: idleFromMs + IDLE_SECONDS * 1000 }, ROOT, WORKFLOW_BUNDLE),
         renewals,
       );
     }
@@ -359,10 +385,10 @@ function printProfiles(threads: ReturnType<typeof summarizeProfiles>, renewals: 
 }
 
 /**
- * The heap the worker's workflow thread uses (MiB), from a diagnostic report the worker writes on
- * SIGWINCH (its main thread's report lists each worker thread's heap).
+ * The heap the worker's main thread and its workflow thread use (MiB), from a diagnostic report the
+ * worker writes on SIGWINCH (its main thread's report lists each worker thread's heap).
  */
-async function workflowThreadHeapMiB(pid: number, reportDir: string): Promise<number> {
+async function heapsMiB(pid: number, reportDir: string): Promise<{ main: number; workflowThread: number }> {
   const before = new Set(readdirSync(reportDir));
   process.kill(pid, 'SIGWINCH');
   for (let waited = 0; waited < 30_000; waited += 250) {
@@ -371,14 +397,18 @@ async function workflowThreadHeapMiB(pid: number, reportDir: string): Promise<nu
     if (file === undefined) continue;
     try {
       const report = JSON.parse(readFileSync(join(reportDir, file), 'utf8')) as {
+        javascriptHeap: { usedMemory: number };
         workers: Array<{ javascriptHeap: { usedMemory: number } }>;
       };
-      return report.workers.reduce((sum, thread) => sum + thread.javascriptHeap.usedMemory, 0) / 2 ** 20;
+      return {
+        main: report.javascriptHeap.usedMemory / 2 ** 20,
+        workflowThread: report.workers.reduce((sum, thread) => sum + thread.javascriptHeap.usedMemory, 0) / 2 ** 20,
+      };
     } catch {
       // Still being written.
     }
   }
-  return NaN;
+  return { main: NaN, workflowThread: NaN };
 }
 
 /**

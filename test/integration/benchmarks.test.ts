@@ -47,6 +47,7 @@ test('bench/worker-scale.ts prints what a worker costs per client and per renewa
     BENCH_TOKEN_LIFETIME: '6',
     BENCH_IDLE_SECONDS: '12',
     BENCH_TEMPORAL_ADDRESS: inject('temporalAddress'),
+    BENCH_CPU_PROFILE: '1',
   });
   for (const row of [
     'clients +10',
@@ -56,9 +57,16 @@ test('bench/worker-scale.ts prints what a worker costs per client and per renewa
     ' {2}workflow thread \\(the workflow sandbox, its GC\\) +[\\d.]+ ms',
     'history per cycle +[\\d.]+ events \\(target ≤ 11: (met|missed)\\)',
     'billable actions per cycle +[\\d.]+ \\(.*activity_task_scheduled 1\\.00.*\\); at 300 s tokens ≈ \\d+ per client per month',
+    'workflow tasks timed out +\\d+ in 10 sampled histories',
     'RSS per client +-?[\\d.]+ KiB',
     'workflow-thread heap used +\\d+ MiB',
   ]) {
     expect(stdout).toMatch(new RegExp(`^  ${row}`, 'm'));
   }
+  // The profile: each thread's CPU by owner, the workflow code told from the SDK's in the bundle.
+  const profile = stdout.slice(stdout.indexOf('CPU profile of steady renewal'));
+  expect(profile).toMatch(/^ {2}main: [\d.]+ ms$/m);
+  expect(profile).toMatch(/^ {2}worker thread \d+: [\d.]+ ms$/m);
+  expect(profile).toMatch(/^ {4}@temporalio\/workflow \(workflow bundle\) +[\d.]+ ms +[\d.]+ %$/m);
+  expect(profile).toMatch(/^ {4}this project +[\d.]+ ms/m);
 });
