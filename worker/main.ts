@@ -22,9 +22,12 @@ import { ensureSearchAttributes } from './search-attributes.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
 import { createTokenWorkers } from './token-workers.js';
 import { prebuiltBundlePath } from './workflow-bundle.js';
+import { capWorkflowThreadYoungGeneration } from './workflow-thread-heap.js';
 
 async function main(): Promise<void> {
   const settings = readSettings();
+  // Before the SDK starts the workflow thread: the flag reaches isolates created after it.
+  capWorkflowThreadYoungGeneration();
   Runtime.install({
     logger: createWorkerLogger({ level: settings.LOG_LEVEL, format: settings.LOG_FORMAT }),
     telemetryOptions: {
