@@ -9,6 +9,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The parts of a `.cpuprofile` file read here (V8's `Profiler.Profile`). */
 interface CpuProfile {
@@ -79,7 +80,9 @@ function ownerOf(
   bundlePath: string,
   bundleModules: BundleModule[],
 ): string {
-  const { functionName, url } = frame;
+  const { functionName } = frame;
+  // ES modules are profiled by their file: URL, CommonJS ones by their path.
+  const url = frame.url.startsWith('file://') ? fileURLToPath(frame.url) : frame.url;
   if (functionName === '(garbage collector)') return 'V8 garbage collector';
   if (url === '') return 'V8 and native code';
   if (url.startsWith('node:')) return 'Node.js internals';

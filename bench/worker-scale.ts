@@ -238,9 +238,15 @@ async function main(): Promise<void> {
     const registeredMs = performance.now() - startedAt;
     const keys = clientIds.map((clientId) => tokenKey('oauth:', clientId));
     let peakRss = rssAtStart;
+    // A worker that cannot keep up (tokens expiring before their renewal) never has them all at
+    // once: the steady phase starts anyway after four times the target, with what is stored.
+    const targetSeconds = (STAMPEDE_TARGET * CLIENTS) / IAM_MAX_RPS;
+    const stampedeDeadline = startedAt + 4 * targetSeconds * 1000 + 60_000;
+    let stored = 0;
     for (;;) {
       peakRss = Math.max(peakRss, rssMiB(worker.pid!));
-      if ((await redis.exists(...keys)) === CLIENTS) break;
+      stored = await redis.exists(...keys);
+      if (stored === CLIENTS || performance.now() > stampedeDeadline) break;
       if (hasExited(worker)) throw new Error(`The worker exited:\n${log}`);
       await sleep(250);
     }
@@ -272,7 +278,6 @@ async function main(): Promise<void> {
       .map((request) => request.at)
       .sort((a, b) => a - b);
     const requestsPerSecond = arrivals.length > 1 ? (arrivals.length - 1) / ((arrivals.at(-1)! - arrivals[0]!) / 1000) : 0;
-    const targetSeconds = (STAMPEDE_TARGET * CLIENTS) / IAM_MAX_RPS;
     const perRenewalMs = (seconds: number) => (renewals === 0 ? NaN : (seconds * 1000) / renewals);
     const workerMsPerRenewal = perRenewalMs(cpuAfterIdle - cpuAfterAcquiring);
     const cycles = await historyPerCycle(client, clientIds.slice(0, HISTORY_SAMPLE));
@@ -287,7 +292,9 @@ async function main(): Promise<void> {
       ['registrations sent', `${(registeredMs / 1000).toFixed(1)} s`],
       [
         'every token stored',
-        `${(allStoredMs / 1000).toFixed(1)} s (at IAM_MAX_RPS: ${(CLIENTS / IAM_MAX_RPS).toFixed(1)} s; target ≤ ${targetSeconds.toFixed(1)} s: ${met(allStoredMs / 1000, targetSeconds)})`,
+        stored === CLIENTS
+          ? `${(allStoredMs / 1000).toFixed(1)} s (at IAM_MAX_RPS: ${(CLIENTS / IAM_MAX_RPS).toFixed(1)} s; target ≤ ${targetSeconds.toFixed(1)} s: ${met(allStoredMs / 1000, targetSeconds)})`
+          : `never: ${stored} of ${CLIENTS} stored after ${(allStoredMs / 1000).toFixed(0)} s (target ≤ ${targetSeconds.toFixed(1)} s: missed; tokens expired before their renewal)`,
       ],
       ['token requests', `${requests.length} (${rejected} not issued)`],
       [
