@@ -153,6 +153,8 @@ async function main(): Promise<void> {
       cleanups.push(() => devServer.stop());
       temporalAddress = devServer.address;
     }
+    /** The dev server's CPU seconds so far; undefined for a server of BENCH_TEMPORAL_ADDRESS. */
+    const serverCpu = () => (server?.pid === undefined ? undefined : cpuSeconds(server.pid));
     // The worker writes a diagnostic report (without its environment: it holds the secret) on
     // SIGWINCH (the SDK shuts down on SIGUSR2): the only outside view of the workflow thread's heap.
     const reportDir = mkdtempSync(join(tmpdir(), 'bench-worker-report-'));
@@ -222,7 +224,7 @@ async function main(): Promise<void> {
     if (hasExited(worker)) throw new Error(`The worker exited at start:\n${log}`);
     const rssAtStart = rssMiB(worker.pid!);
     const cpuAtStart = cpuSeconds(worker.pid!);
-    const serverCpuAtStart = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
+    const serverCpuAtStart = serverCpu();
     const machineAtStart = machineCpu();
 
     const startedAt = performance.now();
@@ -252,7 +254,7 @@ async function main(): Promise<void> {
     }
     const allStoredMs = performance.now() - startedAt;
     const cpuAfterAcquiring = cpuSeconds(worker.pid!);
-    const serverCpuAfterAcquiring = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
+    const serverCpuAfterAcquiring = serverCpu();
     const machineAfterAcquiring = machineCpu();
     const rssAfterAcquiring = rssMiB(worker.pid!);
     const heapAfterAcquiring = await heapsMiB(worker.pid!, reportDir);
@@ -262,11 +264,11 @@ async function main(): Promise<void> {
     const idleFrom = Date.now();
     const idleFromMs = performance.now() - spawnedAt;
     const threadsBefore = cpuByThreadGroup(worker.pid!);
-    const serverCpuBefore = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
+    const serverCpuBefore = serverCpu();
     await sleep(IDLE_SECONDS * 1000);
     if (hasExited(worker)) throw new Error(`The worker exited:\n${log}`);
     const threadsAfter = cpuByThreadGroup(worker.pid!);
-    const serverCpuAfter = server?.pid === undefined ? undefined : cpuSeconds(server.pid);
+    const serverCpuAfter = serverCpu();
     const cpuAfterIdle = cpuSeconds(worker.pid!);
     const rssAfterIdle = rssMiB(worker.pid!);
     const heapAfterIdle = await heapsMiB(worker.pid!, reportDir);
@@ -278,6 +280,7 @@ async function main(): Promise<void> {
       .map((request) => request.at)
       .sort((a, b) => a - b);
     const requestsPerSecond = arrivals.length > 1 ? (arrivals.length - 1) / ((arrivals.at(-1)! - arrivals[0]!) / 1000) : 0;
+    const perClient = (seconds: number) => `${seconds.toFixed(1)} s (${((seconds * 1000) / CLIENTS).toFixed(1)} ms per client)`;
     const perRenewalMs = (seconds: number) => (renewals === 0 ? NaN : (seconds * 1000) / renewals);
     const workerMsPerRenewal = perRenewalMs(cpuAfterIdle - cpuAfterAcquiring);
     const cycles = await historyPerCycle(client, clientIds.slice(0, HISTORY_SAMPLE));
@@ -303,10 +306,10 @@ async function main(): Promise<void> {
       ],
       [
         'CPU while acquiring',
-        `worker ${(cpuAfterAcquiring - cpuAtStart).toFixed(1)} s (${(((cpuAfterAcquiring - cpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)` +
+        `worker ${perClient(cpuAfterAcquiring - cpuAtStart)}` +
           (serverCpuAtStart === undefined || serverCpuAfterAcquiring === undefined
             ? ''
-            : `, Temporal server ${(serverCpuAfterAcquiring - serverCpuAtStart).toFixed(1)} s (${(((serverCpuAfterAcquiring - serverCpuAtStart) * 1000) / CLIENTS).toFixed(1)} ms per client)`) +
+            : `, Temporal server ${perClient(serverCpuAfterAcquiring - serverCpuAtStart)}`) +
           `; the machine's ${machineAfterAcquiring.cores} cores ${busyPercent(machineAtStart, machineAfterAcquiring).toFixed(0)} % busy`,
       ],
       [`renewals in ${IDLE_SECONDS} s of steady renewal`, String(renewals)],
@@ -384,7 +387,7 @@ function printProfiles(threads: ReturnType<typeof summarizeProfiles>, renewals: 
   console.log(`CPU profile of steady renewal (node --cpu-prof, self time per renewal; idle left out)`);
   for (const thread of threads) {
     console.log(`  ${thread.thread}: ${perRenewal(thread.busyMs)}`);
-    for (const [owner, ms] of top(thread.byOwner, 8))
+    for (const [owner, ms] of top(thread.byOwner, thread.byOwner.size))
       console.log(`    ${owner.padEnd(48)} ${perRenewal(ms)}  ${((100 * ms) / thread.busyMs).toFixed(1)} %`);
     console.log(`    costliest functions:`);
     for (const [fn, ms] of top(thread.byFunction, 8)) console.log(`      ${perRenewal(ms).padStart(9)}  ${fn}`);

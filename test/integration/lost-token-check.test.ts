@@ -63,13 +63,22 @@ afterAll(async () => {
   await iam?.close();
 });
 
+/** A `Lost-token check done` line's counts. */
+interface CheckLine {
+  trigger: string;
+  checked: number;
+  queried: number;
+  missing: number;
+  behind: number;
+}
+
 /** The worker's `Lost-token check done` lines (LOG_FORMAT=json, LOG_LEVEL=DEBUG). */
-function checksOf(workerProcess: WorkerProcess): { trigger: string; checked: number; queried: number; missing: number; behind: number }[] {
+function checksOf(workerProcess: WorkerProcess): CheckLine[] {
   return workerProcess
     .output()
     .split('\n')
     .filter((line) => line.includes('"Lost-token check done"'))
-    .map((line) => JSON.parse(line) as { trigger: string; checked: number; queried: number; missing: number; behind: number });
+    .map((line) => JSON.parse(line) as CheckLine);
 }
 
 const generationOf = async (clientId: string) => Number(await redis.hget(tokenKey('oauth:', clientId), 'generation'));
