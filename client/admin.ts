@@ -29,6 +29,7 @@ import {
 } from '../workflows/search-attributes.js';
 import { tokenLifecycle, type TokenLifecycleInput } from '../workflows/token-lifecycle.js';
 import { parseRegistration } from './registration-schema.js';
+import { describeSettled } from './settled-description.js';
 import { errorMessage } from '../shared/error-message.js';
 
 export class AlreadyRegisteredError extends Error {
@@ -245,12 +246,13 @@ export class TokenAdmin {
    * The registration a client's running workflow uses now, or null when none is running. Read from
    * the current run's history, which works whether or not a worker is up: the run's input (which
    * continue-as-new carries forward) with every `reconfigure` since applied in order, as the
-   * workflow applies them. The registration holds only the secret's reference, never the secret.
+   * workflow applies them, including one sent a moment ago while the worker was busy with the run.
+   * The registration holds only the secret's reference, never the secret.
    */
   async registration(clientId: string): Promise<ClientRegistration | null> {
     let runId: string;
     try {
-      const description = await this.client.workflow.getHandle(workflowIdFor(clientId)).describe();
+      const description = await describeSettled(this.client.workflow.getHandle(workflowIdFor(clientId)));
       if (description.status.name !== 'RUNNING') return null;
       runId = description.runId;
     } catch (err) {
