@@ -185,12 +185,12 @@ The token lifecycle demo is running.
   IAM emulator       ${tokenUrl}
   worker metrics     http://127.0.0.1:${METRICS_PORT}/metrics
 
-Try, in another terminal in this folder:
-  ${env} npx tokenctl list
-  ${env} npx tokenctl token orders-service
-  ${env} npx tokenctl status shipping-service
-  ${env} npx tokenctl refresh orders-service --wait
-  curl -s -H "Authorization: Bearer $(${env} npx tokenctl token orders-service)" ${iam.url}/api/resource
+Try, in another terminal in this folder (bin/tokenctl is the built CLI without npx's start-up):
+  ${env} bin/tokenctl list
+  ${env} bin/tokenctl token orders-service
+  ${env} bin/tokenctl status shipping-service
+  ${env} bin/tokenctl refresh orders-service --wait
+  curl -s -H "Authorization: Bearer $(${env} bin/tokenctl token orders-service)" ${iam.url}/api/resource
 
 Ctrl-C stops everything the demo started.`);
 

@@ -77,7 +77,7 @@ test('it prints where to look and what to try', () => {
   expect(output).toContain(`http://127.0.0.1:${ports.ui}/namespaces/default/workflows`);
   expect(output).toContain(`http://127.0.0.1:${ports.iam}/realms/demo/protocol/openid-connect/token`);
   expect(output).toContain(
-    `TEMPORAL_ADDRESS=127.0.0.1:${ports.temporal} REDIS_URL=redis://127.0.0.1:${ports.redis} npx tokenctl token orders-service`,
+    `TEMPORAL_ADDRESS=127.0.0.1:${ports.temporal} REDIS_URL=redis://127.0.0.1:${ports.redis} bin/tokenctl token orders-service`,
   );
   // No Redis answered on the port, so the demo started one.
   expect(output).toContain(`Starting redis-server on 127.0.0.1:${ports.redis}`);
