@@ -61,6 +61,14 @@ const LEAN_CYCLES_PATCH = 'lean-cycles';
  */
 const ACTIVE_WITHOUT_TIMES_PATCH = 'active-without-times';
 
+/**
+ * The patches every run asks for as it starts, so a run that lacks one in its
+ * `TemporalChangeVersion` search attribute began before it: what tells when a patch can be
+ * deprecated (docs/design.md, "Retiring a patch"). Not {@link FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH},
+ * asked only where it changes the commands: a run without it need not be older.
+ */
+export const PATCHES_OF_EVERY_RUN = [LEAN_CYCLES_PATCH, ACTIVE_WITHOUT_TIMES_PATCH] as const;
+
 /** Shows the lifecycle's state to operators: search attributes and current details. */
 type Publish = () => void;
 
