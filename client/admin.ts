@@ -153,9 +153,7 @@ export interface ApplyOptions {
 
 /**
  * Clients `apply` handles at once. Each costs two or three sequential round trips to Temporal
- * (describe, history or start, signal), so one at a time a 1000-client file took minutes; 32 in
- * flight bring that to seconds on one frontend without queueing much at it (`npm run
- * bench:apply` measures it). A higher figure gains little: the frontend's persistence is the limit.
+ * (describe, history or start, signal); docs/deployment.md, "Sizing a worker", has what this buys.
  */
 export const APPLY_CONCURRENCY = 32;
 
