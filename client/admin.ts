@@ -4,6 +4,7 @@
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import {
+  clientIdOf,
   forceRefreshSignal,
   reconfigureSignal,
   refreshNowUpdate,
@@ -31,6 +32,7 @@ import { parseRegistration } from './registration-schema.js';
 import { describeSettled } from './settled-description.js';
 import { decodePayloads } from './temporal-internals.js';
 import { errorMessage } from '../shared/error-message.js';
+import { forEachConcurrently } from '../shared/for-each-concurrently.js';
 
 export class AlreadyRegisteredError extends Error {
   readonly code = 'already_registered';
@@ -383,12 +385,13 @@ export class TokenAdmin {
 
   /** Running token workflows on this task queue, optionally only those in `state`. */
   async list(options: { state?: TokenState } = {}): Promise<RegisteredClient[]> {
-    const query = options.state === undefined ? this.runningQuery() : `${this.runningQuery()} AND TokenState = '${options.state}'`;
+    const query =
+      options.state === undefined ? this.runningQuery() : `${this.runningQuery()} AND ${TokenStateKey.name} = '${options.state}'`;
     const rows: RegisteredClient[] = [];
     for await (const execution of this.client.workflow.list({ query })) {
       const attributes = execution.typedSearchAttributes;
       rows.push({
-        clientId: attributes.get(TokenClientId) ?? execution.workflowId.replace(/^token-lifecycle:/, ''),
+        clientId: attributes.get(TokenClientId) ?? clientIdOf(execution.workflowId),
         state: (attributes.get(TokenStateKey) as TokenState | undefined) ?? 'unknown',
         expiresAt: attributes.get(TokenExpiresAt)?.getTime() ?? null,
         nextRefreshAt: attributes.get(TokenNextRefreshAt)?.getTime() ?? null,
@@ -478,12 +481,4 @@ function canonicalJson(value: unknown): string {
       ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
       : v,
   );
-}
-
-async function forEachConcurrently<T>(items: readonly T[], concurrency: number, action: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) await action(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
 }

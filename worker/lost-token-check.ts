@@ -7,6 +7,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
 import type { TokenStore } from '../shared/token-store.js';
 import type { RedisClient } from '../shared/redis-connection.js';
+import { forEachConcurrently } from '../shared/for-each-concurrently.js';
 import { forceRefreshSignal, statusQuery, workflowIdFor } from '../workflows/messages.js';
 import { DEFAULT_POLICY, nextRefreshAt } from '../workflows/policy.js';
 import { TokenClientId, TokenState } from '../workflows/search-attributes.js';
@@ -90,7 +91,7 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
     const missing: string[] = [];
     const behind: { clientId: string; stored: number; known: number }[] = [];
     let queried = 0;
-    await inBatches(known, async (clientId) => {
+    await forEachConcurrently(known, CONCURRENCY, async (clientId) => {
       const stored = await store.readMetadata(clientId);
       if (stored === null) missing.push(clientId);
       else if (everyKey || pastRenewalPoint(stored, Date.now())) {
@@ -110,7 +111,7 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
       ...missing.map((clientId) => ({ clientId, reason: `token missing from Redis (${trigger})` })),
       ...behind.map((b) => ({ clientId: b.clientId, reason: `Redis holds generation ${b.stored}, the workflow ${b.known} (${trigger})` })),
     ];
-    await inBatches(requests, async ({ clientId, reason }) => {
+    await forEachConcurrently(requests, CONCURRENCY, async ({ clientId, reason }) => {
       try {
         await client.workflow.getHandle(workflowIdFor(clientId)).signal(forceRefreshSignal, { reason });
         signalled++;
@@ -172,8 +173,4 @@ function pastRenewalPoint(stored: { obtainedAt: number; expiresAt: number }, now
   // Jitter only moves a renewal earlier: without it, the latest point the policy allows.
   const token = { requestStartedAt: stored.obtainedAt, expiresInSeconds: (stored.expiresAt - stored.obtainedAt) / 1000 };
   return now >= nextRefreshAt(token, { ...DEFAULT_POLICY, jitterFraction: 0 }, stored.obtainedAt.toString());
-}
-
-async function inBatches<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += CONCURRENCY) await Promise.all(items.slice(i, i + CONCURRENCY).map(task));
 }

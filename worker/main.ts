@@ -18,7 +18,7 @@ import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/t
 import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
-import { ensureSearchAttributes } from './search-attributes.js';
+import { ensureSearchAttributes } from './search-attribute-registration.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
 import { createTokenWorkers } from './token-workers.js';
 import { prebuiltBundlePath } from './workflow-bundle.js';

@@ -22,7 +22,7 @@ import {
   refreshRequestsStream,
   tokenKey,
   tokenUpdatedChannel,
-} from './redis-layout.js';
+} from '../shared/redis-layout.js';
 
 /** A rule list that cannot be built: the message names the input and what is wrong with it. */
 export class AclRuleError extends Error {
