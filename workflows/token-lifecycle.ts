@@ -7,7 +7,7 @@
  */
 import * as wf from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
-import { FAILURE_KINDS, type FailureDetails, type FailureKind } from './failures.js';
+import { FAILURE_KINDS, readFailureDetails, type FailureDetails, type FailureKind } from './failures.js';
 import { attemptSummary, publishLifecycle, showForcedRefreshDecision, waitSummary } from './lifecycle-presentation.js';
 import { TokenLifecycleState, type CarriedState } from './lifecycle-state.js';
 import {
@@ -217,7 +217,7 @@ function describeFailure(err: unknown): { kind: FailureKind; message: string; de
     const cause = err.cause;
     const kind = FAILURE_KINDS.find((k) => k === cause.type);
     if (kind !== undefined) {
-      return { kind, message: cause.message, details: (cause.details?.[0] as FailureDetails | undefined) ?? {} };
+      return { kind, message: cause.message, details: readFailureDetails(cause.details?.[0]) };
     }
   }
   if (err instanceof wf.ActivityFailure && err.cause instanceof wf.TimeoutFailure) {
