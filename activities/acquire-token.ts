@@ -21,12 +21,13 @@ import type { RefreshPolicy } from '../workflows/policy.js';
 import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
-import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
+import { RequestHeldBackError, TokenEndpointError } from './errors.js';
 import { LoginBudget, type LoginBudgetObserver, type LoginProofKey, type LoginTicket } from './login-budget.js';
 import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { errorMessage } from '../shared/error-message.js';
+import { SecretUnavailableError } from '../shared/secret-unavailable-error.js';
 import { DiscoveryError, discoveryUrls, fetchIssuerMetadata, IssuerMetadataCache, tokenEndpointFor } from '../shared/discovery.js';
 import { isMtlsMethod } from '../workflows/registration.js';
 
