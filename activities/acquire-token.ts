@@ -14,7 +14,7 @@
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
-import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
+import { breakerWaitMs, renewalAt, resolvePolicy } from '../workflows/policy.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import type { FailureDetails, FailureKind } from '../workflows/failures.js';
 import type { RefreshPolicy } from '../workflows/policy.js';
@@ -214,6 +214,7 @@ export function createAcquireToken({
         obtainedAt,
         expiresAt,
         fingerprint,
+        refreshAt: renewalAt({ requestStartedAt, expiresInSeconds, expiresAt, generation }, policy, input.clientId),
       }),
     );
     if (result.written) {

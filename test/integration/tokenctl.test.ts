@@ -320,13 +320,21 @@ test("a client's life from the command line: register, status, token, list, refr
     30_000,
     `${CLIENT} listed as active`,
   );
+  // An active client's expiry and renewal point come from its token hash in Redis, where the
+  // worker wrote them with the token: the very instants `status` reads from the workflow.
   expect(listed).toEqual([
-    expect.objectContaining({ clientId: CLIENT, state: 'active', failures: 0, tokenEndpointHost: new URL(iam.url).host }),
+    expect.objectContaining({
+      clientId: CLIENT,
+      state: 'active',
+      expiresAt: status.expiresAt,
+      nextRefreshAt: status.nextRefreshAt,
+      failures: 0,
+      tokenEndpointHost: new URL(iam.url).host,
+    }),
   ]);
   const table = await tokenctl(['list']);
   expect(table.stdout.split('\n')[0]).toMatch(/^CLIENT +STATE +EXPIRES +NEXT REFRESH +FAILURES +ENDPOINT$/);
-  // An active client's expiry comes from Redis; its next refresh only from `status`.
-  expect(table.stdout.split('\n')[1]).toMatch(new RegExp(`^${CLIENT} +active +in \\d+s +- +0 +${new URL(iam.url).host}$`));
+  expect(table.stdout.split('\n')[1]).toMatch(new RegExp(`^${CLIENT} +active +in \\d+s +in \\d+s +0 +${new URL(iam.url).host}$`));
 
   const refreshed = await tokenctl(['refresh', CLIENT, '--wait', '--reason', 'tokenctl test']);
   const renewed = await stack.store.read(CLIENT);
