@@ -36,7 +36,7 @@ async function main(): Promise<void> {
           ? undefined
           : {
               prometheus: {
-                bindAddress: `0.0.0.0:${settings.METRICS_PORT}`,
+                bindAddress: metricsAddress(settings),
                 countersTotalSuffix: true,
                 histogramBucketOverrides: { token_endpoint_latency_seconds: TOKEN_ENDPOINT_LATENCY_BUCKETS },
               },
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
     namespace: settings.TEMPORAL_NAMESPACE,
     taskQueue: settings.TEMPORAL_TASK_QUEUE,
     iamMaxRps: settings.IAM_MAX_RPS,
-    metrics: settings.METRICS_PORT === 0 ? 'off' : `:${settings.METRICS_PORT}/metrics`,
+    metrics: settings.METRICS_PORT === 0 ? 'off' : `${metricsAddress(settings)}/metrics`,
   });
   const expiryGauge =
     settings.METRICS_PORT === 0
@@ -114,6 +114,12 @@ async function main(): Promise<void> {
     redis.disconnect();
     await connection.close();
   }
+}
+
+/** Where `/metrics` listens: `METRICS_HOST:METRICS_PORT`, an IPv6 address in brackets. */
+function metricsAddress(settings: Settings): string {
+  const host = settings.METRICS_HOST.includes(':') ? `[${settings.METRICS_HOST}]` : settings.METRICS_HOST;
+  return `${host}:${settings.METRICS_PORT}`;
 }
 
 /**
