@@ -151,6 +151,11 @@ test('every command it prints runs as printed, in a shell with the variables it 
   expect(exported).toBe(
     `export TEMPORAL_ADDRESS=127.0.0.1:${ports.temporal} REDIS_URL=${redisServer.url} TOKEN_KEY_PREFIX=token-demo: API_URL=http://127.0.0.1:${ports.iam}/api/resource`,
   );
+  // The README's copy of the block is the same, on the default ports.
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const readmeBlock = /what to try in another terminal:\n\n```sh\n([^`]*)```/.exec(readme)?.[1]?.trim().split('\n');
+  const anyPort = (lines: string[]) => lines.map((line) => line.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT'));
+  expect(anyPort(readmeBlock ?? [])).toEqual(anyPort([exported!, ...commands]));
   expect(commands.length).toBeGreaterThan(0);
   for (const command of commands) {
     const check = CHECKS.find(([pattern]) => pattern.test(command));
