@@ -123,7 +123,7 @@ const WORKER_COMMANDS: readonly { commands: readonly string[]; by: string }[] = 
       '+multi',
       '+exec',
     ],
-    by: 'the refresh-request consumer (worker/refresh-request-consumer.ts)',
+    by: 'the refresh-requests stream reader (worker/redis-stream-reader.ts)',
   },
 ];
 

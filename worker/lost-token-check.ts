@@ -56,7 +56,7 @@ export interface LostTokenCheck {
 /** Redis reads and signals in flight at once during a check. */
 const CONCURRENCY = 50;
 
-/** Starts checking (see the module comment for when); stop it with {@link LostTokenCheck.stop}. */
+/** Starts checking (when: docs/design.md, "Tokens Redis lost"); stop it with {@link LostTokenCheck.stop}. */
 export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCheck {
   const { store, client, taskQueue, logger } = options;
   const intervalMs = options.intervalMs ?? 60_000;
