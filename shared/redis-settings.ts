@@ -13,7 +13,7 @@ import { SettingsError } from './settings-error.js';
 /** The TLS material, as references like a client secret's: `file:/path` of a PEM file, or `env:NAME` holding the PEM. */
 const TLS_SETTINGS = ['REDIS_TLS_CA', 'REDIS_TLS_CERT', 'REDIS_TLS_KEY'] as const;
 
-/** The URL schemes of a connection over TLS (shared/redis-connection.ts). */
+/** The URL schemes of a connection over TLS (consumers/node/src/redis-connection.ts). */
 const TLS_URL = /^rediss(\+sentinel|\+cluster)?:\/\//;
 
 /** The settings of the Redis connection and key layout. */

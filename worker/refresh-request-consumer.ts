@@ -8,7 +8,7 @@
  *
  * Only entries whose author can read the client's token are signalled (docs/design.md, "The
  * forced-refresh path"): the worker reads the stored token and checks the entry's `proof`
- * (shared/refresh-request-proof.ts) against it. An entry naming a token already replaced is
+ * (consumers/node/src/refresh-request-proof.ts) against it. An entry naming a token already replaced is
  * stale and dropped without a signal (its proof cannot be checked: the worker no longer has that
  * token, and the workflow would ignore it anyway). An entry without a valid proof, or for a
  * client without a stored token, is refused: acknowledged, logged (never the proof) and counted.
@@ -29,7 +29,7 @@ import type { Logger } from '@temporalio/common';
 import type { Cluster, Redis } from 'ioredis';
 import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_GROUP, refreshRequestsStream } from '../shared/redis-layout.js';
 import { errorMessage } from '../shared/error-message.js';
-import { isValidRefreshRequestProof } from '../shared/refresh-request-proof.js';
+import { isValidRefreshRequestProof } from 'token-lifecycle/contract';
 import { MalformedStoredTokenError, TokenStore } from '../shared/token-store.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../workflows/messages.js';
 import { exponentialDelayMs } from '../workflows/policy.js';

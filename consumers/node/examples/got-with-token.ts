@@ -2,12 +2,13 @@
  * A backend service calling an OAuth-protected API with the token the worker keeps in Redis.
  *
  *   REDIS_URL=redis://127.0.0.1:6379 CLIENT_ID=orders-service API_URL=http://127.0.0.1:8080/api/resource \
- *     npx tsx client/examples/got-with-token.ts
+ *     npx tsx consumers/node/examples/got-with-token.ts
  *
- * In an application, import from the package: `from 'token-lifecycle-worker'`.
+ * In an application, the imports are the same: `npm install token-lifecycle got`.
  */
 import got, { RequestError } from 'got';
-import { createRedisClient, TokenReader, TokenUnavailableError, withBearerAuth } from '../index.js';
+import { createRedisClient, TokenReader, TokenUnavailableError } from 'token-lifecycle';
+import { withBearerAuth } from 'token-lifecycle/got';
 
 const redis = createRedisClient(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 // One reader per process: it caches tokens (dropped when the worker announces a new one) and
