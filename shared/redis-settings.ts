@@ -1,10 +1,9 @@
 /**
  * The Redis settings (docs/design.md, "Settings" and "Redis over TLS"): the connection (`REDIS_URL`,
- * `REDIS_TLS_*`) and the key prefix, read by the worker, `tokenctl` and the consumer library alike.
+ * `REDIS_TLS_*`) and the key prefix, read by the worker and `tokenctl` alike.
  *
- * Read by hand, not with the schema of shared/settings.ts: these are what `tokenctl token` and a
- * consumer service need, and loading the schema library costs a command-line run more than all
- * the rest of its start-up (docs/design.md, "tokenctl and the admin API").
+ * Read by hand, not with the schema of shared/settings.ts: these are what `tokenctl token` needs,
+ * and loading the schema library costs a command-line run more than all the rest of its start-up (docs/design.md, "tokenctl and the admin API").
  */
 import { isCredentialRef, REFERENCE_FORM, type CredentialRef } from '../workflows/registration.js';
 import { DEFAULT_KEY_PREFIX } from './redis-layout.js';
@@ -60,7 +59,7 @@ export function parseRedisSettings(env: NodeJS.ProcessEnv): { settings: RedisSet
 }
 
 /**
- * Only the Redis settings of `env`: for `tokenctl token` and the consumer library, which need no other.
+ * Only the Redis settings of `env`: for `tokenctl token`, which needs no other.
  *
  * @throws {@link SettingsError} listing every problem.
  */

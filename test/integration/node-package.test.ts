@@ -77,7 +77,13 @@ let stack: TokenStack;
 
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'token-lifecycle-scratch-'));
-  const packed = await run('npm', ['pack', '--workspace', 'token-lifecycle', '--pack-destination', scratch, '--json'], ROOT);
+  // The dist `npm test` built (pretest): without --ignore-scripts, prepack would build it again,
+  // removing it under the test files that run beside this one.
+  const packed = await run(
+    'npm',
+    ['pack', '--workspace', 'token-lifecycle', '--ignore-scripts', '--pack-destination', scratch, '--json'],
+    ROOT,
+  );
   expect(packed, 'npm pack').toMatchObject({ code: 0 });
   const [{ filename }] = JSON.parse(packed.stdout) as [{ filename: string }];
   await writeFile(join(scratch, 'package.json'), JSON.stringify({ name: 'scratch-service', private: true, type: 'module' }));
