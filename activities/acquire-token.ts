@@ -14,19 +14,20 @@
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
-import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
+import { breakerWaitMs, renewalAt, resolvePolicy } from '../workflows/policy.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import type { FailureDetails, FailureKind } from '../workflows/failures.js';
 import type { RefreshPolicy } from '../workflows/policy.js';
 import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
-import { RequestHeldBackError, SecretUnavailableError, TokenEndpointError } from './errors.js';
+import { RequestHeldBackError, TokenEndpointError } from './errors.js';
 import { LoginBudget, type LoginBudgetObserver, type LoginProofKey, type LoginTicket } from './login-budget.js';
 import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { errorMessage } from '../shared/error-message.js';
+import { SecretUnavailableError } from '../shared/secret-unavailable-error.js';
 import { DiscoveryError, discoveryUrls, fetchIssuerMetadata, IssuerMetadataCache, tokenEndpointFor } from '../shared/discovery.js';
 import { isMtlsMethod } from '../workflows/registration.js';
 
@@ -60,7 +61,11 @@ export interface AcquireTokenDeps {
   env?: NodeJS.ProcessEnv;
   /** Issuers' metadata, per worker process. @default a cache of `DISCOVERY_CACHE_TTL_MS` (shared/discovery.ts) */
   discovery?: IssuerMetadataCache;
-  /** Called with each outcome of a request sent to the IAM, for metrics (not when the breaker held it back). */
+  /**
+   * Called with the outcome of each request sent to the IAM and the seconds since it left, for
+   * metrics. Not for an attempt that sent nothing (a reference unreadable, Redis down, the breaker
+   * or the login budget holding it back).
+   */
   onOutcome?: (clientId: string, outcome: FailureKind | 'issued', seconds: number) => void;
   /** The shared breaker of token endpoints. @default one on the token store's Redis client and prefix */
   breaker?: EndpointBreaker;
@@ -78,6 +83,11 @@ export interface AcquireTokenDeps {
   onLoginBudgetWait?: LoginBudgetObserver;
   /** Called with the host of each rejected login, for metrics. */
   onRejectedLogin?: (host: string) => void;
+}
+
+/** When the attempt's request left for the IAM; null while nothing was sent. */
+interface SentRequest {
+  at: number | null;
 }
 
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
@@ -127,10 +137,14 @@ export function createAcquireToken({
   return async function acquireToken(input) {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
-    const startedAt = Date.now();
+    // Set by acquireAndStore when the request leaves: only a request sent has an outcome to count.
+    const sent: SentRequest = { at: null };
+    const recordOutcome = (outcome: FailureKind | 'issued') => {
+      if (sent.at !== null) onOutcome?.(input.clientId, outcome, (Date.now() - sent.at) / 1000);
+    };
     try {
-      const metadata = await acquireAndStore(input, context.cancellationSignal);
-      onOutcome?.(input.clientId, 'issued', (Date.now() - startedAt) / 1000);
+      const metadata = await acquireAndStore(input, context.cancellationSignal, sent);
+      recordOutcome('issued');
       log.info('Token acquired', {
         clientId: input.clientId,
         generation: metadata.generation,
@@ -146,7 +160,7 @@ export function createAcquireToken({
       if (err instanceof RequestHeldBackError) {
         log.info('Token request held back', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
       } else {
-        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - startedAt) / 1000);
+        recordOutcome(failure.type as FailureKind);
         log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
       }
       throw failure;
@@ -155,7 +169,7 @@ export function createAcquireToken({
     }
   };
 
-  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal): Promise<TokenMetadata> {
+  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
     // Everything that authenticates this request, read now (docs/design.md, "References").
     const credentials = await resolveRequestCredentials(input, env);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
@@ -174,6 +188,7 @@ export function createAcquireToken({
     await takeRateSlot(tokenUrl, endpoint, gate, login, signal);
 
     let response: TokenResponse;
+    sent.at = Date.now();
     try {
       response = await requestToken({
         ...credentials,
@@ -213,6 +228,7 @@ export function createAcquireToken({
         obtainedAt,
         expiresAt,
         fingerprint,
+        refreshAt: renewalAt({ requestStartedAt, expiresInSeconds, expiresAt, generation }, policy, input.clientId),
       }),
     );
     if (result.written) {
