@@ -6,6 +6,8 @@
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The consumer library is a workspace the worker imports: npm ci links it and builds it (prepare).
+COPY consumers/node ./consumers/node
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY workflows ./workflows
@@ -35,6 +37,9 @@ WORKDIR /app
 # Owned by root and read-only for the worker: the process cannot rewrite its own code.
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
+# node_modules/token-lifecycle links here.
+COPY --from=build /app/consumers/node/package.json ./consumers/node/package.json
+COPY --from=build /app/consumers/node/dist ./consumers/node/dist
 COPY --from=build /app/dist ./dist
 # The IAM emulator's demo clients, for docker-compose's `demo` profile (never used in production).
 COPY dev/iam-emulator/demo-clients.yaml ./dev/iam-emulator/demo-clients.yaml

@@ -63,6 +63,8 @@ consumer-deps:
 
 # npm ci installs from the lock alone: a change of package.json's scripts needs no reinstall (and a
 # reinstall in the middle of a test run, which runs make demo, would pull node_modules from under it).
+# It links the workspace consumers/node (the consumer library `token-lifecycle`, which the worker
+# imports) and builds it (the root's `prepare` script), so lint and typecheck find its types.
 $(NPM_STAMP): package-lock.json
 	$(NPM) ci --no-audit --no-fund
 	@touch $@
@@ -80,7 +82,7 @@ temporal-server:
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.
 BUILD_STAMP := dist/.build-stamp
-BUILD_INPUTS := $(shell git ls-files workflows activities shared worker client cli dev 2>/dev/null) package.json tsconfig.json tsconfig.build.json
+BUILD_INPUTS := $(shell git ls-files workflows activities shared worker client cli dev consumers/node 2>/dev/null) package.json tsconfig.json tsconfig.build.json
 
 $(BUILD_STAMP): $(NPM_STAMP) $(BUILD_INPUTS)
 	$(NPM) run build

@@ -247,7 +247,7 @@ Try, in another terminal in this folder (bin/tokenctl is the built CLI without n
   bin/tokenctl status shipping-service
   bin/tokenctl refresh orders-service --wait
   curl -s -H "Authorization: Bearer $(bin/tokenctl token orders-service)" $API_URL
-  npx tsx client/examples/got-with-token.ts
+  npx tsx consumers/node/examples/got-with-token.ts
   curl -s http://127.0.0.1:${METRICS_PORT}/metrics | grep '^token_'
 
 Ctrl-C stops everything the demo started${redisStarted ? '' : ` and removes its keys (${KEY_PREFIX}*) from the Redis on port ${REDIS_PORT}`}.`);

@@ -1,6 +1,6 @@
 /**
  * Connection settings from the environment (docs/design.md, "Settings"), shared by the
- * worker, `tokenctl` and the consumer library. Every problem is reported at once, naming the
+ * worker and `tokenctl`. Every problem is reported at once, naming the
  * variable, so a misconfigured deployment fails at start with one clear message.
  */
 import { z } from 'zod';

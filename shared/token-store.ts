@@ -10,31 +10,24 @@
  * - Sorted set `<prefix>generations`: the highest generation ever written per client, kept when
  *   the token key expires or is purged (see {@link generationsKey}).
  *
- * Works on standalone Redis, Sentinel and Redis Cluster: every script call touches one key.
+ * Works on standalone Redis, Sentinel and Redis Cluster: every script call touches one key. The
+ * read side (fields, parsing, expiry rule) is the consumer package's (consumers/node/src/stored-token.ts).
  */
 import type { Cluster, Redis } from 'ioredis';
+import {
+  formatTokenUpdated,
+  MalformedStoredTokenError,
+  parseIntegerField,
+  parseStoredTokenMetadata,
+  readStoredToken,
+  STORED_TOKEN_METADATA_FIELDS,
+  type StoredToken,
+  type StoredTokenMetadata,
+  type TokenUpdatedMessage,
+} from 'token-lifecycle/contract';
 import { DEFAULT_KEY_PREFIX, generationsKey, tokenKey, tokenUpdatedChannel } from './redis-layout.js';
-import { formatTokenUpdated, type TokenUpdatedMessage } from './token-updated-message.js';
 
-/** A token as stored in Redis, without the token itself. Times are Unix milliseconds. */
-export interface StoredTokenMetadata {
-  clientId: string;
-  tokenType: string;
-  /** Space-delimited scope the IAM granted (RFC 6749 §3.3); may be empty. */
-  scope: string;
-  /** Increases with every token the worker obtains for this client; the newest wins. */
-  generation: number;
-  obtainedAt: number;
-  /** The token is unusable from this instant; the Redis key expires then too. */
-  expiresAt: number;
-  /** First 16 hex digits of SHA-256 of the access token. */
-  fingerprint: string;
-}
-
-/** A token as stored in Redis. Times are Unix milliseconds. */
-export interface StoredToken extends StoredTokenMetadata {
-  accessToken: string;
-}
+export { MalformedStoredTokenError, type StoredToken, type StoredTokenMetadata };
 
 /** What the worker writes: a token and, when it knows it, its renewal point. */
 export interface TokenToWrite extends StoredToken {
@@ -137,9 +130,6 @@ type ClientWithWriteCommand = (Redis | Cluster) & {
   [WRITE_IF_NEWER_COMMAND](key: string, ...args: string[]): Promise<unknown>;
 };
 
-/** The hash fields read back, in the order of {@link StoredTokenMetadata}, without `access_token`. */
-const METADATA_FIELDS = ['client_id', 'token_type', 'scope', 'generation', 'obtained_at', 'expires_at', 'fingerprint'] as const;
-
 /**
  * Reads and writes tokens in Redis (standalone, Sentinel or Cluster) in the contract layout.
  * Writes are guarded by generation: an older or equal generation never replaces a newer one.
@@ -210,21 +200,14 @@ export class TokenStore {
   }
 
   /** The stored token of `clientId`, or null when there is none or it has expired by {@link TokenStoreOptions.now}. */
-  async read(clientId: string): Promise<StoredToken | null> {
-    const key = tokenKey(this.prefix, clientId);
-    const [accessToken, ...metadataValues] = await this.client.hmget(key, 'access_token', ...METADATA_FIELDS).catch((error: unknown) => {
-      if (error instanceof Error && error.message.startsWith('WRONGTYPE')) throw new MalformedStoredTokenError(key, 'is not a hash');
-      throw error;
-    });
-    if (accessToken === null || accessToken === undefined) return null;
-    const metadata = this.parseMetadata(key, metadataValues);
-    return metadata && { ...metadata, accessToken };
+  read(clientId: string): Promise<StoredToken | null> {
+    return readStoredToken(this.client, tokenKey(this.prefix, clientId), this.now);
   }
 
   /** Like {@link TokenStore.read}, without fetching the token itself (for status and logs). */
   async readMetadata(clientId: string): Promise<StoredTokenMetadata | null> {
     const key = tokenKey(this.prefix, clientId);
-    return this.parseMetadata(key, await this.client.hmget(key, ...METADATA_FIELDS));
+    return parseStoredTokenMetadata(key, await this.client.hmget(key, ...STORED_TOKEN_METADATA_FIELDS), this.now);
   }
 
   /** When the stored token of `clientId` expires and is renewed; null when there is none or it has expired. */
@@ -276,37 +259,6 @@ export class TokenStore {
   async delete(clientId: string): Promise<boolean> {
     return (await this.client.del(tokenKey(this.prefix, clientId))) > 0;
   }
-
-  private parseMetadata(key: string, values: (string | null | undefined)[]): StoredTokenMetadata | null {
-    const [clientId, tokenType, scope, generation, obtainedAt, expiresAt, fingerprint] = values;
-    if (expiresAt === null || expiresAt === undefined) return null;
-    const metadata: StoredTokenMetadata = {
-      clientId: requireField(key, 'client_id', clientId),
-      tokenType: requireField(key, 'token_type', tokenType),
-      scope: requireField(key, 'scope', scope),
-      generation: parseIntegerField(key, 'generation', requireField(key, 'generation', generation)),
-      obtainedAt: parseIntegerField(key, 'obtained_at', requireField(key, 'obtained_at', obtainedAt)),
-      expiresAt: parseIntegerField(key, 'expires_at', expiresAt),
-      fingerprint: requireField(key, 'fingerprint', fingerprint),
-    };
-    // Redis expires the key itself; this covers a reader whose clock runs ahead of Redis's.
-    return metadata.expiresAt <= this.now() ? null : metadata;
-  }
-}
-
-/**
- * A Redis record that does not follow the layout of docs/design.md, "Redis layout" (something other
- * than the worker wrote it). The message names the key and the problem, never the token.
- */
-export class MalformedStoredTokenError extends Error {
-  readonly code = 'malformed_stored_token';
-  constructor(
-    readonly key: string,
-    problem: string,
-  ) {
-    super(`Redis record ${key} ${problem}`);
-    this.name = 'MalformedStoredTokenError';
-  }
 }
 
 function parseWriteReply(reply: unknown): WriteResult {
@@ -323,25 +275,6 @@ function parseWriteReply(reply: unknown): WriteResult {
     }
   }
   throw new Error(`Unexpected reply from the token write script: ${JSON.stringify(reply)}`);
-}
-
-function requireField(key: string, field: string, value: string | null | undefined): string {
-  if (value === null || value === undefined) throw new MalformedStoredTokenError(key, `has no "${field}" field`);
-  return value;
-}
-
-/**
- * The worker writes integers as plain decimal digits. Anything else (`""`, `" 7"`, `"0x10"`,
- * `"1e3"`, `"-3"`) is refused rather than read the way `Number` reads it, so that readers in every
- * language agree (docs/redis-contract.md, test/contract/vectors.json).
- */
-const DECIMAL_DIGITS = /^[0-9]+$/;
-
-function parseIntegerField(key: string, field: string, value: string): number {
-  const parsed = DECIMAL_DIGITS.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(parsed))
-    throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
-  return parsed;
 }
 
 function assertPositiveSafeInteger(property: string, value: number): void {

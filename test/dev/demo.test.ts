@@ -136,7 +136,10 @@ const CHECKS: Array<[RegExp, (stdout: string) => void]> = [
     /^curl -s -H "Authorization: Bearer .*\$API_URL$/,
     (stdout) => expect(JSON.parse(stdout)).toEqual({ ok: true, clientId: 'orders-service' }),
   ],
-  [/^npx tsx client\/examples\/got-with-token\.ts$/, (stdout) => expect(stdout).toContain("{ ok: true, clientId: 'orders-service' }")],
+  [
+    /^npx tsx consumers\/node\/examples\/got-with-token\.ts$/,
+    (stdout) => expect(stdout).toContain("{ ok: true, clientId: 'orders-service' }"),
+  ],
   [
     /^curl -s http:\/\/127\.0\.0\.1:\d+\/metrics \| grep '\^token_'$/,
     (stdout) => {

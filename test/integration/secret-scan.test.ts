@@ -20,7 +20,7 @@ import { Client, Connection } from '@temporalio/client';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { TokenAdmin } from '../../client/admin.js';
-import { requestRefresh } from '../../client/refresh-request.js';
+import { requestRefresh } from 'token-lifecycle';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { createRedisClient, type RedisClient } from '../../shared/redis-connection.js';

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { generationsKey, refreshRequestsStream, tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
 import { TokenStore, type StoredToken, type WriteResult } from '../../shared/token-store.js';
-import type { TokenUpdatedMessage } from '../../shared/token-updated-message.js';
+import type { TokenUpdatedMessage } from 'token-lifecycle/contract';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const PREFIX = 'oauth:';

@@ -2,13 +2,14 @@
  * A backend service calling an OAuth-protected API with the token the worker keeps in Redis. While
  * `make demo` runs, in this folder, with the variables the demo prints:
  *
- *   npx tsx client/examples/got-with-token.ts
+ *   npx tsx consumers/node/examples/got-with-token.ts
  *
  * API_URL (the demo's resource API by default), CLIENT_ID, REDIS_URL and TOKEN_KEY_PREFIX move it.
- * In an application, import from the package: `from 'token-lifecycle-worker'`.
+ * In an application, the imports are the same: `npm install token-lifecycle got`.
  */
 import got, { RequestError } from 'got';
-import { createRedisClient, RedisUnavailableError, TokenReader, TokenUnavailableError, withBearerAuth } from '../index.js';
+import { createRedisClient, RedisUnavailableError, TokenReader, TokenUnavailableError } from 'token-lifecycle';
+import { withBearerAuth } from 'token-lifecycle/got';
 
 const apiUrl = process.env.API_URL ?? 'http://127.0.0.1:8180/api/resource';
 const redis = createRedisClient(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
