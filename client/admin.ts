@@ -77,6 +77,7 @@ export const REGISTRATION_FIELDS = [
   'authMethod',
   'secretRef',
   'keyRef',
+  'assertionRef',
   'certRef',
   'caRef',
   'keyId',
@@ -100,6 +101,7 @@ export const CREDENTIAL_FIELDS: readonly RegistrationField[] = [
   'authMethod',
   'secretRef',
   'keyRef',
+  'assertionRef',
   'certRef',
   'keyId',
   'signingAlg',
@@ -427,7 +429,7 @@ function changesFor(desired: ClientRegistration, fields: readonly RegistrationFi
 /** The workflow's static details: how it authenticates, never with what. */
 function staticDetails(registration: ClientRegistration): string {
   const scope = registration.scope ? `, scope "${registration.scope}"` : '';
-  const what = { secretRef: 'secret', keyRef: 'key', certRef: 'certificate', caRef: 'CA' } as const;
+  const what = { secretRef: 'secret', keyRef: 'key', assertionRef: 'minted assertion', certRef: 'certificate', caRef: 'CA' } as const;
   const sources = REFERENCE_FIELDS.flatMap((field) => {
     const ref = registration[field];
     return ref === undefined ? [] : [`${what[field]} from ${ref.split(':')[0]}`];

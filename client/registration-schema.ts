@@ -11,6 +11,7 @@ import {
   CLIENT_ID_RULE,
   CLIENT_SECRET_JWT_ALGORITHMS,
   CREDENTIALS_OF_METHOD,
+  credentialFieldsOf,
   DEFAULT_AUTH_METHOD,
   isAssertionMethod,
   isCredentialRef,
@@ -78,6 +79,7 @@ export const registrationFields = z
     authMethod: z.enum(AUTH_METHODS, { error: `must be one of ${AUTH_METHODS.join(', ')}` }).default(DEFAULT_AUTH_METHOD),
     secretRef: reference,
     keyRef: reference,
+    assertionRef: reference,
     certRef: reference,
     caRef: reference,
     keyId: z
@@ -107,7 +109,7 @@ type RegistrationFields = z.infer<typeof registrationFields>;
 
 /**
  * The rules between fields, each problem at the field to fix: exactly one of `tokenUrl` and
- * `issuer`; the references the method needs (workflows/registration.ts, `CREDENTIALS_OF_METHOD`),
+ * `issuer`; the references the method needs (workflows/registration.ts, `credentialFieldsOf`),
  * and none it does not use (a stray `secretRef` next to `private_key_jwt` is a mistake to point
  * out, not to ignore); the assertion settings only with an assertion method.
  */
@@ -122,7 +124,7 @@ export function crossFieldProblems(registration: RegistrationFields): { path: st
   }
   // An unknown method is its own problem: which references it needs cannot be told.
   if (!Object.hasOwn(CREDENTIALS_OF_METHOD, method)) return problems;
-  const credentials: readonly string[] = CREDENTIALS_OF_METHOD[method];
+  const credentials: readonly string[] = credentialFieldsOf(registration);
   for (const field of REFERENCE_FIELDS) {
     if (field === 'caRef') continue;
     const given = registration[field] !== undefined;
@@ -133,6 +135,11 @@ export function crossFieldProblems(registration: RegistrationFields): { path: st
   if (!isAssertionMethod(method)) {
     for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
       if (registration[field] !== undefined) problems.push({ path: field, message: `${method} sends no client assertion: remove it` });
+    }
+  } else if (registration.assertionRef !== undefined) {
+    for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
+      if (registration[field] !== undefined)
+        problems.push({ path: field, message: 'assertionRef names an assertion the platform signed: the worker signs nothing, remove it' });
     }
   } else if (registration.signingAlg !== undefined && !signingAlgorithmsOf(method).includes(registration.signingAlg)) {
     problems.push({ path: 'signingAlg', message: `${method} signs with ${signingAlgorithmsOf(method).join(', ')}` });

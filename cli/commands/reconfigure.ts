@@ -25,6 +25,11 @@ export async function reconfigure(session: Session, clientId: string, options: R
     const assertionFields = isAssertionMethod(options.auth) ? [] : ['keyId', 'signingAlg', 'assertionAudience'];
     for (const field of [...unused, ...assertionFields]) if (given[field] === undefined) changes[field] = null;
   }
+  // private_key_jwt either signs with a key or sends the platform's assertion: naming one drops the other.
+  if ((options.auth ?? current.authMethod) === 'private_key_jwt') {
+    if (given.assertionRef !== undefined && given.keyRef === undefined) changes.keyRef = null;
+    if (given.keyRef !== undefined && given.assertionRef === undefined) changes.assertionRef = null;
+  }
   const registration = parseRegistration(applyRegistrationChanges(current, changes));
   await checkAuthMethodsAtIssuers([registration], () => '--auth');
   await admin.reconfigure(clientId, changes);

@@ -122,6 +122,22 @@ describe('the registration schema', () => {
       `authMethod: must be one of ${AUTH_METHODS.join(', ')}`,
     ]);
   });
+
+  test('private_key_jwt sends a platform-minted assertion instead of signing with a key: one of the two, and nothing to sign with', () => {
+    const minted = { clientId: 'c', tokenUrl: TOKEN_URL, authMethod: 'private_key_jwt', assertionRef: 'file:/var/run/secrets/tokens/iam' };
+    expect(parseRegistration(minted)).toMatchObject({ assertionRef: 'file:/var/run/secrets/tokens/iam' });
+    expect(problems({ ...minted, keyRef: 'file:/k' })).toEqual(['keyRef: private_key_jwt does not use a key reference: remove it']);
+    expect(problems({ ...minted, keyId: 'k1', signingAlg: 'ES256' })).toEqual([
+      'keyId: assertionRef names an assertion the platform signed: the worker signs nothing, remove it',
+      'signingAlg: assertionRef names an assertion the platform signed: the worker signs nothing, remove it',
+    ]);
+    expect(problems({ ...minted, authMethod: 'client_secret_basic', secretRef: 'env:S' })).toEqual([
+      'assertionRef: client_secret_basic does not use a client assertion reference: remove it',
+    ]);
+    expect(problems({ ...minted, assertionRef: 'eyJhbGciOi.eyJpc3Mi.sig' })).toEqual([
+      'assertionRef: must be env:NAME or file:/absolute/path (the secret, key or certificate itself never goes here)',
+    ]);
+  });
 });
 
 describe('a clients file', () => {
