@@ -34,6 +34,11 @@ export interface AssertionSigningKey {
   alg: SigningAlgorithm;
   /** The `kid` header; absent for a client secret without `keyId`. */
   kid?: string;
+  /**
+   * Where `kid` came from: the registration's `keyId`, the JWK's own `kid`, or derived (the RFC 7638
+   * thumbprint), which an IAM that registered the key under another name refuses.
+   */
+  kidSource?: 'keyId' | 'jwk' | 'thumbprint';
 }
 
 /**
@@ -252,8 +257,9 @@ async function parseSigningKey(ref: CredentialRef, text: Secret, registration: C
   }
   const problem = algorithmProblem(key, alg);
   if (problem !== undefined) throw new SecretUnavailableError(`keyRef: ${ref} is ${describeKey(key)}: ${problem}`);
-  const kid = registration.keyId ?? (typeof jwk?.kid === 'string' ? jwk.kid : await publicKeyThumbprint(key));
-  return { key, alg, kid };
+  if (registration.keyId !== undefined) return { key, alg, kid: registration.keyId, kidSource: 'keyId' };
+  if (typeof jwk?.kid === 'string') return { key, alg, kid: jwk.kid, kidSource: 'jwk' };
+  return { key, alg, kid: await publicKeyThumbprint(key), kidSource: 'thumbprint' };
 }
 
 /** Why `key` cannot sign `alg` (RFC 7518 §3), or undefined when it can. */

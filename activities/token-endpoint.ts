@@ -629,8 +629,23 @@ export async function requestToken(request: ClientCredentialsRequest): Promise<T
     if (error instanceof InvalidTokenRequestError) throw error;
     if (request.signal?.aborted && error === request.signal.reason) throw error;
     const failure = error instanceof TokenEndpointError ? error : classifyRequestError(error);
-    throw withoutCredentials(failure, authentication?.sensitive ?? []);
+    throw withDerivedKidHint(withoutCredentials(failure, authentication?.sensitive ?? []), request);
   }
+}
+
+/**
+ * A refused `private_key_jwt` assertion whose `kid` the worker derived (the RFC 7638 thumbprint):
+ * the usual cause is an IAM that registered the key under another `kid`, so the message says so
+ * and names the fix.
+ */
+function withDerivedKidHint(error: TokenEndpointError, request: ClientCredentialsRequest): TokenEndpointError {
+  const signing = request.signingKey;
+  const refused = error.kind === 'credentials_rejected' && (error.details.oauthError ?? 'invalid_client') === 'invalid_client';
+  if (request.authMethod !== 'private_key_jwt' || signing?.kidSource !== 'thumbprint' || !refused) return error;
+  const hint =
+    `; the assertion's kid ${signing.kid} is the RFC 7638 thumbprint of the key, derived because neither keyId nor the JWK names one:` +
+    ' if the IAM registered the key under another kid, set keyId to it';
+  return new TokenEndpointError(error.kind, `${error.message}${hint}`, error.details, error.response);
 }
 
 /** Replaces every credential, in every form it was sent in, wherever a server echoed it into the error. */

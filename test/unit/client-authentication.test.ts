@@ -144,6 +144,26 @@ describe('private_key_jwt', () => {
       expect(text).not.toContain(pem.split('\n')[1]);
     }
   });
+
+  test('a refused assertion whose kid was derived says so and names keyId; one with keyId or a JWK kid does not', async () => {
+    const pem = keys.other.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+    const keyRef = await file('derived-kid.pem', pem);
+    const jwkRef = await file('derived-kid.jwk', JSON.stringify({ ...keys.other.privateKey.export({ format: 'jwk' }), kid: 'jwk-kid' }));
+    const refusal = async (fields: Partial<CredentialFields>) =>
+      (
+        (await requestToken(await request({ clientId: 'key-jwt', authMethod: 'private_key_jwt', keyRef, ...fields })).catch(
+          (e: unknown) => e,
+        )) as Error
+      ).message;
+
+    expect(await refusal({})).toMatch(
+      new RegExp(
+        `^Token endpoint answered 401 invalid_client.*; the assertion's kid ${await thumbprint(keys.other.publicKey)} is the RFC 7638 thumbprint of the key, derived because neither keyId nor the JWK names one: if the IAM registered the key under another kid, set keyId to it$`,
+      ),
+    );
+    expect(await refusal({ keyId: 'registered-kid' })).not.toContain('thumbprint');
+    expect(await refusal({ keyRef: jwkRef })).not.toContain('thumbprint');
+  });
 });
 
 describe('client assertions (RFC 7523 §3)', () => {
