@@ -59,6 +59,19 @@ export const CREDENTIALS_OF_METHOD: Record<AuthMethod, readonly Exclude<Referenc
 };
 
 /**
+ * Ordered fallbacks of a reference, for the rotation window: `secretRefs: [new, old]` instead of
+ * `secretRef`, `keyRefs` instead of `keyRef` (`private_key_jwt` only). The worker uses the one the
+ * IAM accepted last time and tries the next only after `invalid_client` (docs/design.md, "Fallback
+ * credentials").
+ */
+export const FALLBACK_FIELDS = { secretRefs: 'secretRef', keyRefs: 'keyRef' } as const satisfies Record<string, ReferenceField>;
+
+export type FallbackField = keyof typeof FALLBACK_FIELDS;
+
+/** The most fallbacks a list may hold: a rotation needs two, a third covers a rotation gone wrong. */
+export const MAX_FALLBACKS = 5;
+
+/**
  * The credential references a registration must give: its method's ({@link CREDENTIALS_OF_METHOD}),
  * except that `private_key_jwt` with `assertionRef` sends the assertion a platform minted (a
  * Kubernetes service-account token, a SPIFFE JWT-SVID) instead of signing one with `keyRef`.
@@ -183,6 +196,10 @@ export interface ClientRegistration {
    * (RFC 7523 §2.2). It is read for every request and checked for its `exp` before it is sent.
    */
   assertionRef?: CredentialRef;
+  /** Instead of `secretRef`: secrets to try in order during a rotation ({@link FALLBACK_FIELDS}). */
+  secretRefs?: CredentialRef[];
+  /** Instead of `keyRef` (`private_key_jwt`): keys to try in order during a rotation ({@link FALLBACK_FIELDS}). */
+  keyRefs?: CredentialRef[];
   /** The client certificate (PEM) of `tls_client_auth` and `self_signed_tls_client_auth`. */
   certRef?: CredentialRef;
   /** CA certificates (PEM) trusted for the IAM, in addition to the public store and `NODE_EXTRA_CA_CERTS`. */
