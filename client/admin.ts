@@ -16,7 +16,14 @@ import {
   type TokenState,
   type TokenStatus,
 } from '../workflows/messages.js';
-import { applyRegistrationChanges, iamUrlOf, REFERENCE_FIELDS, type ClientRegistration } from '../workflows/registration.js';
+import {
+  applyRegistrationChanges,
+  FALLBACK_FIELDS,
+  iamUrlOf,
+  REFERENCE_FIELDS,
+  type ClientRegistration,
+  type FallbackField,
+} from '../workflows/registration.js';
 import {
   endpointHost,
   TokenClientId,
@@ -438,6 +445,11 @@ function staticDetails(registration: ClientRegistration): string {
     const ref = registration[field];
     return ref === undefined ? [] : [`${what[field]} from ${ref.split(':')[0]}`];
   });
+  const lists = Object.entries(FALLBACK_FIELDS).flatMap(([list, field]) => {
+    const refs = registration[list as FallbackField];
+    return refs === undefined ? [] : [`${refs.length} fallback ${what[field]}s (${list})`];
+  });
+  sources.push(...lists);
   return `Client credentials (${registration.authMethod})${scope}, ${sources.join(', ')}`;
 }
 
