@@ -25,8 +25,10 @@ RUN find node_modules/@temporalio/core-bridge/releases -mindepth 1 -maxdepth 1 !
 
 # ---- runtime: production dependencies and the build only ----
 FROM node:24-bookworm-slim AS runtime
-# JSON log lines (LOG_FORMAT) for the container's log pipeline.
+# JSON log lines (LOG_FORMAT) for the container's log pipeline; /metrics on every interface of
+# the container (the worker's own default is loopback), so that its port can be published.
 ENV NODE_ENV=production \
+    METRICS_HOST=0.0.0.0 \
     METRICS_PORT=9464 \
     LOG_FORMAT=json
 WORKDIR /app

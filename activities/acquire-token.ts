@@ -14,7 +14,7 @@
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
-import { breakerWaitMs, resolvePolicy } from '../workflows/policy.js';
+import { breakerWaitMs, renewalAt, resolvePolicy } from '../workflows/policy.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import type { FailureDetails, FailureKind } from '../workflows/failures.js';
 import type { RefreshPolicy } from '../workflows/policy.js';
@@ -69,7 +69,11 @@ export interface AcquireTokenDeps {
   env?: NodeJS.ProcessEnv;
   /** Issuers' metadata, per worker process. @default a cache of `DISCOVERY_CACHE_TTL_MS` (shared/discovery.ts) */
   discovery?: IssuerMetadataCache;
-  /** Called with each outcome of a request sent to the IAM, for metrics (not when the breaker held it back). */
+  /**
+   * Called with the outcome of each request sent to the IAM and the seconds since it left, for
+   * metrics. Not for an attempt that sent nothing (a reference unreadable, Redis down, the breaker
+   * or the login budget holding it back).
+   */
   onOutcome?: (clientId: string, outcome: FailureKind | 'issued', seconds: number) => void;
   /** The shared breaker of token endpoints. @default one on the token store's Redis client and prefix */
   breaker?: EndpointBreaker;
@@ -87,6 +91,11 @@ export interface AcquireTokenDeps {
   onLoginBudgetWait?: LoginBudgetObserver;
   /** Called with the host of each rejected login, for metrics. */
   onRejectedLogin?: (host: string) => void;
+}
+
+/** When the attempt's request left for the IAM; null while nothing was sent. */
+interface SentRequest {
+  at: number | null;
 }
 
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
@@ -136,10 +145,14 @@ export function createAcquireToken({
   return async function acquireToken(input) {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
-    const startedAt = Date.now();
+    // Set by acquireAndStore when the request leaves: only a request sent has an outcome to count.
+    const sent: SentRequest = { at: null };
+    const recordOutcome = (outcome: FailureKind | 'issued') => {
+      if (sent.at !== null) onOutcome?.(input.clientId, outcome, (Date.now() - sent.at) / 1000);
+    };
     try {
-      const metadata = await acquireAndStore(input, context.cancellationSignal);
-      onOutcome?.(input.clientId, 'issued', (Date.now() - startedAt) / 1000);
+      const metadata = await acquireAndStore(input, context.cancellationSignal, sent);
+      recordOutcome('issued');
       log.info('Token acquired', {
         clientId: input.clientId,
         generation: metadata.generation,
@@ -155,7 +168,7 @@ export function createAcquireToken({
       if (err instanceof RequestHeldBackError) {
         log.info('Token request held back', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
       } else {
-        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - startedAt) / 1000);
+        recordOutcome(failure.type as FailureKind);
         log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
       }
       throw failure;
@@ -164,7 +177,7 @@ export function createAcquireToken({
     }
   };
 
-  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal): Promise<TokenMetadata> {
+  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
     // Everything that authenticates this request, read now (docs/design.md, "References"); with
     // fallbacks, the one the IAM accepted last time first (docs/design.md, "Fallback credentials").
     const candidates = credentialCandidates(input);
@@ -183,7 +196,7 @@ export function createAcquireToken({
     for (const [index, candidate] of ordered.entries()) {
       try {
         const candidateCredentials = await resolveRequestCredentials(candidate.registration, env);
-        response = await send(input, candidateCredentials, tokenUrl, policy, signal);
+        response = await send(input, candidateCredentials, tokenUrl, policy, signal, sent);
         credential = candidate.label;
         break;
       } catch (err) {
@@ -219,6 +232,7 @@ export function createAcquireToken({
         obtainedAt,
         expiresAt,
         fingerprint,
+        refreshAt: renewalAt({ requestStartedAt, expiresInSeconds, expiresAt, generation }, policy, input.clientId),
       }),
     );
     if (result.written) {
@@ -281,6 +295,7 @@ export function createAcquireToken({
     tokenUrl: string,
     policy: RefreshPolicy,
     signal: AbortSignal,
+    sent: SentRequest,
   ): Promise<TokenResponse> {
     // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
     const endpoint = breakerEndpoint(tokenUrl);
@@ -291,6 +306,7 @@ export function createAcquireToken({
     await takeRateSlot(tokenUrl, endpoint, gate, login, signal);
 
     let response: TokenResponse;
+    sent.at = Date.now();
     try {
       response = await requestToken({
         ...credentials,

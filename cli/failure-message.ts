@@ -37,6 +37,14 @@ const UNREACHABLE_GRPC_CODES: ReadonlySet<number> = new Set([4, 14]);
 
 type CodedError = Error & { code?: unknown; problems?: readonly string[]; fileName?: string; clientId?: string; namespace?: string };
 
+/**
+ * Whether `err` is wrong usage (exit 2): the options given make no valid registration (a missing
+ * `--secret`, a bad URL). A clients file, the environment or a server's answer is not usage: 1.
+ */
+export function isUsageError(err: unknown): boolean {
+  return err instanceof Error && (err as CodedError).code === 'invalid_registration';
+}
+
 /** The message for `err`; `temporalAddress` names the server when Temporal went away or lacks the namespace. */
 export function failureMessage(err: unknown, temporalAddress: string): string {
   if (!(err instanceof Error)) return errorMessage(err);

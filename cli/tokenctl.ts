@@ -299,9 +299,9 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     // Commander already printed its usage error (or the help) to the right stream.
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
-    const { failureMessage } = await import('./failure-message.js');
+    const { failureMessage, isUsageError } = await import('./failure-message.js');
     process.stderr.write(`error: ${failureMessage(err, session.temporalAddress())}\n`);
-    return EXIT_FAILED;
+    return isUsageError(err) ? EXIT_USAGE : EXIT_FAILED;
   } finally {
     await session.close();
   }

@@ -188,12 +188,53 @@ export class InvalidRegistrationError extends Error {
   }
 }
 
-/** Formats zod issues as `path: message`, the path prefixed with `prefix`. */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = ''): string[] {
-  return issues.map((issue) => {
+/** Every field name a registration may hold, at any depth: what an unknown key is compared with. */
+const KNOWN_FIELD_NAMES: readonly string[] = [
+  ...Object.keys(registrationFields.shape),
+  ...Object.keys(DEFAULT_POLICY),
+  ...RETRYABLE_FAILURE_KINDS,
+  'baseMs',
+  'capMs',
+];
+
+/**
+ * Formats zod issues as `path: message`, the path prefixed with `prefix`. An unknown key is named
+ * on its own path, with the known field it is closest to (`scopes`: did you mean `scope`?), among
+ * the registration's and `moreNames`.
+ */
+export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = '', moreNames: readonly string[] = []): string[] {
+  return issues.flatMap((issue) => {
     const path = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
-    return `${`${prefix}${path}`.replace(/^\./, '') || '(root)'}: ${issue.message}`;
+    const at = (key = '') => `${`${prefix}${path}${key}`.replace(/^\./, '') || '(root)'}`;
+    if (issue.code !== 'unrecognized_keys') return [`${at()}: ${issue.message}`];
+    return issue.keys.map((key) => {
+      const near = closestName(key, [...KNOWN_FIELD_NAMES, ...moreNames]);
+      return `${at(`.${key}`)}: unknown field${near === null ? '' : `; did you mean ${near}?`}`;
+    });
   });
+}
+
+/** The name within two edits of `key` (case aside), the nearest first; null when none is. */
+function closestName(key: string, names: readonly string[]): string | null {
+  let best: { name: string; distance: number } | null = null;
+  for (const name of names) {
+    const distance = editDistance(key.toLowerCase(), name.toLowerCase());
+    if (distance <= 2 && distance < key.length && (best === null || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name ?? null;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 /** Parses a registration, with defaults applied, or throws {@link InvalidRegistrationError}. */

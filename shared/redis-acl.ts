@@ -107,7 +107,7 @@ const WORKER_COMMANDS: readonly { commands: readonly string[]; by: string }[] = 
   },
   {
     commands: ['+hdel', '+pttl'],
-    by: 'the endpoint breaker and failed-login budget scripts (activities/endpoint-breaker.ts, login-budget.ts)',
+    by: 'the endpoint breaker and failed-login budget scripts (activities/endpoint-breaker.ts, login-budget.ts); HDEL also the token write script, for a token written without refresh_at',
   },
   { commands: ['+get', '+set'], by: 'the login proofs (activities/login-budget.ts)' },
   { commands: ['+scan', '+subscribe'], by: 'the token expiry gauge (worker/token-expiry-gauge.ts)' },

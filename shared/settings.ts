@@ -27,6 +27,11 @@ const settingsSchema = z.object({
   // REDIS_URL, REDIS_TLS_* and TOKEN_KEY_PREFIX: shared/redis-settings.ts.
   IAM_MAX_RPS: z.coerce.number().positive().max(10_000).default(40),
   METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(9464),
+  /**
+   * The address `/metrics` listens on: loopback unless an operator opens it (a container sets
+   * 0.0.0.0 so that its port can be published).
+   */
+  METRICS_HOST: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IP address, e.g. 127.0.0.1 or 0.0.0.0' }).default('127.0.0.1'),
   LOG_LEVEL: z
     .string()
     .transform((v) => v.toUpperCase())

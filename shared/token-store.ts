@@ -4,8 +4,8 @@
  * on it).
  *
  * - Key `<prefix>token:<clientId>`: a hash of `access_token`, `token_type`, `expires_at` (Unix ms),
- *   `obtained_at` (Unix ms), `scope`, `generation`, `fingerprint`, `client_id`, expiring
- *   (PEXPIREAT) at `expires_at`.
+ *   `obtained_at` (Unix ms), `scope`, `generation`, `fingerprint`, `client_id`, and the worker's
+ *   own `refresh_at` (Unix ms, consumers ignore it), expiring (PEXPIREAT) at `expires_at`.
  * - Channel `<prefix>token-updated`: a {@link TokenUpdatedMessage} after each accepted write.
  * - Sorted set `<prefix>generations`: the highest generation ever written per client, kept when
  *   the token key expires or is purged (see {@link generationsKey}).
@@ -34,6 +34,21 @@ export interface StoredTokenMetadata {
 /** A token as stored in Redis. Times are Unix milliseconds. */
 export interface StoredToken extends StoredTokenMetadata {
   accessToken: string;
+}
+
+/** What the worker writes: a token and, when it knows it, its renewal point. */
+export interface TokenToWrite extends StoredToken {
+  /**
+   * When the worker renews the token (Unix ms), for `tokenctl list` (docs/design.md, "Redis
+   * layout"). Not part of the consumers' contract; absent from hashes older workers wrote.
+   */
+  refreshAt?: number;
+}
+
+/** When a stored token expires and, when its hash says, when the worker renews it. Unix ms. */
+export interface StoredTokenTimes {
+  expiresAt: number;
+  refreshAt: number | null;
 }
 
 /** What Redis held when a write was refused as stale. */
@@ -73,7 +88,8 @@ export interface TokenStoreOptions {
  * token that lost the race.
  *
  * KEYS[1] the token hash. ARGV: generation, expires_at, access_token, token_type, obtained_at,
- * scope, fingerprint, client_id, channel, message. Returns {'written'}, {'expired'} or
+ * scope, fingerprint, client_id, channel, message, refresh_at ('' for none: a field an older
+ * token had is removed). Returns {'written'}, {'expired'} or
  * {'stale', generation, fingerprint, expires_at}: never the token.
  */
 const WRITE_IF_NEWER_LUA = `
@@ -103,6 +119,11 @@ redis.call('HSET', key,
   'generation', ARGV[1],
   'fingerprint', ARGV[7],
   'client_id', ARGV[8])
+if ARGV[11] ~= '' then
+  redis.call('HSET', key, 'refresh_at', ARGV[11])
+else
+  redis.call('HDEL', key, 'refresh_at')
+end
 redis.call('PEXPIREAT', key, ARGV[2])
 redis.call('PUBLISH', ARGV[9], ARGV[10])
 return {'written'}
@@ -152,8 +173,9 @@ export class TokenStore {
    * key to expire at `token.expiresAt`, and publishes a {@link TokenUpdatedMessage} on
    * {@link tokenUpdatedChannel}: all in one atomic script call.
    */
-  async write(token: StoredToken): Promise<WriteResult> {
+  async write(token: TokenToWrite): Promise<WriteResult> {
     assertPositiveSafeInteger('generation', token.generation);
+    if (token.refreshAt !== undefined) assertPositiveSafeInteger('refreshAt', token.refreshAt);
     assertPositiveSafeInteger('obtainedAt', token.obtainedAt);
     assertPositiveSafeInteger('expiresAt', token.expiresAt);
     assertNonEmptyString('clientId', token.clientId);
@@ -182,6 +204,7 @@ export class TokenStore {
       token.clientId,
       tokenUpdatedChannel(this.prefix),
       formatTokenUpdated(message),
+      token.refreshAt === undefined ? '' : String(token.refreshAt),
     );
     return parseWriteReply(reply);
   }
@@ -202,6 +225,18 @@ export class TokenStore {
   async readMetadata(clientId: string): Promise<StoredTokenMetadata | null> {
     const key = tokenKey(this.prefix, clientId);
     return this.parseMetadata(key, await this.client.hmget(key, ...METADATA_FIELDS));
+  }
+
+  /** When the stored token of `clientId` expires and is renewed; null when there is none or it has expired. */
+  async readTimes(clientId: string): Promise<StoredTokenTimes | null> {
+    const key = tokenKey(this.prefix, clientId);
+    const [expiresAt, refreshAt] = await this.client.hmget(key, 'expires_at', 'refresh_at');
+    if (expiresAt === null || expiresAt === undefined) return null;
+    const times = {
+      expiresAt: parseIntegerField(key, 'expires_at', expiresAt),
+      refreshAt: refreshAt === null || refreshAt === undefined ? null : parseIntegerField(key, 'refresh_at', refreshAt),
+    };
+    return times.expiresAt <= this.now() ? null : times;
   }
 
   /**

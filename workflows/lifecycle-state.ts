@@ -9,7 +9,7 @@ import * as wf from '@temporalio/workflow';
 import type { AcquireTokenInput } from '../activities/acquire-token.js';
 import { isRetryable, type FailureDetails, type FailureKind, type LastError } from './failures.js';
 import type { ForceRefreshRequest, TokenState, TokenStatus } from './messages.js';
-import { backoffDelayMs, decideForcedRefresh, nextRefreshAt, resolvePolicy, type PolicyOverrides, type RefreshPolicy } from './policy.js';
+import { backoffDelayMs, decideForcedRefresh, renewalAt, resolvePolicy, type PolicyOverrides, type RefreshPolicy } from './policy.js';
 import { applyRegistrationChanges, type ClientRegistration, type RegistrationChanges } from './registration.js';
 import type { TokenMetadata } from './token-metadata.js';
 
@@ -348,7 +348,7 @@ export class TokenLifecycleState {
     c.expiresAt = token.expiresAt;
     if (token.credential !== undefined) c.credential = token.credential;
     else delete c.credential;
-    c.nextRefreshAt = Math.min(nextRefreshAt(token, this.policy, `${this.clientId}#${token.generation}`), token.expiresAt);
+    c.nextRefreshAt = renewalAt(token, this.policy, this.clientId);
     c.state = 'active';
     c.backoffReason = null;
     c.backoffUntil = null;

@@ -174,6 +174,20 @@ export function nextRefreshAt(
 }
 
 /**
+ * A client's renewal point for a token it just obtained: {@link nextRefreshAt} with jitter seeded
+ * by the client and the token's generation, never after the token expires. The workflow sleeps
+ * until it; the IAM activity stores it with the token (`refresh_at`) for `tokenctl list`
+ * (docs/design.md, "Redis layout").
+ */
+export function renewalAt(
+  token: { requestStartedAt: number; expiresInSeconds: number; expiresAt: number; generation: number },
+  policy: RefreshPolicy,
+  clientId: string,
+): number {
+  return Math.min(nextRefreshAt(token, policy, `${clientId}#${token.generation}`), token.expiresAt);
+}
+
+/**
  * How long to wait after the `failures`-th consecutive failure (1 for the first) of a retryable
  * kind:
  * - when the request was held back before it was sent (`details.breakerOpen`: the endpoint's

@@ -96,6 +96,23 @@ describe('TokenStore on a real redis-server', () => {
     });
   });
 
+  test("the worker's renewal point is stored beside the contract fields, and a token written without one drops the old one", async () => {
+    const token = someToken({ generation: 1 });
+    const refreshAt = token.obtainedAt + 255_000;
+    await store.write({ ...token, refreshAt });
+
+    expect(await redis.hget('oauth:token:billing-service', 'refresh_at')).toBe(String(refreshAt));
+    await expect(store.readTimes('billing-service')).resolves.toEqual({ expiresAt: token.expiresAt, refreshAt });
+    // Consumers read the contract's fields only.
+    expect(await store.read('billing-service')).toStrictEqual(token);
+
+    const next = someToken({ generation: 2 });
+    await store.write(next);
+    expect(await redis.hexists('oauth:token:billing-service', 'refresh_at')).toBe(0);
+    await expect(store.readTimes('billing-service')).resolves.toEqual({ expiresAt: next.expiresAt, refreshAt: null });
+    await expect(store.readTimes('nobody')).resolves.toBeNull();
+  });
+
   test('the token key expires at expires_at, never later', async () => {
     const token = someToken();
     await store.write(token);
