@@ -10,7 +10,7 @@
  * takes a slot in the host's one-second window, waiting a moment if the fleet already sent
  * `IAM_MAX_RPS` requests in the last second. While the breaker is open after a 429 or a block, or
  * another client probes the endpoint, or unproven credentials must wait for the budget, no
- * request is sent and the activity fails with that kind, `breakerOpen` and the remaining wait.
+ * request is sent and the activity fails with that kind, `heldBack` and the remaining wait.
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';

@@ -1,23 +1,7 @@
 /**
- * The file `tokenctl apply` reads: the desired set of client registrations, in YAML.
- *
- * ```yaml
- * defaults:                     # optional: merged into every client (the client's own values win;
- *   tokenUrl: https://iam.example.com/realms/prod/protocol/openid-connect/token   # objects such
- *   authMethod: client_secret_basic                                              # as policy and
- *   policy: { refreshFraction: 0.8 }                                             # extraParams
- * clients:                      # required: one entry per OAuth client ID       # merge per key)
- *   - clientId: orders-api
- *     secretRef: env:ORDERS_API_SECRET        # a reference, never the secret itself
- *     scope: orders.read orders.write
- *   - clientId: billing-api
- *     secretRef: file:/run/secrets/billing-api
- *     extraParams: { audience: billing }
- * ```
- *
- * Every entry (after merging the defaults) is a registration (workflows/registration.ts), validated by
- * {@link registrationSchema}. Every problem of the file is reported at once, with its path
- * (`clients[2].secretRef: is required`), so an operator fixes the file in one go.
+ * The file `tokenctl apply` reads: the desired set of client registrations, in YAML, each
+ * validated by {@link registrationSchema} (docs/design.md, "tokenctl and the admin API"; an
+ * example in README, "`tokenctl apply`").
  */
 import { isMap, LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { z } from 'zod';

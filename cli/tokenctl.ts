@@ -158,6 +158,14 @@ function buildProgram(session: Session): Command {
     });
 
   program
+    .command('patches')
+    .description('Show, per workflow patch, how many running workflows began before it: at 0 it can be retired.')
+    .option('--json', 'print a JSON array')
+    .action(async (options: { json?: true }) => {
+      await (await import('./commands/workflow-commands.js')).patches(session, options);
+    });
+
+  program
     .command('resume')
     .description('Try again after rejected credentials were fixed at the IAM.')
     .argument('<clientId>', 'the OAuth client ID')

@@ -21,7 +21,7 @@ export function tokenKey(prefix: string, clientId: string): string {
 
 /**
  * `name` as a Redis glob that matches `name` only: `*`, `?`, `[`, `]` and `\` escaped with `\`. For
- * SCAN `MATCH` and for ACL key and channel patterns (shared/redis-acl.ts), where a client ID or a
+ * SCAN `MATCH` and for ACL key and channel patterns (cli/redis-acl.ts), where a client ID or a
  * prefix holding them must not match other names.
  */
 export function escapeGlob(name: string): string {

@@ -19,7 +19,7 @@ import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { metricsListenAddress, metricsLocalUrl } from './metrics-address.js';
-import { ensureSearchAttributes } from './search-attributes.js';
+import { ensureSearchAttributes } from './search-attribute-registration.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
 import { createTokenWorkers } from './token-workers.js';
 import { prebuiltBundlePath } from './workflow-bundle.js';

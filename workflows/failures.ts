@@ -22,7 +22,7 @@ export const FAILURE_KINDS = [
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 
 /**
- * The kinds of a request held back before anything was sent (`FailureDetails.breakerOpen`): the
+ * The kinds of a request held back before anything was sent (`FailureDetails.heldBack`): the
  * endpoint's breaker or rate window (`rate_limited`, `blocked`), or the host's failed-login budget
  * (`login_budget`, docs/design.md, "The failed-login budget"). The wait is the one they name.
  */
@@ -51,7 +51,7 @@ export interface FailureDetails {
   oauthError?: string;
   /**
    * How long to wait, in milliseconds: the server's `Retry-After` counted from when the answer came
-   * (RFC 9110 §10.2.3), or, with {@link FailureDetails.breakerOpen}, what remains of the endpoint
+   * (RFC 9110 §10.2.3), or, with {@link FailureDetails.heldBack}, what remains of the endpoint
    * breaker's wait.
    */
   retryAfterMs?: number;
@@ -61,7 +61,17 @@ export interface FailureDetails {
    * stayed full, or the host's failed-login budget holds unproven credentials back. Not a failure
    * of the IAM, so it does not count as one; `retryAfterMs` says when this client may try.
    */
-  breakerOpen?: boolean;
+  heldBack?: boolean;
+}
+
+/**
+ * The {@link FailureDetails} of a failed token request, as its activity sent them. Histories
+ * recorded before `heldBack` was named so carry it as `breakerOpen`: it is read under either name,
+ * so those runs replay and decide as they did.
+ */
+export function readFailureDetails(sent: unknown): FailureDetails {
+  const { breakerOpen, ...details } = (sent ?? {}) as FailureDetails & { breakerOpen?: boolean };
+  return breakerOpen === undefined || details.heldBack !== undefined ? details : { ...details, heldBack: breakerOpen };
 }
 
 /** The last failure, as operators see it. Never contains a secret or a token. */

@@ -365,14 +365,14 @@ export class TokenLifecycleState {
   recordFailure(kind: FailureKind, message: string, details: FailureDetails, now: number): void {
     const c = this.carried;
     // Held back by the endpoint breaker, no request was sent: not a failure of this client's.
-    if (details.breakerOpen !== true) c.consecutiveFailures++;
+    if (details.heldBack !== true) c.consecutiveFailures++;
     c.lastError = {
       kind,
       message,
       at: now,
       ...(details.status !== undefined && { status: details.status }),
       ...(details.oauthError !== undefined && { oauthError: details.oauthError }),
-      ...(details.breakerOpen === true && { heldBack: true as const }),
+      ...(details.heldBack === true && { heldBack: true as const }),
     };
     if (isRetryable(kind)) {
       c.state = 'backing_off';

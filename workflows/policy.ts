@@ -190,7 +190,7 @@ export function renewalAt(
 /**
  * How long to wait after the `failures`-th consecutive failure (1 for the first) of a retryable
  * kind:
- * - when the request was held back before it was sent (`details.breakerOpen`: the endpoint's
+ * - when the request was held back before it was sent (`details.heldBack`: the endpoint's
  *   breaker or rate window after `rate_limited` or `blocked`, or the host's failed-login budget,
  *   `login_budget`), what remains of that wait, at least {@link BREAKER_MIN_WAIT_MS} and at most
  *   `retryAfterMaxMs`: it was already chosen for everyone, and the `Retry-After` floor would only
@@ -206,7 +206,7 @@ export function backoffDelayMs(
   policy: RefreshPolicy,
   jitterSeed: string,
 ): number {
-  if (details.breakerOpen === true && details.retryAfterMs !== undefined && isHeldBackKind(kind)) {
+  if (details.heldBack === true && details.retryAfterMs !== undefined && isHeldBackKind(kind)) {
     return clamp(Math.round(details.retryAfterMs), BREAKER_MIN_WAIT_MS, policy.retryAfterMaxMs);
   }
   if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {

@@ -1,4 +1,4 @@
-/** The tokenctl commands that read or steer one client's workflow: refresh, status, list, resume, remove. */
+/** The tokenctl commands that read or steer the clients' workflows: refresh, status, list, patches, resume, remove. */
 import type { RegisteredClient } from '../../client/admin.js';
 import type { TokenState } from '../../workflows/token-states.js';
 import { CliError, print } from '../cli-error.js';
@@ -48,6 +48,21 @@ async function withStoredTimes(session: Session, rows: RegisteredClient[]): Prom
       const times = await store.readTimes(row.clientId);
       return { ...row, expiresAt: row.expiresAt ?? times?.expiresAt ?? null, nextRefreshAt: row.nextRefreshAt ?? times?.refreshAt ?? null };
     }),
+  );
+}
+
+/** Per patch, the running workflows that predate it (docs/design.md, "Retiring a patch"). */
+export async function patches(session: Session, options: { json?: true }): Promise<void> {
+  const rows = await (await session.admin()).patchRetirement();
+  if (options.json) return print(JSON.stringify(rows, null, 2));
+  print(
+    rows
+      .map(({ patch, running, predating }) =>
+        predating === 0
+          ? `${patch}: no running workflow of ${running} began before it; it can be retired (wf.deprecatePatch)`
+          : `${patch}: ${predating} running workflow(s) of ${running} began before it; keep it`,
+      )
+      .join('\n'),
   );
 }
 

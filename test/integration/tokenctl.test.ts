@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { NotRegisteredError, type ApplyResult } from '../../client/admin.js';
+import { NotRegisteredError, type ApplyResult, type PatchRetirement } from '../../client/admin.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
@@ -94,6 +94,7 @@ const COMMANDS = [
   'refresh',
   'status',
   'list',
+  'patches',
   'resume',
   'remove',
   'token',
@@ -335,6 +336,17 @@ test("a client's life from the command line: register, status, token, list, refr
   const table = await tokenctl(['list']);
   expect(table.stdout.split('\n')[0]).toMatch(/^CLIENT +STATE +EXPIRES +NEXT REFRESH +FAILURES +ENDPOINT$/);
   expect(table.stdout.split('\n')[1]).toMatch(new RegExp(`^${CLIENT} +active +in \\d+s +in \\d+s +0 +${new URL(iam.url).host}$`));
+
+  // Its run took every patch as it started (docs/design.md, "Retiring a patch").
+  const [patches, patchesJson] = await Promise.all([tokenctl(['patches']), tokenctl(['patches', '--json'])]);
+  expect(patches).toMatchObject({ code: 0, stderr: '' });
+  expect(patches.stdout).toMatch(/^lean-cycles: no running workflow of \d+ began before it; it can be retired \(wf.deprecatePatch\)$/m);
+  expect(patches.stdout).toMatch(/^active-without-times: no running workflow of \d+ began before it/m);
+  const rows = JSON.parse(patchesJson.stdout) as PatchRetirement[];
+  expect(rows.map(({ patch, predating }) => ({ patch, predating }))).toEqual([
+    { patch: 'lean-cycles', predating: 0 },
+    { patch: 'active-without-times', predating: 0 },
+  ]);
 
   const refreshed = await tokenctl(['refresh', CLIENT, '--wait', '--reason', 'tokenctl test']);
   const renewed = await stack.store.read(CLIENT);

@@ -22,7 +22,7 @@ import {
   refreshRequestsStream,
   tokenKey,
   tokenUpdatedChannel,
-} from './redis-layout.js';
+} from '../shared/redis-layout.js';
 
 /** A rule list that cannot be built: the message names the input and what is wrong with it. */
 export class AclRuleError extends Error {
@@ -123,7 +123,7 @@ const WORKER_COMMANDS: readonly { commands: readonly string[]; by: string }[] = 
       '+multi',
       '+exec',
     ],
-    by: 'the refresh-request consumer (worker/refresh-request-consumer.ts)',
+    by: 'the refresh-requests stream reader (worker/redis-stream-reader.ts)',
   },
 ];
 
