@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps temporal-cli temporal-server build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -78,6 +78,10 @@ temporal-cli:
 # The pinned Temporal server and temporal-sql-tool (PostgreSQL), built once from dev/temporal-server/go.mod.
 temporal-server:
 	@bash dev/temporal-server/ensure.sh >/dev/null
+
+# The pinned ORY Hydra (a second real IAM), built once from dev/hydra/go.mod. No test needs it yet.
+hydra:
+	@bash dev/hydra/ensure.sh >/dev/null
 
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.

@@ -22,7 +22,15 @@ import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, TokenEndpointError } from './errors.js';
-import { LoginBudget, type LoginBudgetObserver, type LoginProofKey, type LoginTicket } from './login-budget.js';
+import { acceptedFirst, credentialCandidates, mayTryNextCredential, type CredentialCandidate } from './credential-fallbacks.js';
+import {
+  LoginBudget,
+  loginProof,
+  type LoginBudgetObserver,
+  type LoginCredentials,
+  type LoginProofKey,
+  type LoginTicket,
+} from './login-budget.js';
 import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
@@ -170,8 +178,11 @@ export function createAcquireToken({
   };
 
   async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
-    // Everything that authenticates this request, read now (docs/design.md, "References").
-    const credentials = await resolveRequestCredentials(input, env);
+    // Everything that authenticates this request, read now (docs/design.md, "References"); with
+    // fallbacks, the one the IAM accepted last time first (docs/design.md, "Fallback credentials").
+    const candidates = credentialCandidates(input);
+    // The first fallback that can be read now (the new secret of a rotation may not be written yet).
+    const credentials = await firstReadable(candidates);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
     const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
     // (A retried attempt whose first try wrote its token then writes the next generation: the
@@ -179,34 +190,27 @@ export function createAcquireToken({
     const generation = input.afterStoredGeneration === true ? Math.max(input.generation, highestStored + 1) : input.generation;
     const policy = resolvePolicy(input.policy);
     const tokenUrl = await tokenEndpointOf(input, credentials, policy, signal);
-    // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
-    const endpoint = breakerEndpoint(tokenUrl);
-    const gate = await passBreaker(endpoint);
-    const login = await passLoginBudget(input, credentials, tokenUrl, endpoint, gate, policy);
-    // The slot last, right before sending: the edge counts arrivals, so the less happens between
-    // the slot and the request, the closer the two counts are.
-    await takeRateSlot(tokenUrl, endpoint, gate, login, signal);
-
-    let response: TokenResponse;
-    sent.at = Date.now();
-    try {
-      response = await requestToken({
-        ...credentials,
-        tokenUrl,
-        signal,
-        timeoutMs: policy.requestTimeoutMs,
-        ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
-        ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
-        ...(input.scope !== undefined && { scope: input.scope }),
-        ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
-      });
-    } catch (err) {
-      await reportToBreaker(endpoint, gate, err, policy);
-      await reportLogin(tokenUrl, login, err);
-      throw err;
+    const ordered = acceptedFirst(candidates, await acceptedCandidate(input, candidates, tokenUrl));
+    let response: TokenResponse | undefined;
+    let credential: string | undefined;
+    for (const [index, candidate] of ordered.entries()) {
+      try {
+        const candidateCredentials = await resolveRequestCredentials(candidate.registration, env);
+        response = await send(input, candidateCredentials, tokenUrl, policy, signal, sent);
+        credential = candidate.label;
+        break;
+      } catch (err) {
+        // The next fallback only after invalid_client, and only within the failed-login budget:
+        // it is unproven, so passLoginBudget may hold it back.
+        if (index === ordered.length - 1 || !mayTryNextCredential(err)) throw err;
+        log.warn('Credential refused: trying the next fallback', {
+          clientId: input.clientId,
+          refused: candidate.label,
+          next: ordered[index + 1]!.label,
+        });
+      }
     }
-    await reportToBreaker(endpoint, gate, undefined, policy);
-    await reportLogin(tokenUrl, login, undefined);
+    if (response === undefined) throw new Error('No credential to send');
     // Counted from the moment the request left, after the breaker and the rate window: the token
     // cannot be older than that, so Redis lets it go no later than the IAM does (docs/design.md,
     // "No expired token served"), and the workflow counts the minimum interval between forced
@@ -243,6 +247,7 @@ export function createAcquireToken({
         expiresAt,
         expiresInSeconds,
         written: true,
+        ...(credential !== undefined && { credential }),
       };
     }
     if (result.reason === 'expired') {
@@ -266,6 +271,90 @@ export function createAcquireToken({
       expiresAt: held.expiresAt,
       expiresInSeconds: Math.max(0, (held.expiresAt - held.obtainedAt) / 1000),
       written: false,
+      ...(credential !== undefined && { credential }),
+    };
+  }
+
+  /** The credentials of the first candidate that resolves; the first one's error when none does. */
+  async function firstReadable(candidates: readonly CredentialCandidate[]): Promise<RequestCredentials> {
+    let firstError: unknown;
+    for (const candidate of candidates) {
+      try {
+        return await resolveRequestCredentials(candidate.registration, env);
+      } catch (err) {
+        firstError ??= err;
+      }
+    }
+    throw firstError;
+  }
+
+  /** One token request with `credentials`, through the breaker, the failed-login budget and the rate window. */
+  async function send(
+    input: AcquireTokenInput,
+    credentials: RequestCredentials,
+    tokenUrl: string,
+    policy: RefreshPolicy,
+    signal: AbortSignal,
+    sent: SentRequest,
+  ): Promise<TokenResponse> {
+    // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
+    const endpoint = breakerEndpoint(tokenUrl);
+    const gate = await passBreaker(endpoint);
+    const login = await passLoginBudget(input, credentials, tokenUrl, endpoint, gate, policy);
+    // The slot last, right before sending: the edge counts arrivals, so the less happens between
+    // the slot and the request, the closer the two counts are.
+    await takeRateSlot(tokenUrl, endpoint, gate, login, signal);
+
+    let response: TokenResponse;
+    sent.at = Date.now();
+    try {
+      response = await requestToken({
+        ...credentials,
+        tokenUrl,
+        signal,
+        timeoutMs: policy.requestTimeoutMs,
+        ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
+        ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
+        ...(input.scope !== undefined && { scope: input.scope }),
+        ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
+      });
+    } catch (err) {
+      await reportToBreaker(endpoint, gate, err, policy);
+      await reportLogin(tokenUrl, login, err);
+      throw err;
+    }
+    await reportToBreaker(endpoint, gate, undefined, policy);
+    await reportLogin(tokenUrl, login, undefined);
+    return response;
+  }
+
+  /**
+   * The index of the fallback the IAM accepted last time: the one whose login proof is stored
+   * (docs/design.md, "The failed-login budget"). One that cannot be read now is not it.
+   */
+  async function acceptedCandidate(
+    input: AcquireTokenInput,
+    candidates: readonly CredentialCandidate[],
+    tokenUrl: string,
+  ): Promise<number | undefined> {
+    if (candidates.length < 2) return undefined;
+    for (const [index, candidate] of candidates.entries()) {
+      const credentials = await resolveRequestCredentials(candidate.registration, env).catch(() => undefined);
+      if (credentials === undefined) continue;
+      const proof = loginProof(loginProofKey, loginCredentials(input, credentials, tokenUrl));
+      if (await storeCall(() => loginBudget.isProven(input.clientId, proof))) return index;
+    }
+    return undefined;
+  }
+
+  /** What the failed-login budget proves of a request: which credential goes to which endpoint, as a MAC. */
+  function loginCredentials(input: AcquireTokenInput, requestCredentials: RequestCredentials, tokenUrl: string): LoginCredentials {
+    return {
+      clientId: input.clientId,
+      tokenUrl,
+      authMethod: input.authMethod,
+      // Which credential is sent, under the workers' key: never the credential itself.
+      material: credentialMac(requestCredentials, loginProofKey.reveal()),
     };
   }
 
@@ -332,13 +421,7 @@ export function createAcquireToken({
     gate: BreakerCheck,
     policy: RefreshPolicy,
   ): Promise<LoginTicket> {
-    const credentials = {
-      clientId: input.clientId,
-      tokenUrl,
-      authMethod: input.authMethod,
-      // Which credential is sent, under the workers' key: never the credential itself.
-      material: credentialMac(requestCredentials, loginProofKey.reveal()),
-    };
+    const credentials = loginCredentials(input, requestCredentials, tokenUrl);
     const { workflowExecution, activityId } = Context.current().info;
     const owner = `${workflowExecution?.workflowId ?? input.clientId}/${activityId}`;
     try {

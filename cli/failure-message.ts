@@ -13,6 +13,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
   authMethod: '--auth',
   secretRef: '--secret',
   keyRef: '--key',
+  assertionRef: '--assertion',
   certRef: '--cert',
   caRef: '--ca',
   keyId: '--key-id',
@@ -29,7 +30,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
  * names, and `issuer`, which only the endpoint rule uses. (Not `scope` or `policy`: plain words.)
  */
 const FIELD_IN_TEXT =
-  /\b(?:tokenUrl|issuer|authMethod|secretRef|keyRef|certRef|caRef|keyId|signingAlg|assertionAudience|proxyUrl|extraParams)\b/g;
+  /\b(?:tokenUrl|issuer|authMethod|secretRef|keyRef|assertionRef|certRef|caRef|keyId|signingAlg|assertionAudience|proxyUrl|extraParams)\b/g;
 
 /** gRPC DEADLINE_EXCEEDED and UNAVAILABLE: the server did not answer. */
 const UNREACHABLE_GRPC_CODES: ReadonlySet<number> = new Set([4, 14]);

@@ -32,6 +32,7 @@ export function formatStatus(status: TokenStatus, now: number): string {
     ['backoff ends', formatInstant(status.backoffUntil, now)],
   ];
   if (status.forcedRefreshAt !== null) lines.push(['forced refresh', formatInstant(status.forcedRefreshAt, now)]);
+  if (status.credential !== undefined) lines.push(['credential', status.credential]);
   const step = nextStep(status);
   if (step !== null) lines.push(['next step', step]);
   return alignColumns(lines);

@@ -38,6 +38,10 @@ function addRegistrationOptions(command: Command, { reconfigure }: { reconfigure
     )
     .option('--secret <ref>', refHelp('the client secret (client_secret_basic, _post, _jwt)'))
     .option('--key <ref>', refHelp('the private key, PEM or JWK (private_key_jwt, tls_client_auth, self_signed_tls_client_auth)'))
+    .option(
+      '--assertion <ref>',
+      refHelp('a client assertion (JWT) the platform mints and rotates, sent instead of signing one (private_key_jwt)'),
+    )
     .option('--cert <ref>', refHelp('the client certificate, PEM (tls_client_auth, self_signed_tls_client_auth)'))
     .option('--ca <ref>', refHelp('CA certificates (PEM) trusted for the IAM, besides the public ones and NODE_EXTRA_CA_CERTS'))
     .option('--key-id <kid>', "the assertion's kid (default: the JWK's kid, else its RFC 7638 thumbprint, as tokenctl jwks prints it)")

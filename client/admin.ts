@@ -17,7 +17,14 @@ import {
   type TokenState,
   type TokenStatus,
 } from '../workflows/messages.js';
-import { applyRegistrationChanges, iamUrlOf, REFERENCE_FIELDS, type ClientRegistration } from '../workflows/registration.js';
+import {
+  applyRegistrationChanges,
+  FALLBACK_FIELDS,
+  iamUrlOf,
+  REFERENCE_FIELDS,
+  type ClientRegistration,
+  type FallbackField,
+} from '../workflows/registration.js';
 import {
   endpointHost,
   TokenClientId,
@@ -89,6 +96,9 @@ export const REGISTRATION_FIELDS = [
   'authMethod',
   'secretRef',
   'keyRef',
+  'assertionRef',
+  'secretRefs',
+  'keyRefs',
   'certRef',
   'caRef',
   'keyId',
@@ -112,6 +122,9 @@ export const CREDENTIAL_FIELDS: readonly RegistrationField[] = [
   'authMethod',
   'secretRef',
   'keyRef',
+  'assertionRef',
+  'secretRefs',
+  'keyRefs',
   'certRef',
   'keyId',
   'signingAlg',
@@ -460,11 +473,16 @@ function changesFor(desired: ClientRegistration, fields: readonly RegistrationFi
 /** The workflow's static details: how it authenticates, never with what. */
 function staticDetails(registration: ClientRegistration): string {
   const scope = registration.scope ? `, scope "${registration.scope}"` : '';
-  const what = { secretRef: 'secret', keyRef: 'key', certRef: 'certificate', caRef: 'CA' } as const;
+  const what = { secretRef: 'secret', keyRef: 'key', assertionRef: 'minted assertion', certRef: 'certificate', caRef: 'CA' } as const;
   const sources = REFERENCE_FIELDS.flatMap((field) => {
     const ref = registration[field];
     return ref === undefined ? [] : [`${what[field]} from ${ref.split(':')[0]}`];
   });
+  const lists = Object.entries(FALLBACK_FIELDS).flatMap(([list, field]) => {
+    const refs = registration[list as FallbackField];
+    return refs === undefined ? [] : [`${refs.length} fallback ${what[field]}s (${list})`];
+  });
+  sources.push(...lists);
   return `Client credentials (${registration.authMethod})${scope}, ${sources.join(', ')}`;
 }
 

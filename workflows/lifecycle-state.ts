@@ -34,6 +34,8 @@ export interface CarriedState {
   rejectedAt: number | null;
   lastError: LastError | null;
   forced: PendingForcedRefresh | null;
+  /** Which fallback credential the IAM accepted last (`TokenMetadata.credential`); absent without fallbacks. */
+  credential?: string;
 }
 
 /** A forced refresh that is due at `notBefore`. */
@@ -159,6 +161,7 @@ export class TokenLifecycleState {
       consecutiveFailures: c.consecutiveFailures,
       backoffUntil: c.state === 'backing_off' ? c.backoffUntil : null,
       forcedRefreshAt: c.forced?.notBefore ?? null,
+      ...(c.credential !== undefined && { credential: c.credential }),
     };
   }
 
@@ -343,6 +346,8 @@ export class TokenLifecycleState {
     c.lastRequestStartedAt = Math.max(c.lastRequestStartedAt ?? 0, token.requestStartedAt);
     c.fingerprint = token.fingerprint;
     c.expiresAt = token.expiresAt;
+    if (token.credential !== undefined) c.credential = token.credential;
+    else delete c.credential;
     c.nextRefreshAt = renewalAt(token, this.policy, this.clientId);
     c.state = 'active';
     c.backoffReason = null;

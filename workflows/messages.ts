@@ -52,6 +52,11 @@ export interface TokenStatus {
   backoffUntil: number | null;
   /** When a pending forced refresh will run, if one is pending. */
   forcedRefreshAt: number | null;
+  /**
+   * Which of `secretRefs` / `keyRefs` the IAM accepted last, e.g. `secretRefs[0] file:/run/secrets/new`:
+   * the rotation is finished when it is the new one. Absent without fallbacks.
+   */
+  credential?: string;
 }
 
 export interface ForceRefreshRequest {
