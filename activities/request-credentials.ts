@@ -15,8 +15,9 @@ import { decodeJwt } from 'jose';
 import {
   CLIENT_SECRET_JWT_ALGORITHMS,
   CREDENTIALS_OF_METHOD,
-  credentialFieldsOf,
+  JWT_BEARER_ASSERTION_NEEDED,
   REFERENCE_MEANING,
+  sendsMintedClientAssertion,
   type AuthMethod,
   type ClientRegistration,
   type CredentialRef,
@@ -60,6 +61,12 @@ export interface MintedAssertion {
  */
 export const MINTED_ASSERTION_MIN_VALIDITY_MS = 30_000;
 
+/**
+ * The `jwt-bearer` grant's assertion: the one a platform minted (`assertionRef`), or the key that
+ * signs one per request (`keyRef`), with `iss` the client ID and `sub` {@link subject}.
+ */
+export type GrantAssertion = { minted: MintedAssertion } | { signingKey: AssertionSigningKey; subject: string };
+
 /** The TLS client certificate and key of the mTLS methods (RFC 8705 §2), PEM. */
 export interface ClientCertificate {
   certificate: string;
@@ -83,6 +90,8 @@ export interface RequestCredentials {
   mintedAssertion?: MintedAssertion;
   /** The mTLS methods' certificate and key. */
   clientCertificate?: ClientCertificate;
+  /** The assertion of the `jwt-bearer` grant (RFC 7523 §2.1); absent for the client credentials grant. */
+  grantAssertion?: GrantAssertion;
   /** PEM CA certificates of `caRef`, trusted in addition to the default store. */
   trustedCa?: string;
 }
@@ -90,7 +99,17 @@ export interface RequestCredentials {
 /** The registration fields this module reads. */
 export type CredentialFields = Pick<
   ClientRegistration,
-  'clientId' | 'authMethod' | 'secretRef' | 'keyRef' | 'assertionRef' | 'certRef' | 'caRef' | 'keyId' | 'signingAlg'
+  | 'clientId'
+  | 'authMethod'
+  | 'grant'
+  | 'secretRef'
+  | 'keyRef'
+  | 'assertionRef'
+  | 'certRef'
+  | 'caRef'
+  | 'keyId'
+  | 'signingAlg'
+  | 'assertionSubject'
 >;
 
 /**
@@ -131,7 +150,7 @@ export async function resolveRequestCredentials(
       break;
     }
     case 'private_key_jwt':
-      if (credentialFieldsOf(registration).includes('assertionRef')) {
+      if (sendsMintedClientAssertion(registration)) {
         credentials.mintedAssertion = mintedAssertion(registration.assertionRef!, await read('assertionRef'));
       } else {
         credentials.signingKey = await privateSigningKey(registration.keyRef!, await read('keyRef'), registration);
@@ -142,6 +161,18 @@ export async function resolveRequestCredentials(
       credentials.clientCertificate = clientCertificate(registration, await read('certRef'), await read('keyRef'));
       break;
   }
+  if (registration.grant === 'jwt-bearer') {
+    if (registration.assertionRef === undefined && registration.keyRef === undefined)
+      throw new SecretUnavailableError(`keyRef: ${JWT_BEARER_ASSERTION_NEEDED}`);
+    credentials.grantAssertion =
+      registration.assertionRef !== undefined
+        ? { minted: mintedAssertion(registration.assertionRef, await read('assertionRef')) }
+        : {
+            // private_key_jwt's key signs both assertions: it is read and parsed once.
+            signingKey: credentials.signingKey ?? (await privateSigningKey(registration.keyRef!, await read('keyRef'), registration)),
+            subject: registration.assertionSubject ?? clientId,
+          };
+  }
   return credentials;
 }
 
@@ -151,7 +182,8 @@ export async function resolveRequestCredentials(
  * certificate and its key, plus the assertion's `alg` and `kid`. Equal MACs mean the same
  * credential; the material itself is never stored. The CA is not part of it: trust is not a
  * credential. A minted assertion counts by its identity (`iss`, `sub`, `aud`), not its bytes: the
- * platform rotates it every hour or so, and each rotation is the same credential to the IAM.
+ * platform rotates it every hour or so, and each rotation is the same credential to the IAM. So
+ * does the `jwt-bearer` grant's minted assertion; a signed one counts by its key and subject.
  *
  * @param key - The MAC key, secret to the process (e.g. random per worker, or from the settings).
  */
@@ -181,6 +213,15 @@ export function credentialMac(credentials: RequestCredentials, key: BinaryLike):
   const tls = credentials.clientCertificate;
   part(tls === undefined ? '' : new X509Certificate(tls.certificate).raw);
   part(tls === undefined ? '' : createPrivateKey(tls.key.reveal()).export({ format: 'der', type: 'pkcs8' }));
+  // Only a jwt-bearer client's MAC has these parts: every other client's stays what it was, and
+  // so does the proof stored for it.
+  const grant = credentials.grantAssertion;
+  if (grant !== undefined && 'minted' in grant)
+    part(JSON.stringify(['minted', grant.minted.identity.iss, grant.minted.identity.sub, grant.minted.identity.aud]));
+  if (grant !== undefined && 'signingKey' in grant) {
+    part(JSON.stringify(['signed', grant.signingKey.alg, grant.signingKey.kid ?? '', grant.subject]));
+    part(grant.signingKey.key.export({ format: 'der', type: 'pkcs8' }));
+  }
   return mac.digest('hex');
 }
 

@@ -1,6 +1,7 @@
 /**
- * The token endpoint client: the client credentials grant (RFC 6749 §4.4) in steps named after
- * the specs, {@link clientAuthentication} (with {@link clientAssertion} for the JWT methods), then
+ * The token endpoint client: the client credentials grant (RFC 6749 §4.4), or the JWT-bearer grant
+ * (RFC 7523 §2.1, {@link authorizationGrant}), in steps named after the specs, {@link
+ * clientAuthentication} (with {@link clientAssertion} for the JWT methods), then
  * {@link clientCredentialsGrantRequest} and {@link processClientCredentialsResponse}, and
  * {@link requestToken} which runs them all. The request reaches the IAM the way shared/egress.ts
  * says (proxy, CA, TLS client certificate). Every failure becomes a {@link TokenEndpointError}
@@ -16,12 +17,12 @@ import { once } from 'node:events';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import got, { TimeoutError } from 'got';
 import { decodeJwt, SignJWT } from 'jose';
-import { AUTH_METHODS, RESERVED_EXTRA_PARAMS } from '../workflows/registration.js';
+import { AUTH_METHODS, GRANT_TYPES, RESERVED_EXTRA_PARAMS } from '../workflows/registration.js';
 import { describeConnectionFailure, egressOptions } from '../shared/egress.js';
 import { AccessToken } from './access-token.js';
 import type { Secret } from '../shared/references.js';
 import { TokenEndpointError } from './errors.js';
-import type { RequestCredentials } from './request-credentials.js';
+import type { AssertionSigningKey, RequestCredentials } from './request-credentials.js';
 import { DEFAULT_MAX_BODY_BYTES, TokenEndpointResponse } from './token-endpoint-response.js';
 
 /** @see {@link ClientCredentialsRequest.timeoutMs} */
@@ -203,12 +204,41 @@ export async function clientAuthentication(request: ClientCredentialsRequest): P
 export async function clientAssertion(request: ClientCredentialsRequest, now = Date.now()): Promise<string> {
   const signingKey = request.signingKey;
   if (signingKey === undefined) throw new InvalidTokenRequestError(`${request.authMethod} needs signingKey`);
+  return signAssertion(signingKey, request.clientId, request.clientId, request.assertionAudience ?? request.tokenUrl, now);
+}
+
+/**
+ * The grant of one token request: `grant_type=client_credentials` (RFC 6749 §4.4.2), or with
+ * {@link RequestCredentials.grantAssertion} the JWT-bearer grant (RFC 7523 §2.1) and its
+ * `assertion`: the one a platform minted as it is, or a fresh one signed like {@link
+ * clientAssertion} but with `sub` the configured subject.
+ *
+ * @see RFC 7523 §2.1, §3
+ */
+export async function authorizationGrant(request: ClientCredentialsRequest, now = Date.now()): Promise<AuthorizationGrant> {
+  const assertion = request.grantAssertion;
+  if (assertion === undefined) return { params: { grant_type: GRANT_TYPES.client_credentials }, sensitive: [] };
+  const jwt =
+    'minted' in assertion
+      ? assertion.minted.jwt.reveal()
+      : await signAssertion(assertion.signingKey, request.clientId, assertion.subject, request.assertionAudience ?? request.tokenUrl, now);
+  return { params: { grant_type: GRANT_TYPES['jwt-bearer'], assertion: jwt }, sensitive: [jwt] };
+}
+
+/** The form parameters of a grant, and the values among them never to echo (its assertion). */
+export interface AuthorizationGrant {
+  params: Record<string, string>;
+  sensitive: string[];
+}
+
+/** A JWT for RFC 7523 §3: a random `jti` every time (the IAM may refuse a reused one), valid {@link ASSERTION_LIFETIME_SECONDS}. */
+function signAssertion(signingKey: AssertionSigningKey, issuer: string, subject: string, audience: string, now: number): Promise<string> {
   const issuedAt = Math.floor(now / 1000);
   return new SignJWT({})
     .setProtectedHeader({ alg: signingKey.alg, ...(signingKey.kid !== undefined && { kid: signingKey.kid }) })
-    .setIssuer(request.clientId)
-    .setSubject(request.clientId)
-    .setAudience(request.assertionAudience ?? request.tokenUrl)
+    .setIssuer(issuer)
+    .setSubject(subject)
+    .setAudience(audience)
     .setJti(randomUUID())
     .setIssuedAt(issuedAt)
     .setExpirationTime(issuedAt + ASSERTION_LIFETIME_SECONDS)
@@ -239,6 +269,7 @@ function secretForms(secret: Secret, authorization?: string): string[] {
 export async function clientCredentialsGrantRequest(
   request: ClientCredentialsRequest,
   authentication?: ClientAuthentication,
+  grant?: AuthorizationGrant,
 ): Promise<TokenEndpointResponse> {
   const url = parseTokenUrl(request.tokenUrl);
   if (typeof request.clientId !== 'string' || request.clientId === '') {
@@ -254,7 +285,8 @@ export async function clientCredentialsGrantRequest(
   }
 
   const auth = authentication ?? (await clientAuthentication(request));
-  const form = new URLSearchParams({ grant_type: 'client_credentials', ...auth.params });
+  const { params } = grant ?? (await authorizationGrant(request));
+  const form = new URLSearchParams({ ...params, ...auth.params });
   const headers: Record<string, string> = {
     accept: 'application/json',
     'content-type': 'application/x-www-form-urlencoded',
@@ -266,7 +298,7 @@ export async function clientCredentialsGrantRequest(
   }
   for (const [name, value] of Object.entries(request.extraParams ?? {})) {
     if (RESERVED_PARAMS.has(name)) {
-      throw new InvalidTokenRequestError(`extraParams.${name} is not allowed: "${name}" is set by the client credentials grant itself`);
+      throw new InvalidTokenRequestError(`extraParams.${name} is not allowed: "${name}" is set by the grant itself`);
     }
     if (typeof value !== 'string') {
       throw new InvalidTokenRequestError(`extraParams.${name} must be a string`);
@@ -622,14 +654,17 @@ function printable(value: string): string {
  */
 export async function requestToken(request: ClientCredentialsRequest): Promise<TokenResponse> {
   let authentication: ClientAuthentication | undefined;
+  let grant: AuthorizationGrant | undefined;
   try {
     authentication = await clientAuthentication(request);
-    return processClientCredentialsResponse(await clientCredentialsGrantRequest(request, authentication));
+    grant = await authorizationGrant(request);
+    return processClientCredentialsResponse(await clientCredentialsGrantRequest(request, authentication, grant));
   } catch (error) {
     if (error instanceof InvalidTokenRequestError) throw error;
     if (request.signal?.aborted && error === request.signal.reason) throw error;
     const failure = error instanceof TokenEndpointError ? error : classifyRequestError(error);
-    throw withDerivedKidHint(withoutCredentials(failure, authentication?.sensitive ?? []), request);
+    const sensitive = [...(authentication?.sensitive ?? []), ...(grant?.sensitive ?? [])];
+    throw withDerivedKidHint(withoutCredentials(failure, sensitive), request);
   }
 }
 

@@ -94,6 +94,7 @@ export const REGISTRATION_FIELDS = [
   'tokenUrl',
   'issuer',
   'authMethod',
+  'grant',
   'secretRef',
   'keyRef',
   'assertionRef',
@@ -104,6 +105,7 @@ export const REGISTRATION_FIELDS = [
   'keyId',
   'signingAlg',
   'assertionAudience',
+  'assertionSubject',
   'proxyUrl',
   'scope',
   'extraParams',
@@ -120,6 +122,7 @@ export const CREDENTIAL_FIELDS: readonly RegistrationField[] = [
   'tokenUrl',
   'issuer',
   'authMethod',
+  'grant',
   'secretRef',
   'keyRef',
   'assertionRef',
@@ -128,6 +131,7 @@ export const CREDENTIAL_FIELDS: readonly RegistrationField[] = [
   'certRef',
   'keyId',
   'signingAlg',
+  'assertionSubject',
 ];
 
 /**

@@ -13,6 +13,9 @@ import {
   CREDENTIALS_OF_METHOD,
   credentialFieldsOf,
   FALLBACK_FIELDS,
+  GRANTS,
+  JWT_BEARER_ASSERTION_NEEDED,
+  JWT_BEARER_AUTH_METHODS,
   MAX_FALLBACKS,
   DEFAULT_AUTH_METHOD,
   isAssertionMethod,
@@ -22,7 +25,9 @@ import {
   REFERENCE_FORM,
   REFERENCE_MEANING,
   RESERVED_EXTRA_PARAMS,
+  sendsMintedClientAssertion,
   signingAlgorithmsOf,
+  type AuthMethod,
   type ClientRegistration,
   type FallbackField,
 } from '../workflows/registration.js';
@@ -92,6 +97,7 @@ export const registrationFields = z
       .refine((url) => !/[?#]/.test(url), 'must have no query or fragment (OpenID Connect Discovery 1.0 §2)')
       .optional(),
     authMethod: z.enum(AUTH_METHODS, { error: `must be one of ${AUTH_METHODS.join(', ')}` }).default(DEFAULT_AUTH_METHOD),
+    grant: z.enum(GRANTS, { error: `must be one of ${GRANTS.join(', ')}` }).optional(),
     secretRef: reference,
     keyRef: reference,
     assertionRef: reference,
@@ -109,6 +115,7 @@ export const registrationFields = z
       })
       .optional(),
     assertionAudience: z.string().min(1, 'must not be empty').optional(),
+    assertionSubject: z.string().min(1, 'must not be empty').optional(),
     proxyUrl: httpUrl(
       ' (http://host:port)',
       'must not contain credentials: give an authenticated proxy to the worker as HTTPS_PROXY',
@@ -149,7 +156,11 @@ export function crossFieldProblems(registration: RegistrationFields): { path: st
     const list = fallbacksOf(field);
     const listGiven = list !== undefined && registration[list] !== undefined;
     const given = registration[field] !== undefined || listGiven;
-    if (credentials.includes(field) && !given) problems.push({ path: field, message: `${method} needs ${REFERENCE_MEANING[field]}` });
+    if (credentials.includes(field) && !given) {
+      const grantsOwn = registration.grant === 'jwt-bearer' && !CREDENTIALS_OF_METHOD[method].includes(field);
+      const message = grantsOwn ? JWT_BEARER_ASSERTION_NEEDED : `${method} needs ${REFERENCE_MEANING[field]}`;
+      problems.push({ path: field, message });
+    }
     if (!credentials.includes(field) && given)
       problems.push({ path: listGiven ? list : field, message: `${method} does not use ${REFERENCE_MEANING[field]}: remove it` });
     if (listGiven && registration[field] !== undefined) problems.push({ path: list, message: `give ${field} or ${list}, not both` });
@@ -157,20 +168,50 @@ export function crossFieldProblems(registration: RegistrationFields): { path: st
   if (registration.keyRefs !== undefined && method !== 'private_key_jwt' && credentials.includes('keyRef')) {
     problems.push({
       path: 'keyRefs',
-      message: `${method} pairs one key with its certificate: use keyRef (keyRefs is for private_key_jwt)`,
+      message:
+        registration.grant === 'jwt-bearer' && !CREDENTIALS_OF_METHOD[method].includes('keyRef')
+          ? 'the jwt-bearer grant signs with one key: use keyRef (keyRefs is for private_key_jwt)'
+          : `${method} pairs one key with its certificate: use keyRef (keyRefs is for private_key_jwt)`,
     });
   }
-  if (!isAssertionMethod(method)) {
+  const jwtBearer = registration.grant === 'jwt-bearer';
+  if (jwtBearer && !(JWT_BEARER_AUTH_METHODS as readonly AuthMethod[]).includes(method)) {
+    problems.push({
+      path: 'authMethod',
+      message: `the jwt-bearer grant authenticates the client with ${JWT_BEARER_AUTH_METHODS.join(', ')}`,
+    });
+  }
+  // What the worker signs: the client assertion of an assertion method, and the jwt-bearer
+  // grant's assertion unless assertionRef holds one the platform minted.
+  const signsClientAssertion = isAssertionMethod(method) && !sendsMintedClientAssertion(registration);
+  const signsGrantAssertion = jwtBearer && registration.assertionRef === undefined;
+  if (!signsClientAssertion && !signsGrantAssertion) {
     for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
-      if (registration[field] !== undefined) problems.push({ path: field, message: `${method} sends no client assertion: remove it` });
+      if (registration[field] === undefined) continue;
+      problems.push({
+        path: field,
+        message:
+          registration.assertionRef !== undefined
+            ? 'assertionRef names an assertion the platform signed: the worker signs nothing, remove it'
+            : `${method} sends no client assertion: remove it`,
+      });
     }
-  } else if (registration.assertionRef !== undefined) {
-    for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
-      if (registration[field] !== undefined)
-        problems.push({ path: field, message: 'assertionRef names an assertion the platform signed: the worker signs nothing, remove it' });
+  } else if (registration.signingAlg !== undefined) {
+    const algorithms = signingAlgorithmsOf(signsGrantAssertion ? 'private_key_jwt' : method);
+    if (!algorithms.includes(registration.signingAlg)) {
+      problems.push({
+        path: 'signingAlg',
+        message: `${signsGrantAssertion ? 'the jwt-bearer assertion' : method} signs with ${algorithms.join(', ')}`,
+      });
     }
-  } else if (registration.signingAlg !== undefined && !signingAlgorithmsOf(method).includes(registration.signingAlg)) {
-    problems.push({ path: 'signingAlg', message: `${method} signs with ${signingAlgorithmsOf(method).join(', ')}` });
+  }
+  if (registration.assertionSubject !== undefined && !signsGrantAssertion) {
+    problems.push({
+      path: 'assertionSubject',
+      message: jwtBearer
+        ? 'assertionRef names an assertion the platform signed: remove it'
+        : "is the sub of the jwt-bearer grant's assertion: remove it, or set grant: jwt-bearer",
+    });
   }
   return problems;
 }

@@ -30,6 +30,39 @@ export const ASSERTION_AUTH_METHODS = ['client_secret_jwt', 'private_key_jwt'] a
 /** Methods that authenticate with the TLS client certificate (RFC 8705 §2): the mTLS endpoint aliases apply. */
 export const MTLS_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth'] as const satisfies readonly AuthMethod[];
 
+/**
+ * The grants the worker requests tokens with: the client credentials grant (RFC 6749 §4.4), or the
+ * JWT-bearer grant (RFC 7523 §2.1), whose assertion comes from `assertionRef` or is signed with
+ * `keyRef`; the client still authenticates by its `authMethod`.
+ */
+export const GRANTS = ['client_credentials', 'jwt-bearer'] as const;
+
+export type Grant = (typeof GRANTS)[number];
+
+/** The grant of a registration that names none, as before `grant` existed. */
+export const DEFAULT_GRANT: Grant = 'client_credentials';
+
+/** The `grant_type` each grant sends (RFC 6749 §4.4.2, RFC 7523 §2.1). */
+export const GRANT_TYPES: Record<Grant, string> = {
+  client_credentials: 'client_credentials',
+  'jwt-bearer': 'urn:ietf:params:oauth:grant-type:jwt-bearer',
+};
+
+/**
+ * The methods a `jwt-bearer` registration authenticates with: those whose credential is not also
+ * the grant's (`client_secret_jwt` would make `signingAlg` ambiguous, the mTLS methods' `keyRef` is
+ * a TLS key). With `private_key_jwt`, `keyRef` signs the client assertion and, without
+ * `assertionRef`, the grant's.
+ */
+export const JWT_BEARER_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+] as const satisfies readonly AuthMethod[];
+
+/** What a `jwt-bearer` registration without its assertion lacks, in messages. */
+export const JWT_BEARER_ASSERTION_NEEDED = 'the jwt-bearer grant needs assertionRef, or keyRef to sign its assertion';
+
 /** The registration fields that hold a reference ({@link CredentialRef}) rather than a value. */
 export const REFERENCE_FIELDS = ['secretRef', 'keyRef', 'assertionRef', 'certRef', 'caRef'] as const;
 
@@ -74,12 +107,25 @@ export const MAX_FALLBACKS = 5;
 /**
  * The credential references a registration must give: its method's ({@link CREDENTIALS_OF_METHOD}),
  * except that `private_key_jwt` with `assertionRef` sends the assertion a platform minted (a
- * Kubernetes service-account token, a SPIFFE JWT-SVID) instead of signing one with `keyRef`.
- * @see RFC 7523 §2.2
+ * Kubernetes service-account token, a SPIFFE JWT-SVID) instead of signing one with `keyRef`. The
+ * `jwt-bearer` grant adds its assertion: `assertionRef`, or else `keyRef` to sign it.
+ * @see RFC 7523 §2.1, §2.2
  */
-export function credentialFieldsOf(registration: Pick<ClientRegistration, 'authMethod' | 'assertionRef'>): readonly ReferenceField[] {
-  if (registration.authMethod === 'private_key_jwt' && registration.assertionRef !== undefined) return ['assertionRef'];
+export function credentialFieldsOf(
+  registration: Pick<ClientRegistration, 'authMethod' | 'assertionRef' | 'grant'>,
+): readonly ReferenceField[] {
+  if (registration.grant === 'jwt-bearer') {
+    const own = CREDENTIALS_OF_METHOD[registration.authMethod];
+    const grantField = registration.assertionRef !== undefined ? 'assertionRef' : 'keyRef';
+    return own.includes(grantField) ? own : [...own, grantField];
+  }
+  if (sendsMintedClientAssertion(registration)) return ['assertionRef'];
   return CREDENTIALS_OF_METHOD[registration.authMethod];
+}
+
+/** Whether the client authenticates with the assertion of `assertionRef` (for `jwt-bearer`, that one is the grant's). */
+export function sendsMintedClientAssertion(registration: Pick<ClientRegistration, 'authMethod' | 'assertionRef' | 'grant'>): boolean {
+  return registration.authMethod === 'private_key_jwt' && registration.assertionRef !== undefined && registration.grant !== 'jwt-bearer';
 }
 
 /** Signing algorithms of `client_secret_jwt` assertions: HMAC with the client secret (RFC 7518 §3.2). */
@@ -150,9 +196,9 @@ export function isCredentialRef(ref: string): ref is CredentialRef {
 }
 
 /**
- * Form parameters the client credentials grant sets itself: `extraParams` may not set them, or it
- * would change the grant or the client's authentication.
- * @see RFC 6749 §4.4.2, §2.3.1, RFC 7523 §2.2
+ * Form parameters the grants set themselves: `extraParams` may not set them, or it would change
+ * the grant or the client's authentication.
+ * @see RFC 6749 §4.4.2, §2.3.1, RFC 7523 §2.1, §2.2
  */
 export const RESERVED_EXTRA_PARAMS = [
   'grant_type',
@@ -161,6 +207,7 @@ export const RESERVED_EXTRA_PARAMS = [
   'client_assertion',
   'client_assertion_type',
   'scope',
+  'assertion',
 ] as const;
 
 /**
@@ -183,6 +230,8 @@ export interface ClientRegistration {
   issuer?: string;
   /** @default 'client_secret_basic' */
   authMethod: AuthMethod;
+  /** The grant requested ({@link GRANTS}). @default 'client_credentials' */
+  grant?: Grant;
   /** The client secret, for `client_secret_basic`, `client_secret_post` and `client_secret_jwt`. */
   secretRef?: CredentialRef;
   /**
@@ -193,7 +242,8 @@ export interface ClientRegistration {
   /**
    * A client assertion (a JWT) that something else mints and rewrites, e.g. a projected Kubernetes
    * service-account token: `private_key_jwt` sends it as it is instead of signing one with `keyRef`
-   * (RFC 7523 §2.2). It is read for every request and checked for its `exp` before it is sent.
+   * (RFC 7523 §2.2); with `grant: 'jwt-bearer'` it is the grant's assertion (RFC 7523 §2.1). It is
+   * read for every request and checked for its `exp` before it is sent.
    */
   assertionRef?: CredentialRef;
   /** Instead of `secretRef`: secrets to try in order during a rotation ({@link FALLBACK_FIELDS}). */
@@ -210,6 +260,8 @@ export interface ClientRegistration {
   signingAlg?: SigningAlgorithm;
   /** The assertion's `aud` claim, when the IAM wants another than the token endpoint URL (e.g. the issuer). */
   assertionAudience?: string;
+  /** The `sub` of the `jwt-bearer` assertion the worker signs (its `iss` is the client ID). @default the client ID */
+  assertionSubject?: string;
   /** The HTTP proxy for this client's requests to the IAM, instead of `HTTPS_PROXY` / `HTTP_PROXY`. No credentials in it. */
   proxyUrl?: string;
   /** Space-delimited scope to request (RFC 6749 §3.3). */

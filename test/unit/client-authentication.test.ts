@@ -308,6 +308,48 @@ describe('the credentials of one request', () => {
     expect(await macOf({ sub: 'system:serviceaccount:billing:worker', aud: 'another-iam' })).not.toBe(first);
   });
 
+  test('the jwt-bearer grant: its assertion from assertionRef with the same checks, or signed with keyRef; its MAC is its identity', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const mint = (claims: Record<string, unknown>) =>
+      new SignJWT({ iss: 'https://kubernetes.default.svc', sub: 'system:serviceaccount:billing:worker', aud: 'iam', ...claims })
+        .setProtectedHeader({ alg: 'ES256' })
+        .setJti(crypto.randomUUID())
+        .sign(keys.p256.privateKey);
+    const env = { S: 'client-secret' };
+    const base = { clientId: 'c', authMethod: 'client_secret_basic', grant: 'jwt-bearer', secretRef: 'env:S' } as const;
+    const assertionRef = await file('grant.jwt', await mint({ exp: now + 3600 }));
+
+    const credentials = await resolveRequestCredentials({ ...base, assertionRef }, env);
+    expect(credentials.clientSecret?.reveal()).toBe('client-secret');
+    expect(credentials.mintedAssertion).toBeUndefined();
+    expect(credentials.grantAssertion).toMatchObject({ minted: { identity: { iss: 'https://kubernetes.default.svc', aud: 'iam' } } });
+
+    // A rotation keeps the MAC; another subject, or the same client without the grant, does not.
+    const mac = async (fields: CredentialFields) => credentialMac(await resolveRequestCredentials(fields, env), 'mac-key');
+    const first = await mac({ ...base, assertionRef });
+    await writeFile(assertionRef.slice('file:'.length), await mint({ exp: now + 7200 }));
+    expect(await mac({ ...base, assertionRef })).toBe(first);
+    await writeFile(assertionRef.slice('file:'.length), await mint({ exp: now + 7200, sub: 'system:serviceaccount:orders:worker' }));
+    expect(await mac({ ...base, assertionRef })).not.toBe(first);
+    expect(await mac({ clientId: 'c', authMethod: 'client_secret_basic', secretRef: 'env:S' })).not.toBe(first);
+
+    await writeFile(assertionRef.slice('file:'.length), await mint({ exp: now - 5 }));
+    expect(await unavailable({ ...base, assertionRef }, env)).toBe(
+      `assertionRef: the assertion in ${assertionRef} expired at ${new Date((now - 5) * 1000).toISOString()}; whatever writes it has not rotated it`,
+    );
+
+    const keyRef = await file('grant.pem', keys.p256.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+    const signed = await resolveRequestCredentials({ ...base, keyRef, assertionSubject: 'svc' }, env);
+    expect(signed.grantAssertion).toMatchObject({
+      signingKey: { alg: 'ES256', kid: await thumbprint(keys.p256.publicKey) },
+      subject: 'svc',
+    });
+    // private_key_jwt's key signs the client assertion and the grant's: one key, read once.
+    const both = await resolveRequestCredentials({ clientId: 'c', authMethod: 'private_key_jwt', grant: 'jwt-bearer', keyRef });
+    expect(both.grantAssertion).toEqual({ signingKey: both.signingKey, subject: 'c' });
+    expect(await unavailable({ ...base }, env)).toBe('keyRef: the jwt-bearer grant needs assertionRef, or keyRef to sign its assertion');
+  });
+
   test('a key file rewritten on disk is read again: the next request signs with the new key', async () => {
     const keyRef = await file('rotating.pem', keys.rsa.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
     const before = await resolveRequestCredentials({ clientId: 'c', authMethod: 'private_key_jwt', keyRef });

@@ -163,6 +163,46 @@ describe('the registration schema', () => {
       'assertionRef: must be env:NAME or file:/absolute/path (the secret, key or certificate itself never goes here)',
     ]);
   });
+
+  test('the jwt-bearer grant: its assertion from assertionRef or signed with keyRef, the client authenticated by its method', () => {
+    const base = { clientId: 'c', tokenUrl: TOKEN_URL, grant: 'jwt-bearer', secretRef: 'env:S' };
+    expect(parseRegistration({ ...base, assertionRef: 'file:/run/assertion' })).toMatchObject({
+      grant: 'jwt-bearer',
+      authMethod: 'client_secret_basic',
+      assertionRef: 'file:/run/assertion',
+    });
+    expect(parseRegistration({ ...base, keyRef: 'file:/k', assertionSubject: 'svc', signingAlg: 'ES256', keyId: 'k1' })).toMatchObject({
+      keyRef: 'file:/k',
+      assertionSubject: 'svc',
+    });
+    // private_key_jwt's key signs both assertions; with assertionRef, that one is the grant's.
+    const keyJwt = { clientId: 'c', tokenUrl: TOKEN_URL, grant: 'jwt-bearer', authMethod: 'private_key_jwt', keyRef: 'file:/k' };
+    expect(problems(keyJwt)).toEqual([]);
+    expect(problems({ ...keyJwt, assertionRef: 'file:/run/assertion', keyId: 'k1' })).toEqual([]);
+
+    expect(problems(base)).toEqual(['keyRef: the jwt-bearer grant needs assertionRef, or keyRef to sign its assertion']);
+    expect(problems({ ...base, keyRefs: ['file:/k1', 'file:/k2'] })).toEqual([
+      'keyRefs: the jwt-bearer grant signs with one key: use keyRef (keyRefs is for private_key_jwt)',
+    ]);
+    expect(problems({ ...base, keyRef: 'file:/k', signingAlg: 'HS256' })).toEqual([
+      'signingAlg: the jwt-bearer assertion signs with RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA',
+    ]);
+    expect(problems({ ...base, assertionRef: 'file:/run/assertion', assertionSubject: 'svc' })).toEqual([
+      'assertionSubject: assertionRef names an assertion the platform signed: remove it',
+    ]);
+    expect(problems({ ...base, authMethod: 'tls_client_auth', secretRef: undefined, certRef: 'file:/c', keyRef: 'file:/k' })).toEqual([
+      'authMethod: the jwt-bearer grant authenticates the client with client_secret_basic, client_secret_post, private_key_jwt',
+    ]);
+    expect(problems({ ...base, grant: 'password', assertionRef: 'file:/a' })).toEqual([
+      'grant: must be one of client_credentials, jwt-bearer',
+    ]);
+    expect(problems({ clientId: 'c', tokenUrl: TOKEN_URL, secretRef: 'env:S', assertionSubject: 'svc' })).toEqual([
+      "assertionSubject: is the sub of the jwt-bearer grant's assertion: remove it, or set grant: jwt-bearer",
+    ]);
+    expect(problems({ ...base, assertionRef: 'file:/a', extraParams: { assertion: 'x' } })).toEqual([
+      expect.stringMatching(/^extraParams: must not set .*assertion/),
+    ]);
+  });
 });
 
 describe('a clients file', () => {

@@ -1,10 +1,12 @@
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { decodeProtectedHeader, jwtVerify } from 'jose';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenEndpointError } from '../../activities/errors.js';
 import { Secret } from '../../shared/references.js';
+import type { GrantAssertion } from '../../activities/request-credentials.js';
 import {
   classifyErrorResponse,
   classifyRequestError,
@@ -232,7 +234,7 @@ describe('The token request', () => {
       const attempt = requestToken(tokenRequest(endpoint.url, { extraParams: { [name]: 'x' } }));
 
       await expect(attempt).rejects.toThrow(TypeError);
-      await expect(attempt).rejects.toThrow(`extraParams.${name} is not allowed: "${name}" is set by the client credentials grant itself`);
+      await expect(attempt).rejects.toThrow(`extraParams.${name} is not allowed: "${name}" is set by the grant itself`);
       expect(endpoint.exchanges).toHaveLength(0);
     },
   );
@@ -791,5 +793,90 @@ describe('classifyRequestError', () => {
       message: 'Token request failed unexpectedly: bug',
     });
     expect(classifyRequestError('a string').message).toBe('Token request failed unexpectedly: a string');
+  });
+});
+
+describe('the JWT-bearer grant (RFC 7523 §2.1)', () => {
+  const grantKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const MINTED = 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJwbGF0Zm9ybSJ9.MINTED-never-print-me';
+  const minted: GrantAssertion = {
+    minted: { jwt: new Secret(MINTED), identity: { iss: 'platform', sub: 'svc', aud: 'iam' }, expiresAt: Date.now() + 600_000 },
+  };
+  const form = (exchange: Exchange) => Object.fromEntries(new URLSearchParams(exchange.body));
+
+  it('sends the minted assertion as the grant, and authenticates the client by its method', async () => {
+    const iam = await tokenEndpoint((_req, res) => reply(res, 200, tokenBody()));
+
+    const response = await requestToken(tokenRequest(iam.url, { grantAssertion: minted, scope: 'read' }));
+
+    expect(response.accessToken.reveal()).toBe(TOKEN);
+    expect(iam.exchanges).toHaveLength(1);
+    expect(form(iam.exchanges[0]!)).toEqual({
+      grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
+      assertion: MINTED,
+      scope: 'read',
+    });
+    expect(iam.exchanges[0]!.headers.authorization).toBe(`Basic ${BASIC_CREDENTIALS}`);
+  });
+
+  it('signs the assertion with the key: iss the client ID, sub the subject, aud the token endpoint or assertionAudience', async () => {
+    const iam = await tokenEndpoint((_req, res) => reply(res, 200, tokenBody()));
+    const signed: GrantAssertion = { signingKey: { key: grantKey.privateKey, alg: 'ES256', kid: 'grant-key' }, subject: 'svc-account' };
+
+    await requestToken(tokenRequest(iam.url, { grantAssertion: signed, authMethod: 'client_secret_post' }));
+    await requestToken(tokenRequest(iam.url, { grantAssertion: signed, assertionAudience: 'https://issuer.example' }));
+
+    const [first, second] = iam.exchanges.map((exchange) => form(exchange).assertion!);
+    expect(form(iam.exchanges[0]!)).toMatchObject({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', client_id: CLIENT_ID });
+    expect(decodeProtectedHeader(first!)).toEqual({ alg: 'ES256', kid: 'grant-key' });
+    const { payload } = await jwtVerify(first!, grantKey.publicKey, { issuer: CLIENT_ID, subject: 'svc-account', audience: iam.url });
+    expect(payload.exp! - payload.iat!).toBe(60);
+    expect(payload.jti).toEqual(expect.any(String));
+    const { payload: again } = await jwtVerify(second!, grantKey.publicKey, { audience: 'https://issuer.example' });
+    expect(again.jti).not.toBe(payload.jti);
+  });
+
+  it.each([
+    [400, 'invalid_grant', 'credentials_rejected'],
+    [400, 'unauthorized_client', 'credentials_rejected'],
+    [401, 'invalid_client', 'credentials_rejected'],
+    [400, 'temporarily_unavailable', 'server_error'],
+  ])('classifies %i %s as %s, never echoing the assertion', async (status, error, kind) => {
+    const iam = await tokenEndpoint((_req, res) =>
+      reply(res, status, JSON.stringify({ error, error_description: `assertion ${MINTED} refused` })),
+    );
+
+    const failed = await failure(requestToken(tokenRequest(iam.url, { grantAssertion: minted })));
+
+    expect(failed.kind).toBe(kind);
+    expect(failed.details.oauthError).toBe(error);
+    expect(failed.message).toContain('assertion [redacted] refused');
+    expectNoLeak(failed, [MINTED, SECRET]);
+  });
+
+  it('is rate limited on 429 like the client credentials grant', async () => {
+    const iam = await tokenEndpoint((_req, res) => reply(res, 429, '', { 'retry-after': '7' }));
+
+    const failed = await failure(requestToken(tokenRequest(iam.url, { grantAssertion: minted })));
+
+    expect(failed.kind).toBe('rate_limited');
+    expect(failed.details.retryAfterMs).toBe(7_000);
+  });
+
+  it('lets no extra parameter replace the assertion', async () => {
+    const iam = await tokenEndpoint((_req, res) => reply(res, 200, tokenBody()));
+
+    await expect(requestToken(tokenRequest(iam.url, { grantAssertion: minted, extraParams: { assertion: 'other' } }))).rejects.toThrow(
+      'extraParams.assertion is not allowed',
+    );
+    expect(iam.exchanges).toHaveLength(0);
+  });
+
+  it('sends the client credentials grant without a grant assertion', async () => {
+    const iam = await tokenEndpoint((_req, res) => reply(res, 200, tokenBody()));
+
+    await requestToken(tokenRequest(iam.url));
+
+    expect(form(iam.exchanges[0]!)).toEqual({ grant_type: 'client_credentials' });
   });
 });
