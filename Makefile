@@ -79,7 +79,7 @@ temporal-cli:
 temporal-server:
 	@bash dev/temporal-server/ensure.sh >/dev/null
 
-# The pinned ORY Hydra (a second real IAM), built once from dev/hydra/go.mod. No test needs it yet.
+# The pinned ORY Hydra (a second real IAM: test/support/hydra.ts), built once from dev/hydra/go.mod.
 hydra:
 	@bash dev/hydra/ensure.sh >/dev/null
 
@@ -100,7 +100,7 @@ typecheck: install
 	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli temporal-server consumer-deps
+test: install system-deps temporal-cli temporal-server hydra consumer-deps
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck
