@@ -12,12 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { tokenKey } from '../../shared/redis-layout.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { expectNoSecretsInHistories } from '../support/history-secrets.js';
 import { startHydra, type HydraServer } from '../support/hydra.js';
-import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+import { eventually, startTokenStack, tokenAfterGeneration, type TokenStack } from '../support/token-stack.js';
 
 /** Space, `/`, `+`, `&`, `=`, `%` and `:` all change under form-encoding; a decoder that skips it fails. */
 const ENCODED_SECRET = 'basic secret/with+reserved&chars=%41:~';
@@ -32,27 +31,6 @@ async function file(name: string, content: string): Promise<`file:${string}`> {
   const path = join(dir, name);
   await writeFile(path, content, { mode: 0o600 });
   return `file:${path}`;
-}
-
-/** What Hydra's introspection says of a token (its admin API, RFC 7662). */
-async function introspect(token: string): Promise<Record<string, unknown>> {
-  const response = await fetch(`${hydra.adminUrl}/admin/oauth2/introspect`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token }).toString(),
-  });
-  return (await response.json()) as Record<string, unknown>;
-}
-
-async function generationAbove(clientId: string, generation: number): Promise<Record<string, string>> {
-  return eventually(
-    async () => {
-      const hash = await stack.redis.hgetall(tokenKey('oauth:', clientId));
-      return Number(hash.generation ?? 0) > generation ? hash : undefined;
-    },
-    60_000,
-    `${clientId} generation > ${generation}`,
-  );
 }
 
 beforeAll(async () => {
@@ -102,10 +80,15 @@ describe('client authentication against ORY Hydra', () => {
     const before = hydra.publicRequests().length;
     await stack.admin.register({ clientId, tokenUrl: hydra.tokenUrl, scope: 'read', ...(await fields()) } as ClientRegistration);
 
-    const first = await generationAbove(clientId, 0);
-    const renewed = await generationAbove(clientId, 1);
+    const first = await tokenAfterGeneration(stack, clientId, 0);
+    const renewed = await tokenAfterGeneration(stack, clientId, 1);
     expect(renewed.access_token).not.toBe(first.access_token);
-    expect(await introspect(renewed.access_token!)).toMatchObject({ active: true, client_id: clientId, sub: clientId, scope: 'read' });
+    expect(await hydra.introspect(renewed.access_token!)).toMatchObject({
+      active: true,
+      client_id: clientId,
+      sub: clientId,
+      scope: 'read',
+    });
     expect(await stack.admin.status(clientId)).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
     // Hydra granted every token request it saw (this client's two, and earlier clients' renewals).
     const requests = hydra.publicRequests().slice(before);
@@ -123,8 +106,8 @@ describe('client authentication against ORY Hydra', () => {
       scope: 'read',
     });
 
-    const token = await generationAbove('hydra-by-issuer', 0);
-    expect(await introspect(token.access_token!)).toMatchObject({ active: true, client_id: 'hydra-by-issuer' });
+    const token = await tokenAfterGeneration(stack, 'hydra-by-issuer', 0);
+    expect(await hydra.introspect(token.access_token!)).toMatchObject({ active: true, client_id: 'hydra-by-issuer' });
     expect(hydra.publicRequests().slice(before)).toContainEqual({ method: 'GET', path: '/.well-known/openid-configuration', status: 200 });
   });
 

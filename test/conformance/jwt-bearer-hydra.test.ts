@@ -16,7 +16,7 @@ import { tokenKey } from '../../shared/redis-layout.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { expectNoSecretsInHistories } from '../support/history-secrets.js';
 import { startHydra, type HydraServer } from '../support/hydra.js';
-import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+import { eventually, startTokenStack, tokenAfterGeneration, type TokenStack } from '../support/token-stack.js';
 
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 /** A secret that form-encoding changes (RFC 6749 §2.3.1): Hydra decodes the Basic credentials. */
@@ -63,16 +63,6 @@ async function trust(issuer: string, subject: string, key: KeyObject, kid: strin
   });
 }
 
-/** What Hydra's introspection says of a token (its admin API, RFC 7662). */
-async function introspect(token: string): Promise<Record<string, unknown>> {
-  const response = await fetch(`${hydra.adminUrl}/admin/oauth2/introspect`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token }).toString(),
-  });
-  return (await response.json()) as Record<string, unknown>;
-}
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'jwt-bearer-hydra-'));
   hydra = await startHydra({ accessTokenTtl: '4s' });
@@ -87,17 +77,6 @@ afterAll(async () => {
   await hydra?.destroy();
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
-
-async function generationAbove(clientId: string, generation: number): Promise<Record<string, string>> {
-  return eventually(
-    async () => {
-      const hash = await stack.redis.hgetall(tokenKey('oauth:', clientId));
-      return Number(hash.generation ?? 0) > generation ? hash : undefined;
-    },
-    60_000,
-    `${clientId} generation > ${generation}`,
-  );
-}
 
 function tokenRequestsOf(before: number) {
   return hydra
@@ -121,10 +100,10 @@ describe('the JWT-bearer grant against ORY Hydra', () => {
       scope: 'read',
     });
 
-    const first = await generationAbove(SIGNED.clientId, 0);
-    const renewed = await generationAbove(SIGNED.clientId, 2);
+    const first = await tokenAfterGeneration(stack, SIGNED.clientId, 0);
+    const renewed = await tokenAfterGeneration(stack, SIGNED.clientId, 2);
     expect(renewed.access_token).not.toBe(first.access_token);
-    expect(await introspect(renewed.access_token!)).toMatchObject({
+    expect(await hydra.introspect(renewed.access_token!)).toMatchObject({
       active: true,
       sub: SIGNED.subject,
       client_id: SIGNED.clientId,
@@ -168,8 +147,8 @@ describe('the JWT-bearer grant against ORY Hydra', () => {
         scope: 'read',
       });
 
-      const token = await generationAbove(MINTED.clientId, 2);
-      expect(await introspect(token.access_token!)).toMatchObject({ active: true, sub: MINTED.subject, client_id: MINTED.clientId });
+      const token = await tokenAfterGeneration(stack, MINTED.clientId, 2);
+      expect(await hydra.introspect(token.access_token!)).toMatchObject({ active: true, sub: MINTED.subject, client_id: MINTED.clientId });
       expect(await stack.admin.status(MINTED.clientId)).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
       const requests = tokenRequestsOf(before);
       expect(requests.every((request) => request.status === 200)).toBe(true);

@@ -36,6 +36,8 @@ export interface HydraServer {
   readonly adminUrl: string;
   /** The PostgreSQL database it stores its data in, dropped by {@link HydraServer.destroy}. */
   readonly database: string;
+  /** What Hydra's introspection (its admin API, RFC 7662) says of a token. */
+  introspect(token: string): Promise<Record<string, unknown>>;
   /** A request to the admin API with a JSON body; throws, with Hydra's answer, unless it is 2xx. */
   admin(method: string, path: string, body?: unknown): Promise<unknown>;
   /** The requests the public port served, in order. */
@@ -144,6 +146,14 @@ export async function startHydra(options: HydraOptions = {}): Promise<HydraServe
       const text = await response.text();
       if (!response.ok) throw new Error(`Hydra admin ${method} ${path} answered ${response.status}: ${text}`);
       return text === '' ? undefined : (JSON.parse(text) as unknown);
+    },
+    async introspect(token) {
+      const response = await fetch(`${adminUrl}/admin/oauth2/introspect`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token }).toString(),
+      });
+      return (await response.json()) as Record<string, unknown>;
     },
     publicRequests: () => [...publicLog],
     destroy() {

@@ -8,6 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
+import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenStore } from '../../shared/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { createTokenWorkers, type TokenWorkers, type TokenWorkersOptions } from '../../worker/token-workers.js';
@@ -124,4 +125,21 @@ export async function eventually<T>(
     if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** The client's token hash in the stack's Redis once its generation is above `generation`. */
+export async function tokenAfterGeneration(
+  stack: TokenStack,
+  clientId: string,
+  generation: number,
+  timeoutMs = 60_000,
+): Promise<Record<string, string>> {
+  return eventually(
+    async () => {
+      const hash = await stack.redis.hgetall(tokenKey('oauth:', clientId));
+      return Number(hash.generation ?? 0) > generation ? hash : undefined;
+    },
+    timeoutMs,
+    `${clientId} generation > ${generation}`,
+  );
 }
