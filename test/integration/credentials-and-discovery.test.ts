@@ -15,7 +15,7 @@ import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emula
 import { tokenKey } from '../../shared/redis-layout.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { expectNoSecretsInHistories } from '../support/history-secrets.js';
-import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+import { eventually, startTokenStack, tokenAfterGeneration, type TokenStack } from '../support/token-stack.js';
 import { historyEvents, issuedTokenMetadata, scheduledRenewals } from '../support/workflow-history.js';
 
 const OLD_SECRET = 'rotation-old-secret-0d1e2f';
@@ -57,17 +57,6 @@ async function replaceFile(path: string, content: string): Promise<void> {
   await rename(`${path}.new`, path);
 }
 
-async function tokenWithGenerationAbove(clientId: string, generation: number, timeoutMs = 30_000): Promise<Record<string, string>> {
-  return eventually(
-    async () => {
-      const hash = await stack.redis.hgetall(tokenKey('oauth:', clientId));
-      return Number(hash.generation ?? 0) > generation ? hash : undefined;
-    },
-    timeoutMs,
-    `${clientId} generation > ${generation}`,
-  );
-}
-
 const tokens: string[] = [];
 
 describe('rotation without a restart', () => {
@@ -80,12 +69,12 @@ describe('rotation without a restart', () => {
       authMethod: 'client_secret_basic',
       secretRef: `file:${path}`,
     });
-    const first = await tokenWithGenerationAbove('rotate-secret', 0);
+    const first = await tokenAfterGeneration(stack, 'rotate-secret', 0);
 
     // The IAM rotates (Keycloak: the new secret, old one revoked) and the mount is updated.
     await replaceFile(path, `${NEW_SECRET}\n`);
     iam.setClientSecret('rotate-secret', NEW_SECRET);
-    const second = await tokenWithGenerationAbove('rotate-secret', 1);
+    const second = await tokenAfterGeneration(stack, 'rotate-secret', 1);
     tokens.push(first.access_token!, second.access_token!);
 
     expect(iam.requestsFor('rotate-secret').map((entry) => entry.outcome)).toEqual(['issued', 'issued']);
@@ -96,11 +85,11 @@ describe('rotation without a restart', () => {
     const path = join(dir, 'rotate-key.pem');
     await writeFile(path, pem(oldKey.privateKey), { mode: 0o600 });
     await stack.admin.register({ clientId: 'rotate-key', tokenUrl: iam.tokenUrl(), authMethod: 'private_key_jwt', keyRef: `file:${path}` });
-    const first = await tokenWithGenerationAbove('rotate-key', 0);
+    const first = await tokenAfterGeneration(stack, 'rotate-key', 0);
 
     await replaceFile(path, pem(newKey.privateKey));
     iam.updateClient('rotate-key', { jwks: { keys: [await publicJwk(newKey.publicKey)] } });
-    const second = await tokenWithGenerationAbove('rotate-key', 1);
+    const second = await tokenAfterGeneration(stack, 'rotate-key', 1);
     tokens.push(first.access_token!, second.access_token!);
 
     const requests = iam.requestsFor('rotate-key');
@@ -128,7 +117,7 @@ describe("the token's own expiry", () => {
         authMethod: 'client_secret_basic',
         secretRef: 'env:EXPIRY_SECRET',
       });
-      const first = await tokenWithGenerationAbove('jwt-exp', 0);
+      const first = await tokenAfterGeneration(stack, 'jwt-exp', 0);
       const exp = (JSON.parse(Buffer.from(first.access_token!.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
 
       expect(Number(first.expires_at)).toBeLessThanOrEqual(exp);
@@ -137,7 +126,7 @@ describe("the token's own expiry", () => {
       expect(expireTime).toBeLessThanOrEqual(exp);
 
       // Renewed at 0.85 of the 3 s the token lives, not of the 60 s expires_in claims.
-      const second = await tokenWithGenerationAbove('jwt-exp', 1, 30_000);
+      const second = await tokenAfterGeneration(stack, 'jwt-exp', 1, 30_000);
       tokens.push(first.access_token!, second.access_token!);
       const events = await historyEvents(stack.client, workflowIdFor('jwt-exp'));
       const [renewal] = scheduledRenewals(events);
@@ -158,7 +147,7 @@ describe('discovery', () => {
   test("a registration by issuer gets its token from the discovery document's token endpoint, and lists under the issuer's host", async () => {
     const issuer = `${iam.url}/realms/demo`;
     await stack.admin.register({ clientId: 'by-issuer', issuer, authMethod: 'client_secret_jwt', secretRef: 'env:ISSUER_SECRET' });
-    const first = await tokenWithGenerationAbove('by-issuer', 0);
+    const first = await tokenAfterGeneration(stack, 'by-issuer', 0);
     tokens.push(first.access_token!);
 
     const [request] = iam.requestsFor('by-issuer');
