@@ -11,6 +11,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
   tokenUrl: '--token-url',
   issuer: '--issuer',
   authMethod: '--auth',
+  grant: '--grant',
   secretRef: '--secret',
   keyRef: '--key',
   assertionRef: '--assertion',
@@ -19,6 +20,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
   keyId: '--key-id',
   signingAlg: '--signing-alg',
   assertionAudience: '--assertion-audience',
+  assertionSubject: '--assertion-subject',
   proxyUrl: '--proxy',
   scope: '--scope',
   extraParams: '--param',
@@ -30,7 +32,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
  * names, and `issuer`, which only the endpoint rule uses. (Not `scope` or `policy`: plain words.)
  */
 const FIELD_IN_TEXT =
-  /\b(?:tokenUrl|issuer|authMethod|secretRef|keyRef|assertionRef|certRef|caRef|keyId|signingAlg|assertionAudience|proxyUrl|extraParams)\b/g;
+  /\b(?:tokenUrl|issuer|authMethod|secretRef|keyRef|assertionRef|certRef|caRef|keyId|signingAlg|assertionAudience|assertionSubject|proxyUrl|extraParams)\b/g;
 
 /** gRPC DEADLINE_EXCEEDED and UNAVAILABLE: the server did not answer. */
 const UNREACHABLE_GRPC_CODES: ReadonlySet<number> = new Set([4, 14]);

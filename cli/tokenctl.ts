@@ -12,7 +12,7 @@
 import { enableCompileCache } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TOKEN_STATES, type TokenState } from '../workflows/token-states.js';
-import { AUTH_METHODS, REFERENCE_FORM, type AuthMethod } from '../workflows/registration.js';
+import { AUTH_METHODS, GRANTS, REFERENCE_FORM, type AuthMethod } from '../workflows/registration.js';
 import { EXIT_FAILED, EXIT_USAGE } from './cli-error.js';
 import type { RegistrationOptions } from './commands/registration-options.js';
 import { Session } from './session.js';
@@ -36,6 +36,13 @@ function addRegistrationOptions(command: Command, { reconfigure }: { reconfigure
           (reconfigure ? '' : ' (default: client_secret_basic)'),
       ).argParser(authMethodOfFlag),
     )
+    .addOption(
+      new Option(
+        '--grant <grant>',
+        'the grant: client_credentials, or jwt-bearer (RFC 7523 §2.1) with its assertion from --assertion or signed with --key' +
+          (reconfigure ? '' : ' (default: client_credentials)'),
+      ).choices(GRANTS),
+    )
     .option('--secret <ref>', refHelp('the client secret (client_secret_basic, _post, _jwt)'))
     .option('--key <ref>', refHelp('the private key, PEM or JWK (private_key_jwt, tls_client_auth, self_signed_tls_client_auth)'))
     .option(
@@ -47,6 +54,7 @@ function addRegistrationOptions(command: Command, { reconfigure }: { reconfigure
     .option('--key-id <kid>', "the assertion's kid (default: the JWK's kid, else its RFC 7638 thumbprint, as tokenctl jwks prints it)")
     .option('--signing-alg <alg>', "the assertion's algorithm (default: HS256 for client_secret_jwt, by key type for private_key_jwt)")
     .option('--assertion-audience <url>', "the assertion's aud, when the IAM wants another than the token endpoint (e.g. the issuer)")
+    .option('--assertion-subject <sub>', 'the sub of the jwt-bearer assertion the worker signs (default: the client ID)')
     .option('--proxy <url>', 'the HTTP proxy to the IAM, instead of HTTPS_PROXY / HTTP_PROXY of the worker (no credentials in it)')
     .option('--scope <scope>', 'space-delimited scope to request')
     .option('--param <key=value>', 'extra form parameter of the token request, e.g. audience=orders (repeatable)', collectParam)

@@ -4,6 +4,7 @@ import { parseRegistration } from '../../client/registration-schema.js';
 import {
   applyRegistrationChanges,
   CREDENTIALS_OF_METHOD,
+  credentialFieldsOf,
   FALLBACK_FIELDS,
   isAssertionMethod,
   REFERENCE_FIELDS,
@@ -25,10 +26,14 @@ export async function reconfigure(session: Session, clientId: string, options: R
   if (given.issuer !== undefined && given.tokenUrl === undefined) changes.tokenUrl = null;
   if (given.tokenUrl !== undefined && given.issuer === undefined) changes.issuer = null;
   // A new method drops what the old one used and the new one does not (unless given again).
+  const jwtBearer = (options.grant ?? current.grant) === 'jwt-bearer';
   if (options.auth !== undefined) {
-    const used: readonly string[] = CREDENTIALS_OF_METHOD[options.auth];
+    // The jwt-bearer grant keeps its own assertion's reference whatever the method.
+    const used: readonly string[] = jwtBearer
+      ? credentialFieldsOf({ authMethod: options.auth, grant: 'jwt-bearer', assertionRef: current.assertionRef })
+      : CREDENTIALS_OF_METHOD[options.auth];
     const unused = REFERENCE_FIELDS.filter((field) => field !== 'caRef' && !used.includes(field));
-    const assertionFields = isAssertionMethod(options.auth) ? [] : ['keyId', 'signingAlg', 'assertionAudience'];
+    const assertionFields = isAssertionMethod(options.auth) || jwtBearer ? [] : ['keyId', 'signingAlg', 'assertionAudience'];
     const unusedLists = Object.entries(FALLBACK_FIELDS).flatMap(([list, single]) => (used.includes(single) ? [] : [list]));
     for (const field of [...unused, ...unusedLists, ...assertionFields]) if (given[field] === undefined) changes[field] = null;
   }
@@ -36,7 +41,7 @@ export async function reconfigure(session: Session, clientId: string, options: R
   for (const [list, single] of Object.entries(FALLBACK_FIELDS))
     if (given[single] !== undefined && given[list] === undefined) changes[list] = null;
   // private_key_jwt either signs with a key or sends the platform's assertion: naming one drops the other.
-  if ((options.auth ?? current.authMethod) === 'private_key_jwt') {
+  if ((options.auth ?? current.authMethod) === 'private_key_jwt' && !jwtBearer) {
     if (given.assertionRef !== undefined && given.keyRef === undefined) changes.keyRef = null;
     if (given.keyRef !== undefined && given.assertionRef === undefined) changes.assertionRef = null;
   }

@@ -4,6 +4,7 @@ import {
   REFERENCE_FIELDS,
   type AuthMethod,
   type ClientRegistration,
+  type Grant,
   type FallbackField,
 } from '../../workflows/registration.js';
 
@@ -14,6 +15,7 @@ export interface RegistrationOptions {
   tokenUrl?: string;
   issuer?: string;
   auth?: AuthMethod;
+  grant?: Grant;
   secret?: string;
   key?: string;
   assertion?: string;
@@ -22,6 +24,7 @@ export interface RegistrationOptions {
   keyId?: string;
   signingAlg?: string;
   assertionAudience?: string;
+  assertionSubject?: string;
   proxy?: string;
   scope?: string;
   param?: Record<string, string>;
@@ -34,6 +37,7 @@ export function fieldsOfOptions(options: RegistrationOptions): Record<string, un
     tokenUrl: options.tokenUrl,
     issuer: options.issuer,
     authMethod: options.auth,
+    grant: options.grant,
     secretRef: options.secret,
     keyRef: options.key,
     assertionRef: options.assertion,
@@ -42,6 +46,7 @@ export function fieldsOfOptions(options: RegistrationOptions): Record<string, un
     keyId: options.keyId,
     signingAlg: options.signingAlg,
     assertionAudience: options.assertionAudience,
+    assertionSubject: options.assertionSubject,
     proxyUrl: options.proxy,
     scope: options.scope,
     extraParams: options.param,
@@ -56,5 +61,6 @@ export function describeRegistration(registration: ClientRegistration): string {
   const refs = [...REFERENCE_FIELDS, ...FALLBACK_LIST_FIELDS]
     .filter((field) => registration[field] !== undefined)
     .map((field) => `${field} ${String(registration[field])}`);
-  return `tokens from ${endpoint} (${registration.authMethod}), ${refs.join(', ')}`;
+  const grant = registration.grant === 'jwt-bearer' ? ', jwt-bearer grant' : '';
+  return `tokens from ${endpoint} (${registration.authMethod}${grant}), ${refs.join(', ')}`;
 }

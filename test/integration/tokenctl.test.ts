@@ -121,6 +121,8 @@ describe('usage', () => {
       '--ca <ref>',
       '--proxy <url>',
       '--assertion-audience <url>',
+      '--grant <grant>',
+      '--assertion-subject <sub>',
     ]) {
       expect(commands[COMMANDS.indexOf('register')]!.stdout).toContain(flag);
     }
@@ -236,6 +238,36 @@ describe('failures', () => {
       ].sort(),
     );
     expect(run.stderr).not.toContain('hunter2');
+  });
+
+  test("the jwt-bearer grant's mistakes are named by their flags", async () => {
+    const run = await tokenctl([
+      'register',
+      'bad-grant',
+      '--token-url',
+      'http://127.0.0.1:1/token',
+      '--grant',
+      'jwt-bearer',
+      '--auth',
+      'tls_client_auth',
+      '--cert',
+      'file:/c',
+      '--key',
+      'file:/k',
+      '--assertion',
+      'file:/a',
+      '--assertion-subject',
+      'svc',
+    ]);
+
+    expect(run).toMatchObject({ code: 2, stdout: '' });
+    expect(run.stderr.split('\n').filter((line) => line.startsWith('  - '))).toEqual([
+      '  - --auth: the jwt-bearer grant authenticates the client with client_secret_basic, client_secret_post, private_key_jwt',
+      '  - --assertion-subject: --assertion names an assertion the platform signed: remove it',
+    ]);
+    expect(await tokenctl(['register', 'bad-grant', '--token-url', 'http://127.0.0.1:1/token', '--grant', 'password'])).toMatchObject({
+      code: 2,
+    });
   });
 
   test('status of an unknown client exits 1 naming it', async () => {
