@@ -8,6 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
+import { LoginProofKey } from '../../activities/login-budget.js';
 import { TokenStore } from '../../shared/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { createTokenWorkers, type TokenWorkers, type TokenWorkersOptions } from '../../worker/token-workers.js';
@@ -37,6 +38,8 @@ export interface TokenStackOptions {
   temporalAddress?: string;
   /** Settings of the refresh-requests stream reader (e.g. a short `claimMinIdleMs`). @default {} */
   refreshRequests?: TokenWorkersOptions['refreshRequests'];
+  /** `LOGIN_PROOF_KEY`, for a file that runs a worker process beside these workers. @default a random key per start */
+  loginProofKey?: string;
 }
 
 let runtimeInstalled = false;
@@ -73,6 +76,7 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
       // wrong secrets must not hold back the new clients of its own emulator for a minute.
       loginBudget: { maxRejections: 100 },
       ...(options.refreshRequests !== undefined && { refreshRequests: options.refreshRequests }),
+      ...(options.loginProofKey !== undefined && { loginProofKey: new LoginProofKey(options.loginProofKey) }),
     });
     running = workers.run();
   };
