@@ -276,3 +276,64 @@ test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send not
     await iam.close();
   }
 });
+
+test('the breaker is the last gate: 20 new and 10 proven clients meet a 429 (Retry-After 8 s); nothing reaches the IAM until the wait is over', async () => {
+  const RETRY_AFTER_S = 8;
+  const proven = Array.from({ length: 10 }, (_, i) => `storm-proven-${String(i).padStart(2, '0')}`);
+  const fresh = Array.from({ length: 20 }, (_, i) => `storm-new-${String(i).padStart(2, '0')}`);
+  const iam = await startIamEmulator({
+    tokenLifetimeSeconds: 60,
+    clients: [...proven, ...fresh].map((clientId) => ({ clientId, clientSecret: SECRET })),
+  });
+  try {
+    const registration = (clientId: string): ClientRegistration => ({
+      clientId,
+      tokenUrl: iam.tokenUrl(),
+      authMethod: 'client_secret_post',
+      secretRef: 'env:FLEET_SECRET',
+      policy: { minForcedRefreshIntervalMs: 0 },
+    });
+    await Promise.all(proven.map((clientId) => stack.admin.register(registration(clientId))));
+    await Promise.all(proven.map((clientId) => activeAt(stack, clientId, 1)));
+
+    // A new client's request gets the 429. New clients go one at a time (the host's turn for
+    // unproven credentials): the others waited for the turn after they had passed the breaker's
+    // first check, before it opened.
+    iam.inject({ kind: 'rate_limit', retryAfter: RETRY_AFTER_S }, { times: 1, clientId: fresh[9]! });
+    const stormAt = Date.now();
+    await Promise.all([
+      ...fresh.map((clientId) => stack.admin.register(registration(clientId))),
+      ...proven.map((clientId) => stack.admin.refresh(clientId, { reason: 'test: a 429 storm' })),
+    ]);
+    await Promise.all([
+      ...fresh.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 0, 60_000)),
+      ...proven.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 1, 60_000)),
+    ]);
+
+    const storm = iam.requests.filter((r) => r.at >= stormAt);
+    const limited = storm.find((r) => r.outcome === 'fault:rate_limit');
+    expect(limited?.clientId).toBe(fresh[9]);
+    const waitEnds = limited!.at + RETRY_AFTER_S * 1000;
+    const whileOpen = storm.filter((r) => r.at > limited!.at && r.at < waitEnds);
+    // Another new client held the host's turn only after the 429's report opened the breaker: none
+    // may have sent while it was open. A proven client's request that passed the last gate just
+    // before the breaker opened may arrive a moment after the 429; none later.
+    expect(whileOpen.filter((r) => fresh.includes(r.clientId!))).toEqual([]);
+    expect(whileOpen.filter((r) => r.at > limited!.at + 1_000)).toEqual([]);
+    // Every client got its token with one request; only the 429 failed.
+    expect(storm.filter((r) => r.outcome !== 'issued')).toEqual([limited]);
+    expect(
+      storm
+        .filter((r) => r.outcome === 'issued')
+        .map((r) => r.clientId)
+        .sort(),
+    ).toEqual([...proven, ...fresh].sort());
+    console.info(
+      `[429 storm] 20 new and 10 proven clients, one 429 (Retry-After ${RETRY_AFTER_S} s): ${whileOpen.length} requests while the breaker was open; ` +
+        `${storm.length} requests in all, the last ${storm.at(-1)!.at - waitEnds} ms after the wait ended`,
+    );
+    await Promise.all([...proven, ...fresh].map((clientId) => stack.admin.remove(clientId)));
+  } finally {
+    await iam.close();
+  }
+});
