@@ -57,6 +57,17 @@ export default tseslint.config(
     },
   },
   {
+    // The worker's activities sit above what tokenctl and the library share (docs/design.md,
+    // "Where it lives"): nothing below them imports them.
+    files: ['shared/**/*.ts', 'client/**/*.ts', 'cli/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/activities/*'], message: 'shared/, client/ and cli/ may not import activities/.' }] },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,
   },

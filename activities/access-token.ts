@@ -3,7 +3,7 @@
  * the token everywhere outside Redis (Temporal, logs, refresh requests).
  */
 import { createHash } from 'node:crypto';
-import { Redacted } from './redacted.js';
+import { Redacted } from '../shared/redacted.js';
 
 /**
  * An OAuth 2.0 access token (RFC 6749 §1.4), here always a Bearer token (RFC 6750). Printing,

@@ -20,13 +20,14 @@ import type { RefreshPolicy } from '../workflows/policy.js';
 import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { EndpointBreaker } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
-import { RequestHeldBackError, SecretUnavailableError, StoreUnavailableError, storeCall, TokenEndpointError } from './errors.js';
+import { RequestHeldBackError, StoreUnavailableError, storeCall, TokenEndpointError } from './errors.js';
 import { LoginBudget, type LoginBudgetObserver, type LoginProofKey } from './login-budget.js';
 import { RequestAdmission } from './request-admission.js';
 import { resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { errorMessage } from '../shared/error-message.js';
+import { SecretUnavailableError } from '../shared/secret-unavailable-error.js';
 import { DiscoveryError, discoveryUrls, fetchIssuerMetadata, IssuerMetadataCache, tokenEndpointFor } from '../shared/discovery.js';
 import { isMtlsMethod } from '../workflows/registration.js';
 

@@ -6,7 +6,7 @@
  * a response body, an access token or a client secret.
  */
 import type { FailureDetails, FailureKind, HeldBackKind } from '../workflows/failures.js';
-import type { TokenEndpointResponse } from './token-endpoint.js';
+import type { TokenEndpointResponse } from './token-endpoint-response.js';
 import { errorMessage } from '../shared/error-message.js';
 
 /**
@@ -55,22 +55,6 @@ export class RequestHeldBackError extends TokenEndpointError {
 
   constructor(kind: HeldBackKind, message: string, retryAfterMs: number) {
     super(kind, message, { retryAfterMs, breakerOpen: true });
-  }
-}
-
-/**
- * A credential the request needs (client secret, private key, certificate, CA) could not be
- * resolved from its `env:NAME` or `file:/path` reference, or what it names is not usable (not a
- * PEM key, a key that cannot sign the algorithm, …). The message names the registration field, the
- * reference and what is wrong, never the value.
- */
-export class SecretUnavailableError extends Error {
-  override name = 'SecretUnavailableError';
-  readonly kind = 'secret_unavailable' satisfies FailureKind;
-
-  /** Same as {@link SecretUnavailableError.kind}, under the name Node.js errors use for codes. */
-  get code(): 'secret_unavailable' {
-    return this.kind;
   }
 }
 

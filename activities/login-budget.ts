@@ -24,7 +24,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Cluster, Redis } from 'ioredis';
 import { DEFAULT_KEY_PREFIX, loginBudgetKey, loginProofKey } from '../shared/redis-layout.js';
 import { RequestHeldBackError } from './errors.js';
-import { Redacted } from './redacted.js';
+import { Redacted } from '../shared/redacted.js';
 
 /** The key of the proofs' MAC. Prints as `[redacted]`. */
 export class LoginProofKey extends Redacted {}

@@ -10,17 +10,7 @@
  * a keyed MAC over the material, so code that must tell "the credential the IAM accepted last
  * time" from "a new one" (a budget of failed logins) compares MACs, never secrets.
  */
-import {
-  createHash,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  createSecretKey,
-  X509Certificate,
-  type BinaryLike,
-  type KeyObject,
-} from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK } from 'jose';
+import { createHash, createHmac, createPrivateKey, createSecretKey, X509Certificate, type BinaryLike, type KeyObject } from 'node:crypto';
 import {
   CLIENT_SECRET_JWT_ALGORITHMS,
   CREDENTIALS_OF_METHOD,
@@ -31,8 +21,9 @@ import {
   type ReferenceField,
   type SigningAlgorithm,
 } from '../workflows/registration.js';
-import { SecretUnavailableError } from './errors.js';
-import { resolveReference, Secret, type Environment } from './references.js';
+import { defaultAlgorithm, parsePrivateKey, publicKeyThumbprint } from '../shared/private-key.js';
+import { resolveReference, Secret, type Environment } from '../shared/references.js';
+import { SecretUnavailableError } from '../shared/secret-unavailable-error.js';
 
 /** The key that signs a JWT assertion (RFC 7523 §2.2), with the header fields that name it. */
 export interface AssertionSigningKey {
@@ -209,67 +200,6 @@ async function parseSigningKey(ref: CredentialRef, text: Secret, registration: C
   return { key, alg, kid };
 }
 
-/**
- * Reads a private key given as PEM (PKCS #8, PKCS #1 or SEC 1) or as a JWK (or a JWK Set of one
- * key). Node.js parses every PEM form operators are handed; jose does the JOSE (signing, the JWK
- * and its thumbprint).
- */
-export function parsePrivateKey(
-  field: ReferenceField,
-  ref: CredentialRef,
-  text: Secret,
-): { key: KeyObject; jwk?: Record<string, unknown> } {
-  const value = text.reveal().trim();
-  if (value.startsWith('{')) {
-    let jwk: Record<string, unknown>;
-    try {
-      jwk = singleJwk(JSON.parse(value) as unknown);
-    } catch (error) {
-      throw new SecretUnavailableError(`${field}: ${ref} is not a JWK: ${(error as Error).message.split('\n')[0]}`);
-    }
-    try {
-      return { key: createPrivateKey({ key: jwk, format: 'jwk' }), jwk };
-    } catch {
-      throw new SecretUnavailableError(`${field}: ${ref} is not a private JWK (it needs the private members, e.g. "d")`);
-    }
-  }
-  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(value)) {
-    throw new SecretUnavailableError(`${field}: ${ref} is an encrypted key: give it unencrypted (openssl pkcs8 -topk8 -nocrypt)`);
-  }
-  try {
-    const key = createPrivateKey(value);
-    return { key };
-  } catch {
-    throw new SecretUnavailableError(
-      `${field}: ${ref} is not a private key in PEM (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) or JWK form`,
-    );
-  }
-}
-
-function singleJwk(json: unknown): Record<string, unknown> {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('expected a JSON object');
-  const keys = (json as { keys?: unknown }).keys;
-  if (keys === undefined) return json as Record<string, unknown>;
-  if (!Array.isArray(keys) || keys.length !== 1) throw new Error('a JWK Set here must hold exactly one key');
-  return singleJwk(keys[0]);
-}
-
-/** The algorithm a key type signs with when the registration names none. */
-export function defaultAlgorithm(key: KeyObject): SigningAlgorithm | undefined {
-  switch (key.asymmetricKeyType) {
-    case 'rsa':
-      return 'RS256';
-    case 'rsa-pss':
-      return 'PS256';
-    case 'ec':
-      return ({ prime256v1: 'ES256', secp384r1: 'ES384', secp521r1: 'ES512' } as const)[key.asymmetricKeyDetails?.namedCurve ?? ''];
-    case 'ed25519':
-      return 'EdDSA';
-    default:
-      return undefined;
-  }
-}
-
 /** Why `key` cannot sign `alg` (RFC 7518 §3), or undefined when it can. */
 function algorithmProblem(key: KeyObject, alg: SigningAlgorithm): string | undefined {
   const type = key.asymmetricKeyType;
@@ -289,12 +219,6 @@ function algorithmProblem(key: KeyObject, alg: SigningAlgorithm): string | undef
 function describeKey(key: KeyObject): string {
   const curve = key.asymmetricKeyDetails?.namedCurve;
   return `an ${String(key.asymmetricKeyType).toUpperCase()}${curve === undefined ? '' : ` ${curve}`} key`;
-}
-
-/** The RFC 7638 thumbprint of the key's public half: the `kid` when neither the JWK nor the registration names one. */
-export async function publicKeyThumbprint(key: KeyObject): Promise<string> {
-  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
-  return calculateJwkThumbprint(await exportJWK(publicKey));
 }
 
 function clientCertificate(registration: CredentialFields, certText: Secret, keyText: Secret): ClientCertificate {

@@ -20,14 +20,13 @@ import { AUTH_METHODS, RESERVED_EXTRA_PARAMS } from '../workflows/registration.j
 import type { EndpointDownKind } from '../workflows/failures.js';
 import { describeConnectionFailure, egressOptions } from '../shared/egress.js';
 import { AccessToken } from './access-token.js';
+import type { Secret } from '../shared/references.js';
 import { TokenEndpointError } from './errors.js';
-import type { Secret } from './references.js';
 import type { RequestCredentials } from './request-credentials.js';
+import { DEFAULT_MAX_BODY_BYTES, TokenEndpointResponse } from './token-endpoint-response.js';
 
 /** @see {@link ClientCredentialsRequest.timeoutMs} */
 export const DEFAULT_TIMEOUT_MS = 10_000;
-/** @see {@link ClientCredentialsRequest.maxBodyBytes} */
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 /** The longest `expires_in` accepted: 10 years. Anything longer is a bug or a unit mix-up. */
 export const MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 60 * 60;
 
@@ -66,47 +65,6 @@ export interface ClientCredentialsRequest extends RequestCredentials {
   maxBodyBytes?: number;
   /** Aborts the request, e.g. the activity's cancellation signal. */
   signal?: AbortSignal;
-}
-
-/**
- * What the token endpoint answered. The body may hold an access token, so it lives in a private
- * field behind a getter: logging or serializing a response shows status and headers only.
- */
-export class TokenEndpointResponse {
-  readonly status: number;
-  readonly headers: Readonly<IncomingHttpHeaders>;
-  /** When the request was sent (Unix ms); renewals are timed from here (docs/design.md, "Timing"). */
-  readonly requestStartedAt: number;
-  /** When the response headers arrived (Unix ms); `Retry-After` dates are relative to this. */
-  readonly receivedAt: number;
-  /** True when the body exceeded {@link TokenEndpointResponse.maxBodyBytes}: reading stopped, `body` is empty. */
-  readonly oversized: boolean;
-  /** The body size limit that applied. */
-  readonly maxBodyBytes: number;
-  readonly #body: string;
-
-  constructor(init: {
-    status: number;
-    headers?: IncomingHttpHeaders;
-    body?: string;
-    requestStartedAt?: number;
-    receivedAt?: number;
-    oversized?: boolean;
-    maxBodyBytes?: number;
-  }) {
-    this.status = init.status;
-    this.headers = init.headers ?? {};
-    this.receivedAt = init.receivedAt ?? Date.now();
-    this.requestStartedAt = init.requestStartedAt ?? this.receivedAt;
-    this.oversized = init.oversized ?? false;
-    this.maxBodyBytes = init.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-    this.#body = this.oversized ? '' : (init.body ?? '');
-  }
-
-  /** The body as UTF-8 text; empty when {@link TokenEndpointResponse.oversized}. */
-  get body(): string {
-    return this.#body;
-  }
 }
 
 /**

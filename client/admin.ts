@@ -3,7 +3,6 @@
  * is a thin shell over it; other programs can use it directly.
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import {
   forceRefreshSignal,
   reconfigureSignal,
@@ -30,6 +29,7 @@ import {
 import { tokenLifecycle, type TokenLifecycleInput } from '../workflows/token-lifecycle.js';
 import { parseRegistration } from './registration-schema.js';
 import { describeSettled } from './settled-description.js';
+import { decodePayloads } from './temporal-internals.js';
 import { errorMessage } from '../shared/error-message.js';
 
 export class AlreadyRegisteredError extends Error {
@@ -265,12 +265,12 @@ export class TokenAdmin {
     for (const event of history.events ?? []) {
       const started = event.workflowExecutionStartedEventAttributes;
       if (started) {
-        const [input] = (await decodeArrayFromPayloads(converter, started.input?.payloads)) as [TokenLifecycleInput];
+        const [input] = (await decodePayloads(converter, started.input?.payloads)) as [TokenLifecycleInput];
         registration = input.registration;
       }
       const signaled = event.workflowExecutionSignaledEventAttributes;
       if (signaled?.signalName === reconfigureSignal.name && registration !== null) {
-        const [changes] = (await decodeArrayFromPayloads(converter, signaled.input?.payloads)) as [RegistrationChanges | undefined];
+        const [changes] = (await decodePayloads(converter, signaled.input?.payloads)) as [RegistrationChanges | undefined];
         registration = applyRegistrationChanges(registration, changes ?? {});
       }
     }

@@ -10,8 +10,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
-import { optionalTsToMs } from '@temporalio/common/lib/time.js';
 import proto from '@temporalio/proto';
+import { protoTimeToMs } from './temporal-internals.js';
 
 const { PENDING_WORKFLOW_TASK_STATE_STARTED } = proto.temporal.api.enums.v1.PendingWorkflowTaskState;
 
@@ -29,7 +29,7 @@ export async function describeSettled(handle: WorkflowHandle): Promise<WorkflowE
   let description = await handle.describe();
   const waitedFor = startedWorkflowTask(description);
   if (waitedFor === undefined) return description;
-  const timeoutMs = optionalTsToMs(description.raw.executionConfig?.defaultWorkflowTaskTimeout) ?? DEFAULT_WORKFLOW_TASK_TIMEOUT_MS;
+  const timeoutMs = protoTimeToMs(description.raw.executionConfig?.defaultWorkflowTaskTimeout) ?? DEFAULT_WORKFLOW_TASK_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs + POLL_MS;
   while (Date.now() < deadline) {
     await sleep(POLL_MS);
@@ -43,5 +43,5 @@ export async function describeSettled(handle: WorkflowHandle): Promise<WorkflowE
 function startedWorkflowTask(description: WorkflowExecutionDescription): string | undefined {
   const task = description.raw.pendingWorkflowTask;
   if (task?.state !== PENDING_WORKFLOW_TASK_STATE_STARTED) return undefined;
-  return `${description.runId}@${optionalTsToMs(task.startedTime)}#${task.attempt}`;
+  return `${description.runId}@${protoTimeToMs(task.startedTime)}#${task.attempt}`;
 }

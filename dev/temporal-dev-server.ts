@@ -7,6 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
 import { TOKEN_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
@@ -62,7 +63,23 @@ export function temporalCliPath(): string {
   throw new Error('dev/temporal-cli/ensure.sh not found: run from a checkout of the project, or set TEMPORAL_CLI');
 }
 
+/**
+ * Starts tried: the server binds several ports chosen free a moment before (by this module or by
+ * the CLI itself), and another process can take one first.
+ */
+const STARTS = 3;
+
 export async function startTemporalDevServer(options: TemporalDevServerOptions = {}): Promise<TemporalDevServer> {
+  for (let start = 1; ; start++) {
+    try {
+      return await startOnce(options);
+    } catch (err) {
+      if (!(err instanceof ExitedBeforeReadyError) || start >= STARTS) throw err;
+    }
+  }
+}
+
+async function startOnce(options: TemporalDevServerOptions): Promise<TemporalDevServer> {
   const cli = temporalCliPath();
   const [freeGrpc, freeUi] = await findFreePorts(2);
   const port = options.port ?? freeGrpc!;
@@ -83,15 +100,15 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
   const start = async () => {
     const log = options.logFile === undefined ? 'ignore' : createWriteStream(options.logFile, { flags: 'a' });
     const proc = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.ownProcessGroup ?? false });
+    const stderrTail = tailOf(proc.stderr);
     if (log !== 'ignore') {
       proc.stdout.pipe(log);
       proc.stderr.pipe(log);
     } else {
       proc.stdout.resume();
-      proc.stderr.resume();
     }
     child = proc;
-    await waitUntilReady(address, proc, options.readyTimeoutMs ?? 120_000);
+    await waitUntilReady(address, proc, options.readyTimeoutMs ?? 120_000, stderrTail);
   };
   const stop = async () => {
     const proc = child;
@@ -120,11 +137,31 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
   };
 }
 
-async function waitUntilReady(address: string, proc: ChildProcess, timeoutMs: number): Promise<void> {
+/** The dev server exited before it answered; `output` is the end of what it printed on stderr. */
+class ExitedBeforeReadyError extends Error {
+  constructor(
+    description: string,
+    readonly output: string,
+  ) {
+    super(`Temporal dev server exited (${description}) before it was ready${output === '' ? '' : `: ${output}`}`);
+  }
+}
+
+/** Keeps the last few lines a stream carries, for an error message. */
+function tailOf(stream: Readable, lines = 5): () => string {
+  let tail: string[] = [];
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    tail = [...tail, ...chunk.split('\n').filter((line) => line.trim() !== '')].slice(-lines);
+  });
+  return () => tail.join('\n');
+}
+
+async function waitUntilReady(address: string, proc: ChildProcess, timeoutMs: number, stderrTail: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
-    if (hasExited(proc)) throw new Error(`Temporal dev server exited (${exitDescription(proc)}) before it was ready`);
+    if (hasExited(proc)) throw new ExitedBeforeReadyError(exitDescription(proc), stderrTail());
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1000 });
       try {

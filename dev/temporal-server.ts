@@ -24,8 +24,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Connection, isGrpcServiceError } from '@temporalio/client';
-import { msToTs } from '@temporalio/common/lib/time.js';
 import { stringify } from 'yaml';
+import { toProtoDuration } from '../client/temporal-internals.js';
 import { exitDescription, hasExited } from './child-process.js';
 import { findFreePorts, findFreePortsInRange } from './free-port.js';
 
@@ -312,7 +312,11 @@ async function waitUntilServing(address: string, namespace: string, proc: ChildP
         const service = connection.workflowService;
         if (!registered) {
           await service
-            .registerNamespace({ namespace, workflowExecutionRetentionPeriod: msToTs(RETENTION), description: 'token-lifecycle-worker' })
+            .registerNamespace({
+              namespace,
+              workflowExecutionRetentionPeriod: toProtoDuration(RETENTION),
+              description: 'token-lifecycle-worker',
+            })
             .catch((err: unknown) => {
               if (!(isGrpcServiceError(err) && (err.code as number) === GRPC_ALREADY_EXISTS)) throw err;
             });

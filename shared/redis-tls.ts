@@ -5,7 +5,7 @@
  */
 import { createSecureContext, type ConnectionOptions } from 'node:tls';
 import type { RedisOptions } from 'ioredis';
-import { resolveReference, type Environment } from '../activities/references.js';
+import { resolveReference, type Environment } from './references.js';
 import { errorMessage } from './error-message.js';
 import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection.js';
 import { readRedisSettings, type RedisSettings } from './redis-settings.js';

@@ -13,7 +13,7 @@ import { readSettings, type Settings } from '../shared/settings.js';
 import { SettingsError } from '../shared/settings-error.js';
 import { errorMessage } from '../shared/error-message.js';
 import { LoginProofKey } from '../activities/login-budget.js';
-import { resolveReference } from '../activities/references.js';
+import { resolveReference } from '../shared/references.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
 import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';

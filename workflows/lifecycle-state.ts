@@ -63,6 +63,13 @@ export type ForcedRefreshDecision = 'scheduled' | 'coalesced' | 'ignored_stale' 
 /** Told about each forced-refresh decision: signal handlers cannot return one, so it is shown instead. */
 export type ForcedRefreshObserver = (clientId: string, decision: ForcedRefreshDecision) => void;
 
+/**
+ * Says whether a forced refresh asked for during an attempt may outlive that attempt's success
+ * (docs/design.md, "The forced-refresh path"). The workflow answers with a Temporal patch, asked
+ * only where the answer changes the commands: histories recorded before the rule still replay.
+ */
+export type ForcedRefreshOutlivesAttemptGate = () => boolean;
+
 /** Distinct unknown fingerprints held during one attempt; more are ignored as stale. */
 const MAX_AWAITING_ATTEMPT = 16;
 
@@ -105,6 +112,12 @@ export class TokenLifecycleState {
    * carried: continue-as-new happens only between attempts.
    */
   private awaitingAttempt = new Map<string, string>();
+  /**
+   * A forced refresh was asked for during the attempt in flight by someone who may already have
+   * seen that attempt's token (no fingerprint named, or a `reconfigure`): that token cannot satisfy
+   * it. Never carried: continue-as-new happens only between attempts.
+   */
+  private forcedOutlivesAttempt = false;
   private refreshNowWaiting = 0;
   private lastOutcome: { attempt: number; error: LastError | null } | null = null;
   private cyclesThisRun = 0;
@@ -112,12 +125,15 @@ export class TokenLifecycleState {
   /**
    * @param defaults - Policy values to use where the registration is silent, instead of
    *   `DEFAULT_POLICY`'s: the bounds a run that began under older code keeps.
+   * @param forcedRefreshOutlivesAttempt - False in runs recorded before that rule (see
+   *   {@link ForcedRefreshOutlivesAttemptGate}).
    */
   constructor(
     registration: ClientRegistration,
     carried: CarriedState | undefined,
     private readonly onForcedRefresh: ForcedRefreshObserver = () => undefined,
     private readonly defaults: PolicyOverrides = {},
+    private readonly forcedRefreshOutlivesAttempt: ForcedRefreshOutlivesAttemptGate = () => true,
   ) {
     this.registration = registration;
     this.policy = this.resolvePolicy();
@@ -187,22 +203,29 @@ export class TokenLifecycleState {
       this.onForcedRefresh(this.clientId, 'ignored_stale');
       return;
     }
-    this.onForcedRefresh(this.clientId, this.refreshAlreadyComing() ? 'coalesced' : 'scheduled');
-    this.scheduleForced(decision.notBefore, request.reason ?? 'forced refresh');
+    // A request naming the current token is answered by any newer one, the one in flight
+    // included. One naming none may come from someone who has seen the token in flight already.
+    const outlivesAttempt = request.rejectedFingerprint === undefined;
+    this.onForcedRefresh(this.clientId, this.refreshAlreadyComing(outlivesAttempt) ? 'coalesced' : 'scheduled');
+    this.scheduleForced(decision.notBefore, request.reason ?? 'forced refresh', outlivesAttempt);
   }
 
-  /** Returns the attempt whose outcome answers this request (an attempt in flight coalesces). */
+  /** Returns the attempt whose outcome answers this request: one that starts after it was asked. */
   requestRefreshNow(reason: string | undefined, now: number): number {
     this.refreshNowWaiting++;
-    this.onForcedRefresh(this.clientId, this.refreshAlreadyComing() ? 'coalesced' : 'scheduled');
-    if (this.attemptInFlight) return this.attemptsStarted;
+    if (this.attemptInFlight && !this.forcedRefreshOutlivesAttempt()) {
+      // Runs recorded before the rule answered with the attempt in flight.
+      this.onForcedRefresh(this.clientId, 'coalesced');
+      return this.attemptsStarted;
+    }
+    this.onForcedRefresh(this.clientId, this.refreshAlreadyComing(true) ? 'coalesced' : 'scheduled');
     const decision = decideForcedRefresh(
       {},
       { fingerprint: undefined, lastRequestStartedAt: this.carried.lastRequestStartedAt ?? undefined },
       now,
       this.policy,
     );
-    if (decision.action === 'schedule') this.scheduleForced(decision.notBefore, reason ?? 'refreshNow');
+    if (decision.action === 'schedule') this.scheduleForced(decision.notBefore, reason ?? 'refreshNow', true);
     return this.attemptsStarted + 1;
   }
 
@@ -258,14 +281,15 @@ export class TokenLifecycleState {
     if (c.state === 'credentials_rejected' || (c.state === 'backing_off' && c.backoffReason === 'secret_unavailable')) {
       this.leaveParking();
     }
-    // New credentials, scope or endpoint deserve a new token now, not at the next renewal.
-    this.scheduleForced(c.state === 'backing_off' && c.backoffUntil !== null ? c.backoffUntil : 0, 'reconfigured');
+    // New credentials, scope or endpoint deserve a new token now, not at the next renewal; an
+    // attempt in flight still uses the old registration.
+    this.scheduleForced(c.state === 'backing_off' && c.backoffUntil !== null ? c.backoffUntil : 0, 'reconfigured', true);
   }
 
   resume(): void {
     if (this.carried.state !== 'credentials_rejected') return;
     this.leaveParking();
-    this.scheduleForced(0, 'resumed');
+    this.scheduleForced(0, 'resumed', false);
   }
 
   /**
@@ -347,10 +371,10 @@ export class TokenLifecycleState {
     c.rejectedAt = null;
     c.consecutiveFailures = 0;
     c.lastError = null;
-    // Any forced refresh requested until now is satisfied by this new token (coalescing)…
-    c.forced = null;
+    // A forced refresh pending when this attempt began is satisfied by its token (coalescing)…
+    c.forced = this.forcedAfterAttempt(c.forced);
     this.finishAttempt(null);
-    // …except one that named this very token: it was rejected already.
+    // …and so is one that named an older token, unless it named this very one: it was rejected already.
     this.decideAwaitingAttempt(now);
   }
 
@@ -390,6 +414,17 @@ export class TokenLifecycleState {
     this.carried.forced = null;
   }
 
+  /**
+   * What stays pending once an attempt succeeded: nothing, unless a forced refresh was asked for
+   * during it by someone who may have seen its token; that one runs at the minimum interval after
+   * this attempt's request.
+   */
+  private forcedAfterAttempt(pending: PendingForcedRefresh | null): PendingForcedRefresh | null {
+    if (pending === null || !this.forcedOutlivesAttempt || !this.forcedRefreshOutlivesAttempt()) return null;
+    const earliest = (this.carried.lastRequestStartedAt ?? 0) + this.policy.minForcedRefreshIntervalMs;
+    return { notBefore: Math.max(pending.notBefore, earliest), reason: pending.reason };
+  }
+
   /** Requests held while an attempt was in flight: those naming the now-current token count. */
   private decideAwaitingAttempt(now: number): void {
     const awaiting = [...this.awaitingAttempt];
@@ -397,7 +432,9 @@ export class TokenLifecycleState {
     for (const [rejectedFingerprint, reason] of awaiting) this.requestForcedRefresh({ rejectedFingerprint, reason }, now);
   }
 
-  private scheduleForced(notBefore: number, reason: string): void {
+  /** @param outlivesAttempt - The attempt in flight, if any, does not answer this request. */
+  private scheduleForced(notBefore: number, reason: string, outlivesAttempt: boolean): void {
+    if (this.attemptInFlight && outlivesAttempt) this.forcedOutlivesAttempt = true;
     const pending = this.carried.forced;
     // Coalesce: one pending forced refresh at a time, at the earliest allowed moment.
     this.carried.forced =
@@ -405,9 +442,10 @@ export class TokenLifecycleState {
     this.changeCount++;
   }
 
-  /** True when a token request is in flight or a forced refresh is already pending. */
-  private refreshAlreadyComing(): boolean {
-    return this.attemptInFlight || this.carried.forced !== null;
+  /** True when a token request in flight or a forced refresh already pending will answer a new request. */
+  private refreshAlreadyComing(outlivesAttempt: boolean): boolean {
+    if (!this.attemptInFlight) return this.carried.forced !== null;
+    return !outlivesAttempt || (this.forcedOutlivesAttempt && this.carried.forced !== null);
   }
 
   private leaveParking(): void {
@@ -421,6 +459,7 @@ export class TokenLifecycleState {
 
   private finishAttempt(error: LastError | null): void {
     this.attemptInFlight = false;
+    this.forcedOutlivesAttempt = false;
     this.attemptsFinished++;
     // Each attempt adds the same few events to the history, successful or not.
     this.cyclesThisRun++;

@@ -62,6 +62,13 @@ const LEAN_CYCLES_PATCH = 'lean-cycles';
  */
 const ACTIVE_WITHOUT_TIMES_PATCH = 'active-without-times';
 
+/**
+ * The patch by which a forced refresh asked for during an attempt outlives that attempt when its
+ * requester may have seen the attempt's token (docs/design.md, "The forced-refresh path"). Asked
+ * only where it changes the commands, so only runs that meet the case carry its marker.
+ */
+const FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH = 'forced-refresh-outlives-attempt';
+
 /** Shows the lifecycle's state to operators: search attributes and current details. */
 type Publish = () => void;
 
@@ -100,7 +107,9 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
 
   const lean = wf.patched(LEAN_CYCLES_PATCH);
   const defaults = lean ? {} : { maxCyclesPerRun: MAX_CYCLES_PER_RUN_BEFORE_PATCH };
-  const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision, defaults);
+  const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision, defaults, () =>
+    wf.patched(FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH),
+  );
   const timesWhileActive = !wf.patched(ACTIVE_WITHOUT_TIMES_PATCH);
   const publish: Publish = () => publishLifecycle(lifecycle, { timesWhileActive });
 

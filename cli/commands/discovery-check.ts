@@ -5,7 +5,7 @@
  * does not list. When the issuer cannot be reached from here (an IAM reachable only from the
  * cluster, say), the check is skipped with a warning: the worker reads the document itself.
  */
-import { resolveReference } from '../../activities/references.js';
+import { resolveReference } from '../../shared/references.js';
 import { fetchIssuerMetadata, unsupportedMethodProblem } from '../../shared/discovery.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { CliError } from '../cli-error.js';

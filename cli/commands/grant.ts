@@ -5,7 +5,7 @@
  * prints the `users.acl` line, without connecting. The password is read from a reference and only
  * its SHA-256 is sent or printed.
  */
-import { resolveReference } from '../../activities/references.js';
+import { resolveReference } from '../../shared/references.js';
 import { errorMessage } from '../../shared/error-message.js';
 import { aclFileLine, aclPasswordHash, aclSetUserArguments, assertUser, consumerAclRules, workerAclRules } from '../../shared/redis-acl.js';
 import { refreshRequestsStream, tokenUpdatedChannel } from '../../shared/redis-layout.js';

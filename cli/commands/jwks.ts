@@ -8,8 +8,8 @@
  */
 import { createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { exportJWK } from 'jose';
-import { resolveReference, Secret } from '../../activities/references.js';
-import { defaultAlgorithm, parsePrivateKey, publicKeyThumbprint } from '../../activities/request-credentials.js';
+import { resolveReference, Secret } from '../../shared/references.js';
+import { defaultAlgorithm, parsePrivateKey, publicKeyThumbprint } from '../../shared/private-key.js';
 import { errorMessage } from '../../shared/error-message.js';
 import { isCredentialRef, REFERENCE_FORM, type CredentialRef } from '../../workflows/registration.js';
 import { CliError, print } from '../cli-error.js';

@@ -424,7 +424,12 @@ class IamEmulatorServer implements IamEmulator {
     }
 
     const fault = this.#faults.take(request.clientId);
-    if (fault !== undefined) return this.#applyFault(fault, req, res, logged);
+    if (fault?.kind === 'hold') {
+      fault.onHeld?.();
+      await fault.release;
+    } else if (fault !== undefined) {
+      return this.#applyFault(fault, req, res, logged);
+    }
 
     if (seen.realm !== this.realm) {
       // Keycloak's answer for a realm it does not have.
@@ -454,7 +459,7 @@ class IamEmulatorServer implements IamEmulator {
     sendJson(res, answer.status, answer.body, { ...answer.headers, ...NO_STORE });
   }
 
-  #applyFault(fault: Fault, req: IncomingMessage, res: ServerResponse, logged: RequestLogEntry): void {
+  #applyFault(fault: Exclude<Fault, { kind: 'hold' }>, req: IncomingMessage, res: ServerResponse, logged: RequestLogEntry): void {
     const outcome = `fault:${fault.kind}` as const;
     switch (fault.kind) {
       case 'rate_limit': {

@@ -14,6 +14,8 @@
  * - `status`: a 5xx from the provider or a proxy, by default an HTML error page as nginx sends.
  * - `body`: any status and body, for malformed answers (HTML, JSON without `access_token`,
  *   `expires_in` of the wrong type, `token_type: "mac"`, an oversized body…).
+ * - `hold`: a slow IAM. The request waits until `release` settles, then gets the normal answer;
+ *   `onHeld` is told when it starts waiting, so a test can act while a request is in flight.
  *
  * @see RFC 9110 §10.2.3 (Retry-After), RFC 6585 §4 (429)
  */
@@ -22,7 +24,8 @@ export type Fault =
   | { kind: 'reset' }
   | { kind: 'hang' }
   | { kind: 'status'; status: 500 | 502 | 503; body?: string; contentType?: string }
-  | { kind: 'body'; status?: number; contentType?: string; body: string };
+  | { kind: 'body'; status?: number; contentType?: string; body: string }
+  | { kind: 'hold'; release: Promise<unknown>; onHeld?: () => void };
 
 export type FaultKind = Fault['kind'];
 

@@ -34,10 +34,12 @@ let stack: TokenStack;
 beforeAll(async () => {
   iam = await startIamEmulator({
     tokenLifetimeSeconds: LIFETIME_SECONDS,
-    clients: ['burst', 'refresh-now', 'parked', 'failing', 'stopping', 'restart', 'stream-ok', 'proof-a', 'proof-b'].map((clientId) => ({
-      clientId,
-      clientSecret: SECRET,
-    })),
+    clients: ['burst', 'refresh-now', 'during-attempt', 'parked', 'failing', 'stopping', 'restart', 'stream-ok', 'proof-a', 'proof-b'].map(
+      (clientId) => ({
+        clientId,
+        clientSecret: SECRET,
+      }),
+    ),
   });
   stack = await startTokenStack({
     env: { SECRET, WRONG_SECRET: 'not-the-secret' },
@@ -164,11 +166,59 @@ test('refreshNow returns the new status once the token is in Redis, coalescing c
   const statuses = await Promise.all(
     Array.from({ length: 5 }, () => handle.executeUpdate(refreshNowUpdate, { args: [{ reason: 'test' }] })),
   );
+  // Calls that reached the workflow together share one request; one that arrived while that
+  // request was in flight is answered by the next (its caller may have seen the token in flight).
+  const generations = new Set(statuses.map((status) => status.generation));
+  expect(generations.size).toBeLessThanOrEqual(2);
+  for (const status of statuses) expect(status).toMatchObject({ state: 'active' });
+  expect(Math.min(...generations)).toBe(2);
   const stored = await storedToken(clientId);
-  for (const status of statuses) expect(status).toMatchObject({ state: 'active', generation: 2, fingerprint: stored?.fingerprint });
-  expect(stored?.generation).toBe('2');
-  expect(issued(clientId)).toHaveLength(2);
+  expect(Number(stored?.generation)).toBe(Math.max(...generations));
+  expect(issued(clientId)).toHaveLength(1 + generations.size);
 });
+
+test('a refresh asked for while a request is in flight gets a newer token than that request’s, at the minimum interval', async () => {
+  const clientId = 'during-attempt';
+  await stack.admin.register(registration(clientId));
+  await tokenWithGenerationAbove(clientId, 0);
+  const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
+
+  // The IAM holds the next request until the signal below has been handled by the workflow.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    iam.inject({ kind: 'hold', release: new Promise<void>((r) => (release = r)), onHeld: resolve }, { clientId, times: 1 });
+  });
+  await handle.signal(forceRefreshSignal, { reason: 'first' });
+  await held;
+  await handle.signal(forceRefreshSignal, { reason: 'while in flight' });
+  await eventually(
+    async () => ((await signalHandled(clientId, 'while in flight')) ? true : undefined),
+    30_000,
+    'the workflow to handle the signal sent while the request was held',
+  );
+  expect(issued(clientId)).toHaveLength(1);
+  release();
+
+  const second = await tokenWithGenerationAbove(clientId, 1);
+  expect(second.generation).toBe('2');
+  // The token in flight cannot answer the second signal: its sender may have read it already.
+  const third = await tokenWithGenerationAbove(clientId, 2, MIN_INTERVAL_MS + 30_000);
+  expect(third.generation).toBe('3');
+  const [, secondRequest, thirdRequest] = issued(clientId);
+  expect(thirdRequest!.at - secondRequest!.at).toBeGreaterThanOrEqual(MIN_INTERVAL_MS - 300);
+});
+
+/** Whether a workflow task completed after the `forceRefresh` signal with this reason: its handler ran. */
+async function signalHandled(clientId: string, reason: string): Promise<boolean> {
+  const history = await stack.client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory();
+  const events = history.events ?? [];
+  const signalled = events.findIndex((event) => {
+    const signal = event.workflowExecutionSignaledEventAttributes;
+    if (signal?.signalName !== 'forceRefresh') return false;
+    return defaultPayloadConverter.fromPayload<ForceRefreshRequest>(signal.input!.payloads![0] as Payload).reason === reason;
+  });
+  return signalled >= 0 && events.slice(signalled).some((event) => event.workflowTaskCompletedEventAttributes != null);
+}
 
 /** The failure a rejected `refreshNow` carries: type and message. */
 async function refreshNowFailure(clientId: string): Promise<ApplicationFailure> {

@@ -58,6 +58,8 @@ test('the recorded scenarios are all there', () => {
       'forced-refresh-lean-cycles',
       'renewals-active-without-times',
       'rate-limited-backoff-active-without-times',
+      'forced-refresh-during-attempt',
+      'forced-refresh-during-attempt-outlives-attempt',
     ]),
   );
 });

@@ -88,6 +88,32 @@ const SCENARIOS: Record<string, Scenario> = {
     );
   },
 
+  /**
+   * A `forceRefresh` signal naming no token and a `refreshNow` update, each while a request is in
+   * flight (the IAM holds it until the workflow has handled them), then the refreshes that follow.
+   */
+  async 'forced-refresh-during-attempt'(ctx) {
+    ctx.iam.setTokenLifetime(60);
+    await ctx.admin.register(ctx.registration({ policy: { minForcedRefreshIntervalMs: 1000 } }));
+    await ctx.statusWhere((s) => s.state === 'active' && s.generation === 1, 'the first token');
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      ctx.iam.inject(
+        { kind: 'hold', release: new Promise<void>((r) => (release = r)), onHeld: resolve },
+        { clientId: ctx.clientId, times: 1 },
+      );
+    });
+    await ctx.admin.refresh(ctx.clientId, { reason: 'recorder: before' });
+    await held;
+    await ctx.admin.refresh(ctx.clientId, { reason: 'recorder: in flight' });
+    const update = ctx.admin.refresh(ctx.clientId, { reason: 'recorder: update in flight', wait: true });
+    // Let both messages reach the workflow while the request is held.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    release();
+    await update;
+    await ctx.statusWhere((s) => s.state === 'active' && s.generation >= 2 && s.forcedRefreshAt === null, 'the refreshes settled');
+  },
+
   /** A 429 with `Retry-After: 1`, then a token. */
   async 'rate-limited-backoff'(ctx) {
     ctx.iam.setTokenLifetime(60);

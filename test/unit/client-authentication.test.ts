@@ -12,8 +12,9 @@ import { inspect } from 'node:util';
 import { calculateJwkThumbprint, exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { tokenLifetime } from '../../activities/acquire-token.js';
-import { SecretUnavailableError, TokenEndpointError } from '../../activities/errors.js';
-import { Secret } from '../../activities/references.js';
+import { TokenEndpointError } from '../../activities/errors.js';
+import { SecretUnavailableError } from '../../shared/secret-unavailable-error.js';
+import { Secret } from '../../shared/references.js';
 import { credentialMac, resolveRequestCredentials, type CredentialFields } from '../../activities/request-credentials.js';
 import {
   ASSERTION_LIFETIME_SECONDS,

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
-import { Secret } from '../../activities/references.js';
+import { Secret } from '../../shared/references.js';
 import { requestToken } from '../../activities/token-endpoint.js';
 import {
   discoveryUrls,

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { format, inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessToken, tokenFingerprint } from '../../activities/access-token.js';
-import { SecretUnavailableError } from '../../activities/errors.js';
-import { resolveReference, Secret } from '../../activities/references.js';
+import { SecretUnavailableError } from '../../shared/secret-unavailable-error.js';
+import { resolveReference, Secret } from '../../shared/references.js';
 import type { CredentialRef } from '../../workflows/registration.js';
 
 const SECRET = 'S3CRET-never-print-me-4f9a2c';

@@ -12,8 +12,8 @@ import {
   parseOAuthError,
   parseRetryAfter,
   processClientCredentialsResponse,
-  TokenEndpointResponse,
 } from '../../activities/token-endpoint.js';
+import { TokenEndpointResponse } from '../../activities/token-endpoint-response.js';
 import { FAILURE_KINDS } from '../../workflows/failures.js';
 import { anyText, errorText, propertyOptions, secretArbitrary } from '../support/property-arbitraries.js';
 

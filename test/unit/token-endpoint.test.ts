@@ -4,7 +4,7 @@ import { createServer as createTcpServer, type AddressInfo, type Server as TcpSe
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RequestHeldBackError, TokenEndpointError } from '../../activities/errors.js';
-import { Secret } from '../../activities/references.js';
+import { Secret } from '../../shared/references.js';
 import {
   classifyErrorResponse,
   endpointDownKind,
@@ -14,9 +14,9 @@ import {
   parseOAuthError,
   parseRetryAfter,
   requestToken,
-  TokenEndpointResponse,
   type ClientCredentialsRequest,
 } from '../../activities/token-endpoint.js';
+import { TokenEndpointResponse } from '../../activities/token-endpoint-response.js';
 
 // Canonical values. The secret and the token are distinctive so a leak cannot hide.
 const CLIENT_ID = 'billing-service';

@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { LogTimestamp } from '@temporalio/worker';
 import { describe, expect, test } from 'vitest';
 import { AccessToken } from '../../activities/access-token.js';
-import { Secret } from '../../activities/references.js';
+import { Secret } from '../../shared/references.js';
 import { createWorkerLogger } from '../../worker/logger.js';
 
 function jsonLogger(level: 'DEBUG' | 'INFO' = 'INFO') {

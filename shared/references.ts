@@ -9,10 +9,8 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { ENV_NAME_PATTERN, REFERENCE_FORM, type CredentialRef } from '../workflows/registration.js';
-import { SecretUnavailableError } from './errors.js';
 import { Redacted } from './redacted.js';
-
-export { SecretUnavailableError };
+import { SecretUnavailableError } from './secret-unavailable-error.js';
 
 /**
  * What a reference names: a client secret (RFC 6749 §2.3.1 client password), a private key, a
