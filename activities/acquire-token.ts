@@ -179,16 +179,18 @@ export function createAcquireToken({
 
     let response: TokenResponse;
     try {
-      response = await requestToken({
-        ...credentials,
-        tokenUrl,
-        signal,
-        timeoutMs: policy.requestTimeoutMs,
-        ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
-        ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
-        ...(input.scope !== undefined && { scope: input.scope }),
-        ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
-      });
+      response = await admitted.send(() =>
+        requestToken({
+          ...credentials,
+          tokenUrl,
+          signal,
+          timeoutMs: policy.requestTimeoutMs,
+          ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
+          ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
+          ...(input.scope !== undefined && { scope: input.scope }),
+          ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
+        }),
+      );
     } catch (err) {
       const endpointWaitMs = await admitted.report(err);
       throw endpointWaitMs === undefined ? err : withEndpointWait(err as TokenEndpointError, endpointWaitMs);

@@ -172,6 +172,25 @@ redis.call('DEL', KEYS[1])
 return waiters
 `;
 
+/**
+ * KEYS[1] the breaker hash. ARGV: probe lock ms, half-open ms, probe id. A closed breaker (no hash)
+ * becomes half-open with this caller's request as its probe: nobody else sends until it answers.
+ * Returns 1 when it did, 0 when the breaker was not closed.
+ */
+const SUSPECT_LUA = `
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 1 then
+  return 0
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('HSET', key, 'kind', 'blocked', 'until', tostring(now), 'openings', '0',
+  'probe_until', tostring(now + tonumber(ARGV[1])), 'probe_owner', ARGV[3])
+redis.call('PEXPIRE', key, tonumber(ARGV[1]) + tonumber(ARGV[2]))
+return 1
+`;
+
+const SUSPECT_COMMAND = 'oauthEndpointBreakerSuspect';
 const ADD_WAITER_COMMAND = 'oauthEndpointBreakerAddWaiter';
 const TAKE_WAITERS_COMMAND = 'oauthEndpointBreakerTakeWaiters';
 
@@ -180,6 +199,7 @@ type ClientWithBreakerCommands = (Redis | Cluster) & {
   [CHECK_COMMAND](key: string, ...args: string[]): Promise<unknown>;
   [OPEN_COMMAND](key: string, ...args: string[]): Promise<unknown>;
   [END_PROBE_COMMAND](key: string, ...args: string[]): Promise<unknown>;
+  [SUSPECT_COMMAND](key: string, ...args: string[]): Promise<unknown>;
   [ADD_WAITER_COMMAND](key: string, ...args: string[]): Promise<unknown>;
   [TAKE_WAITERS_COMMAND](key: string): Promise<unknown>;
 };
@@ -208,6 +228,7 @@ export class EndpointBreaker {
       [CHECK_COMMAND, CHECK_LUA],
       [OPEN_COMMAND, OPEN_LUA],
       [END_PROBE_COMMAND, END_PROBE_LUA],
+      [SUSPECT_COMMAND, SUSPECT_LUA],
       [ADD_WAITER_COMMAND, ADD_WAITER_LUA],
       [TAKE_WAITERS_COMMAND, TAKE_WAITERS_LUA],
     ] as const) {
@@ -264,6 +285,22 @@ export class EndpointBreaker {
   /** The probe sent nothing (or was cancelled): another caller may probe at once. */
   async releaseProbe(endpoint: string, probeId: string): Promise<boolean> {
     return (await this.client[END_PROBE_COMMAND](breakerKey(this.prefix, endpoint), probeId, 'release')) === 1;
+  }
+
+  /**
+   * A request to `endpoint` let through a closed breaker has not answered for a while (a hang is
+   * seen only when its timeout ends it): it becomes the endpoint's probe, so nobody else sends
+   * until it answers. Report its outcome as a probe's, with `probeId`. Resolves to false when the
+   * breaker was no longer closed (another request saw a failure first): nothing changed.
+   */
+  async suspect(endpoint: string, probeId: string): Promise<boolean> {
+    const reply = await this.client[SUSPECT_COMMAND](
+      breakerKey(this.prefix, endpoint),
+      String(this.probeLockMs),
+      String(this.halfOpenMs),
+      probeId,
+    );
+    return reply === 1;
   }
 
   /**

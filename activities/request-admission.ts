@@ -6,6 +6,7 @@
  * is reported back through the same {@link Admission}: it opens or closes the breaker, spends or
  * proves the budget, and wakes the clients that waited for the endpoint.
  */
+import { randomUUID } from 'node:crypto';
 import { log } from '@temporalio/activity';
 import { breakerWaitMs, type RefreshPolicy } from '../workflows/policy.js';
 import { errorMessage } from '../shared/error-message.js';
@@ -22,6 +23,13 @@ import { endpointDownKind } from './token-endpoint.js';
  * deployment sharing the host) is waited out durably by the workflow instead.
  */
 const RATE_WINDOW_MAX_WAIT_MS = 5_000;
+
+/**
+ * How long a request may go unanswered before it becomes the endpoint's probe (at most half its
+ * timeout): a token request takes milliseconds, so one this slow suggests a hang, which is seen
+ * only when the timeout ends it. Until then, the others hold back instead of hanging as well.
+ */
+const SLOW_REQUEST_MS = 2_000;
 
 /**
  * The longest wait for the host's turn for unproven credentials, while another unproven request
@@ -76,6 +84,11 @@ export interface Admission {
   /** Nothing was sent: the probe and the login turn this request held go to the next caller. */
   release(): Promise<void>;
   /**
+   * Sends the request: runs `request`, and if it goes unanswered for long (a hang), makes it the
+   * endpoint's probe meanwhile. Report its outcome after.
+   */
+  send<T>(request: () => Promise<T>): Promise<T>;
+  /**
    * What the request showed (`undefined`: a token was issued; else the error). Never throws: a
    * Redis error here is logged, so it cannot mask the request's own outcome. Resolves to the wait
    * the endpoint's breaker now imposes on every client when the outcome opened it (see
@@ -128,11 +141,27 @@ export class RequestAdmission {
       throw err;
     }
     const ticket = login;
+    let suspected: Promise<BreakerCheck | undefined> = Promise.resolve(undefined);
     return {
       endpoint,
       release,
+      send: async (send) => {
+        if (gate.state === 'probe') return send();
+        const slow = setTimeout(
+          () => {
+            suspected = this.suspect(endpoint, gate);
+          },
+          Math.min(SLOW_REQUEST_MS, request.policy.requestTimeoutMs / 2),
+        );
+        try {
+          return await send();
+        } finally {
+          clearTimeout(slow);
+        }
+      },
       report: async (outcome) => {
-        const endpointWaitMs = await this.reportToBreaker(endpoint, gate, outcome, request);
+        const probe = (await suspected) ?? gate;
+        const endpointWaitMs = await this.reportToBreaker(endpoint, probe, outcome, request);
         await this.reportLogin(request.tokenUrl, ticket, outcome);
         return endpointWaitMs;
       },
@@ -181,6 +210,23 @@ export class RequestAdmission {
     } catch (err) {
       if (err instanceof RequestHeldBackError) throw err;
       throw new StoreUnavailableError(err);
+    }
+  }
+
+  /**
+   * Makes the slow request of a closed `gate` the endpoint's probe; resolves to that probe's check
+   * when it did. Best effort: without it, the others go on sending until the request's timeout.
+   */
+  private async suspect(endpoint: string, gate: BreakerCheck): Promise<BreakerCheck | undefined> {
+    const probeId = randomUUID();
+    try {
+      if (!(await this.deps.breaker.suspect(endpoint, probeId))) return undefined;
+      this.noteBreaker(endpoint, true);
+      log.warn('A token request is slow to answer: it probes the endpoint, the others hold back until it answers', { endpoint });
+      return { state: 'probe', kind: 'blocked', openings: gate.openings, probeId };
+    } catch (err) {
+      log.warn('Endpoint breaker could not be updated in Redis', { endpoint, error: errorMessage(err) });
+      return undefined;
     }
   }
 

@@ -207,6 +207,62 @@ describe('the IAM activity with the breaker', () => {
   });
 });
 
+describe('a request that hangs', () => {
+  let iam: IamEmulator;
+
+  beforeAll(async () => {
+    iam = await startIamEmulator({
+      tokenLifetimeSeconds: 60,
+      clients: ['slow-a', 'slow-b'].map((clientId) => ({ clientId, clientSecret: SECRET })),
+    });
+  });
+
+  afterAll(async () => {
+    await iam?.close();
+  });
+
+  test('becomes the probe after a while: another client then sends nothing until it answers, and its timeout opens the breaker', async () => {
+    const acquireToken = createAcquireToken({
+      store: new TokenStore(stack.redis, { prefix: 'slow:' }),
+      iamMaxRps: 40,
+      env: { FLEET_SECRET: SECRET },
+      loginProofKey: new LoginProofKey('breaker-test-proof-key'),
+    });
+    const input = (clientId: string): AcquireTokenInput => ({
+      clientId,
+      tokenUrl: iam.tokenUrl(),
+      authMethod: 'client_secret_post',
+      secretRef: 'env:FLEET_SECRET',
+      generation: 1,
+      defaultExpiresInSeconds: 60,
+      policy: { requestTimeoutMs: 6_000 },
+    });
+    const failureOf = (clientId: string) =>
+      new MockActivityEnvironment().run(acquireToken, input(clientId)).then(
+        () => undefined,
+        (err: unknown) => err as ApplicationFailure,
+      );
+    const key = breakerKey('slow:', breakerEndpoint(iam.tokenUrl()));
+
+    iam.inject({ kind: 'hang' }, { times: 1, clientId: 'slow-a' });
+    const hanging = failureOf('slow-a');
+    await eventually(
+      async () => ((await stack.redis.hget(key, 'probe_owner')) === null ? undefined : true),
+      10_000,
+      'the slow request to probe',
+    );
+    const heldBack = await failureOf('slow-b');
+    expect(heldBack).toMatchObject({ type: 'blocked', details: [{ breakerOpen: true }] });
+    expect(heldBack?.message).toMatch(/^No request sent: another client is probing/);
+    expect(iam.requestsFor('slow-b')).toEqual([]);
+
+    expect(await hanging).toMatchObject({ type: 'blocked', message: expect.stringMatching(/did not answer in time/) as string });
+    // The timeout is the probe's answer: the breaker opens for everyone, with a wait.
+    expect(await stack.redis.hget(key, 'probe_owner')).toBeNull();
+    expect(Number(await stack.redis.hget(key, 'until'))).toBeGreaterThan(Date.now());
+  });
+});
+
 test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send nothing until the wait is over, then one probe, then the rest', async () => {
   const RETRY_AFTER_S = 3;
   const clientIds = Array.from({ length: 20 }, (_, i) => `fleet-${String(i).padStart(2, '0')}`);
