@@ -26,6 +26,7 @@ import { tokenKey } from '../shared/redis-layout.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { terminateRunning } from '../test/support/terminate-running.js';
 import { startWorkerProcess } from '../test/support/worker-process.js';
+import type { TokenStatus } from '../workflows/messages.js';
 import { breakerWaitMs, DEFAULT_POLICY } from '../workflows/policy.js';
 
 const CLIENT_COUNTS = (process.env.BENCH_CLIENT_COUNTS ?? '30,300').split(',').map(Number);
@@ -68,6 +69,10 @@ interface OutageRun {
   /** Of those, the requests that left before the first failure was answered: in flight as it began. */
   inFlightAtStart: number;
   liveAfterHealingS: number;
+  /** From healing to the first token issued: the probe that found the IAM healed. */
+  firstTokenAfterHealingS: number;
+  /** The clients' waits when the IAM healed: how many backed off, and the longest wait left. */
+  atHealing: { backingOff: number; longestWaitS: number };
 }
 
 /**
@@ -124,7 +129,10 @@ async function runOutage(temporalAddress: string, clients: number, fault: Fault)
     await sleep(OUTAGE_SECONDS * 1000);
     iam.clearFaults();
     const healedAt = Date.now();
-    const liveAt = await everyClientLive(redis, clientIds, healedAt);
+    const [liveAt, statuses] = await Promise.all([everyClientLive(redis, clientIds, healedAt), statusesOf(admin, clientIds)]);
+    const waits = statuses.flatMap((status) =>
+      status.state === 'backing_off' && status.backoffUntil !== null ? [status.backoffUntil - healedAt] : [],
+    );
     const duringOutage = iam.requests.filter((request) => request.at >= downAt && request.at < healedAt);
     const firstAt = duringOutage[0]?.at ?? downAt;
     return {
@@ -132,10 +140,22 @@ async function runOutage(temporalAddress: string, clients: number, fault: Fault)
       requestsDuringOutage: duringOutage.length,
       inFlightAtStart: duringOutage.filter((request) => request.at < firstAt + IN_FLIGHT_GRACE_MS).length - 1,
       liveAfterHealingS: (liveAt - healedAt) / 1000,
+      firstTokenAfterHealingS:
+        ((iam.requests.find((request) => request.at >= healedAt && request.outcome === 'issued')?.at ?? liveAt) - healedAt) / 1000,
+      atHealing: { backingOff: waits.length, longestWaitS: Math.max(0, ...waits) / 1000 },
     };
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup();
   }
+}
+
+/** Every client's status, a batch at a time. */
+async function statusesOf(admin: TokenAdmin, clientIds: readonly string[]): Promise<TokenStatus[]> {
+  const statuses: TokenStatus[] = [];
+  for (let i = 0; i < clientIds.length; i += REGISTER_CONCURRENCY) {
+    statuses.push(...(await Promise.all(clientIds.slice(i, i + REGISTER_CONCURRENCY).map((clientId) => admin.status(clientId)))));
+  }
+  return statuses;
 }
 
 /** Waits until every client holds a token obtained at `since` or later; resolves to when (Unix ms). */
@@ -183,6 +203,10 @@ async function main(): Promise<void> {
       console.log(
         `    every client live after healing  ${run.liveAfterHealingS.toFixed(1)} s   ` +
           `target ≤ ${recoveryTarget.toFixed(1)} s (10 s + clients / IAM_MAX_RPS): ${verdict(run.liveAfterHealingS <= recoveryTarget)}`,
+      );
+      console.log(
+        `    at healing: ${run.atHealing.backingOff} clients backing off, the longest wait ${run.atHealing.longestWaitS.toFixed(1)} s; ` +
+          `the first token ${run.firstTokenAfterHealingS.toFixed(1)} s after healing`,
       );
     }
   } finally {
