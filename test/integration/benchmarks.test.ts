@@ -99,4 +99,5 @@ test('bench/iam-outage.ts prints what an IAM outage costs beside its targets (th
   expect(stdout).toMatch(
     /^ {4}every client live after healing +[\d.]+ s +target ≤ 10\.1 s \(10 s \+ clients \/ IAM_MAX_RPS\): (met|missed)$/m,
   );
+  expect(stdout).toMatch(/^ {4}at healing: \d+ clients backing off, the longest wait [\d.]+ s; the first token [\d.]+ s after healing$/m);
 });
