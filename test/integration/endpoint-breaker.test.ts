@@ -29,6 +29,17 @@ afterAll(async () => {
   await stack?.stop();
 });
 
+/** A client of the fleet on `iam`, whose forced refreshes are never delayed by the minimum interval. */
+function fleetRegistration(iam: IamEmulator, clientId: string): ClientRegistration {
+  return {
+    clientId,
+    tokenUrl: iam.tokenUrl(),
+    authMethod: 'client_secret_post',
+    secretRef: 'env:FLEET_SECRET',
+    policy: { minForcedRefreshIntervalMs: 0 },
+  };
+}
+
 describe('EndpointBreaker against a real redis-server', () => {
   const ENDPOINT = 'https://iam.example/realms/prod/protocol/openid-connect/token';
   let prefixCount = 0;
@@ -271,13 +282,7 @@ test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send not
     clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })),
   });
   try {
-    const registration = (clientId: string): ClientRegistration => ({
-      clientId,
-      tokenUrl: iam.tokenUrl(),
-      authMethod: 'client_secret_post',
-      secretRef: 'env:FLEET_SECRET',
-      policy: { minForcedRefreshIntervalMs: 0 },
-    });
+    const registration = (clientId: string) => fleetRegistration(iam, clientId);
     await Promise.all(clientIds.map((clientId) => stack.admin.register(registration(clientId))));
     await Promise.all(clientIds.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 0)));
     await Promise.all(clientIds.map((clientId) => activeAt(stack, clientId, 1)));
@@ -342,13 +347,7 @@ test('the breaker is the last gate: 20 new and 10 proven clients meet a 429 (Ret
     clients: [...proven, ...fresh].map((clientId) => ({ clientId, clientSecret: SECRET })),
   });
   try {
-    const registration = (clientId: string): ClientRegistration => ({
-      clientId,
-      tokenUrl: iam.tokenUrl(),
-      authMethod: 'client_secret_post',
-      secretRef: 'env:FLEET_SECRET',
-      policy: { minForcedRefreshIntervalMs: 0 },
-    });
+    const registration = (clientId: string) => fleetRegistration(iam, clientId);
     await Promise.all(proven.map((clientId) => stack.admin.register(registration(clientId))));
     await Promise.all(proven.map((clientId) => activeAt(stack, clientId, 1)));
 
