@@ -179,7 +179,7 @@ return waiters
  */
 const SUSPECT_LUA = `
 local key = KEYS[1]
-if redis.call('EXISTS', key) == 1 then
+if redis.call('HGET', key, 'until') then
   return 0
 end
 local time = redis.call('TIME')
