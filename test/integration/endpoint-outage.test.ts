@@ -13,6 +13,8 @@ import type { ClientRegistration } from '../../workflows/registration.js';
 import { activeAt, sleep, storedToken } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
+import { historyEvents } from '../support/workflow-history.js';
+import { workflowIdFor } from '../../workflows/messages.js';
 
 const SECRET = 'outage-secret';
 const PROOF_KEY = 'outage-login-proof-key';
@@ -110,6 +112,15 @@ async function outage(prefix: string, fault: Fault, midway?: () => Promise<void>
     // After healing, one request per client: none failed again, none was sent twice.
     const afterHealing = iam.requests.filter((request) => request.at >= healedAt);
     expect(afterHealing.filter((request) => request.outcome !== 'issued')).toEqual([]);
+    // The probe that found the IAM healed woke the clients that waited for it.
+    const woken = await Promise.all(
+      clientIds.map(async (clientId) =>
+        (await historyEvents(stack.client, workflowIdFor(clientId))).some(
+          (event) => event.workflowExecutionSignaledEventAttributes?.signalName === 'endpointRecovered',
+        ),
+      ),
+    );
+    expect(woken.filter(Boolean).length).toBeGreaterThanOrEqual(CLIENTS / 2);
     await Promise.all(clientIds.map((clientId) => stack.admin.remove(clientId)));
     return { requestsDuringOutage: duringOutage.length, probed: probed.length, bound, liveAfterHealingMs: liveAt - healedAt };
   } finally {
