@@ -290,13 +290,14 @@ export class EndpointBreaker {
   /**
    * A request to `endpoint` let through a closed breaker has not answered for a while (a hang is
    * seen only when its timeout ends it): it becomes the endpoint's probe, so nobody else sends
-   * until it answers. Report its outcome as a probe's, with `probeId`. Resolves to false when the
-   * breaker was no longer closed (another request saw a failure first): nothing changed.
+   * until it answers, or `lockMs` passed (its worker may have died). Report its outcome as a
+   * probe's, with `probeId`. Resolves to false when the breaker was no longer closed (another
+   * request saw a failure first): nothing changed.
    */
-  async suspect(endpoint: string, probeId: string): Promise<boolean> {
+  async suspect(endpoint: string, probeId: string, lockMs: number): Promise<boolean> {
     const reply = await this.client[SUSPECT_COMMAND](
       breakerKey(this.prefix, endpoint),
-      String(this.probeLockMs),
+      String(Math.max(1, Math.round(lockMs))),
       String(this.halfOpenMs),
       probeId,
     );

@@ -6,7 +6,6 @@
  * is reported back through the same {@link Admission}: it opens or closes the breaker, spends or
  * proves the budget, and wakes the clients that waited for the endpoint.
  */
-import { randomUUID } from 'node:crypto';
 import { log } from '@temporalio/activity';
 import { breakerWaitMs, type RefreshPolicy } from '../workflows/policy.js';
 import { errorMessage } from '../shared/error-message.js';
@@ -30,6 +29,9 @@ const RATE_WINDOW_MAX_WAIT_MS = 5_000;
  * only when the timeout ends it. Until then, the others hold back instead of hanging as well.
  */
 const SLOW_REQUEST_MS = 2_000;
+
+/** How much longer than a slow request's own timeout it may hold the probe it became. */
+const SUSPECT_LOCK_MARGIN_MS = 5_000;
 
 /**
  * The longest wait for the host's turn for unproven credentials, while another unproven request
@@ -65,7 +67,7 @@ export interface AdmissionRequest {
   tokenUrl: string;
   credentials: RequestCredentials;
   policy: RefreshPolicy;
-  /** Names the request across retries of its activity: a retry takes back the login turn it held. */
+  /** Names the request across retries of its activity: a retry takes back the probe and the login turn it held. */
   owner: string;
   /** The workflow to wake when the endpoint recovers, if this request is held back or fails with it down. */
   workflowId: string;
@@ -149,7 +151,7 @@ export class RequestAdmission {
         if (gate.state === 'probe') return send();
         const slow = setTimeout(
           () => {
-            suspected = this.suspect(endpoint, gate);
+            suspected = this.suspect(endpoint, gate, request);
           },
           Math.min(SLOW_REQUEST_MS, request.policy.requestTimeoutMs / 2),
         );
@@ -174,7 +176,9 @@ export class RequestAdmission {
    * thrown with the breaker's kind and the wait until it may look again.
    */
   private async passBreaker(endpoint: string, request: AdmissionRequest, held?: BreakerCheck): Promise<BreakerCheck> {
-    const probeId = held?.state === 'probe' ? held.probeId : undefined;
+    // The request's owner names its probe: a retry of the activity after its worker died takes
+    // back the probe that worker held, rather than wait for the probe lock to expire.
+    const probeId = held?.state === 'probe' ? held.probeId : request.owner;
     const gate = await storeCall(() => this.deps.breaker.check(endpoint, probeId));
     if (gate.state === 'open' || gate.state === 'probing') {
       this.noteBreaker(endpoint, true);
@@ -217,10 +221,11 @@ export class RequestAdmission {
    * Makes the slow request of a closed `gate` the endpoint's probe; resolves to that probe's check
    * when it did. Best effort: without it, the others go on sending until the request's timeout.
    */
-  private async suspect(endpoint: string, gate: BreakerCheck): Promise<BreakerCheck | undefined> {
-    const probeId = randomUUID();
+  private async suspect(endpoint: string, gate: BreakerCheck, request: AdmissionRequest): Promise<BreakerCheck | undefined> {
+    const probeId = request.owner;
     try {
-      if (!(await this.deps.breaker.suspect(endpoint, probeId))) return undefined;
+      // Held no longer than the request can still take, and a margin: its timeout ends it.
+      if (!(await this.deps.breaker.suspect(endpoint, probeId, request.policy.requestTimeoutMs + SUSPECT_LOCK_MARGIN_MS))) return undefined;
       this.noteBreaker(endpoint, true);
       log.warn('A token request is slow to answer: it probes the endpoint, the others hold back until it answers', { endpoint });
       return { state: 'probe', kind: 'blocked', openings: gate.openings, probeId };

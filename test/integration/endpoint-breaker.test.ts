@@ -128,6 +128,26 @@ describe('EndpointBreaker against a real redis-server', () => {
     expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'probe' });
   });
 
+  test('a retry of the same activity (same probe id) takes back its probe at once; others still wait', async () => {
+    const breaker = newBreaker();
+    await breaker.open(ENDPOINT, 'server_error', 1, 1);
+    await sleep(10);
+    expect(await breaker.check(ENDPOINT, 'token-lifecycle:a/1')).toMatchObject({ state: 'probe', probeId: 'token-lifecycle:a/1' });
+    expect(await breaker.check(ENDPOINT, 'token-lifecycle:b/1')).toMatchObject({ state: 'probing', kind: 'server_error' });
+    expect(await breaker.check(ENDPOINT, 'token-lifecycle:a/1')).toMatchObject({ state: 'probe', probeId: 'token-lifecycle:a/1' });
+  });
+
+  test('a slow request of a closed breaker becomes its probe; not when the breaker is already open', async () => {
+    const breaker = newBreaker();
+    expect(await breaker.suspect(ENDPOINT, 'slow/1', 5_000)).toBe(true);
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'probing', kind: 'blocked' });
+    expect(await breaker.probeSucceeded(ENDPOINT, 'slow/1')).toBe(true);
+    expect(await breaker.check(ENDPOINT)).toEqual({ state: 'closed', openings: 0 });
+    await breaker.open(ENDPOINT, 'rate_limited', 5_000, 1);
+    expect(await breaker.suspect(ENDPOINT, 'slow/2', 5_000)).toBe(false);
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'open', kind: 'rate_limited' });
+  });
+
   test('keeps endpoints apart', async () => {
     const breaker = newBreaker();
     await breaker.open(ENDPOINT, 'rate_limited', 5_000, 1);
@@ -248,8 +268,9 @@ describe('a request that hangs', () => {
       defaultExpiresInSeconds: 60,
       policy: { requestTimeoutMs: 6_000 },
     });
+    // Each client's own activity, as in a worker: the probe is the activity's.
     const failureOf = (clientId: string) =>
-      new MockActivityEnvironment().run(acquireToken, input(clientId)).then(
+      new MockActivityEnvironment({ activityId: clientId }).run(acquireToken, input(clientId)).then(
         () => undefined,
         (err: unknown) => err as ApplicationFailure,
       );
