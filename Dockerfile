@@ -6,6 +6,8 @@
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The consumer library is a workspace the worker imports: npm ci links it and builds it (prepare).
+COPY consumers/node ./consumers/node
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY workflows ./workflows
@@ -25,14 +27,19 @@ RUN find node_modules/@temporalio/core-bridge/releases -mindepth 1 -maxdepth 1 !
 
 # ---- runtime: production dependencies and the build only ----
 FROM node:24-bookworm-slim AS runtime
-# JSON log lines (LOG_FORMAT) for the container's log pipeline.
+# JSON log lines (LOG_FORMAT) for the container's log pipeline; /metrics on every interface of
+# the container (the worker's own default is loopback), so that its port can be published.
 ENV NODE_ENV=production \
+    METRICS_HOST=0.0.0.0 \
     METRICS_PORT=9464 \
     LOG_FORMAT=json
 WORKDIR /app
 # Owned by root and read-only for the worker: the process cannot rewrite its own code.
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
+# node_modules/token-lifecycle links here.
+COPY --from=build /app/consumers/node/package.json ./consumers/node/package.json
+COPY --from=build /app/consumers/node/dist ./consumers/node/dist
 COPY --from=build /app/dist ./dist
 # The IAM emulator's demo clients, for docker-compose's `demo` profile (never used in production).
 COPY dev/iam-emulator/demo-clients.yaml ./dev/iam-emulator/demo-clients.yaml

@@ -1,10 +1,12 @@
 # The README's two commands: `make demo` and `make test`. Both install what is missing first.
-# Node.js 24 comes from the `node` devDependency: npm scripts put it first on the PATH.
+# Node.js 24 comes from the `node` devDependency: npm scripts put it first on the PATH, and npm
+# itself runs on it (dev/npm.sh), whatever node the machine has.
 
 SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
+NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps temporal-cli temporal-server build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -53,7 +55,7 @@ PYTHON ?= /usr/bin/python3
 # `go test`, pinned by consumers/go/go.sum), and Debian's redis-py, requests, httpx and pytest
 # for the Python one.
 consumer-deps:
-	@command -v go >/dev/null || { echo "Go is missing: install Go 1.26 or later (it also builds the Temporal CLI)" >&2; exit 1; }
+	@command -v go >/dev/null || { echo "Go is missing: install Go 1.26 or later (dev/temporal-cli/go.mod; it also builds the Temporal CLI)" >&2; exit 1; }
 	@$(PYTHON) -c 'import redis, requests, httpx, pytest' 2>/dev/null || { \
 	  echo "Installing python3-redis, python3-requests, python3-httpx and python3-pytest (Debian packages)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3 python3-redis python3-requests python3-httpx python3-pytest; \
@@ -61,8 +63,10 @@ consumer-deps:
 
 # npm ci installs from the lock alone: a change of package.json's scripts needs no reinstall (and a
 # reinstall in the middle of a test run, which runs make demo, would pull node_modules from under it).
+# It links the workspace consumers/node (the consumer library `token-lifecycle`, which the worker
+# imports) and builds it (the root's `prepare` script), so lint and typecheck find its types.
 $(NPM_STAMP): package-lock.json
-	npm ci --no-audit --no-fund
+	$(NPM) ci --no-audit --no-fund
 	@touch $@
 
 install: $(NPM_STAMP)
@@ -75,28 +79,32 @@ temporal-cli:
 temporal-server:
 	@bash dev/temporal-server/ensure.sh >/dev/null
 
+# The pinned ORY Hydra (a second real IAM), built once from dev/hydra/go.mod. No test needs it yet.
+hydra:
+	@bash dev/hydra/ensure.sh >/dev/null
+
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.
 BUILD_STAMP := dist/.build-stamp
-BUILD_INPUTS := $(shell git ls-files workflows activities shared worker client cli dev 2>/dev/null) package.json tsconfig.json tsconfig.build.json
+BUILD_INPUTS := $(shell git ls-files workflows activities shared worker client cli dev consumers/node 2>/dev/null) package.json tsconfig.json tsconfig.build.json
 
 $(BUILD_STAMP): $(NPM_STAMP) $(BUILD_INPUTS)
-	npm run build
+	$(NPM) run build
 
 build: $(BUILD_STAMP)
 
 lint: install
-	npm run lint
+	$(NPM) run lint
 
 typecheck: install
-	npm run typecheck
+	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
 test: install system-deps temporal-cli temporal-server consumer-deps
-	npm run format:check
-	npm run lint
-	npm run typecheck
-	npm test
+	$(NPM) run format:check
+	$(NPM) run lint
+	$(NPM) run typecheck
+	$(NPM) test
 	@$(MAKE) --no-print-directory test-consumers
 
 # The Go and Python consumer libraries, each against a stack of its own (Temporal dev server,
@@ -109,8 +117,10 @@ test-consumers: install system-deps temporal-cli consumer-deps
 	$(CONSUMER_STACK) --cwd consumers/go -- go test -count=1 ./...
 	$(CONSUMER_STACK) --cwd consumers/python -- $(PYTHON) -m pytest -q -p no:cacheprovider
 
+# Redis: the one on 127.0.0.1:6379, or redis-server started by the demo (not installed here: a
+# machine with a Redis needs none).
 demo: install temporal-cli build
-	npm run demo
+	@$(NPM) run --silent demo
 
 clean:
 	rm -rf dist .cache

@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.cache/', 'test/fixtures/'] },
+  { ignores: ['dist/', 'consumers/node/dist/', 'node_modules/', '.cache/', 'test/fixtures/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -38,7 +38,7 @@ export default tseslint.config(
           ],
           patterns: [
             {
-              // shared/error-message.ts is pure: the one helper that turns a thrown value into text.
+              // shared/error-message.ts is pure (it re-exports token-lifecycle/error-message): the one helper that turns a thrown value into text.
               group: [
                 '../activities/*',
                 '../shared/*',

@@ -14,9 +14,9 @@ const TOPOLOGY_TESTS = [
  * - `integration`: the real services (one Temporal dev server for the run, a redis-server per
  *   file, the IAM emulator, oidc-provider, the built worker, the demo);
  * - `topology`: the tests that load the whole machine (a Temporal server on PostgreSQL with three
- *   workers and 200 clients; a Docker build; a master, a replica and three Sentinels whose
- *   discovery of each other once took longer than a minute beside two loaded integration files),
- *   after the others and one at a time, so that they slow neither the other tests nor each other.
+ *   workers and 200 clients; a Docker build; a master, a replica and three Sentinels), after the
+ *   others and one at a time, so that they slow neither the other tests nor each other
+ *   (docs/deployment.md, "The tested topology").
  */
 export default defineConfig({
   test: {

@@ -9,11 +9,11 @@
  * endpoint's shared breaker, the host's failed-login budget and one-second window, the breaker
  * again). While the breaker is open after the endpoint was seen down, or another client probes it,
  * or unproven credentials must wait for the budget, no request is sent and the activity fails with
- * that kind, `breakerOpen` and the remaining wait (docs/design.md, "The IAM is never hammered").
+ * that kind, `heldBack` and the remaining wait (docs/design.md, "The IAM is never hammered").
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
-import { resolvePolicy } from '../workflows/policy.js';
+import { renewalAt, resolvePolicy } from '../workflows/policy.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import type { FailureDetails, FailureKind } from '../workflows/failures.js';
 import type { RefreshPolicy } from '../workflows/policy.js';
@@ -21,9 +21,10 @@ import type { TokenMetadata } from '../workflows/token-metadata.js';
 import { EndpointBreaker } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, StoreUnavailableError, storeCall, TokenEndpointError } from './errors.js';
-import { LoginBudget, type LoginBudgetObserver, type LoginProofKey } from './login-budget.js';
+import { acceptedFirst, credentialCandidates, mayTryNextCredential, type CredentialCandidate } from './credential-fallbacks.js';
+import { LoginBudget, loginProof, type LoginBudgetObserver, type LoginCredentials, type LoginProofKey } from './login-budget.js';
 import { RequestAdmission } from './request-admission.js';
-import { resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
+import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { errorMessage } from '../shared/error-message.js';
@@ -61,7 +62,11 @@ export interface AcquireTokenDeps {
   env?: NodeJS.ProcessEnv;
   /** Issuers' metadata, per worker process. @default a cache of `DISCOVERY_CACHE_TTL_MS` (shared/discovery.ts) */
   discovery?: IssuerMetadataCache;
-  /** Called with each outcome of a request sent to the IAM, for metrics (not when the breaker held it back). */
+  /**
+   * Called with the outcome of each request sent to the IAM and the seconds since it left, for
+   * metrics. Not for an attempt that sent nothing (a reference unreadable, Redis down, the breaker
+   * or the login budget holding it back).
+   */
   onOutcome?: (clientId: string, outcome: FailureKind | 'issued', seconds: number) => void;
   /** The shared breaker of token endpoints. @default one on the token store's Redis client and prefix */
   breaker?: EndpointBreaker;
@@ -87,6 +92,11 @@ export interface AcquireTokenDeps {
   onEndpointRecovered?: (endpoint: string, workflowIds: readonly string[]) => Promise<void>;
 }
 
+/** When the attempt's request left for the IAM; null while nothing was sent. */
+interface SentRequest {
+  at: number | null;
+}
+
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
 const HEARTBEAT_INTERVAL_MS = 1000;
 
@@ -102,9 +112,10 @@ export function createAcquireToken({
   loginProofKey,
   ...deps
 }: AcquireTokenDeps): AcquireToken {
+  const loginBudget = deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix });
   const admission = new RequestAdmission({
     breaker: deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix }),
-    loginBudget: deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix }),
+    loginBudget,
     rateWindow: new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps }),
     loginProofKey,
     ...(onBreakerChange !== undefined && { onBreakerChange }),
@@ -123,10 +134,14 @@ export function createAcquireToken({
   return async function acquireToken(input) {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
-    const startedAt = Date.now();
+    // Set by acquireAndStore when the request leaves: only a request sent has an outcome to count.
+    const sent: SentRequest = { at: null };
+    const recordOutcome = (outcome: FailureKind | 'issued') => {
+      if (sent.at !== null) onOutcome?.(input.clientId, outcome, (Date.now() - sent.at) / 1000);
+    };
     try {
-      const metadata = await acquireAndStore(input, context.cancellationSignal);
-      onOutcome?.(input.clientId, 'issued', (Date.now() - startedAt) / 1000);
+      const metadata = await acquireAndStore(input, context.cancellationSignal, sent);
+      recordOutcome('issued');
       log.info('Token acquired', {
         clientId: input.clientId,
         generation: metadata.generation,
@@ -142,7 +157,7 @@ export function createAcquireToken({
       if (err instanceof RequestHeldBackError) {
         log.info('Token request held back', { clientId: input.clientId, kind: failure.type, retryAfterMs: err.details.retryAfterMs });
       } else {
-        onOutcome?.(input.clientId, failure.type as FailureKind, (Date.now() - startedAt) / 1000);
+        recordOutcome(failure.type as FailureKind);
         log.warn('Token request failed', { clientId: input.clientId, kind: failure.type, message: failure.message });
       }
       throw failure;
@@ -151,9 +166,12 @@ export function createAcquireToken({
     }
   };
 
-  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal): Promise<TokenMetadata> {
-    // Everything that authenticates this request, read now (docs/design.md, "References").
-    const credentials = await resolveRequestCredentials(input, env);
+  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
+    // Everything that authenticates this request, read now (docs/design.md, "References"); with
+    // fallbacks, the one the IAM accepted last time first (docs/design.md, "Fallback credentials").
+    const candidates = credentialCandidates(input);
+    // The first fallback that can be read now (the new secret of a rotation may not be written yet).
+    const credentials = await firstReadable(candidates);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
     const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
     // (A retried attempt whose first try wrote its token then writes the next generation: the
@@ -161,41 +179,27 @@ export function createAcquireToken({
     const generation = input.afterStoredGeneration === true ? Math.max(input.generation, highestStored + 1) : input.generation;
     const policy = resolvePolicy(input.policy);
     const tokenUrl = await tokenEndpointOf(input, credentials, policy, signal);
-    const { workflowExecution, activityId } = Context.current().info;
-    const workflowId = workflowExecution?.workflowId ?? input.clientId;
-    // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
-    const admitted = await admission.admit({
-      clientId: input.clientId,
-      authMethod: input.authMethod,
-      tokenUrl,
-      credentials,
-      policy,
-      // A retry of this activity after its worker died takes back the login turn that worker held.
-      owner: `${workflowId}/${activityId}`,
-      workflowId,
-      tokenExpiresAt: async () => (await store.readMetadata(input.clientId))?.expiresAt ?? 0,
-      signal,
-    });
-
-    let response: TokenResponse;
-    try {
-      response = await admitted.send(() =>
-        requestToken({
-          ...credentials,
-          tokenUrl,
-          signal,
-          timeoutMs: policy.requestTimeoutMs,
-          ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
-          ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
-          ...(input.scope !== undefined && { scope: input.scope }),
-          ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
-        }),
-      );
-    } catch (err) {
-      const endpointWaitMs = await admitted.report(err);
-      throw endpointWaitMs === undefined ? err : withEndpointWait(err as TokenEndpointError, endpointWaitMs);
+    const ordered = acceptedFirst(candidates, await acceptedCandidate(input, candidates, tokenUrl));
+    let response: TokenResponse | undefined;
+    let credential: string | undefined;
+    for (const [index, candidate] of ordered.entries()) {
+      try {
+        const candidateCredentials = await resolveRequestCredentials(candidate.registration, env);
+        response = await send(input, candidateCredentials, tokenUrl, policy, signal, sent);
+        credential = candidate.label;
+        break;
+      } catch (err) {
+        // The next fallback only after invalid_client, and only within the failed-login budget:
+        // it is unproven, so passLoginBudget may hold it back.
+        if (index === ordered.length - 1 || !mayTryNextCredential(err)) throw err;
+        log.warn('Credential refused: trying the next fallback', {
+          clientId: input.clientId,
+          refused: candidate.label,
+          next: ordered[index + 1]!.label,
+        });
+      }
     }
-    await admitted.report(undefined);
+    if (response === undefined) throw new Error('No credential to send');
     // Counted from the moment the request left, after the breaker and the rate window: the token
     // cannot be older than that, so Redis lets it go no later than the IAM does (docs/design.md,
     // "No expired token served"), and the workflow counts the minimum interval between forced
@@ -217,6 +221,7 @@ export function createAcquireToken({
         obtainedAt,
         expiresAt,
         fingerprint,
+        refreshAt: renewalAt({ requestStartedAt, expiresInSeconds, expiresAt, generation }, policy, input.clientId),
       }),
     );
     if (result.written) {
@@ -231,6 +236,7 @@ export function createAcquireToken({
         expiresAt,
         expiresInSeconds,
         written: true,
+        ...(credential !== undefined && { credential }),
       };
     }
     if (result.reason === 'expired') {
@@ -254,6 +260,96 @@ export function createAcquireToken({
       expiresAt: held.expiresAt,
       expiresInSeconds: Math.max(0, (held.expiresAt - held.obtainedAt) / 1000),
       written: false,
+      ...(credential !== undefined && { credential }),
+    };
+  }
+
+  /** The credentials of the first candidate that resolves; the first one's error when none does. */
+  async function firstReadable(candidates: readonly CredentialCandidate[]): Promise<RequestCredentials> {
+    let firstError: unknown;
+    for (const candidate of candidates) {
+      try {
+        return await resolveRequestCredentials(candidate.registration, env);
+      } catch (err) {
+        firstError ??= err;
+      }
+    }
+    throw firstError;
+  }
+
+  /** One token request with `credentials`, through its admission (the breaker, the failed-login budget, the rate window). */
+  async function send(
+    input: AcquireTokenInput,
+    credentials: RequestCredentials,
+    tokenUrl: string,
+    policy: RefreshPolicy,
+    signal: AbortSignal,
+    sent: SentRequest,
+  ): Promise<TokenResponse> {
+    const { workflowExecution, activityId } = Context.current().info;
+    const workflowId = workflowExecution?.workflowId ?? input.clientId;
+    // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
+    const admitted = await admission.admit({
+      login: loginCredentials(input, credentials, tokenUrl),
+      policy,
+      // A retry of this activity after its worker died takes back the probe and the login turn
+      // that worker held.
+      owner: `${workflowId}/${activityId}`,
+      workflowId,
+      tokenExpiresAt: async () => (await store.readMetadata(input.clientId))?.expiresAt ?? 0,
+      signal,
+    });
+
+    let response: TokenResponse;
+    sent.at = Date.now();
+    try {
+      response = await admitted.send(() =>
+        requestToken({
+          ...credentials,
+          tokenUrl,
+          signal,
+          timeoutMs: policy.requestTimeoutMs,
+          ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
+          ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
+          ...(input.scope !== undefined && { scope: input.scope }),
+          ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
+        }),
+      );
+    } catch (err) {
+      const endpointWaitMs = await admitted.report(err);
+      throw endpointWaitMs === undefined ? err : withEndpointWait(err as TokenEndpointError, endpointWaitMs);
+    }
+    await admitted.report(undefined);
+    return response;
+  }
+
+  /**
+   * The index of the fallback the IAM accepted last time: the one whose login proof is stored
+   * (docs/design.md, "The failed-login budget"). One that cannot be read now is not it.
+   */
+  async function acceptedCandidate(
+    input: AcquireTokenInput,
+    candidates: readonly CredentialCandidate[],
+    tokenUrl: string,
+  ): Promise<number | undefined> {
+    if (candidates.length < 2) return undefined;
+    for (const [index, candidate] of candidates.entries()) {
+      const credentials = await resolveRequestCredentials(candidate.registration, env).catch(() => undefined);
+      if (credentials === undefined) continue;
+      const proof = loginProof(loginProofKey, loginCredentials(input, credentials, tokenUrl));
+      if (await storeCall(() => loginBudget.isProven(input.clientId, proof))) return index;
+    }
+    return undefined;
+  }
+
+  /** What the failed-login budget proves of a request: which credential goes to which endpoint, as a MAC. */
+  function loginCredentials(input: AcquireTokenInput, requestCredentials: RequestCredentials, tokenUrl: string): LoginCredentials {
+    return {
+      clientId: input.clientId,
+      tokenUrl,
+      authMethod: input.authMethod,
+      // Which credential is sent, under the workers' key: never the credential itself.
+      material: credentialMac(requestCredentials, loginProofKey.reveal()),
     };
   }
 

@@ -1,14 +1,10 @@
 /**
  * The exact cap on token requests per IAM host (docs/design.md, "The IAM is never hammered"): at
  * most `limit` requests in any window of one second, counted in Redis, so every worker of the fleet
- * shares it.
- *
- * Temporal's server-side task-queue limit (`IAM_MAX_RPS`) stays in force: it paces how fast the
- * IAM activities start. It is a token bucket, though, not a sliding window: a burst of starts
- * right after an idle spell can put more requests into one second than its rate (measured: 51 in
- * one second with a limit of 40), and the provider's edge counts any one-second window. This
- * window closes that gap: a request that would be the `limit + 1`-th of the last second waits until
- * the oldest one leaves the window.
+ * shares it. Temporal's task-queue limit (`IAM_MAX_RPS`) is a token bucket, which lets a burst
+ * exceed it within one second (docs/deployment.md, "`IAM_MAX_RPS` and egress IPs"); the provider's
+ * edge counts any one-second window. A request that would be the `limit + 1`-th of the last second
+ * waits until the oldest one leaves the window.
  *
  * One sorted set per host, `<prefix>rate:<origin>`: a member per request sent, scored with the
  * time it was let through (Redis's clock, so workers with skewed clocks agree). One Lua script on

@@ -47,14 +47,14 @@ export class TokenEndpointError extends Error {
  * No request was sent: the shared breaker of the token endpoint holds every client back after a
  * 429, a block or a 5xx (`kind` is the one that opened it), another client is probing the endpoint, the
  * host's one-second rate window stayed full (`rate_limited`), or the host's failed-login budget
- * keeps unproven credentials waiting (`login_budget`). `details.breakerOpen` tells the workflow
+ * keeps unproven credentials waiting (`login_budget`). `details.heldBack` tells the workflow
  * this was not a failure of the IAM, and `details.retryAfterMs` when this client may try again.
  */
 export class RequestHeldBackError extends TokenEndpointError {
   override name = 'RequestHeldBackError';
 
   constructor(kind: HeldBackKind, message: string, retryAfterMs: number) {
-    super(kind, message, { retryAfterMs, breakerOpen: true });
+    super(kind, message, { retryAfterMs, heldBack: true });
   }
 }
 
@@ -86,7 +86,7 @@ function withoutUndefined(details: FailureDetails): FailureDetails {
   if (details.status !== undefined) result.status = details.status;
   if (details.oauthError !== undefined) result.oauthError = details.oauthError;
   if (details.retryAfterMs !== undefined) result.retryAfterMs = details.retryAfterMs;
-  if (details.breakerOpen !== undefined) result.breakerOpen = details.breakerOpen;
+  if (details.heldBack !== undefined) result.heldBack = details.heldBack;
   if (details.endpointWaitMs !== undefined) result.endpointWaitMs = details.endpointWaitMs;
   return result;
 }

@@ -1,23 +1,8 @@
 /**
- * The failed-login budget per IAM host (docs/design.md, "The failed-login budget"). The provider
- * blocks an IP after continued failed logins, and then every client behind that IP sees connection
- * errors: one team's wrong secret must not spend the tolerance that all teams share. So:
- *
- * - a request whose credentials are **proven** (the IAM accepted exactly these the last time) is
- *   sent as always, never waiting for the budget;
- * - a request whose credentials are **unproven** (new, changed, rotated, resumed after a rejection)
- *   is sent only while the host has had fewer than `maxRejections` rejected logins in the last
- *   `windowMs`, and only one at a time per host: a batch of wrong secrets can never spend more
- *   than the budget;
- * - every rejected login spends the budget, proven or not (a secret rotated at the IAM).
- *
- * "Proven" is known without keeping the credentials: the worker stores, per client, a keyed MAC of
- * what it sent (HMAC-SHA256 with `LOGIN_PROOF_KEY`, a key that lives only on the workers), so
- * neither Redis nor Temporal holds anything that allows guessing a secret offline.
- *
- * All state is in Redis, shared by every worker: per host one hash `<prefix>login-budget:<origin>`
- * (the recent rejections and who holds the host's turn for an unproven request), per client one
- * string `<prefix>login-proof:<clientId>`. Every script call touches one key (Redis Cluster).
+ * The failed-login budget per IAM host (docs/design.md, "The failed-login budget"): requests with
+ * unproven credentials go one at a time per host, and only while it has budget left; proven ones
+ * never wait. All state is in Redis, shared by every worker; every script call touches one key
+ * (Redis Cluster).
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';

@@ -12,8 +12,7 @@ import { errorMessage } from '../shared/error-message.js';
 import { breakerEndpoint, type BreakerCheck, type EndpointBreaker } from './endpoint-breaker.js';
 import type { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, StoreUnavailableError, storeCall, TokenEndpointError } from './errors.js';
-import type { LoginBudget, LoginBudgetObserver, LoginProofKey, LoginTicket } from './login-budget.js';
-import { credentialMac, type RequestCredentials } from './request-credentials.js';
+import type { LoginBudget, LoginBudgetObserver, LoginCredentials, LoginProofKey, LoginTicket } from './login-budget.js';
 import { endpointDownKind } from './token-endpoint.js';
 
 /**
@@ -61,11 +60,8 @@ export interface RequestAdmissionDeps {
 
 /** One token request asking to leave. */
 export interface AdmissionRequest {
-  clientId: string;
-  authMethod: string;
-  /** The token endpoint it goes to, registered or discovered. */
-  tokenUrl: string;
-  credentials: RequestCredentials;
+  /** What the failed-login budget proves of it; its `tokenUrl` is the endpoint it goes to, registered or discovered. */
+  login: LoginCredentials;
   policy: RefreshPolicy;
   /** Names the request across retries of its activity: a retry takes back the probe and the login turn it held. */
   owner: string;
@@ -124,7 +120,7 @@ export class RequestAdmission {
    * Whatever it held when a later gate refuses (a probe, a login turn) is released.
    */
   async admit(request: AdmissionRequest): Promise<Admission> {
-    const endpoint = breakerEndpoint(request.tokenUrl);
+    const endpoint = breakerEndpoint(request.login.tokenUrl);
     let gate = await this.passBreaker(endpoint, request);
     let login: LoginTicket | undefined;
     const release = async () => {
@@ -135,7 +131,7 @@ export class RequestAdmission {
       login = await this.passLoginBudget(request);
       // The slot right before sending: the edge counts arrivals, so the less happens between the
       // slot and the request, the closer the two counts are.
-      await this.rateSlot(request.tokenUrl, request.signal);
+      await this.rateSlot(request.login.tokenUrl, request.signal);
       // The breaker is the last gate: it may have opened while this request waited above.
       gate = await this.passBreaker(endpoint, request, gate);
     } catch (err) {
@@ -164,7 +160,7 @@ export class RequestAdmission {
       report: async (outcome) => {
         const probe = (await suspected) ?? gate;
         const endpointWaitMs = await this.reportToBreaker(endpoint, probe, outcome, request);
-        await this.reportLogin(request.tokenUrl, ticket, outcome);
+        await this.reportLogin(request.login.tokenUrl, ticket, outcome);
         return endpointWaitMs;
       },
     };
@@ -196,15 +192,8 @@ export class RequestAdmission {
   /** Lets the request through the host's failed-login budget, or throws {@link RequestHeldBackError} (`login_budget`). */
   private async passLoginBudget(request: AdmissionRequest): Promise<LoginTicket> {
     const { loginBudget, loginProofKey, onLoginBudgetWait } = this.deps;
-    const credentials = {
-      clientId: request.clientId,
-      tokenUrl: request.tokenUrl,
-      authMethod: request.authMethod,
-      // Which credential is sent, under the workers' key: never the credential itself.
-      material: credentialMac(request.credentials, loginProofKey.reveal()),
-    };
     try {
-      return await loginBudget.admit(credentials, loginProofKey, {
+      return await loginBudget.admit(request.login, loginProofKey, {
         owner: request.owner,
         // The request's own budget, the rate window's longest wait, and a margin.
         turnMs: request.policy.requestTimeoutMs + RATE_WINDOW_MAX_WAIT_MS + 5_000,

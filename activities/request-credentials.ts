@@ -1,6 +1,6 @@
 /**
  * The credential material of one token request, resolved in one place (docs/design.md,
- * "References"): every reference of the registration (`secretRef`, `keyRef`, `certRef`, `caRef`)
+ * "References"): every reference of the registration (`secretRef`, `keyRef`, `assertionRef`, `certRef`, `caRef`)
  * is read again for each request, so a secret, key or certificate rewritten on disk is used from
  * the next request on. Parsing a key costs more than reading it, so parsed keys are kept per
  * process, keyed by the SHA-256 of what the reference held: new content is parsed anew, the same
@@ -11,9 +11,11 @@
  * time" from "a new one" (a budget of failed logins) compares MACs, never secrets.
  */
 import { createHash, createHmac, createPrivateKey, createSecretKey, X509Certificate, type BinaryLike, type KeyObject } from 'node:crypto';
+import { decodeJwt } from 'jose';
 import {
   CLIENT_SECRET_JWT_ALGORITHMS,
   CREDENTIALS_OF_METHOD,
+  credentialFieldsOf,
   REFERENCE_MEANING,
   type AuthMethod,
   type ClientRegistration,
@@ -32,7 +34,31 @@ export interface AssertionSigningKey {
   alg: SigningAlgorithm;
   /** The `kid` header; absent for a client secret without `keyId`. */
   kid?: string;
+  /**
+   * Where `kid` came from: the registration's `keyId`, the JWK's own `kid`, or derived (the RFC 7638
+   * thumbprint), which an IAM that registered the key under another name refuses.
+   */
+  kidSource?: 'keyId' | 'jwk' | 'thumbprint';
 }
+
+/**
+ * A client assertion a platform minted (`assertionRef`): sent as it is, never signed here. Its
+ * identity, the claims that stay the same when the platform rotates it, is what the failed-login
+ * budget proves (docs/design.md, "The failed-login budget").
+ */
+export interface MintedAssertion {
+  jwt: Secret;
+  /** `iss`, `sub` and `aud` (RFC 7519 §4.1.1–4.1.3), as they are in the assertion. */
+  identity: { iss: string; sub: string; aud: string | string[] };
+  /** The `exp` claim, in ms since the epoch. */
+  expiresAt: number;
+}
+
+/**
+ * How long a minted assertion must still be valid when it is read: the time one token request may
+ * take and a margin for clock skew, so the IAM never gets one that expired on the way.
+ */
+export const MINTED_ASSERTION_MIN_VALIDITY_MS = 30_000;
 
 /** The TLS client certificate and key of the mTLS methods (RFC 8705 §2), PEM. */
 export interface ClientCertificate {
@@ -53,6 +79,8 @@ export interface RequestCredentials {
   clientSecret?: Secret;
   /** The assertion's key: `client_secret_jwt` and `private_key_jwt`. */
   signingKey?: AssertionSigningKey;
+  /** Instead of {@link RequestCredentials.signingKey}: `private_key_jwt` with `assertionRef`. */
+  mintedAssertion?: MintedAssertion;
   /** The mTLS methods' certificate and key. */
   clientCertificate?: ClientCertificate;
   /** PEM CA certificates of `caRef`, trusted in addition to the default store. */
@@ -62,16 +90,17 @@ export interface RequestCredentials {
 /** The registration fields this module reads. */
 export type CredentialFields = Pick<
   ClientRegistration,
-  'clientId' | 'authMethod' | 'secretRef' | 'keyRef' | 'certRef' | 'caRef' | 'keyId' | 'signingAlg'
+  'clientId' | 'authMethod' | 'secretRef' | 'keyRef' | 'assertionRef' | 'certRef' | 'caRef' | 'keyId' | 'signingAlg'
 >;
 
 /**
  * Resolves and checks the credential material of one request: the references the method needs
- * (workflows/registration.ts, `CREDENTIALS_OF_METHOD`) and the CA.
+ * (workflows/registration.ts, `credentialFieldsOf`) and the CA.
  *
  * @throws {@link SecretUnavailableError} naming the field and reference when one cannot be read,
  *   or holds something unusable: not a key, a key that cannot sign the algorithm, a certificate
- *   that is not the key's or has expired. Such a request would only be a failed login.
+ *   that is not the key's or has expired, a minted assertion that is not a JWT or expires within
+ *   {@link MINTED_ASSERTION_MIN_VALIDITY_MS}. Such a request would only be a failed login.
  */
 export async function resolveRequestCredentials(
   registration: CredentialFields,
@@ -102,7 +131,11 @@ export async function resolveRequestCredentials(
       break;
     }
     case 'private_key_jwt':
-      credentials.signingKey = await privateSigningKey(registration.keyRef!, await read('keyRef'), registration);
+      if (credentialFieldsOf(registration).includes('assertionRef')) {
+        credentials.mintedAssertion = mintedAssertion(registration.assertionRef!, await read('assertionRef'));
+      } else {
+        credentials.signingKey = await privateSigningKey(registration.keyRef!, await read('keyRef'), registration);
+      }
       break;
     case 'tls_client_auth':
     case 'self_signed_tls_client_auth':
@@ -117,7 +150,8 @@ export async function resolveRequestCredentials(
  * and the secret, the private key (as PKCS #8, whatever form the reference held it in), or the
  * certificate and its key, plus the assertion's `alg` and `kid`. Equal MACs mean the same
  * credential; the material itself is never stored. The CA is not part of it: trust is not a
- * credential.
+ * credential. A minted assertion counts by its identity (`iss`, `sub`, `aud`), not its bytes: the
+ * platform rotates it every hour or so, and each rotation is the same credential to the IAM.
  *
  * @param key - The MAC key, secret to the process (e.g. random per worker, or from the settings).
  */
@@ -142,6 +176,8 @@ export function credentialMac(credentials: RequestCredentials, key: BinaryLike):
   );
   part(signing?.alg ?? '');
   part(signing?.kid ?? '');
+  const minted = credentials.mintedAssertion;
+  part(minted === undefined ? '' : JSON.stringify([minted.identity.iss, minted.identity.sub, minted.identity.aud]));
   const tls = credentials.clientCertificate;
   part(tls === undefined ? '' : new X509Certificate(tls.certificate).raw);
   part(tls === undefined ? '' : createPrivateKey(tls.key.reveal()).export({ format: 'der', type: 'pkcs8' }));
@@ -157,6 +193,31 @@ async function resolveField(field: ReferenceField, ref: CredentialRef, env: Envi
     if (error instanceof SecretUnavailableError) throw new SecretUnavailableError(`${field}: ${error.message}`);
     throw error;
   }
+}
+
+/** Decodes (without verifying: the IAM does) a minted assertion and checks it is not about to expire. */
+function mintedAssertion(ref: CredentialRef, jwt: Secret): MintedAssertion {
+  let claims: ReturnType<typeof decodeJwt>;
+  try {
+    claims = decodeJwt(jwt.reveal());
+  } catch {
+    throw new SecretUnavailableError(`assertionRef: ${ref} holds no JWT (header.payload.signature, base64url)`);
+  }
+  const { iss, sub, aud, exp } = claims;
+  if (typeof exp !== 'number') throw new SecretUnavailableError(`assertionRef: the assertion in ${ref} has no exp claim`);
+  if (typeof iss !== 'string' || typeof sub !== 'string' || aud === undefined) {
+    throw new SecretUnavailableError(`assertionRef: the assertion in ${ref} lacks iss, sub or aud (RFC 7523 §3)`);
+  }
+  const expiresAt = exp * 1000;
+  if (expiresAt - Date.now() < MINTED_ASSERTION_MIN_VALIDITY_MS) {
+    const when = new Date(expiresAt).toISOString();
+    throw new SecretUnavailableError(
+      expiresAt <= Date.now()
+        ? `assertionRef: the assertion in ${ref} expired at ${when}; whatever writes it has not rotated it`
+        : `assertionRef: the assertion in ${ref} expires at ${when}, too soon to send; whatever writes it has not rotated it`,
+    );
+  }
+  return { jwt, identity: { iss, sub, aud }, expiresAt };
 }
 
 function secretSigningKey(secret: Secret, registration: CredentialFields): AssertionSigningKey {
@@ -196,8 +257,9 @@ async function parseSigningKey(ref: CredentialRef, text: Secret, registration: C
   }
   const problem = algorithmProblem(key, alg);
   if (problem !== undefined) throw new SecretUnavailableError(`keyRef: ${ref} is ${describeKey(key)}: ${problem}`);
-  const kid = registration.keyId ?? (typeof jwk?.kid === 'string' ? jwk.kid : await publicKeyThumbprint(key));
-  return { key, alg, kid };
+  if (registration.keyId !== undefined) return { key, alg, kid: registration.keyId, kidSource: 'keyId' };
+  if (typeof jwk?.kid === 'string') return { key, alg, kid: jwk.kid, kidSource: 'jwk' };
+  return { key, alg, kid: await publicKeyThumbprint(key), kidSource: 'thumbprint' };
 }
 
 /** Why `key` cannot sign `alg` (RFC 7518 §3), or undefined when it can. */

@@ -148,8 +148,8 @@ export interface ClientAuthentication {
  * - `client_secret_basic`: HTTP Basic of the form-urlencoded ID and secret (RFC 6749 §2.3.1);
  * - `client_secret_post`: `client_id` and `client_secret` in the body (RFC 6749 §2.3.1);
  * - `client_secret_jwt`, `private_key_jwt`: `client_assertion` and `client_assertion_type` (RFC 7523
- *   §2.2, OpenID Connect Core §9), a fresh assertion per request ({@link clientAssertion}), and
- *   `client_id` (RFC 7521 §4.2 allows it; some IAMs need it);
+ *   §2.2, OpenID Connect Core §9), a fresh assertion per request ({@link clientAssertion}) or the
+ *   one a platform minted, and `client_id` (RFC 7521 §4.2 allows it; some IAMs need it);
  * - `tls_client_auth`, `self_signed_tls_client_auth`: `client_id` in the body and the client
  *   certificate in the TLS handshake (RFC 8705 §2).
  *
@@ -169,8 +169,9 @@ export async function clientAuthentication(request: ClientCredentialsRequest): P
       return { headers: {}, params: { client_id: clientId, client_secret: clientSecret.reveal() }, sensitive: secretForms(clientSecret) };
     case 'client_secret_jwt':
     case 'private_key_jwt': {
-      if (signingKey === undefined) throw missing('signingKey');
-      const assertion = await clientAssertion(request);
+      if (signingKey === undefined && request.mintedAssertion === undefined) throw missing('signingKey');
+      // An assertion the platform minted is sent as it is: the worker signs nothing (RFC 7523 §2.2).
+      const assertion = request.mintedAssertion?.jwt.reveal() ?? (await clientAssertion(request));
       return {
         headers: {},
         params: { client_id: clientId, client_assertion_type: JWT_BEARER_ASSERTION_TYPE, client_assertion: assertion },
@@ -471,7 +472,7 @@ const TRANSIENT_OAUTH_ERRORS: ReadonlySet<string> = new Set(['server_error', 'te
  * malformed 200).
  */
 export function endpointDownKind(error: unknown): EndpointDownKind | undefined {
-  if (!(error instanceof TokenEndpointError) || error.details.breakerOpen === true) return undefined;
+  if (!(error instanceof TokenEndpointError) || error.details.heldBack === true) return undefined;
   if (error.kind === 'rate_limited' || error.kind === 'blocked') return error.kind;
   const { status, oauthError } = error.details;
   const down = (status !== undefined && status >= 500) || (oauthError !== undefined && TRANSIENT_OAUTH_ERRORS.has(oauthError));
@@ -644,8 +645,23 @@ export async function requestToken(request: ClientCredentialsRequest): Promise<T
     if (error instanceof InvalidTokenRequestError) throw error;
     if (request.signal?.aborted && error === request.signal.reason) throw error;
     const failure = error instanceof TokenEndpointError ? error : classifyRequestError(error);
-    throw withoutCredentials(failure, authentication?.sensitive ?? []);
+    throw withDerivedKidHint(withoutCredentials(failure, authentication?.sensitive ?? []), request);
   }
+}
+
+/**
+ * A refused `private_key_jwt` assertion whose `kid` the worker derived (the RFC 7638 thumbprint):
+ * the usual cause is an IAM that registered the key under another `kid`, so the message says so
+ * and names the fix.
+ */
+function withDerivedKidHint(error: TokenEndpointError, request: ClientCredentialsRequest): TokenEndpointError {
+  const signing = request.signingKey;
+  const refused = error.kind === 'credentials_rejected' && (error.details.oauthError ?? 'invalid_client') === 'invalid_client';
+  if (request.authMethod !== 'private_key_jwt' || signing?.kidSource !== 'thumbprint' || !refused) return error;
+  const hint =
+    `; the assertion's kid ${signing.kid} is the RFC 7638 thumbprint of the key, derived because neither keyId nor the JWK names one:` +
+    ' if the IAM registered the key under another kid, set keyId to it';
+  return new TokenEndpointError(error.kind, `${error.message}${hint}`, error.details, error.response);
 }
 
 /** Replaces every credential, in every form it was sent in, wherever a server echoed it into the error. */

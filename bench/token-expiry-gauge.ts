@@ -11,7 +11,7 @@ import { Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { findFreePort } from '../dev/free-port.js';
 import { tokenUpdatedChannel } from '../shared/redis-layout.js';
-import { formatTokenUpdated } from '../shared/token-updated-message.js';
+import { formatTokenUpdated } from 'token-lifecycle/contract';
 import { startTokenExpiryGauge } from '../worker/token-expiry-gauge.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 

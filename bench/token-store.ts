@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { TokenStore } from '../shared/token-store.js';
-import { TokenReader } from '../client/token-reader.js';
+import { TokenReader } from 'token-lifecycle';
 import { startRedisServer } from '../test/support/redis-server.js';
 
 const OPERATIONS = Number(process.env.BENCH_OPERATIONS ?? 20_000);

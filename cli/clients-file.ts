@@ -1,25 +1,9 @@
 /**
- * The file `tokenctl apply` reads: the desired set of client registrations, in YAML.
- *
- * ```yaml
- * defaults:                     # optional: merged into every client (the client's own values win;
- *   tokenUrl: https://iam.example.com/realms/prod/protocol/openid-connect/token   # objects such
- *   authMethod: client_secret_basic                                              # as policy and
- *   policy: { refreshFraction: 0.8 }                                             # extraParams
- * clients:                      # required: one entry per OAuth client ID       # merge per key)
- *   - clientId: orders-api
- *     secretRef: env:ORDERS_API_SECRET        # a reference, never the secret itself
- *     scope: orders.read orders.write
- *   - clientId: billing-api
- *     secretRef: file:/run/secrets/billing-api
- *     extraParams: { audience: billing }
- * ```
- *
- * Every entry (after merging the defaults) is a registration (workflows/registration.ts), validated by
- * {@link registrationSchema}. Every problem of the file is reported at once, with its path
- * (`clients[2].secretRef: is required`), so an operator fixes the file in one go.
+ * The file `tokenctl apply` reads: the desired set of client registrations, in YAML, each
+ * validated by {@link registrationSchema} (docs/design.md, "tokenctl and the admin API"; an
+ * example in README, "`tokenctl apply`").
  */
-import { isMap, LineCounter, parseDocument } from 'yaml';
+import { isMap, LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { z } from 'zod';
 import { REFERENCE_FORM, type ClientRegistration } from '../workflows/registration.js';
 import { describeIssues, registrationFields, registrationSchema } from '../client/registration-schema.js';
@@ -56,6 +40,9 @@ const fileSchema = z
   })
   .strict();
 
+/** The file's own keys, for a "did you mean" next to the registration's fields. */
+const FILE_KEYS = Object.keys(fileSchema.shape);
+
 const defaultsSchema = registrationFields.omit({ clientId: true }).partial();
 const entrySchema = registrationFields.partial();
 
@@ -67,20 +54,16 @@ const entrySchema = registrationFields.partial();
 export function parseClientsFile(text: string, fileName: string): ClientRegistration[] {
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
-  if (document.errors.length > 0) {
-    throw new InvalidClientsFileError(
-      fileName,
-      document.errors.map((error) => {
-        const at = lineCounter.linePos(error.pos[0]);
-        return `line ${at.line}, column ${at.col}: ${error.message.split('\n')[0]}`;
-      }),
-    );
+  const [syntaxError] = document.errors;
+  if (syntaxError !== undefined) {
+    // The first only: the parser's later errors follow from it and point further from the cause.
+    throw new InvalidClientsFileError(fileName, [describeSyntaxError(syntaxError, text, lineCounter)]);
   }
   if (!isMap(document.contents))
     throw new InvalidClientsFileError(fileName, ['(root): must be a mapping with a `clients:` list (see tokenctl apply --help)']);
 
   const file = fileSchema.safeParse(document.toJS());
-  if (!file.success) throw new InvalidClientsFileError(fileName, describeIssues(file.error.issues));
+  if (!file.success) throw new InvalidClientsFileError(fileName, describeIssues(file.error.issues, '', FILE_KEYS));
 
   const problems: string[] = [];
   const defaults = withoutSecrets(file.data.defaults ?? {}, 'defaults', problems);
@@ -123,6 +106,27 @@ export function parseClientsFile(text: string, fileName: string): ClientRegistra
 
   if (problems.length > 0) throw new InvalidClientsFileError(fileName, problems);
   return registrations;
+}
+
+/**
+ * A YAML syntax error at the line to fix. A key indented deeper than the one above it, which
+ * already has a value, reads as the rest of that value: the parser reports it at the value, the
+ * line before the wrong one (YAML 1.2 §7.3.3, a plain scalar may span lines).
+ */
+function describeSyntaxError(error: YAMLError, text: string, lineCounter: LineCounter): string {
+  if (error.code === 'BLOCK_AS_IMPLICIT_KEY' || error.code === 'MULTILINE_IMPLICIT_KEY') {
+    const valueLine = lineCounter.linePos(error.pos[0]).line;
+    const lines = text.split('\n');
+    const indent = (line: string) => line.length - line.trimStart().length;
+    const wrong = lines.findIndex(
+      (line, index) => index >= valueLine && line.trim() !== '' && indent(line) > indent(lines[valueLine - 1]!),
+    );
+    if (wrong >= 0) {
+      return `line ${wrong + 1}, column ${indent(lines[wrong]!) + 1}: indented deeper than line ${valueLine}, whose key already has a value: line it up with the keys above it`;
+    }
+  }
+  const at = lineCounter.linePos(error.pos[0]);
+  return `line ${at.line}, column ${at.col}: ${error.message.split('\n')[0]}`;
 }
 
 /** Drops keys that would hold a secret, reporting each (by path only: the value is never shown). */

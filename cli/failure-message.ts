@@ -13,6 +13,7 @@ const FLAG_OF_FIELD: Record<string, string> = {
   authMethod: '--auth',
   secretRef: '--secret',
   keyRef: '--key',
+  assertionRef: '--assertion',
   certRef: '--cert',
   caRef: '--ca',
   keyId: '--key-id',
@@ -29,12 +30,20 @@ const FLAG_OF_FIELD: Record<string, string> = {
  * names, and `issuer`, which only the endpoint rule uses. (Not `scope` or `policy`: plain words.)
  */
 const FIELD_IN_TEXT =
-  /\b(?:tokenUrl|issuer|authMethod|secretRef|keyRef|certRef|caRef|keyId|signingAlg|assertionAudience|proxyUrl|extraParams)\b/g;
+  /\b(?:tokenUrl|issuer|authMethod|secretRef|keyRef|assertionRef|certRef|caRef|keyId|signingAlg|assertionAudience|proxyUrl|extraParams)\b/g;
 
 /** gRPC DEADLINE_EXCEEDED and UNAVAILABLE: the server did not answer. */
 const UNREACHABLE_GRPC_CODES: ReadonlySet<number> = new Set([4, 14]);
 
 type CodedError = Error & { code?: unknown; problems?: readonly string[]; fileName?: string; clientId?: string; namespace?: string };
+
+/**
+ * Whether `err` is wrong usage (exit 2): the options given make no valid registration (a missing
+ * `--secret`, a bad URL). A clients file, the environment or a server's answer is not usage: 1.
+ */
+export function isUsageError(err: unknown): boolean {
+  return err instanceof Error && (err as CodedError).code === 'invalid_registration';
+}
 
 /** The message for `err`; `temporalAddress` names the server when Temporal went away or lacks the namespace. */
 export function failureMessage(err: unknown, temporalAddress: string): string {

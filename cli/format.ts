@@ -32,7 +32,19 @@ export function formatStatus(status: TokenStatus, now: number): string {
     ['backoff ends', formatInstant(status.backoffUntil, now)],
   ];
   if (status.forcedRefreshAt !== null) lines.push(['forced refresh', formatInstant(status.forcedRefreshAt, now)]);
+  if (status.credential !== undefined) lines.push(['credential', status.credential]);
+  const step = nextStep(status);
+  if (step !== null) lines.push(['next step', step]);
   return alignColumns(lines);
+}
+
+/**
+ * What an operator does next when the workflow waits for one: a parked client is never tried
+ * again on its own (docs/design.md, "Failures"), as the Temporal UI's details say too.
+ */
+function nextStep(status: TokenStatus): string | null {
+  if (status.state !== 'credentials_rejected') return null;
+  return `fix the credentials at the IAM or in the worker's reference, then tokenctl resume ${status.clientId} (or tokenctl reconfigure ${status.clientId} --secret REF …)`;
 }
 
 /** One line after `refresh --wait`: what the new token is. */

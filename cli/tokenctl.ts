@@ -38,6 +38,10 @@ function addRegistrationOptions(command: Command, { reconfigure }: { reconfigure
     )
     .option('--secret <ref>', refHelp('the client secret (client_secret_basic, _post, _jwt)'))
     .option('--key <ref>', refHelp('the private key, PEM or JWK (private_key_jwt, tls_client_auth, self_signed_tls_client_auth)'))
+    .option(
+      '--assertion <ref>',
+      refHelp('a client assertion (JWT) the platform mints and rotates, sent instead of signing one (private_key_jwt)'),
+    )
     .option('--cert <ref>', refHelp('the client certificate, PEM (tls_client_auth, self_signed_tls_client_auth)'))
     .option('--ca <ref>', refHelp('CA certificates (PEM) trusted for the IAM, besides the public ones and NODE_EXTRA_CA_CERTS'))
     .option('--key-id <kid>', "the assertion's kid (default: the JWK's kid, else its RFC 7638 thumbprint, as tokenctl jwks prints it)")
@@ -151,6 +155,14 @@ function buildProgram(session: Session): Command {
     .option('--json', 'print a JSON array')
     .action(async (options: { state?: TokenState; json?: true }) => {
       await (await import('./commands/workflow-commands.js')).list(session, options);
+    });
+
+  program
+    .command('patches')
+    .description('Show, per workflow patch, how many running workflows began before it: at 0 it can be retired.')
+    .option('--json', 'print a JSON array')
+    .action(async (options: { json?: true }) => {
+      await (await import('./commands/workflow-commands.js')).patches(session, options);
     });
 
   program
@@ -295,9 +307,9 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     // Commander already printed its usage error (or the help) to the right stream.
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
-    const { failureMessage } = await import('./failure-message.js');
+    const { failureMessage, isUsageError } = await import('./failure-message.js');
     process.stderr.write(`error: ${failureMessage(err, session.temporalAddress())}\n`);
-    return EXIT_FAILED;
+    return isUsageError(err) ? EXIT_USAGE : EXIT_FAILED;
   } finally {
     await session.close();
   }

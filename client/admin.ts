@@ -4,6 +4,7 @@
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import {
+  clientIdOf,
   forceRefreshSignal,
   reconfigureSignal,
   refreshNowUpdate,
@@ -16,7 +17,14 @@ import {
   type TokenState,
   type TokenStatus,
 } from '../workflows/messages.js';
-import { applyRegistrationChanges, iamUrlOf, REFERENCE_FIELDS, type ClientRegistration } from '../workflows/registration.js';
+import {
+  applyRegistrationChanges,
+  FALLBACK_FIELDS,
+  iamUrlOf,
+  REFERENCE_FIELDS,
+  type ClientRegistration,
+  type FallbackField,
+} from '../workflows/registration.js';
 import {
   endpointHost,
   TokenClientId,
@@ -26,11 +34,12 @@ import {
   TokenNextRefreshAt,
   TokenState as TokenStateKey,
 } from '../workflows/search-attributes.js';
-import { tokenLifecycle, type TokenLifecycleInput } from '../workflows/token-lifecycle.js';
+import { PATCHES_OF_EVERY_RUN, tokenLifecycle, type TokenLifecycleInput } from '../workflows/token-lifecycle.js';
 import { parseRegistration } from './registration-schema.js';
 import { describeSettled } from './settled-description.js';
 import { decodePayloads } from './temporal-internals.js';
 import { errorMessage } from '../shared/error-message.js';
+import { forEachConcurrently } from '../shared/for-each-concurrently.js';
 
 export class AlreadyRegisteredError extends Error {
   readonly code = 'already_registered';
@@ -70,6 +79,16 @@ export interface RegisteredClient {
   tokenEndpointHost: string | null;
 }
 
+/** One row of {@link TokenAdmin.patchRetirement}: how many running workflows still began before a patch. */
+export interface PatchRetirement {
+  /** The patch ID, as the workflow asks `patched()` for it. */
+  patch: (typeof PATCHES_OF_EVERY_RUN)[number];
+  /** Running token workflows of the task queue. */
+  running: number;
+  /** Those of them that began before the patch: it can be deprecated once this is 0. */
+  predating: number;
+}
+
 /** The fields `apply` compares and `reconfigure` may change: everything but the client ID. */
 export const REGISTRATION_FIELDS = [
   'tokenUrl',
@@ -77,6 +96,9 @@ export const REGISTRATION_FIELDS = [
   'authMethod',
   'secretRef',
   'keyRef',
+  'assertionRef',
+  'secretRefs',
+  'keyRefs',
   'certRef',
   'caRef',
   'keyId',
@@ -100,6 +122,9 @@ export const CREDENTIAL_FIELDS: readonly RegistrationField[] = [
   'authMethod',
   'secretRef',
   'keyRef',
+  'assertionRef',
+  'secretRefs',
+  'keyRefs',
   'certRef',
   'keyId',
   'signingAlg',
@@ -143,9 +168,7 @@ export interface ApplyOptions {
 
 /**
  * Clients `apply` handles at once. Each costs two or three sequential round trips to Temporal
- * (describe, history or start, signal), so one at a time a 1000-client file took minutes; 32 in
- * flight bring that to seconds on one frontend without queueing much at it (`npm run
- * bench:apply` measures it). A higher figure gains little: the frontend's persistence is the limit.
+ * (describe, history or start, signal); docs/deployment.md, "Sizing a worker", has what this buys.
  */
 export const APPLY_CONCURRENCY = 32;
 
@@ -375,13 +398,13 @@ export class TokenAdmin {
 
   /** Running token workflows on this task queue, optionally only those in `state`. */
   async list(options: { state?: TokenState } = {}): Promise<RegisteredClient[]> {
-    const clauses = [`WorkflowType = 'tokenLifecycle'`, `TaskQueue = '${this.taskQueue}'`, `ExecutionStatus = 'Running'`];
-    if (options.state !== undefined) clauses.push(`TokenState = '${options.state}'`);
+    const query =
+      options.state === undefined ? this.runningQuery() : `${this.runningQuery()} AND ${TokenStateKey.name} = '${options.state}'`;
     const rows: RegisteredClient[] = [];
-    for await (const execution of this.client.workflow.list({ query: clauses.join(' AND ') })) {
+    for await (const execution of this.client.workflow.list({ query })) {
       const attributes = execution.typedSearchAttributes;
       rows.push({
-        clientId: attributes.get(TokenClientId) ?? execution.workflowId.replace(/^token-lifecycle:/, ''),
+        clientId: attributes.get(TokenClientId) ?? clientIdOf(execution.workflowId),
         state: (attributes.get(TokenStateKey) as TokenState | undefined) ?? 'unknown',
         expiresAt: attributes.get(TokenExpiresAt)?.getTime() ?? null,
         nextRefreshAt: attributes.get(TokenNextRefreshAt)?.getTime() ?? null,
@@ -390,6 +413,29 @@ export class TokenAdmin {
       });
     }
     return rows.sort((a, b) => a.clientId.localeCompare(b.clientId));
+  }
+
+  /**
+   * How many running token workflows of this task queue began before each patch that every run
+   * takes (docs/design.md, "Retiring a patch"): those whose `TemporalChangeVersion` search
+   * attribute, where Temporal lists the patches a run took, lacks it. Counted from visibility, a
+   * moment behind the runs: a run whose first workflow task has not completed yet counts as
+   * predating, which errs on the safe side.
+   */
+  async patchRetirement(): Promise<PatchRetirement[]> {
+    const running = this.runningQuery();
+    const { count: total } = await this.client.workflow.count(running);
+    return Promise.all(
+      PATCHES_OF_EVERY_RUN.map(async (patch) => {
+        const { count: took } = await this.client.workflow.count(`${running} AND TemporalChangeVersion = '${patch}'`);
+        return { patch, running: total, predating: Math.max(0, total - took) };
+      }),
+    );
+  }
+
+  /** The visibility query of this task queue's running token workflows. */
+  private runningQuery(): string {
+    return `WorkflowType = '${tokenLifecycle.name}' AND TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Running'`;
   }
 
   private async call<T>(clientId: string, action: (handle: ReturnType<Client['workflow']['getHandle']>) => Promise<T>): Promise<T> {
@@ -427,11 +473,16 @@ function changesFor(desired: ClientRegistration, fields: readonly RegistrationFi
 /** The workflow's static details: how it authenticates, never with what. */
 function staticDetails(registration: ClientRegistration): string {
   const scope = registration.scope ? `, scope "${registration.scope}"` : '';
-  const what = { secretRef: 'secret', keyRef: 'key', certRef: 'certificate', caRef: 'CA' } as const;
+  const what = { secretRef: 'secret', keyRef: 'key', assertionRef: 'minted assertion', certRef: 'certificate', caRef: 'CA' } as const;
   const sources = REFERENCE_FIELDS.flatMap((field) => {
     const ref = registration[field];
     return ref === undefined ? [] : [`${what[field]} from ${ref.split(':')[0]}`];
   });
+  const lists = Object.entries(FALLBACK_FIELDS).flatMap(([list, field]) => {
+    const refs = registration[list as FallbackField];
+    return refs === undefined ? [] : [`${refs.length} fallback ${what[field]}s (${list})`];
+  });
+  sources.push(...lists);
   return `Client credentials (${registration.authMethod})${scope}, ${sources.join(', ')}`;
 }
 
@@ -448,12 +499,4 @@ function canonicalJson(value: unknown): string {
       ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
       : v,
   );
-}
-
-async function forEachConcurrently<T>(items: readonly T[], concurrency: number, action: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) await action(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
 }

@@ -11,6 +11,9 @@ import {
   CLIENT_ID_RULE,
   CLIENT_SECRET_JWT_ALGORITHMS,
   CREDENTIALS_OF_METHOD,
+  credentialFieldsOf,
+  FALLBACK_FIELDS,
+  MAX_FALLBACKS,
   DEFAULT_AUTH_METHOD,
   isAssertionMethod,
   isCredentialRef,
@@ -21,6 +24,7 @@ import {
   RESERVED_EXTRA_PARAMS,
   signingAlgorithmsOf,
   type ClientRegistration,
+  type FallbackField,
 } from '../workflows/registration.js';
 
 /** A field's error message, or `is required` when the field is absent. */
@@ -58,6 +62,18 @@ const reference = z
   .refine(isCredentialRef, `must be ${REFERENCE_FORM} (the secret, key or certificate itself never goes here)`)
   .optional();
 
+const referenceList = z
+  .array(
+    z
+      .string({ error: `must be a string: ${REFERENCE_FORM}` })
+      .refine(isCredentialRef, `must be ${REFERENCE_FORM} (the secret or key itself never goes here)`),
+    { error: `must be a list of references: ${REFERENCE_FORM}` },
+  )
+  .min(1, 'must name at least one reference')
+  .max(MAX_FALLBACKS, `must name at most ${MAX_FALLBACKS} references`)
+  .refine((refs) => new Set(refs).size === refs.length, 'must not name a reference twice')
+  .optional();
+
 /** An http(s) URL without user info: got would send it as credentials of its own. */
 const httpUrl = (what: string, withCredentials = 'must not contain credentials') =>
   z
@@ -78,6 +94,9 @@ export const registrationFields = z
     authMethod: z.enum(AUTH_METHODS, { error: `must be one of ${AUTH_METHODS.join(', ')}` }).default(DEFAULT_AUTH_METHOD),
     secretRef: reference,
     keyRef: reference,
+    assertionRef: reference,
+    secretRefs: referenceList,
+    keyRefs: referenceList,
     certRef: reference,
     caRef: reference,
     keyId: z
@@ -107,7 +126,7 @@ type RegistrationFields = z.infer<typeof registrationFields>;
 
 /**
  * The rules between fields, each problem at the field to fix: exactly one of `tokenUrl` and
- * `issuer`; the references the method needs (workflows/registration.ts, `CREDENTIALS_OF_METHOD`),
+ * `issuer`; the references the method needs (workflows/registration.ts, `credentialFieldsOf`),
  * and none it does not use (a stray `secretRef` next to `private_key_jwt` is a mistake to point
  * out, not to ignore); the assertion settings only with an assertion method.
  */
@@ -122,17 +141,33 @@ export function crossFieldProblems(registration: RegistrationFields): { path: st
   }
   // An unknown method is its own problem: which references it needs cannot be told.
   if (!Object.hasOwn(CREDENTIALS_OF_METHOD, method)) return problems;
-  const credentials: readonly string[] = CREDENTIALS_OF_METHOD[method];
+  const credentials: readonly string[] = credentialFieldsOf(registration);
+  const fallbacksOf = (field: string) =>
+    Object.entries(FALLBACK_FIELDS).find(([, single]) => single === field)?.[0] as FallbackField | undefined;
   for (const field of REFERENCE_FIELDS) {
     if (field === 'caRef') continue;
-    const given = registration[field] !== undefined;
+    const list = fallbacksOf(field);
+    const listGiven = list !== undefined && registration[list] !== undefined;
+    const given = registration[field] !== undefined || listGiven;
     if (credentials.includes(field) && !given) problems.push({ path: field, message: `${method} needs ${REFERENCE_MEANING[field]}` });
     if (!credentials.includes(field) && given)
-      problems.push({ path: field, message: `${method} does not use ${REFERENCE_MEANING[field]}: remove it` });
+      problems.push({ path: listGiven ? list : field, message: `${method} does not use ${REFERENCE_MEANING[field]}: remove it` });
+    if (listGiven && registration[field] !== undefined) problems.push({ path: list, message: `give ${field} or ${list}, not both` });
+  }
+  if (registration.keyRefs !== undefined && method !== 'private_key_jwt' && credentials.includes('keyRef')) {
+    problems.push({
+      path: 'keyRefs',
+      message: `${method} pairs one key with its certificate: use keyRef (keyRefs is for private_key_jwt)`,
+    });
   }
   if (!isAssertionMethod(method)) {
     for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
       if (registration[field] !== undefined) problems.push({ path: field, message: `${method} sends no client assertion: remove it` });
+    }
+  } else if (registration.assertionRef !== undefined) {
+    for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
+      if (registration[field] !== undefined)
+        problems.push({ path: field, message: 'assertionRef names an assertion the platform signed: the worker signs nothing, remove it' });
     }
   } else if (registration.signingAlg !== undefined && !signingAlgorithmsOf(method).includes(registration.signingAlg)) {
     problems.push({ path: 'signingAlg', message: `${method} signs with ${signingAlgorithmsOf(method).join(', ')}` });
@@ -153,12 +188,53 @@ export class InvalidRegistrationError extends Error {
   }
 }
 
-/** Formats zod issues as `path: message`, the path prefixed with `prefix`. */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = ''): string[] {
-  return issues.map((issue) => {
+/** Every field name a registration may hold, at any depth: what an unknown key is compared with. */
+const KNOWN_FIELD_NAMES: readonly string[] = [
+  ...Object.keys(registrationFields.shape),
+  ...Object.keys(DEFAULT_POLICY),
+  ...RETRYABLE_FAILURE_KINDS,
+  'baseMs',
+  'capMs',
+];
+
+/**
+ * Formats zod issues as `path: message`, the path prefixed with `prefix`. An unknown key is named
+ * on its own path, with the known field it is closest to (`scopes`: did you mean `scope`?), among
+ * the registration's and `moreNames`.
+ */
+export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = '', moreNames: readonly string[] = []): string[] {
+  return issues.flatMap((issue) => {
     const path = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
-    return `${`${prefix}${path}`.replace(/^\./, '') || '(root)'}: ${issue.message}`;
+    const at = (key = '') => `${`${prefix}${path}${key}`.replace(/^\./, '') || '(root)'}`;
+    if (issue.code !== 'unrecognized_keys') return [`${at()}: ${issue.message}`];
+    return issue.keys.map((key) => {
+      const near = closestName(key, [...KNOWN_FIELD_NAMES, ...moreNames]);
+      return `${at(`.${key}`)}: unknown field${near === null ? '' : `; did you mean ${near}?`}`;
+    });
   });
+}
+
+/** The name within two edits of `key` (case aside), the nearest first; null when none is. */
+function closestName(key: string, names: readonly string[]): string | null {
+  let best: { name: string; distance: number } | null = null;
+  for (const name of names) {
+    const distance = editDistance(key.toLowerCase(), name.toLowerCase());
+    if (distance <= 2 && distance < key.length && (best === null || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name ?? null;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 /** Parses a registration, with defaults applied, or throws {@link InvalidRegistrationError}. */

@@ -1,18 +1,23 @@
 /**
  * `make demo`: the whole stack on this machine, for a first look.
  * - the Temporal dev server with its Web UI (state kept in .cache/demo/temporal.db),
- * - Redis (the one on 127.0.0.1:6379 if it answers, else a redis-server started here),
- * - the IAM emulator with the demo clients, the worker, and the demo registrations,
- * then it prints where to look. Ctrl-C stops everything it started. The DEMO_* variables below
- * move its ports and state folder (test/dev/demo.test.ts runs it beside a running demo).
+ * - Redis (the one on 127.0.0.1:6379 if it answers, else a redis-server started here), under a
+ *   key prefix of the demo's own,
+ * - the IAM emulator with the demo clients, the worker (its log in .cache/demo/worker.log), and
+ *   the demo registrations,
+ * then it prints where to look, one line per client rejected on purpose, and what to try. Ctrl-C
+ * stops everything it started and removes its keys from a Redis it did not start. The DEMO_*
+ * variables below move its ports and state folder (test/dev/demo.test.ts runs it beside a running
+ * demo and runs what it prints).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
 import { parseEnvironment } from '../shared/settings.js';
@@ -43,13 +48,26 @@ const demoSettingsSchema = z.object({
     .default(join(root, '.cache', 'demo')),
 });
 
-/** Secrets the demo worker resolves (env:NAME). SHIPPING_SECRET is wrong on purpose. */
+/**
+ * Secrets the demo worker resolves (env:NAME). SHIPPING_SECRET is wrong on purpose. The login
+ * proof key is fixed, so a restarted demo's worker still knows the credentials the IAM accepted.
+ */
 const WORKER_SECRETS = {
   ORDERS_SECRET: 'demo-orders-secret',
   BILLING_SECRET: 'demo billing+secret:100%',
   REPORTING_SECRET: 'demo-reporting-secret',
   LEGACY_SECRET: 'demo-legacy-secret',
   SHIPPING_SECRET: 'demo-shipping-secret',
+  DEMO_LOGIN_PROOF_KEY: 'demo-login-proof-key, not a secret',
+};
+
+/** Every Redis name the demo's worker writes starts with it: Ctrl-C removes them all, and nothing else. */
+const KEY_PREFIX = 'token-demo:';
+
+/** The clients the IAM emulator rejects, and why (dev/iam-emulator/demo-clients.yaml). */
+const REJECTED_ON_PURPOSE: Record<string, string> = {
+  'legacy-batch': 'service accounts are off at the IAM',
+  'shipping-service': 'the worker holds the secret from before a rotation',
 };
 
 const started: Array<() => Promise<void> | void> = [];
@@ -103,15 +121,28 @@ async function main(): Promise<void> {
   );
   started.push(() => temporal.stop());
 
-  if (!(await portAnswers(REDIS_PORT))) {
+  const redisStarted = !(await portAnswers(REDIS_PORT));
+  if (redisStarted) {
     console.log(`Starting redis-server on 127.0.0.1:${REDIS_PORT}…`);
     const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
       stdio: 'ignore',
       detached: true, // as the Temporal server above
     });
+    const missing = new Promise<never>((_, reject) =>
+      redis.once('error', (err) =>
+        reject(
+          new Error(
+            `No Redis answers on 127.0.0.1:${REDIS_PORT} and redis-server cannot be started (${err.message}): install it (Debian: sudo apt-get install redis-server), or set DEMO_REDIS_PORT to a Redis's port`,
+          ),
+        ),
+      ),
+    );
     process.once('exit', () => redis.kill('SIGKILL'));
     started.push(() => stop(redis));
-    await unlessInterrupted(waitFor(() => portAnswers(REDIS_PORT), 'redis-server'));
+    await unlessInterrupted(Promise.race([waitFor(() => portAnswers(REDIS_PORT), 'redis-server'), missing]));
+  } else {
+    // Stopped before this Redis is left (the steps stop in reverse): nothing writes after it.
+    started.push(() => removeDemoKeys(REDIS_PORT));
   }
 
   const config = await loadEmulatorConfig(join(root, 'dev', 'iam-emulator', 'demo-clients.yaml'));
@@ -122,16 +153,23 @@ async function main(): Promise<void> {
   });
   started.push(() => iam.close());
 
-  console.log('Starting the worker…');
+  // The worker's log goes to a file: the rejected clients' warnings are expected, and the terminal
+  // keeps what a person needs (where to look, what to try).
+  const workerLog = join(stateDir, 'worker.log');
+  console.log(`Starting the worker (its log: ${shown(workerLog)})…`);
+  const log = createWriteStream(workerLog, { flags: 'a' });
+  await once(log, 'open');
   const worker = spawn(process.execPath, [join(root, 'dist', 'worker', 'main.js')], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', log, log],
     env: {
       ...process.env,
       ...WORKER_SECRETS,
       TEMPORAL_ADDRESS: temporalAddress,
       REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}`,
+      TOKEN_KEY_PREFIX: KEY_PREFIX,
       METRICS_PORT: String(METRICS_PORT),
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'WARN',
+      LOGIN_PROOF_KEY: 'env:DEMO_LOGIN_PROOF_KEY',
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'INFO',
     },
   });
   started.push(() => stop(worker));
@@ -159,45 +197,88 @@ async function main(): Promise<void> {
     { clientId: 'legacy-batch', tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:LEGACY_SECRET' },
     { clientId: 'shipping-service', tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:SHIPPING_SECRET' },
   ];
-  const registerOrRepoint = async (registration: ClientRegistration) => {
+  /** Registers a client; a demo restarted on its saved state repoints it and reports true. */
+  const registerOrRepoint = async (registration: ClientRegistration): Promise<boolean> => {
     try {
       await admin.register(registration);
+      return false;
     } catch (err) {
       if (!(err instanceof AlreadyRegisteredError)) throw err;
-      // A demo restarted on its saved state: point the running workflow at this run's emulator.
       await admin.reconfigure(registration.clientId, { tokenUrl: registration.tokenUrl });
+      return true;
     }
   };
   // The good clients first, each until its first token: the two wrong ones then spend the IAM
   // host's failed-login budget, and the good ones' renewals, proven, never wait for it
   // (docs/design.md, "The failed-login budget").
   const [good, wrong] = [registrations.slice(0, 3), registrations.slice(3)];
-  await unlessInterrupted(Promise.all(good.map(registerOrRepoint)));
-  await unlessInterrupted(Promise.all(good.map(({ clientId }) => firstToken(admin, clientId))));
+  await unlessInterrupted(
+    Promise.all(
+      good.map(async (registration) => {
+        // A restarted demo's tokens were removed when it stopped: a new one now, not at the renewal.
+        if (await registerOrRepoint(registration)) await admin.refresh(registration.clientId, { wait: true, reason: 'demo restarted' });
+        else await firstToken(admin, registration.clientId);
+      }),
+    ),
+  );
   await unlessInterrupted(Promise.all(wrong.map(registerOrRepoint)));
+  const rejections = await unlessInterrupted(Promise.all(wrong.map(({ clientId }) => rejection(admin, clientId))));
 
-  const env = `TEMPORAL_ADDRESS=${temporalAddress} REDIS_URL=redis://127.0.0.1:${REDIS_PORT}`;
+  const ui = `${temporal.uiUrl}/namespaces/default/workflows`;
+  const byState = (state: string) => `${ui}?query=${encodeURIComponent(`TokenState="${state}"`)}`;
+  const apiUrl = `${iam.url}/api/resource`;
   console.log(`
 The token lifecycle demo is running.
 
-  Temporal UI        ${temporal.uiUrl}/namespaces/default/workflows
-  rejected clients   ${temporal.uiUrl}/namespaces/default/workflows?query=${encodeURIComponent('TokenState="credentials_rejected"')}
+  Temporal UI        ${ui}
+    parked           ${byState('credentials_rejected')}
+    backing off      ${byState('backing_off')}
   IAM emulator       ${tokenUrl}
   worker metrics     http://127.0.0.1:${METRICS_PORT}/metrics
+  worker log         ${shown(workerLog)}
+
+Rejected on purpose:
+${rejections.map((line) => `  ${line}`).join('\n')}
 
 Try, in another terminal in this folder (bin/tokenctl is the built CLI without npx's start-up):
-  ${env} bin/tokenctl list
-  ${env} bin/tokenctl token orders-service
-  ${env} bin/tokenctl status shipping-service
-  ${env} bin/tokenctl refresh orders-service --wait
-  curl -s -H "Authorization: Bearer $(${env} bin/tokenctl token orders-service)" ${iam.url}/api/resource
+  export TEMPORAL_ADDRESS=${temporalAddress} REDIS_URL=redis://127.0.0.1:${REDIS_PORT} TOKEN_KEY_PREFIX=${KEY_PREFIX} API_URL=${apiUrl}
+  bin/tokenctl list
+  bin/tokenctl token orders-service
+  bin/tokenctl status shipping-service
+  bin/tokenctl refresh orders-service --wait
+  curl -s -H "Authorization: Bearer $(bin/tokenctl token orders-service)" $API_URL
+  npx tsx consumers/node/examples/got-with-token.ts
+  curl -s http://127.0.0.1:${METRICS_PORT}/metrics | grep '^token_'
 
-Ctrl-C stops everything the demo started.`);
+Ctrl-C stops everything the demo started${redisStarted ? '' : ` and removes its keys (${KEY_PREFIX}*) from the Redis on port ${REDIS_PORT}`}.`);
 
   const ended = await Promise.race([interrupted.then(() => 'signal' as const), once(worker, 'exit').then(() => 'worker' as const)]);
   if (ended === 'worker') {
-    console.error(`\nThe worker exited (${exitDescription(worker)}): see its output above.`);
+    console.error(`\nThe worker exited (${exitDescription(worker)}): see ${shown(workerLog)}.`);
     process.exitCode = 1;
+  }
+}
+
+/** A path as a person would type it here: relative inside this folder, absolute outside. */
+function shown(path: string): string {
+  const fromHere = relative(process.cwd(), path);
+  return fromHere.startsWith('..') ? path : fromHere;
+}
+
+/** Removes every key the demo's worker wrote (its prefix only) from a Redis the demo did not start. */
+async function removeDemoKeys(port: number): Promise<void> {
+  const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let removed = 0;
+    for await (const keys of redis.scanStream({ match: `${KEY_PREFIX}*`, count: 1000 }) as AsyncIterable<string[]>) {
+      if (keys.length > 0) removed += await redis.del(...keys);
+    }
+    console.log(`Removed the demo's ${removed} keys (${KEY_PREFIX}*) from the Redis on port ${port}.`);
+  } catch (err) {
+    console.error(`The demo's keys (${KEY_PREFIX}*) could not be removed from the Redis on port ${port}: ${(err as Error).message}`);
+  } finally {
+    redis.disconnect();
   }
 }
 
@@ -240,6 +321,23 @@ main()
     // Now, not when the event loop empties: a step given up for Ctrl-C may still be waiting.
     process.exit();
   });
+
+/**
+ * Waits (a minute at most) until a client rejected on purpose is parked, and says so in one line:
+ * the worker's warnings about it are in its log.
+ */
+async function rejection(admin: TokenAdmin, clientId: string): Promise<string> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const status = await admin.status(clientId).catch(() => null);
+    const why = REJECTED_ON_PURPOSE[clientId] ?? 'rejected';
+    if (status?.state === 'credentials_rejected')
+      return `${clientId.padEnd(18)} credentials_rejected (${why}): ${status.lastError?.message ?? ''}`;
+    if (Date.now() > deadline)
+      return `${clientId.padEnd(18)} ${status?.state ?? 'not started'} after a minute, not yet rejected: see tokenctl status ${clientId}`;
+    await delay(250);
+  }
+}
 
 /** Waits (a minute at most) until the client has a token, so what follows sees it proven. */
 async function firstToken(admin: TokenAdmin, clientId: string): Promise<void> {

@@ -8,7 +8,8 @@
  * 2. writes a config for PostgreSQL persistence and SQL visibility, every service on its own free
  *    port of 127.0.0.1 (frontend, history, matching, worker; their membership ports too),
  * 3. starts the server, registers the `default` namespace, and waits until it serves it.
- * Search attributes are left to the worker, which registers them at start (worker/search-attributes.ts).
+ * Search attributes are left to the worker, which registers them at start
+ * (worker/search-attribute-registration.ts).
  *
  * `npm run temporal-server` runs it in the foreground on the usual port 7233 with the databases
  * `temporal` and `temporal_visibility` (kept); the topology test starts one per run with databases

@@ -1,74 +1,11 @@
 /**
- * An ioredis client from a URL, for standalone Redis, Sentinel and Cluster alike:
- * - `redis://[:password@]host:port[/db]` or `rediss://…` (TLS): standalone;
- * - `redis+sentinel://[:password@]host1:26379,host2:26379/<master name>[/db]`: Sentinel;
- * - `redis+cluster://[:password@]host1:6379,host2:6379`: Cluster (seed nodes);
- * - `rediss+sentinel://…`, `rediss+cluster://…`: the same over TLS, to the Sentinels and to every node.
- *
- * Over TLS, `options.tls` (shared/redis-tls.ts builds it from `REDIS_TLS_*`) says what to trust and
- * which client certificate to show; without it, Node.js's public CAs and no client certificate.
+ * The worker's Redis connections: the clients and URLs are the consumer package's
+ * (consumers/node/src/redis-connection.ts, re-exported here); what the worker adds is how it
+ * watches a connection for its logs and metrics.
  */
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { RedisClient } from 'token-lifecycle';
 
-export type RedisClient = Redis | Cluster;
-
-export class RedisUrlError extends Error {
-  readonly code = 'invalid_redis_url';
-}
-
-export function createRedisClient(url: string, options: RedisOptions = {}): RedisClient {
-  const match = /^(rediss?)(\+sentinel|\+cluster)?:\/\/(?:([^@/]*)@)?([^/]+)(?:\/(.*))?$/.exec(url);
-  if (match === null) {
-    throw new RedisUrlError(
-      `REDIS_URL must look like redis://host:6379, redis+sentinel://host:26379/master or redis+cluster://host:6379, or the same with rediss for TLS (got ${redactRedisUrl(url)})`,
-    );
-  }
-  const [, base, topology, auth, hostList, path = ''] = match;
-  const overTls = base === 'rediss';
-  if (topology === undefined) {
-    // ioredis turns TLS on for rediss:// itself; options.tls, when given, says how.
-    return new Redis(url, overTls ? { ...options, tls: options.tls ?? {} } : options);
-  }
-  const scheme = `redis${topology}`;
-  const tls = overTls ? (options.tls ?? {}) : undefined;
-
-  const password = auth === undefined ? undefined : decodeURIComponent(auth.slice(auth.indexOf(':') + 1));
-  const username =
-    auth === undefined || !auth.includes(':') ? undefined : decodeURIComponent(auth.slice(0, auth.indexOf(':'))) || undefined;
-  const nodes = hostList!.split(',').map((hostPort) => {
-    const [host, port] = hostPort.split(':');
-    return { host: host!, port: Number(port ?? (scheme === 'redis+sentinel' ? 26379 : 6379)) };
-  });
-  const credentials = { ...(password !== undefined && { password }), ...(username !== undefined && { username }) };
-  if (scheme === 'redis+cluster') {
-    return new Cluster(nodes, { redisOptions: { ...options, ...credentials, ...(tls !== undefined && { tls }) } });
-  }
-  const [name, db] = path.split('/');
-  if (!name)
-    throw new RedisUrlError(
-      `REDIS_URL for Sentinel must name the master: redis+sentinel://host:26379/<master name> (got ${redactRedisUrl(url)})`,
-    );
-  return new Redis({
-    ...options,
-    ...credentials,
-    sentinels: nodes,
-    name,
-    ...(db !== undefined && { db: Number(db) }),
-    // The same TLS to the Sentinels and to the master and replicas they name.
-    ...(tls !== undefined && { tls, sentinelTLS: tls, enableTLSForSentinelMode: true }),
-  });
-}
-
-/** The URL without its password, for messages and logs. */
-export function redactRedisUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
-}
-
-/** A second connection like `redis` (same nodes and options), e.g. for a subscription. */
-export function duplicateConnection(redis: RedisClient): RedisClient {
-  // Two calls, not one: the union of the two `duplicate` signatures is not callable.
-  return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
-}
+export { createRedisClient, duplicateConnection, redactRedisUrl, RedisUrlError, type RedisClient } from 'token-lifecycle';
 
 /** What {@link watchConnection} calls: once per outage and once per recovery. */
 export interface ConnectionWatcher {

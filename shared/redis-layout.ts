@@ -1,27 +1,27 @@
 /**
- * The Redis layout: every key, channel, stream and consumer group the project uses, and the
- * default prefix (docs/design.md, "Redis layout"; for consumers in any language,
- * docs/redis-contract.md). Every name is built here and nowhere else. `prefix` is
- * `TOKEN_KEY_PREFIX`.
+ * The Redis layout (docs/design.md, "Redis layout"; for consumers in any language,
+ * docs/redis-contract.md): the names consumers use (token hash, token-updated channel,
+ * refresh-requests stream, default prefix) are built in the consumer package
+ * (consumers/node/src/redis-layout.ts) and re-exported here; the worker's own names are built here.
+ * Each name is built in one place only. `prefix` is `TOKEN_KEY_PREFIX`.
  *
  * Keys that carry a URL (breaker, rate window) hold it URI-encoded, so each stays one readable key
  * segment with no `{` or `}`, which Redis Cluster would read as a hash tag.
  */
+import { tokenKey } from 'token-lifecycle/contract';
 
-/** The prefix of every name when none is set (`TOKEN_KEY_PREFIX`). */
-export const DEFAULT_KEY_PREFIX = 'oauth:';
-
-/**
- * The hash that holds the current token of `clientId`: `<prefix>token:<clientId>`. Consumers read
- * it; it expires with the token (shared/token-store.ts writes it).
- */
-export function tokenKey(prefix: string, clientId: string): string {
-  return `${prefix}token:${clientId}`;
-}
+export {
+  DEFAULT_KEY_PREFIX,
+  REFRESH_REQUEST_FIELDS,
+  REFRESH_REQUESTS_MAX_LENGTH,
+  refreshRequestsStream,
+  tokenKey,
+  tokenUpdatedChannel,
+} from 'token-lifecycle/contract';
 
 /**
  * `name` as a Redis glob that matches `name` only: `*`, `?`, `[`, `]` and `\` escaped with `\`. For
- * SCAN `MATCH` and for ACL key and channel patterns (shared/redis-acl.ts), where a client ID or a
+ * SCAN `MATCH` and for ACL key and channel patterns (cli/redis-acl.ts), where a client ID or a
  * prefix holding them must not match other names.
  */
 export function escapeGlob(name: string): string {
@@ -33,11 +33,6 @@ export function tokenKeysGlob(prefix: string): string {
   return `${escapeGlob(tokenKey(prefix, ''))}*`;
 }
 
-/** The channel on which every accepted token write is announced: `<prefix>token-updated`. */
-export function tokenUpdatedChannel(prefix: string): string {
-  return `${prefix}token-updated`;
-}
-
 /**
  * The sorted set of the highest generation ever written for each client (member: client ID,
  * score: generation): `<prefix>generations`. It never expires and `remove --purge` leaves it, so a
@@ -47,31 +42,8 @@ export function generationsKey(prefix: string): string {
   return `${prefix}generations`;
 }
 
-/** The stream on which services ask for a refresh: `<prefix>refresh-requests`. */
-export function refreshRequestsStream(prefix: string): string {
-  return `${prefix}refresh-requests`;
-}
-
 /** The consumer group every worker of a deployment joins on the refresh-requests stream, so each entry is handled once. */
 export const REFRESH_REQUESTS_GROUP = 'token-lifecycle-worker';
-
-/**
- * The approximate length producers cap the refresh-requests stream at: `XADD <stream> MAXLEN ~
- * 10000 * …`. A backlog this long means no worker has read the stream for a long time; older
- * requests would be coalesced into one refresh per client anyway.
- */
-export const REFRESH_REQUESTS_MAX_LENGTH = 10_000;
-
-/**
- * The fields of a refresh-requests stream entry. `clientId` and `proof` are required: the worker
- * honours an entry only with a valid origin proof (shared/refresh-request-proof.ts).
- */
-export const REFRESH_REQUEST_FIELDS = {
-  clientId: 'clientId',
-  rejectedFingerprint: 'rejectedFingerprint',
-  reason: 'reason',
-  proof: 'proof',
-} as const;
 
 /**
  * The shared breaker of one token endpoint (its URL's origin and path): `<prefix>breaker:<endpoint>`.

@@ -1,10 +1,9 @@
 /**
  * The Redis settings (docs/design.md, "Settings" and "Redis over TLS"): the connection (`REDIS_URL`,
- * `REDIS_TLS_*`) and the key prefix, read by the worker, `tokenctl` and the consumer library alike.
+ * `REDIS_TLS_*`) and the key prefix, read by the worker and `tokenctl` alike.
  *
- * Read by hand, not with the schema of shared/settings.ts: these are what `tokenctl token` and a
- * consumer service need, and loading the schema library costs a command-line run more than all
- * the rest of its start-up (docs/design.md, "tokenctl and the admin API").
+ * Read by hand, not with the schema of shared/settings.ts: these are what `tokenctl token` needs,
+ * and loading the schema library costs a command-line run more than all the rest of its start-up (docs/design.md, "tokenctl and the admin API").
  */
 import { isCredentialRef, REFERENCE_FORM, type CredentialRef } from '../workflows/registration.js';
 import { DEFAULT_KEY_PREFIX } from './redis-layout.js';
@@ -13,7 +12,7 @@ import { SettingsError } from './settings-error.js';
 /** The TLS material, as references like a client secret's: `file:/path` of a PEM file, or `env:NAME` holding the PEM. */
 const TLS_SETTINGS = ['REDIS_TLS_CA', 'REDIS_TLS_CERT', 'REDIS_TLS_KEY'] as const;
 
-/** The URL schemes of a connection over TLS (shared/redis-connection.ts). */
+/** The URL schemes of a connection over TLS (consumers/node/src/redis-connection.ts). */
 const TLS_URL = /^rediss(\+sentinel|\+cluster)?:\/\//;
 
 /** The settings of the Redis connection and key layout. */
@@ -60,7 +59,7 @@ export function parseRedisSettings(env: NodeJS.ProcessEnv): { settings: RedisSet
 }
 
 /**
- * Only the Redis settings of `env`: for `tokenctl token` and the consumer library, which need no other.
+ * Only the Redis settings of `env`: for `tokenctl token`, which needs no other.
  *
  * @throws {@link SettingsError} listing every problem.
  */

@@ -1,6 +1,6 @@
 /**
  * Redis over TLS (docs/design.md, "Redis over TLS"): the `REDIS_TLS_*` references resolved into
- * Node.js TLS options for every connection the worker, `tokenctl` and the consumer library open,
+ * Node.js TLS options for every connection the worker and `tokenctl` open,
  * and TLS failures told in words that name the setting to fix.
  */
 import { createSecureContext, type ConnectionOptions } from 'node:tls';
@@ -57,8 +57,8 @@ export async function createRedisClientFromSettings(
 }
 
 /**
- * A client from the environment's `REDIS_URL` and `REDIS_TLS_*`, for consumer services: the same
- * settings and TLS the worker uses.
+ * A client from the environment's `REDIS_URL` and `REDIS_TLS_*`: the same settings and TLS the
+ * worker uses, for a program of this repository that reads tokens (the tests' consumers).
  *
  * @throws {@link SettingsError} when a setting is invalid or the TLS material cannot be used.
  */

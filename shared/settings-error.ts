@@ -1,6 +1,6 @@
 /**
  * The error of an invalid environment (docs/design.md, "Settings"). In a file of its own so that
- * what reads only a few settings (`tokenctl token`, the consumer library) loads no schema library.
+ * what reads only a few settings (`tokenctl token`) loads no schema library.
  */
 
 /** Thrown when the environment holds invalid settings; the message lists every problem, each naming its variable. */

@@ -1,6 +1,6 @@
 /**
  * Connection settings from the environment (docs/design.md, "Settings"), shared by the
- * worker, `tokenctl` and the consumer library. Every problem is reported at once, naming the
+ * worker and `tokenctl`. Every problem is reported at once, naming the
  * variable, so a misconfigured deployment fails at start with one clear message.
  */
 import { z } from 'zod';
@@ -27,6 +27,11 @@ const settingsSchema = z.object({
   // REDIS_URL, REDIS_TLS_* and TOKEN_KEY_PREFIX: shared/redis-settings.ts.
   IAM_MAX_RPS: z.coerce.number().positive().max(10_000).default(40),
   METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(9464),
+  /**
+   * The address `/metrics` listens on: loopback unless an operator opens it (a container sets
+   * 0.0.0.0 so that its port can be published).
+   */
+  METRICS_HOST: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IP address, e.g. 127.0.0.1 or 0.0.0.0' }).default('127.0.0.1'),
   LOG_LEVEL: z
     .string()
     .transform((v) => v.toUpperCase())

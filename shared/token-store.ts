@@ -4,36 +4,44 @@
  * on it).
  *
  * - Key `<prefix>token:<clientId>`: a hash of `access_token`, `token_type`, `expires_at` (Unix ms),
- *   `obtained_at` (Unix ms), `scope`, `generation`, `fingerprint`, `client_id`, expiring
- *   (PEXPIREAT) at `expires_at`.
+ *   `obtained_at` (Unix ms), `scope`, `generation`, `fingerprint`, `client_id`, and the worker's
+ *   own `refresh_at` (Unix ms, consumers ignore it), expiring (PEXPIREAT) at `expires_at`.
  * - Channel `<prefix>token-updated`: a {@link TokenUpdatedMessage} after each accepted write.
  * - Sorted set `<prefix>generations`: the highest generation ever written per client, kept when
  *   the token key expires or is purged (see {@link generationsKey}).
  *
- * Works on standalone Redis, Sentinel and Redis Cluster: every script call touches one key.
+ * Works on standalone Redis, Sentinel and Redis Cluster: every script call touches one key. The
+ * read side (fields, parsing, expiry rule) is the consumer package's (consumers/node/src/stored-token.ts).
  */
 import type { Cluster, Redis } from 'ioredis';
+import {
+  formatTokenUpdated,
+  MalformedStoredTokenError,
+  parseIntegerField,
+  parseStoredTokenMetadata,
+  readStoredToken,
+  STORED_TOKEN_METADATA_FIELDS,
+  type StoredToken,
+  type StoredTokenMetadata,
+  type TokenUpdatedMessage,
+} from 'token-lifecycle/contract';
 import { DEFAULT_KEY_PREFIX, generationsKey, tokenKey, tokenUpdatedChannel } from './redis-layout.js';
-import { formatTokenUpdated, type TokenUpdatedMessage } from './token-updated-message.js';
 
-/** A token as stored in Redis, without the token itself. Times are Unix milliseconds. */
-export interface StoredTokenMetadata {
-  clientId: string;
-  tokenType: string;
-  /** Space-delimited scope the IAM granted (RFC 6749 §3.3); may be empty. */
-  scope: string;
-  /** Increases with every token the worker obtains for this client; the newest wins. */
-  generation: number;
-  obtainedAt: number;
-  /** The token is unusable from this instant; the Redis key expires then too. */
-  expiresAt: number;
-  /** First 16 hex digits of SHA-256 of the access token. */
-  fingerprint: string;
+export { MalformedStoredTokenError, type StoredToken, type StoredTokenMetadata };
+
+/** What the worker writes: a token and, when it knows it, its renewal point. */
+export interface TokenToWrite extends StoredToken {
+  /**
+   * When the worker renews the token (Unix ms), for `tokenctl list` (docs/design.md, "Redis
+   * layout"). Not part of the consumers' contract; absent from hashes older workers wrote.
+   */
+  refreshAt?: number;
 }
 
-/** A token as stored in Redis. Times are Unix milliseconds. */
-export interface StoredToken extends StoredTokenMetadata {
-  accessToken: string;
+/** When a stored token expires and, when its hash says, when the worker renews it. Unix ms. */
+export interface StoredTokenTimes {
+  expiresAt: number;
+  refreshAt: number | null;
 }
 
 /** What Redis held when a write was refused as stale. */
@@ -73,7 +81,8 @@ export interface TokenStoreOptions {
  * token that lost the race.
  *
  * KEYS[1] the token hash. ARGV: generation, expires_at, access_token, token_type, obtained_at,
- * scope, fingerprint, client_id, channel, message. Returns {'written'}, {'expired'} or
+ * scope, fingerprint, client_id, channel, message, refresh_at ('' for none: a field an older
+ * token had is removed). Returns {'written'}, {'expired'} or
  * {'stale', generation, fingerprint, expires_at}: never the token.
  */
 const WRITE_IF_NEWER_LUA = `
@@ -103,6 +112,11 @@ redis.call('HSET', key,
   'generation', ARGV[1],
   'fingerprint', ARGV[7],
   'client_id', ARGV[8])
+if ARGV[11] ~= '' then
+  redis.call('HSET', key, 'refresh_at', ARGV[11])
+else
+  redis.call('HDEL', key, 'refresh_at')
+end
 redis.call('PEXPIREAT', key, ARGV[2])
 redis.call('PUBLISH', ARGV[9], ARGV[10])
 return {'written'}
@@ -115,9 +129,6 @@ const WRITE_IF_NEWER_COMMAND = 'oauthTokenStoreWriteIfNewer';
 type ClientWithWriteCommand = (Redis | Cluster) & {
   [WRITE_IF_NEWER_COMMAND](key: string, ...args: string[]): Promise<unknown>;
 };
-
-/** The hash fields read back, in the order of {@link StoredTokenMetadata}, without `access_token`. */
-const METADATA_FIELDS = ['client_id', 'token_type', 'scope', 'generation', 'obtained_at', 'expires_at', 'fingerprint'] as const;
 
 /**
  * Reads and writes tokens in Redis (standalone, Sentinel or Cluster) in the contract layout.
@@ -152,8 +163,9 @@ export class TokenStore {
    * key to expire at `token.expiresAt`, and publishes a {@link TokenUpdatedMessage} on
    * {@link tokenUpdatedChannel}: all in one atomic script call.
    */
-  async write(token: StoredToken): Promise<WriteResult> {
+  async write(token: TokenToWrite): Promise<WriteResult> {
     assertPositiveSafeInteger('generation', token.generation);
+    if (token.refreshAt !== undefined) assertPositiveSafeInteger('refreshAt', token.refreshAt);
     assertPositiveSafeInteger('obtainedAt', token.obtainedAt);
     assertPositiveSafeInteger('expiresAt', token.expiresAt);
     assertNonEmptyString('clientId', token.clientId);
@@ -182,26 +194,32 @@ export class TokenStore {
       token.clientId,
       tokenUpdatedChannel(this.prefix),
       formatTokenUpdated(message),
+      token.refreshAt === undefined ? '' : String(token.refreshAt),
     );
     return parseWriteReply(reply);
   }
 
   /** The stored token of `clientId`, or null when there is none or it has expired by {@link TokenStoreOptions.now}. */
-  async read(clientId: string): Promise<StoredToken | null> {
-    const key = tokenKey(this.prefix, clientId);
-    const [accessToken, ...metadataValues] = await this.client.hmget(key, 'access_token', ...METADATA_FIELDS).catch((error: unknown) => {
-      if (error instanceof Error && error.message.startsWith('WRONGTYPE')) throw new MalformedStoredTokenError(key, 'is not a hash');
-      throw error;
-    });
-    if (accessToken === null || accessToken === undefined) return null;
-    const metadata = this.parseMetadata(key, metadataValues);
-    return metadata && { ...metadata, accessToken };
+  read(clientId: string): Promise<StoredToken | null> {
+    return readStoredToken(this.client, tokenKey(this.prefix, clientId), this.now);
   }
 
   /** Like {@link TokenStore.read}, without fetching the token itself (for status and logs). */
   async readMetadata(clientId: string): Promise<StoredTokenMetadata | null> {
     const key = tokenKey(this.prefix, clientId);
-    return this.parseMetadata(key, await this.client.hmget(key, ...METADATA_FIELDS));
+    return parseStoredTokenMetadata(key, await this.client.hmget(key, ...STORED_TOKEN_METADATA_FIELDS), this.now);
+  }
+
+  /** When the stored token of `clientId` expires and is renewed; null when there is none or it has expired. */
+  async readTimes(clientId: string): Promise<StoredTokenTimes | null> {
+    const key = tokenKey(this.prefix, clientId);
+    const [expiresAt, refreshAt] = await this.client.hmget(key, 'expires_at', 'refresh_at');
+    if (expiresAt === null || expiresAt === undefined) return null;
+    const times = {
+      expiresAt: parseIntegerField(key, 'expires_at', expiresAt),
+      refreshAt: refreshAt === null || refreshAt === undefined ? null : parseIntegerField(key, 'refresh_at', refreshAt),
+    };
+    return times.expiresAt <= this.now() ? null : times;
   }
 
   /**
@@ -241,37 +259,6 @@ export class TokenStore {
   async delete(clientId: string): Promise<boolean> {
     return (await this.client.del(tokenKey(this.prefix, clientId))) > 0;
   }
-
-  private parseMetadata(key: string, values: (string | null | undefined)[]): StoredTokenMetadata | null {
-    const [clientId, tokenType, scope, generation, obtainedAt, expiresAt, fingerprint] = values;
-    if (expiresAt === null || expiresAt === undefined) return null;
-    const metadata: StoredTokenMetadata = {
-      clientId: requireField(key, 'client_id', clientId),
-      tokenType: requireField(key, 'token_type', tokenType),
-      scope: requireField(key, 'scope', scope),
-      generation: parseIntegerField(key, 'generation', requireField(key, 'generation', generation)),
-      obtainedAt: parseIntegerField(key, 'obtained_at', requireField(key, 'obtained_at', obtainedAt)),
-      expiresAt: parseIntegerField(key, 'expires_at', expiresAt),
-      fingerprint: requireField(key, 'fingerprint', fingerprint),
-    };
-    // Redis expires the key itself; this covers a reader whose clock runs ahead of Redis's.
-    return metadata.expiresAt <= this.now() ? null : metadata;
-  }
-}
-
-/**
- * A Redis record that does not follow the layout of docs/design.md, "Redis layout" (something other
- * than the worker wrote it). The message names the key and the problem, never the token.
- */
-export class MalformedStoredTokenError extends Error {
-  readonly code = 'malformed_stored_token';
-  constructor(
-    readonly key: string,
-    problem: string,
-  ) {
-    super(`Redis record ${key} ${problem}`);
-    this.name = 'MalformedStoredTokenError';
-  }
 }
 
 function parseWriteReply(reply: unknown): WriteResult {
@@ -288,25 +275,6 @@ function parseWriteReply(reply: unknown): WriteResult {
     }
   }
   throw new Error(`Unexpected reply from the token write script: ${JSON.stringify(reply)}`);
-}
-
-function requireField(key: string, field: string, value: string | null | undefined): string {
-  if (value === null || value === undefined) throw new MalformedStoredTokenError(key, `has no "${field}" field`);
-  return value;
-}
-
-/**
- * The worker writes integers as plain decimal digits. Anything else (`""`, `" 7"`, `"0x10"`,
- * `"1e3"`, `"-3"`) is refused rather than read the way `Number` reads it, so that readers in every
- * language agree (docs/redis-contract.md, test/contract/vectors.json).
- */
-const DECIMAL_DIGITS = /^[0-9]+$/;
-
-function parseIntegerField(key: string, field: string, value: string): number {
-  const parsed = DECIMAL_DIGITS.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(parsed))
-    throw new MalformedStoredTokenError(key, `field "${field}" must be an integer, got ${JSON.stringify(value)}`);
-  return parsed;
 }
 
 function assertPositiveSafeInteger(property: string, value: number): void {

@@ -8,14 +8,15 @@
  * and the orchestrator falls back to watching the process.
  */
 import { readSettings } from '../shared/settings.js';
+import { metricsLocalUrl } from './metrics-address.js';
 
 /** A metric every running Temporal worker exports (see worker/metrics.ts, TEMPORAL_WORKER_METRIC_NAMES). */
 const WORKER_READY_METRIC = 'temporal_worker_task_slots_available';
 const TIMEOUT_MS = 3_000;
 
 /** Why the worker is not healthy, or null when it is. */
-export async function checkWorkerHealth(metricsPort: number): Promise<string | null> {
-  const url = `http://127.0.0.1:${metricsPort}/metrics`;
+export async function checkWorkerHealth(metricsPort: number, metricsHost = '127.0.0.1'): Promise<string | null> {
+  const url = metricsLocalUrl(metricsHost, metricsPort);
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (!response.ok) return `${url} answered ${response.status}`;
@@ -29,12 +30,12 @@ export async function checkWorkerHealth(metricsPort: number): Promise<string | n
 }
 
 async function main(): Promise<number> {
-  const { METRICS_PORT } = readSettings();
+  const { METRICS_PORT, METRICS_HOST } = readSettings();
   if (METRICS_PORT === 0) {
     console.log('METRICS_PORT=0: metrics are off, so there is no endpoint to check');
     return 0;
   }
-  const problem = await checkWorkerHealth(METRICS_PORT);
+  const problem = await checkWorkerHealth(METRICS_PORT, METRICS_HOST);
   console.log(problem ?? 'healthy');
   return problem === null ? 0 : 1;
 }

@@ -1,36 +1,13 @@
 /**
- * Tokens that Redis lost after they were written: Redis replicates asynchronously, so a failover
- * (Sentinel promoting a replica, a cluster failing a shard over) can drop the last writes, and a
- * Redis restarted without persistence, an eviction or a FLUSHDB drops them all. The workflow still
- * holds the token's metadata and sleeps until its renewal, which may come after the older token that
- * is left in Redis (or none at all) has expired: consumers would run dry.
- *
- * The worker never keeps a token (neither in memory nor in Temporal), so the only way to write one
- * again is a new token request: for each client whose workflow is `active`, and whose key in Redis
- * is missing or holds a lower generation than the workflow knows, it sends the workflow a
- * `forceRefresh` signal naming why. The workflow coalesces it with any refresh already coming and
- * holds it to the minimum interval between forced refreshes; the new token's generation follows the
- * workflow's, so generations never go backwards even when `<prefix>generations` was lost too.
- *
- * The workflow's generation is known only to the workflow (the search attributes carry no token
- * times while `active`: docs/design.md, "In the Temporal UI"), so a key that is present is compared
- * through a `status` query:
- * - after a reconnection of the worker's Redis client, `afterReadyDelayMs` after it is ready, for
- *   every key: with Sentinel that is right after a failover (Sentinel disconnects the clients of a
- *   demoted master, and ioredis reconnects to the master the Sentinels name), and after any outage.
- *   A failover can lose a forced refresh's write and leave a young token that was revoked, which
- *   nothing in Redis tells from a current one;
- * - after the first connection, and every `intervalMs`, for what no reconnection announces
- *   (eviction, FLUSHDB, a failover behind a proxy or within a cluster, an outage before the start),
- *   only for keys whose token is past its renewal point under the default policy: a renewal's lost
- *   write leaves the token before it, which is past that point.
- * Each check is one visibility list of the task queue's active workflows, one HMGET per client,
- * and those queries. Every worker of a fleet checks; duplicate signals coalesce in the workflow.
+ * Writes again the tokens Redis lost (a failover, an empty restart, an eviction): asks the workflow
+ * of each `active` client whose key is missing or older than its workflow's generation for a new
+ * token (docs/design.md, "Tokens Redis lost").
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
 import type { TokenStore } from '../shared/token-store.js';
 import type { RedisClient } from '../shared/redis-connection.js';
+import { forEachConcurrently } from '../shared/for-each-concurrently.js';
 import { forceRefreshSignal, statusQuery, workflowIdFor } from '../workflows/messages.js';
 import { DEFAULT_POLICY, nextRefreshAt } from '../workflows/policy.js';
 import { TokenClientId, TokenState } from '../workflows/search-attributes.js';
@@ -79,7 +56,7 @@ export interface LostTokenCheck {
 /** Redis reads and signals in flight at once during a check. */
 const CONCURRENCY = 50;
 
-/** Starts checking (see the module comment for when); stop it with {@link LostTokenCheck.stop}. */
+/** Starts checking (when: docs/design.md, "Tokens Redis lost"); stop it with {@link LostTokenCheck.stop}. */
 export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCheck {
   const { store, client, taskQueue, logger } = options;
   const intervalMs = options.intervalMs ?? 60_000;
@@ -114,7 +91,7 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
     const missing: string[] = [];
     const behind: { clientId: string; stored: number; known: number }[] = [];
     let queried = 0;
-    await inBatches(known, async (clientId) => {
+    await forEachConcurrently(known, CONCURRENCY, async (clientId) => {
       const stored = await store.readMetadata(clientId);
       if (stored === null) missing.push(clientId);
       else if (everyKey || pastRenewalPoint(stored, Date.now())) {
@@ -134,7 +111,7 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
       ...missing.map((clientId) => ({ clientId, reason: `token missing from Redis (${trigger})` })),
       ...behind.map((b) => ({ clientId: b.clientId, reason: `Redis holds generation ${b.stored}, the workflow ${b.known} (${trigger})` })),
     ];
-    await inBatches(requests, async ({ clientId, reason }) => {
+    await forEachConcurrently(requests, CONCURRENCY, async ({ clientId, reason }) => {
       try {
         await client.workflow.getHandle(workflowIdFor(clientId)).signal(forceRefreshSignal, { reason });
         signalled++;
@@ -196,8 +173,4 @@ function pastRenewalPoint(stored: { obtainedAt: number; expiresAt: number }, now
   // Jitter only moves a renewal earlier: without it, the latest point the policy allows.
   const token = { requestStartedAt: stored.obtainedAt, expiresInSeconds: (stored.expiresAt - stored.obtainedAt) / 1000 };
   return now >= nextRefreshAt(token, { ...DEFAULT_POLICY, jitterFraction: 0 }, stored.obtainedAt.toString());
-}
-
-async function inBatches<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += CONCURRENCY) await Promise.all(items.slice(i, i + CONCURRENCY).map(task));
 }

@@ -18,7 +18,8 @@ import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/t
 import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
-import { ensureSearchAttributes } from './search-attributes.js';
+import { metricsListenAddress, metricsLocalUrl } from './metrics-address.js';
+import { ensureSearchAttributes } from './search-attribute-registration.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
 import { createTokenWorkers } from './token-workers.js';
 import { prebuiltBundlePath } from './workflow-bundle.js';
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
           ? undefined
           : {
               prometheus: {
-                bindAddress: `0.0.0.0:${settings.METRICS_PORT}`,
+                bindAddress: metricsListenAddress(settings.METRICS_HOST, settings.METRICS_PORT),
                 countersTotalSuffix: true,
                 histogramBucketOverrides: { token_endpoint_latency_seconds: TOKEN_ENDPOINT_LATENCY_BUCKETS },
               },
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
     namespace: settings.TEMPORAL_NAMESPACE,
     taskQueue: settings.TEMPORAL_TASK_QUEUE,
     iamMaxRps: settings.IAM_MAX_RPS,
-    metrics: settings.METRICS_PORT === 0 ? 'off' : `:${settings.METRICS_PORT}/metrics`,
+    metrics: settings.METRICS_PORT === 0 ? 'off' : metricsLocalUrl(settings.METRICS_HOST, settings.METRICS_PORT),
   });
   const expiryGauge =
     settings.METRICS_PORT === 0

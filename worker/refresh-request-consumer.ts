@@ -5,7 +5,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_GROUP, refreshRequestsStream } from '../shared/redis-layout.js';
-import { isValidRefreshRequestProof } from '../shared/refresh-request-proof.js';
+import { isValidRefreshRequestProof } from 'token-lifecycle/contract';
 import { MalformedStoredTokenError, TokenStore } from '../shared/token-store.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../workflows/messages.js';
 import { CLIENT_ID_PATTERN, CLIENT_ID_RULE } from '../workflows/registration.js';

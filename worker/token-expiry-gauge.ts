@@ -14,7 +14,7 @@
 import type { MetricGauge, MetricMeter } from '@temporalio/common';
 import { Cluster, type Redis } from 'ioredis';
 import { tokenKeysGlob, tokenUpdatedChannel } from '../shared/redis-layout.js';
-import { parseTokenUpdated } from '../shared/token-updated-message.js';
+import { parseTokenUpdated } from 'token-lifecycle/contract';
 import { duplicateConnection, watchConnection, type RedisClient } from '../shared/redis-connection.js';
 import { TOKEN_SECONDS_UNTIL_EXPIRY } from './metrics.js';
 

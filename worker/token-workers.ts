@@ -61,8 +61,8 @@ export interface TokenWorkers {
  * kill -9 nobody polls that sticky queue, so this is how long a due timer can wait beyond the
  * moment a live worker polls. The SDK's 10 s would let a short-lived token lapse before its
  * renewal (a 20 s token is renewed 3 s before it expires); a task that misses it is replayed
- * from its history by whichever worker takes it. Under load it is not missed: bench:worker with
- * 500 clients renewing 20 s tokens, both cores busy, found no timed-out workflow task in any run.
+ * from its history by whichever worker takes it (docs/deployment.md, "Sizing a worker": under load
+ * it is not missed).
  */
 export const STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS = 1_000;
 

@@ -1,11 +1,8 @@
 /**
- * The young generation of the SDK's workflow thread (docs/deployment.md, "Sizing a worker").
- *
- * Node.js 24 lets each isolate's young generation grow to 128 MiB, and the workflow thread, which
- * keeps every cached workflow and turns over small objects at each activation, grows it and keeps it
- * resident. Capped at 4 MiB a semi-space (bench:worker, 500 clients renewing 20 s tokens): RSS per
- * client 1100–1200 → 780–900 KiB, CPU per renewal within the runs' noise; with the main thread's
- * capped too (`NODE_OPTIONS=--max-semi-space-size=4`) 480–670 KiB.
+ * The young generation of the SDK's workflow thread, capped (docs/deployment.md, "Sizing a worker",
+ * has what it saves). Node.js 24 lets each isolate's young generation grow to 128 MiB, and the
+ * workflow thread, which keeps every cached workflow and turns over small objects at each
+ * activation, grows it and keeps it resident.
  *
  * The SDK creates that thread without `resourceLimits`, so the cap is V8's flag, set before the
  * thread starts: a new isolate reads it, the running main thread does not. A `--max-semi-space-size`

@@ -28,7 +28,7 @@ export type FailureKind = (typeof FAILURE_KINDS)[number];
 export type EndpointDownKind = 'rate_limited' | 'blocked' | 'server_error';
 
 /**
- * The kinds of a request held back before anything was sent (`FailureDetails.breakerOpen`): the
+ * The kinds of a request held back before anything was sent (`FailureDetails.heldBack`): the
  * endpoint's breaker (the {@link EndpointDownKind} that opened it) or rate window (`rate_limited`),
  * or the host's failed-login budget (`login_budget`, docs/design.md, "The failed-login budget").
  * The wait is the one they name.
@@ -58,7 +58,7 @@ export interface FailureDetails {
   oauthError?: string;
   /**
    * How long to wait, in milliseconds: the server's `Retry-After` counted from when the answer came
-   * (RFC 9110 §10.2.3), or, with {@link FailureDetails.breakerOpen}, what remains of the endpoint
+   * (RFC 9110 §10.2.3), or, with {@link FailureDetails.heldBack}, what remains of the endpoint
    * breaker's wait.
    */
   retryAfterMs?: number;
@@ -68,7 +68,7 @@ export interface FailureDetails {
    * stayed full, or the host's failed-login budget holds unproven credentials back. Not a failure
    * of the IAM, so it does not count as one; `retryAfterMs` says when this client may try.
    */
-  breakerOpen?: boolean;
+  heldBack?: boolean;
   /**
    * Set when this request was sent, failed with an {@link EndpointDownKind} and so opened (or found
    * open) the endpoint's shared breaker: the milliseconds until the endpoint's next probe. The
@@ -76,6 +76,16 @@ export interface FailureDetails {
    * is back soon after the endpoint heals (docs/design.md, "Failures").
    */
   endpointWaitMs?: number;
+}
+
+/**
+ * The {@link FailureDetails} of a failed token request, as its activity sent them. Histories
+ * recorded before `heldBack` was named so carry it as `breakerOpen`: it is read under either name,
+ * so those runs replay and decide as they did.
+ */
+export function readFailureDetails(sent: unknown): FailureDetails {
+  const { breakerOpen, ...details } = (sent ?? {}) as FailureDetails & { breakerOpen?: boolean };
+  return breakerOpen === undefined || details.heldBack !== undefined ? details : { ...details, heldBack: breakerOpen };
 }
 
 /** The last failure, as operators see it. Never contains a secret or a token. */

@@ -73,6 +73,7 @@ export function currentDetails(lifecycle: TokenLifecycleState): string {
       : `- token: generation ${c.generation}, fingerprint ${c.fingerprint}, expires ${isoOrDash(c.expiresAt)}`,
   );
   if (c.state === 'active') lines.push(`- next refresh: ${isoOrDash(c.nextRefreshAt)}`);
+  if (c.credential !== undefined) lines.push(`- credential in use: ${c.credential}`);
   const { authMethod, tokenUrl, issuer } = lifecycle.registration;
   lines.push(`- endpoint (${authMethod}): ${tokenUrl ?? `discovered from the issuer ${issuer}`}`);
   return lines.join('\n');

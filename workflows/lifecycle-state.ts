@@ -13,7 +13,7 @@ import {
   backoffDelayMs,
   decideForcedRefresh,
   isEndpointDownKind,
-  nextRefreshAt,
+  renewalAt,
   resolvePolicy,
   type PolicyOverrides,
   type RefreshPolicy,
@@ -42,6 +42,8 @@ export interface CarriedState {
   rejectedAt: number | null;
   lastError: LastError | null;
   forced: PendingForcedRefresh | null;
+  /** Which fallback credential the IAM accepted last (`TokenMetadata.credential`); absent without fallbacks. */
+  credential?: string;
 }
 
 /** A forced refresh that is due at `notBefore`. */
@@ -167,6 +169,7 @@ export class TokenLifecycleState {
       consecutiveFailures: c.consecutiveFailures,
       backoffUntil: c.state === 'backing_off' ? c.backoffUntil : null,
       forcedRefreshAt: c.forced?.notBefore ?? null,
+      ...(c.credential !== undefined && { credential: c.credential }),
     };
   }
 
@@ -364,7 +367,9 @@ export class TokenLifecycleState {
     c.lastRequestStartedAt = Math.max(c.lastRequestStartedAt ?? 0, token.requestStartedAt);
     c.fingerprint = token.fingerprint;
     c.expiresAt = token.expiresAt;
-    c.nextRefreshAt = Math.min(nextRefreshAt(token, this.policy, `${this.clientId}#${token.generation}`), token.expiresAt);
+    if (token.credential !== undefined) c.credential = token.credential;
+    else delete c.credential;
+    c.nextRefreshAt = renewalAt(token, this.policy, this.clientId);
     c.state = 'active';
     c.backoffReason = null;
     c.backoffUntil = null;
@@ -381,14 +386,14 @@ export class TokenLifecycleState {
   recordFailure(kind: FailureKind, message: string, details: FailureDetails, now: number): void {
     const c = this.carried;
     // Held back by the endpoint breaker, no request was sent: not a failure of this client's.
-    if (details.breakerOpen !== true) c.consecutiveFailures++;
+    if (details.heldBack !== true) c.consecutiveFailures++;
     c.lastError = {
       kind,
       message,
       at: now,
       ...(details.status !== undefined && { status: details.status }),
       ...(details.oauthError !== undefined && { oauthError: details.oauthError }),
-      ...(details.breakerOpen === true && { heldBack: true as const }),
+      ...(details.heldBack === true && { heldBack: true as const }),
     };
     if (isRetryable(kind)) {
       c.state = 'backing_off';

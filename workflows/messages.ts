@@ -6,9 +6,16 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { FailureKind, LastError } from './failures.js';
 import type { RegistrationChanges } from './registration.js';
 
+const WORKFLOW_ID_PREFIX = 'token-lifecycle:';
+
 /** Workflow ID of a client's workflow: one workflow per client ID. */
 export function workflowIdFor(clientId: string): string {
-  return `token-lifecycle:${clientId}`;
+  return `${WORKFLOW_ID_PREFIX}${clientId}`;
+}
+
+/** The client ID of a workflow ID made by {@link workflowIdFor}. */
+export function clientIdOf(workflowId: string): string {
+  return workflowId.startsWith(WORKFLOW_ID_PREFIX) ? workflowId.slice(WORKFLOW_ID_PREFIX.length) : workflowId;
 }
 
 /** Task queue of the workflows (and their Redis-only activities). */
@@ -45,6 +52,11 @@ export interface TokenStatus {
   backoffUntil: number | null;
   /** When a pending forced refresh will run, if one is pending. */
   forcedRefreshAt: number | null;
+  /**
+   * Which of `secretRefs` / `keyRefs` the IAM accepted last, e.g. `secretRefs[0] file:/run/secrets/new`:
+   * the rotation is finished when it is the new one. Absent without fallbacks.
+   */
+  credential?: string;
 }
 
 export interface ForceRefreshRequest {

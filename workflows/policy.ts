@@ -191,9 +191,23 @@ export function nextRefreshAt(
 }
 
 /**
+ * A client's renewal point for a token it just obtained: {@link nextRefreshAt} with jitter seeded
+ * by the client and the token's generation, never after the token expires. The workflow sleeps
+ * until it; the IAM activity stores it with the token (`refresh_at`) for `tokenctl list`
+ * (docs/design.md, "Redis layout").
+ */
+export function renewalAt(
+  token: { requestStartedAt: number; expiresInSeconds: number; expiresAt: number; generation: number },
+  policy: RefreshPolicy,
+  clientId: string,
+): number {
+  return Math.min(nextRefreshAt(token, policy, `${clientId}#${token.generation}`), token.expiresAt);
+}
+
+/**
  * How long to wait after the `failures`-th consecutive failure (1 for the first) of a retryable
  * kind:
- * - when the request was held back before it was sent (`details.breakerOpen`: the endpoint's
+ * - when the request was held back before it was sent (`details.heldBack`: the endpoint's
  *   breaker or rate window, or the host's failed-login budget, `login_budget`), what remains of
  *   that wait, at least {@link BREAKER_MIN_WAIT_MS} and at most `retryAfterMaxMs`: it was already
  *   chosen for everyone, and the `Retry-After` floor would only delay the clients that follow a
@@ -212,7 +226,7 @@ export function backoffDelayMs(
   policy: RefreshPolicy,
   jitterSeed: string,
 ): number {
-  if (details.breakerOpen === true && details.retryAfterMs !== undefined && isHeldBackKind(kind)) {
+  if (details.heldBack === true && details.retryAfterMs !== undefined && isHeldBackKind(kind)) {
     return clamp(Math.round(details.retryAfterMs), BREAKER_MIN_WAIT_MS, policy.retryAfterMaxMs);
   }
   if (details.endpointWaitMs !== undefined && isEndpointDownKind(kind)) {

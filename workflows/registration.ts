@@ -31,7 +31,7 @@ export const ASSERTION_AUTH_METHODS = ['client_secret_jwt', 'private_key_jwt'] a
 export const MTLS_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth'] as const satisfies readonly AuthMethod[];
 
 /** The registration fields that hold a reference ({@link CredentialRef}) rather than a value. */
-export const REFERENCE_FIELDS = ['secretRef', 'keyRef', 'certRef', 'caRef'] as const;
+export const REFERENCE_FIELDS = ['secretRef', 'keyRef', 'assertionRef', 'certRef', 'caRef'] as const;
 
 export type ReferenceField = (typeof REFERENCE_FIELDS)[number];
 
@@ -39,6 +39,7 @@ export type ReferenceField = (typeof REFERENCE_FIELDS)[number];
 export const REFERENCE_MEANING: Record<ReferenceField, string> = {
   secretRef: 'a client secret reference',
   keyRef: 'a key reference',
+  assertionRef: 'a client assertion reference',
   certRef: 'a certificate reference',
   caRef: 'a CA certificate reference',
 };
@@ -56,6 +57,30 @@ export const CREDENTIALS_OF_METHOD: Record<AuthMethod, readonly Exclude<Referenc
   tls_client_auth: ['certRef', 'keyRef'],
   self_signed_tls_client_auth: ['certRef', 'keyRef'],
 };
+
+/**
+ * Ordered fallbacks of a reference, for the rotation window: `secretRefs: [new, old]` instead of
+ * `secretRef`, `keyRefs` instead of `keyRef` (`private_key_jwt` only). The worker uses the one the
+ * IAM accepted last time and tries the next only after `invalid_client` (docs/design.md, "Fallback
+ * credentials").
+ */
+export const FALLBACK_FIELDS = { secretRefs: 'secretRef', keyRefs: 'keyRef' } as const satisfies Record<string, ReferenceField>;
+
+export type FallbackField = keyof typeof FALLBACK_FIELDS;
+
+/** The most fallbacks a list may hold: a rotation needs two, a third covers a rotation gone wrong. */
+export const MAX_FALLBACKS = 5;
+
+/**
+ * The credential references a registration must give: its method's ({@link CREDENTIALS_OF_METHOD}),
+ * except that `private_key_jwt` with `assertionRef` sends the assertion a platform minted (a
+ * Kubernetes service-account token, a SPIFFE JWT-SVID) instead of signing one with `keyRef`.
+ * @see RFC 7523 §2.2
+ */
+export function credentialFieldsOf(registration: Pick<ClientRegistration, 'authMethod' | 'assertionRef'>): readonly ReferenceField[] {
+  if (registration.authMethod === 'private_key_jwt' && registration.assertionRef !== undefined) return ['assertionRef'];
+  return CREDENTIALS_OF_METHOD[registration.authMethod];
+}
 
 /** Signing algorithms of `client_secret_jwt` assertions: HMAC with the client secret (RFC 7518 §3.2). */
 export const CLIENT_SECRET_JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
@@ -165,6 +190,16 @@ export interface ClientRegistration {
    * of the mTLS methods.
    */
   keyRef?: CredentialRef;
+  /**
+   * A client assertion (a JWT) that something else mints and rewrites, e.g. a projected Kubernetes
+   * service-account token: `private_key_jwt` sends it as it is instead of signing one with `keyRef`
+   * (RFC 7523 §2.2). It is read for every request and checked for its `exp` before it is sent.
+   */
+  assertionRef?: CredentialRef;
+  /** Instead of `secretRef`: secrets to try in order during a rotation ({@link FALLBACK_FIELDS}). */
+  secretRefs?: CredentialRef[];
+  /** Instead of `keyRef` (`private_key_jwt`): keys to try in order during a rotation ({@link FALLBACK_FIELDS}). */
+  keyRefs?: CredentialRef[];
   /** The client certificate (PEM) of `tls_client_auth` and `self_signed_tls_client_auth`. */
   certRef?: CredentialRef;
   /** CA certificates (PEM) trusted for the IAM, in addition to the public store and `NODE_EXTRA_CA_CERTS`. */

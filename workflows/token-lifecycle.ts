@@ -7,7 +7,7 @@
  */
 import * as wf from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
-import { FAILURE_KINDS, type FailureDetails, type FailureKind } from './failures.js';
+import { FAILURE_KINDS, readFailureDetails, type FailureDetails, type FailureKind } from './failures.js';
 import { attemptSummary, publishLifecycle, showForcedRefreshDecision, waitSummary } from './lifecycle-presentation.js';
 import { TokenLifecycleState, type CarriedState } from './lifecycle-state.js';
 import {
@@ -68,6 +68,14 @@ const ACTIVE_WITHOUT_TIMES_PATCH = 'active-without-times';
  * only where it changes the commands, so only runs that meet the case carry its marker.
  */
 const FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH = 'forced-refresh-outlives-attempt';
+
+/**
+ * The patches every run asks for as it starts, so a run that lacks one in its
+ * `TemporalChangeVersion` search attribute began before it: what tells when a patch can be
+ * deprecated (docs/design.md, "Retiring a patch"). Not {@link FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH},
+ * asked only where it changes the commands: a run without it need not be older.
+ */
+export const PATCHES_OF_EVERY_RUN = [LEAN_CYCLES_PATCH, ACTIVE_WITHOUT_TIMES_PATCH] as const;
 
 /** Shows the lifecycle's state to operators: search attributes and current details. */
 type Publish = () => void;
@@ -220,7 +228,7 @@ function describeFailure(err: unknown): { kind: FailureKind; message: string; de
     const cause = err.cause;
     const kind = FAILURE_KINDS.find((k) => k === cause.type);
     if (kind !== undefined) {
-      return { kind, message: cause.message, details: (cause.details?.[0] as FailureDetails | undefined) ?? {} };
+      return { kind, message: cause.message, details: readFailureDetails(cause.details?.[0]) };
     }
   }
   if (err instanceof wf.ActivityFailure && err.cause instanceof wf.TimeoutFailure) {

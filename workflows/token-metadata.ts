@@ -35,4 +35,9 @@ export interface TokenMetadata {
    * then describes what Redis holds.
    */
   written: boolean;
+  /**
+   * Which of the registration's fallback credentials the IAM accepted (`secretRefs[1] file:/…`):
+   * a reference, never what it names. Absent without `secretRefs` or `keyRefs`.
+   */
+  credential?: string;
 }

@@ -1,13 +1,13 @@
 /**
  * `tokenctl grant` and `tokenctl revoke`: Redis ACL users for consumers and for the worker
- * (docs/design.md, "Redis access control"), with the rules of shared/redis-acl.ts. `grant` applies
+ * (docs/design.md, "Redis access control"), with the rules of cli/redis-acl.ts. `grant` applies
  * them with `ACL SETUSER` through `REDIS_URL` (a user allowed to run `ACL`), or with `--print` only
  * prints the `users.acl` line, without connecting. The password is read from a reference and only
  * its SHA-256 is sent or printed.
  */
 import { resolveReference } from '../../shared/references.js';
 import { errorMessage } from '../../shared/error-message.js';
-import { aclFileLine, aclPasswordHash, aclSetUserArguments, assertUser, consumerAclRules, workerAclRules } from '../../shared/redis-acl.js';
+import { aclFileLine, aclPasswordHash, aclSetUserArguments, assertUser, consumerAclRules, workerAclRules } from '../redis-acl.js';
 import { refreshRequestsStream, tokenUpdatedChannel } from '../../shared/redis-layout.js';
 import type { RedisClient } from '../../shared/redis-connection.js';
 import { isCredentialRef, REFERENCE_FORM } from '../../workflows/registration.js';

@@ -1,7 +1,13 @@
 /** `tokenctl reconfigure`: changes the given fields of a registered client. */
 import { NotRegisteredError } from '../../client/admin.js';
 import { parseRegistration } from '../../client/registration-schema.js';
-import { applyRegistrationChanges, CREDENTIALS_OF_METHOD, isAssertionMethod, REFERENCE_FIELDS } from '../../workflows/registration.js';
+import {
+  applyRegistrationChanges,
+  CREDENTIALS_OF_METHOD,
+  FALLBACK_FIELDS,
+  isAssertionMethod,
+  REFERENCE_FIELDS,
+} from '../../workflows/registration.js';
 import { CliError, print } from '../cli-error.js';
 import type { Session } from '../session.js';
 import { checkAuthMethodsAtIssuers } from './discovery-check.js';
@@ -23,7 +29,16 @@ export async function reconfigure(session: Session, clientId: string, options: R
     const used: readonly string[] = CREDENTIALS_OF_METHOD[options.auth];
     const unused = REFERENCE_FIELDS.filter((field) => field !== 'caRef' && !used.includes(field));
     const assertionFields = isAssertionMethod(options.auth) ? [] : ['keyId', 'signingAlg', 'assertionAudience'];
-    for (const field of [...unused, ...assertionFields]) if (given[field] === undefined) changes[field] = null;
+    const unusedLists = Object.entries(FALLBACK_FIELDS).flatMap(([list, single]) => (used.includes(single) ? [] : [list]));
+    for (const field of [...unused, ...unusedLists, ...assertionFields]) if (given[field] === undefined) changes[field] = null;
+  }
+  // One reference given replaces the list of fallbacks for it (a clients file sets lists).
+  for (const [list, single] of Object.entries(FALLBACK_FIELDS))
+    if (given[single] !== undefined && given[list] === undefined) changes[list] = null;
+  // private_key_jwt either signs with a key or sends the platform's assertion: naming one drops the other.
+  if ((options.auth ?? current.authMethod) === 'private_key_jwt') {
+    if (given.assertionRef !== undefined && given.keyRef === undefined) changes.keyRef = null;
+    if (given.keyRef !== undefined && given.assertionRef === undefined) changes.assertionRef = null;
   }
   const registration = parseRegistration(applyRegistrationChanges(current, changes));
   await checkAuthMethodsAtIssuers([registration], () => '--auth');

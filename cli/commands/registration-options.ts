@@ -1,5 +1,13 @@
 /** The options of `tokenctl register` and `reconfigure`, as registration fields. */
-import type { AuthMethod, ClientRegistration } from '../../workflows/registration.js';
+import {
+  FALLBACK_FIELDS,
+  REFERENCE_FIELDS,
+  type AuthMethod,
+  type ClientRegistration,
+  type FallbackField,
+} from '../../workflows/registration.js';
+
+const FALLBACK_LIST_FIELDS = Object.keys(FALLBACK_FIELDS) as FallbackField[];
 
 /** What commander parsed; validation is the registration schema's, so every mistake is listed at once. */
 export interface RegistrationOptions {
@@ -8,6 +16,7 @@ export interface RegistrationOptions {
   auth?: AuthMethod;
   secret?: string;
   key?: string;
+  assertion?: string;
   cert?: string;
   ca?: string;
   keyId?: string;
@@ -27,6 +36,7 @@ export function fieldsOfOptions(options: RegistrationOptions): Record<string, un
     authMethod: options.auth,
     secretRef: options.secret,
     keyRef: options.key,
+    assertionRef: options.assertion,
     certRef: options.cert,
     caRef: options.ca,
     keyId: options.keyId,
@@ -43,8 +53,8 @@ export function fieldsOfOptions(options: RegistrationOptions): Record<string, un
 /** How a registration reads in tokenctl's output: where tokens come from and how the client authenticates. */
 export function describeRegistration(registration: ClientRegistration): string {
   const endpoint = registration.tokenUrl ?? `the token endpoint of ${registration.issuer}`;
-  const refs = (['secretRef', 'keyRef', 'certRef', 'caRef'] as const)
+  const refs = [...REFERENCE_FIELDS, ...FALLBACK_LIST_FIELDS]
     .filter((field) => registration[field] !== undefined)
-    .map((field) => `${field} ${registration[field]}`);
+    .map((field) => `${field} ${String(registration[field])}`);
   return `tokens from ${endpoint} (${registration.authMethod}), ${refs.join(', ')}`;
 }

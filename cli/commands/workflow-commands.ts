@@ -1,4 +1,4 @@
-/** The tokenctl commands that read or steer one client's workflow: refresh, status, list, resume, remove. */
+/** The tokenctl commands that read or steer the clients' workflows: refresh, status, list, patches, resume, remove. */
 import type { RegisteredClient } from '../../client/admin.js';
 import type { TokenState } from '../../workflows/token-states.js';
 import { CliError, print } from '../cli-error.js';
@@ -22,28 +22,47 @@ export async function status(session: Session, clientId: string | undefined, opt
 
 export async function list(session: Session, options: { state?: TokenState; json?: true | undefined }): Promise<void> {
   const listed = await (await session.admin()).list(options.state === undefined ? {} : { state: options.state });
-  const rows = await withStoredExpiry(session, listed);
+  const rows = await withStoredTimes(session, listed);
   print(options.json ? JSON.stringify(rows, null, 2) : formatClientTable(rows, Date.now()));
 }
 
 /**
- * The rows with the expiry of each active client's token read from Redis: its search attributes
- * carry no times while active (docs/design.md, "In the Temporal UI"). Without Redis the list is
- * still shown, with a warning.
+ * The rows with each active client's expiry and renewal point read from Redis, where the worker
+ * writes them with the token: its search attributes carry no times while active (docs/design.md,
+ * "In the Temporal UI"). Without Redis the list is still shown, with a warning.
  */
-async function withStoredExpiry(session: Session, rows: RegisteredClient[]): Promise<RegisteredClient[]> {
-  const unknown = (row: RegisteredClient) => row.state === 'active' && row.expiresAt === null;
+async function withStoredTimes(session: Session, rows: RegisteredClient[]): Promise<RegisteredClient[]> {
+  const unknown = (row: RegisteredClient) => row.state === 'active' && (row.expiresAt === null || row.nextRefreshAt === null);
   if (!rows.some(unknown)) return rows;
   let store;
   try {
     store = await session.store();
   } catch (err) {
     if (!(err instanceof CliError)) throw err;
-    process.stderr.write(`warning: expiry of active clients not shown: ${err.message}\n`);
+    process.stderr.write(`warning: expiry and next refresh of active clients not shown: ${err.message}\n`);
     return rows;
   }
   return Promise.all(
-    rows.map(async (row) => (unknown(row) ? { ...row, expiresAt: (await store.readMetadata(row.clientId))?.expiresAt ?? null } : row)),
+    rows.map(async (row) => {
+      if (!unknown(row)) return row;
+      const times = await store.readTimes(row.clientId);
+      return { ...row, expiresAt: row.expiresAt ?? times?.expiresAt ?? null, nextRefreshAt: row.nextRefreshAt ?? times?.refreshAt ?? null };
+    }),
+  );
+}
+
+/** Per patch, the running workflows that predate it (docs/design.md, "Retiring a patch"). */
+export async function patches(session: Session, options: { json?: true }): Promise<void> {
+  const rows = await (await session.admin()).patchRetirement();
+  if (options.json) return print(JSON.stringify(rows, null, 2));
+  print(
+    rows
+      .map(({ patch, running, predating }) =>
+        predating === 0
+          ? `${patch}: no running workflow of ${running} began before it; it can be retired (wf.deprecatePatch)`
+          : `${patch}: ${predating} running workflow(s) of ${running} began before it; keep it`,
+      )
+      .join('\n'),
   );
 }
 

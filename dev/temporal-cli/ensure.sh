@@ -2,6 +2,7 @@
 # Prints the path of a Temporal CLI (which includes the dev server and its Web UI), building it
 # once if needed. The version is pinned in go.mod/go.sum beside this script (a Go `tool`), so every
 # machine builds the same binary; the build is cached outside the checkout so fresh clones reuse it.
+# A `temporal` on the PATH of exactly that version (a package, a release download) is used as is.
 #   TEMPORAL_CLI=/path/to/temporal  use that binary instead.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,11 +26,17 @@ if [[ -x "$binary" ]]; then
   exit 0
 fi
 
+# `temporal --version` prints "temporal version 1.5.1 (Server …, UI …)".
+if on_path="$(command -v temporal 2>/dev/null)" && [[ "$("$on_path" --version 2>/dev/null)" == "temporal version ${version#v} "* ]]; then
+  echo "$on_path"
+  exit 0
+fi
+
 if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<MSG
 No Temporal CLI: Go is not installed and TEMPORAL_CLI is not set.
-Either install Go 1.25+ (the project builds Temporal CLI ${version} from go.mod), or download a
-Temporal CLI and run with TEMPORAL_CLI=/path/to/temporal.
+Either install Go $(awk '$1 == "go" { print $2 }' "$here/go.mod") or later (the project builds Temporal CLI ${version} from go.mod), or
+put Temporal CLI ${version} on the PATH, or run with TEMPORAL_CLI=/path/to/temporal.
 MSG
   exit 1
 fi
@@ -44,7 +51,7 @@ if [[ -x "$binary" ]]; then
   exit 0
 fi
 
-echo "Building Temporal CLI ${version} once (a few minutes; cached in ${cache_dir})..." >&2
+echo "Building Temporal CLI ${version} once (about 8 minutes on 2 cores; cached in ${cache_dir})..." >&2
 start=$(date +%s)
 (
   cd "$here"

@@ -242,6 +242,11 @@ describe.each(CASES)('$name against oidc-provider', (c) => {
       `${clientId} credentials_rejected`,
     );
     expect(status.lastError).toMatchObject({ kind: 'credentials_rejected', status: 401, oauthError: 'invalid_client' });
+    // Only a kid the worker derived gets the hint: the IAM may know the key under another name.
+    const derivedKid =
+      c.authMethod === 'private_key_jwt' && c.wrongFields().keyId === undefined && !c.wrongFields().keyRef!.endsWith('.jwk');
+    expect(status.lastError!.message.includes('is the RFC 7638 thumbprint of the key'), status.lastError!.message).toBe(derivedKid);
+    if (derivedKid) expect(status.lastError!.message).toContain('set keyId to it');
     // Nothing more is sent: retrying rejected credentials is what gets an IP blocked.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const requests = provider.requests.filter((request) => request.clientId === clientId);

@@ -83,6 +83,7 @@ describe.each(CASES)('$authMethod against oidc-provider', ({ authMethod, clientI
       token_type: 'Bearer',
       expires_at: UNIX_MS,
       obtained_at: UNIX_MS,
+      refresh_at: UNIX_MS,
       scope: SCOPE,
       generation: '1',
       fingerprint: sha256Prefix(first.access_token!),
@@ -92,6 +93,7 @@ describe.each(CASES)('$authMethod against oidc-provider', ({ authMethod, clientI
     // the provider's own count from when the request arrived.
     expect(Number(first.expires_at) - issuedAt).toBeLessThanOrEqual(TTL_SECONDS * 1000);
     expect(Number(first.expires_at) - Number(first.obtained_at)).toBeGreaterThan(0);
+    expect(Number(first.refresh_at)).toBeLessThan(Number(first.expires_at));
     // Redis never serves an expired token: the key goes no later than the token.
     const expireTime = Number(await stack.redis.call('PEXPIRETIME', tokenKey('oauth:', clientId)));
     expect(expireTime).toBeGreaterThan(0);

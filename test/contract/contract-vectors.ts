@@ -62,7 +62,7 @@ export interface RefreshRequestVector {
   fields: string[];
 }
 
-/** The origin proof of a refresh request (shared/refresh-request-proof.ts): its inputs, the exact message, the proof. */
+/** The origin proof of a refresh request (consumers/node/src/refresh-request-proof.ts): its inputs, the exact message, the proof. */
 export interface RefreshRequestProofVector {
   name: string;
   accessToken: string;

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { refreshRequestsStream, tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
 import { TokenStore } from '../../shared/token-store.js';
 import {
+  fetchWithBearerAuth,
   findBearerChallenge,
   isInvalidTokenChallenge,
   MalformedStoredTokenError,
@@ -20,11 +21,10 @@ import {
   requestRefresh,
   TokenReader,
   TokenUnavailableError,
-  withBearerAuth,
   WwwAuthenticateSyntaxError,
-} from '../../client/index.js';
-import { parseTokenUpdated } from '../../shared/token-updated-message.js';
-import { isValidRefreshRequestProof, refreshRequestProof, refreshRequestProofMessage } from '../../shared/refresh-request-proof.js';
+} from 'token-lifecycle';
+import { isValidRefreshRequestProof, parseTokenUpdated, refreshRequestProof, refreshRequestProofMessage } from 'token-lifecycle/contract';
+import { withBearerAuth } from 'token-lifecycle/got';
 import { parseRefreshRequest } from '../../worker/refresh-request-consumer.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
@@ -111,8 +111,29 @@ describe('WWW-Authenticate', () => {
   });
 });
 
-describe('responses: got with bearerAuth refreshes only on 401 invalid_token', () => {
-  const prefix = 'contract-node-http:';
+/** One request through an HTTP client's integration: the status the caller got. */
+type SendWithToken = (reader: TokenReader, clientId: string, url: string) => Promise<number>;
+
+const integrations: { name: string; send: SendWithToken }[] = [
+  {
+    name: 'got with bearerAuth',
+    send: async (reader, clientId, url) => {
+      const api = withBearerAuth(got.extend({ retry: { limit: 0 }, throwHttpErrors: false }), { reader, clientId, refreshTimeoutMs: 300 });
+      return (await api.get(url)).statusCode;
+    },
+  },
+  {
+    name: 'fetchWithBearerAuth',
+    send: async (reader, clientId, url) => {
+      const response = await fetchWithBearerAuth({ reader, clientId, refreshTimeoutMs: 300 })(url);
+      await response.arrayBuffer();
+      return response.status;
+    },
+  },
+];
+
+describe.each(integrations)('responses: $name refreshes only on 401 invalid_token', ({ name, send }) => {
+  const prefix = `contract-node-http-${name.split(' ')[0]}:`;
   let server: Server;
   let reader: TokenReader;
   const hits = new Map<string, string[]>();
@@ -139,19 +160,11 @@ describe('responses: got with bearerAuth refreshes only on 401 invalid_token', (
     const clientId = `response-${vector.index}`;
     const fields = tokenFields(clientId, 1);
     await store(tokenKey(prefix, clientId), { type: 'hash', fields });
+
     // No newer token arrives: a refresh is asked for, waited on briefly, and the caller gets the answer.
-    const api = withBearerAuth(
-      got.extend({ prefixUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, retry: { limit: 0 }, throwHttpErrors: false }),
-      {
-        reader,
-        clientId,
-        refreshTimeoutMs: 300,
-      },
-    );
+    const status = await send(reader, clientId, `http://127.0.0.1:${(server.address() as AddressInfo).port}/${vector.index}`);
 
-    const response = await api.get(String(vector.index));
-
-    expect(response.statusCode).toBe(vector.status);
+    expect(status).toBe(vector.status);
     expect(hits.get(`/${vector.index}`)).toStrictEqual([`Bearer ${fields.access_token}`]);
     const entries = (await redis.xrange(refreshRequestsStream(prefix), '-', '+')).filter(([, entry]) => entry[1] === clientId);
     expect(entries.map(([, entry]) => entry.slice(0, 4))).toStrictEqual(
@@ -241,7 +254,7 @@ describe('refresh requests', () => {
 
   test.each(vectors.refreshRequests)('$name', async (vector) => {
     const receipt = await requestRefresh({ redis, prefix }, vector.clientId, { ...vector.request, accessToken: vector.accessToken });
-    const entryId = receipt.via === 'redis-stream' ? receipt.entryId : '';
+    const entryId = receipt.entryId;
     const [entry] = await redis.xrange(refreshRequestsStream(prefix), entryId, entryId);
     expect(entry?.[1]).toStrictEqual(vector.fields);
     const parsed = parseRefreshRequest(vector.fields);
@@ -261,7 +274,7 @@ describe('refresh requests', () => {
     const fields = tokenFields('refresh-from-redis', 3);
     await store(tokenKey(prefix, 'refresh-from-redis'), { type: 'hash', fields });
     const receipt = await requestRefresh({ redis, prefix }, 'refresh-from-redis', { rejectedFingerprint: fields.fingerprint });
-    const entryId = receipt.via === 'redis-stream' ? receipt.entryId : '';
+    const entryId = receipt.entryId;
     const [entry] = await redis.xrange(refreshRequestsStream(prefix), entryId, entryId);
     expect(entry?.[1]).toStrictEqual([
       'clientId',

@@ -51,6 +51,15 @@ test('bench/tokenctl-startup.ts prints the start-up of the built CLI for each co
   expect(stdout).toMatch(/^ {2}tokenctl token \(Redis only\) +[\d.]+ s {3}target ≤ 0\.2 s: (met|missed)$/m);
 });
 
+test('bench/package-import.ts prints the import time and RSS of the consumer library beside ioredis alone (`npm test` builds both packages)', async () => {
+  const { stdout } = await bench('package-import.ts', { BENCH_RUNS: '1' });
+  for (const module of ['ioredis', 'token-lifecycle', 'token-lifecycle-worker'])
+    expect(stdout).toMatch(new RegExp(`^${module} +(\\d+ [\\d.]+× +){3}[\\d.]+ [\\d.]+×$`, 'm'));
+  expect(stdout).toMatch(
+    /^\[bench:import\] token-lifecycle vs ioredis alone, import CPU and RSS: [\d.]+× at worst; target 1\.15×: (met|NOT met)$/m,
+  );
+});
+
 test('bench/worker-scale.ts prints what a worker costs per client and per renewal (the built worker, `npm test` builds it)', async () => {
   // 6 s tokens renewed every 5.1 s: 12 s of steady renewal hold two renewals of each client.
   const { stdout } = await bench('worker-scale.ts', {

@@ -1,8 +1,8 @@
 /**
- * The consumer library against real services: the shared Temporal dev server with the project's
- * workflow, a real redis-server, and the IAM emulator's token endpoint and resource API over HTTP.
- * Refreshes go through the Temporal-client path (`forceRefresh` signals); the stream path is
- * checked for the entries it writes.
+ * The consumer library (consumers/node) against real services: the shared Temporal dev server with
+ * the project's workflow, a real redis-server, and the IAM emulator's token endpoint and resource
+ * API over HTTP. Refreshes go through the refresh-requests stream, which the worker's consumer
+ * turns into `forceRefresh` signals.
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -19,15 +19,14 @@ import { ADMIN_PATH, RESOURCE_PATH, startIamEmulator, type IamEmulator } from '.
 import {
   MalformedStoredTokenError,
   RedisUnavailableError,
-  RefreshRequestError,
   requestRefresh,
   TokenReader,
   TokenUnavailableError,
   TokenWaitTimeoutError,
-  withBearerAuth,
-} from '../../client/index.js';
+} from 'token-lifecycle';
+import { withBearerAuth } from 'token-lifecycle/got';
 import { parseRefreshRequest } from '../../worker/refresh-request-consumer.js';
-import { refreshRequestProof } from '../../shared/refresh-request-proof.js';
+import { refreshRequestProof } from 'token-lifecycle/contract';
 import { workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
@@ -45,10 +44,10 @@ let reader: TokenReader;
 beforeAll(async () => {
   iam = await startIamEmulator({
     tokenLifetimeSeconds: LIFETIME_SECONDS,
-    clients: ['revoked-twice', 'hundred-callers', 'other-errors', 'via-stream'].map((clientId) => ({ clientId, clientSecret: SECRET })),
+    clients: ['revoked-twice', 'hundred-callers', 'other-errors'].map((clientId) => ({ clientId, clientSecret: SECRET })),
   });
   stack = await startTokenStack({ env: { CONSUMER_SECRET: SECRET } });
-  reader = new TokenReader({ redis: stack.redis, cache: true, temporalClient: stack.client });
+  reader = new TokenReader({ redis: stack.redis, cache: true });
 });
 
 afterAll(async () => {
@@ -173,30 +172,6 @@ describe('got with bearerAuth against the emulator resource API', () => {
     console.info(
       `[consumer-library] 100 concurrent callers with a revoked token: ${issuedTo(clientId).length - issuedBefore} IAM request, 1 forceRefresh signal, all 100 succeeded in ${elapsedMs} ms`,
     );
-  });
-
-  test('a reader without a Temporal client recovers through the refresh-requests stream and the worker consumer', async () => {
-    const clientId = 'via-stream';
-    const first = await registerAndWaitForFirstToken(clientId, 0);
-    const streamReader = new TokenReader({ redis: stack.redis, cache: true });
-    try {
-      const streamApi = withBearerAuth(got.extend({ prefixUrl: iam.url, retry: { limit: 0 } }), {
-        reader: streamReader,
-        clientId,
-        refreshTimeoutMs: 10_000,
-      });
-      iam.revoke(first.accessToken);
-      const revokedAt = Date.now();
-
-      expect(await streamApi.get(resourcePath).json()).toStrictEqual({ ok: true, clientId });
-      expect(resourceOutcomes(clientId, revokedAt)).toStrictEqual(['invalid_token', 'ok']);
-      expect(issuedTo(clientId)).toHaveLength(2);
-      expect(await forceRefreshSignals(clientId)).toStrictEqual([
-        { rejectedFingerprint: first.fingerprint, reason: `401 invalid_token from ${new URL(iam.url).host}` },
-      ]);
-    } finally {
-      await streamReader.close();
-    }
   });
 
   test('no refresh on 403 insufficient_scope, on a 401 without an error code, or on 401 invalid_request', async () => {
@@ -429,7 +404,7 @@ describe('TokenReader', () => {
       const entries = await stack.redis.xrange(stream, '-', '+');
       expect(entries).toStrictEqual([
         [
-          receipt.via === 'redis-stream' ? receipt.entryId : '',
+          receipt.entryId,
           ['clientId', 'orders-service', 'rejectedFingerprint', fingerprint, 'reason', '401 invalid_token from orders-api', 'proof', proof],
         ],
       ]);
@@ -447,11 +422,5 @@ describe('TokenReader', () => {
     } finally {
       await streamReader.close();
     }
-  });
-
-  test('requestRefresh through Temporal for a client without a workflow fails with a typed error', async () => {
-    const error = await reader.requestRefresh('not-registered', { reason: 'test' }).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(RefreshRequestError);
-    expect(error).toMatchObject({ code: 'refresh_request_failed', clientId: 'not-registered' });
   });
 });

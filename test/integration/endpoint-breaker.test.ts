@@ -207,7 +207,7 @@ describe('the IAM activity with the breaker', () => {
     iam.inject({ kind: 'rate_limit', retryAfter: 2 }, { times: 1, clientId: 'a' });
     const rateLimited = await failureOf('a');
     expect(rateLimited).toMatchObject({ type: 'rate_limited', details: { status: 429, retryAfterMs: expect.any(Number) as number } });
-    expect(rateLimited.details.breakerOpen).toBeUndefined();
+    expect(rateLimited.details.heldBack).toBeUndefined();
     // The first sight of an endpoint reports its state too, so the gauge starts at 0.
     expect(changes).toEqual([
       [endpoint, false],
@@ -216,7 +216,7 @@ describe('the IAM activity with the breaker', () => {
 
     const heldBack = await failureOf('b');
     expect(heldBack.type).toBe('rate_limited');
-    expect(heldBack.details).toEqual({ breakerOpen: true, retryAfterMs: expect.any(Number) as number });
+    expect(heldBack.details).toEqual({ heldBack: true, retryAfterMs: expect.any(Number) as number });
     expect(heldBack.details.retryAfterMs).toBeGreaterThan(0);
     expect(heldBack.details.retryAfterMs).toBeLessThanOrEqual(2_000);
     expect(heldBack.message).toMatch(
@@ -284,7 +284,7 @@ describe('a request that hangs', () => {
       'the slow request to probe',
     );
     const heldBack = await failureOf('slow-b');
-    expect(heldBack).toMatchObject({ type: 'blocked', details: [{ breakerOpen: true }] });
+    expect(heldBack).toMatchObject({ type: 'blocked', details: [{ heldBack: true }] });
     expect(heldBack?.message).toMatch(/^No request sent: another client is probing/);
     expect(iam.requestsFor('slow-b')).toEqual([]);
 

@@ -61,7 +61,7 @@ test('a full window past the caller’s longest wait: RequestHeldBackError (rate
   expect(error).toBeInstanceOf(RequestHeldBackError);
   const heldBack = error as RequestHeldBackError;
   expect(heldBack.kind).toBe('rate_limited');
-  expect(heldBack.details.breakerOpen).toBe(true);
+  expect(heldBack.details.heldBack).toBe(true);
   expect(heldBack.details.retryAfterMs).toBeGreaterThan(100);
   expect(heldBack.details.retryAfterMs).toBeLessThanOrEqual(1001);
   expect(heldBack.message).toContain('https://iam.example stayed at 2 requests per second');

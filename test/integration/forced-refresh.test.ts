@@ -9,7 +9,7 @@ import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temp
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { refreshRequestsStream } from '../../shared/redis-layout.js';
-import { refreshRequestProof } from '../../shared/refresh-request-proof.js';
+import { refreshRequestProof } from 'token-lifecycle/contract';
 import { REFRESH_REQUESTS_GROUP } from '../../shared/redis-layout.js';
 import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';

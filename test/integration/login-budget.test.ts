@@ -70,7 +70,7 @@ describe('LoginBudget', () => {
     // Another unproven request to the same host (another realm too) waits for the turn.
     const waiting = await heldBack(budget.admit(credentials('b', 'https://iam.example/realms/b/token'), KEY, admitOptions('wf-b/1')));
     expect(waiting.kind).toBe('login_budget');
-    expect(waiting.details).toEqual({ breakerOpen: true, retryAfterMs: expect.any(Number) as number });
+    expect(waiting.details).toEqual({ heldBack: true, retryAfterMs: expect.any(Number) as number });
     expect(waiting.message).toMatch(
       /^No request sent: another client's unproven credentials are being tried at iam\.example; unproven credentials go one at a time/,
     );

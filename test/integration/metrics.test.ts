@@ -12,7 +12,7 @@ import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { inject } from 'vitest';
-import { tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
+import { refreshRequestsStream, tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
 import { TokenStore } from '../../shared/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { findFreePort } from '../../dev/free-port.js';
@@ -20,6 +20,7 @@ import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emula
 import { PROJECT_METRIC_NAMES, TEMPORAL_WORKER_METRIC_NAMES } from '../../worker/metrics.js';
 import { startTokenExpiryGauge } from '../../worker/token-expiry-gauge.js';
 import type { MetricMeter } from '@temporalio/common';
+import { metricsDocsDifferences } from '../support/metrics-docs.js';
 import { eventually } from '../support/token-stack.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 
@@ -243,6 +244,65 @@ describe('the worker process on /metrics', () => {
     const accessToken = await redis.hget(tokenKey('oauth:', 'metrics-good'), 'access_token');
     expect(accessToken).toBeTruthy();
     for (const secret of [GOOD_SECRET, WRONG_SECRET, accessToken!]) expect(text).not.toContain(secret);
+  });
+
+  test('a request never sent is not counted, and every series is what docs/deployment.md says', async () => {
+    // Its secret's variable is unset in the worker: every attempt fails before anything is sent.
+    await admin.register({
+      clientId: 'metrics-no-secret',
+      tokenUrl: iam.tokenUrl(),
+      authMethod: 'client_secret_basic',
+      secretRef: 'env:UNSET',
+    });
+    await eventually(
+      async () => {
+        const status = await admin.status('metrics-no-secret');
+        return status.backoffReason === 'secret_unavailable' && status.consecutiveFailures >= 2 ? true : undefined;
+      },
+      30_000,
+      'metrics-no-secret backing off after two attempts',
+    );
+    // A refresh request without its origin proof is refused; an operator's refresh is scheduled.
+    await redis.xadd(refreshRequestsStream('oauth:'), '*', 'clientId', 'metrics-good', 'reason', 'metrics test');
+    await admin.refresh('metrics-good', { wait: true, reason: 'metrics test' });
+    const text = await eventually(
+      async () => {
+        const scraped = await scrape();
+        return valueOf(parseSamples(scraped), 'token_refresh_requests_refused_total', { reason: 'missing_proof' }) === 1
+          ? scraped
+          : undefined;
+      },
+      30_000,
+      'the refused refresh request counted',
+    );
+
+    const samples = parseSamples(text);
+    expect(iam.requestsFor('metrics-no-secret')).toEqual([]);
+    expect(
+      samples.filter((sample) => sample.labels.client_id === 'metrics-no-secret' || sample.labels.outcome === 'secret_unavailable'),
+    ).toEqual([]);
+    expect(valueOf(samples, 'token_forced_refreshes_total', { client_id: 'metrics-good', decision: 'scheduled' })).toBeGreaterThanOrEqual(
+      1,
+    );
+    expect(
+      metricsDocsDifferences(text, [
+        'token_requests_total',
+        'token_endpoint_latency_seconds',
+        'token_seconds_until_expiry',
+        'token_breaker_open',
+        'token_forced_refreshes_total',
+        'token_rejected_logins_total',
+        'token_refresh_requests_refused_total',
+        'temporal_worker_task_slots_available',
+        'temporal_activity_schedule_to_start_latency',
+        'temporal_workflow_task_schedule_to_start_latency',
+        'temporal_num_pollers',
+      ]),
+    ).toEqual([]);
+  });
+
+  test('/metrics listens on 127.0.0.1 only by default', async () => {
+    await expect(fetch(metricsUrl.replace('127.0.0.1', '127.0.0.2'))).rejects.toThrow();
   });
 
   test('the gauge counts down between renewals and a renewal raises it again', async () => {

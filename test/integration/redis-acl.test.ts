@@ -14,8 +14,8 @@ import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { TokenAdmin } from '../../client/admin.js';
-import { RedisUnavailableError, RefreshRequestError } from '../../client/errors.js';
-import { TokenReader } from '../../client/token-reader.js';
+import { RedisUnavailableError, RefreshRequestError } from 'token-lifecycle';
+import { TokenReader } from 'token-lifecycle';
 import { findFreePort } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { tokenKey } from '../../shared/redis-layout.js';
@@ -87,6 +87,18 @@ function readerAs(
     redis.disconnect();
   });
   return { reader, redis };
+}
+
+/** `redis-cli -e` connected as `user` (what a person types); never rejects. */
+function redisCliAs(user: string, password: string, args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      'redis-cli',
+      ['-e', '-h', '127.0.0.1', '-p', String(redisServer.port), '--user', user, ...args],
+      { env: { ...process.env, REDISCLI_AUTH: password }, timeout: 30_000 },
+      (error, stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr }),
+    );
+  });
 }
 
 /** The `ACL LOG` entries of `user`: each is a command Redis refused it. */
@@ -246,6 +258,57 @@ describe('a consumer user', () => {
     const refused = await reader.getToken(CLIENTS.b).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(RedisUnavailableError);
     expect((refused as Error).message).toMatch(/NOPERM/);
+  });
+
+  test("reads the granted client's token with redis-cli HGET, HMGET and HGETALL, and gets NOPERM for another's", async () => {
+    const own = tokenKey('oauth:', CLIENTS.a);
+    const { reader } = readerAs('reader', PASSWORDS.READER_PW);
+    const token = await reader.getToken(CLIENTS.a);
+
+    const hget = await redisCliAs('reader', PASSWORDS.READER_PW, ['HGET', own, 'client_id']);
+    expect(hget).toMatchObject({ code: 0, stdout: `${CLIENTS.a}\n` });
+    const hmget = await redisCliAs('reader', PASSWORDS.READER_PW, ['HMGET', own, 'client_id', 'token_type']);
+    expect(hmget).toMatchObject({ code: 0, stdout: `${CLIENTS.a}\nBearer\n` });
+    const hgetall = await redisCliAs('reader', PASSWORDS.READER_PW, ['HGETALL', own]);
+    expect(hgetall.code).toBe(0);
+    const fields = hgetall.stdout.trimEnd().split('\n');
+    const hash = Object.fromEntries(fields.flatMap((value, index) => (index % 2 === 0 ? [[value, fields[index + 1]]] : [])));
+    // The contract's eight fields (the worker may add its own, which consumers ignore).
+    expect(Object.keys(hash)).toEqual(
+      expect.arrayContaining([
+        'access_token',
+        'client_id',
+        'expires_at',
+        'fingerprint',
+        'generation',
+        'obtained_at',
+        'scope',
+        'token_type',
+      ]),
+    );
+    // The renewal may have replaced the token between the two reads: the generation tells.
+    if (Number(hash.generation) === token.generation) expect(hash.access_token).toBe(token.accessToken);
+
+    const other = tokenKey('oauth:', CLIENTS.b);
+    for (const args of [
+      ['HGET', other, 'access_token'],
+      ['HMGET', other, 'access_token'],
+      ['HGETALL', other],
+    ]) {
+      const refused = await redisCliAs('reader', PASSWORDS.READER_PW, args);
+      expect(refused.code, args.join(' ')).not.toBe(0);
+      expect(refused.stdout + refused.stderr, args.join(' ')).toMatch(/NOPERM/);
+    }
+    // Read-only: the user's own key cannot be written, nor any other command run on it.
+    for (const args of [
+      ['HSET', own, 'access_token', 'forged'],
+      ['DEL', own],
+      ['HKEYS', own],
+      ['TYPE', own],
+    ]) {
+      const refused = await redisCliAs('reader', PASSWORDS.READER_PW, args);
+      expect(refused.stdout + refused.stderr, args.join(' ')).toMatch(/NOPERM/);
+    }
   });
 
   test('without --refresh cannot add a refresh request; with it can', async () => {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { generationsKey, tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { createRedisClient } from '../../shared/redis-connection.js';
-import { TokenReader } from '../../client/token-reader.js';
+import { TokenReader } from 'token-lifecycle';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { startRedisSentinel, type RedisSentinel } from '../support/redis-sentinel.js';

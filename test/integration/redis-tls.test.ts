@@ -12,7 +12,7 @@ import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { TokenAdmin } from '../../client/admin.js';
-import { TokenReader } from '../../client/token-reader.js';
+import { TokenReader } from 'token-lifecycle';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import type { RedisClient } from '../../shared/redis-connection.js';
 import { createRedisClientFromEnvironment, describeRedisConnectionError } from '../../shared/redis-tls.js';

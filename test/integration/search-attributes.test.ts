@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { TokenAdmin } from '../../client/admin.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { startTemporalDevServer, temporalCliPath, type TemporalDevServer } from '../../dev/temporal-dev-server.js';
-import { ensureSearchAttributes, SearchAttributesSetupError } from '../../worker/search-attributes.js';
+import { ensureSearchAttributes, SearchAttributesSetupError } from '../../worker/search-attribute-registration.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { TOKEN_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';

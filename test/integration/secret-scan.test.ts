@@ -1,8 +1,9 @@
 /**
  * The secret scan (docs/design.md, "No secret in Temporal"): after a run with several clients
- * (client_secret_basic, client_secret_post, private_key_jwt), failures (a wrong secret, a 503 and
+ * (client_secret_basic, client_secret_post, private_key_jwt with a key and with an assertion the
+ * platform minted), failures (a wrong secret, a 503 and
  * a 429 from the IAM) and forced refreshes (an operator's, and a consumer's through the Redis
- * stream), no client secret, private key, Redis password or issued access token appears in any
+ * stream), no client secret, private key, minted assertion, Redis password or issued access token appears in any
  * Temporal history, memo, search attribute or workflow metadata, in the `status` query, in the
  * worker's log (both formats), on `/metrics` or in `tokenctl --json`; only `tokenctl token` prints
  * a token, which is its purpose.
@@ -17,10 +18,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { calculateJwkThumbprint, exportJWK } from 'jose';
+import { calculateJwkThumbprint, exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { TokenAdmin } from '../../client/admin.js';
-import { requestRefresh } from '../../client/refresh-request.js';
+import { requestRefresh } from 'token-lifecycle';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { createRedisClient, type RedisClient } from '../../shared/redis-connection.js';
@@ -48,7 +49,7 @@ const PRIVATE_KEY_PEM = key.privateKey.export({ format: 'pem', type: 'pkcs8' }) 
 /** The clients of one worker: one per authentication method, one with a wrong secret, one that meets IAM faults. */
 function clientsOf(format: LogFormat) {
   const id = (name: string) => `scan-${format}-${name}-${RUN}`;
-  return { basic: id('basic'), post: id('post'), jwt: id('jwt'), wrong: id('wrong'), fault: id('fault') };
+  return { basic: id('basic'), post: id('post'), jwt: id('jwt'), minted: id('minted'), wrong: id('wrong'), fault: id('fault') };
 }
 const allClientIds = (format: LogFormat) => Object.values(clientsOf(format));
 
@@ -63,6 +64,9 @@ interface Deployment {
 let dir: string;
 let keyPath: string;
 let jwkD: string;
+/** The assertions the platform minted for each format's `minted` client (signed with the same key). */
+const mintedAssertions: Partial<Record<LogFormat, string>> = {};
+const mintedPath = (format: LogFormat) => join(dir, `${format}-minted.jwt`);
 let iam: IamEmulator;
 /** The fault client's IAM, on a bad day: its 429 opens its endpoint's breaker, which the other clients' endpoint does not share. */
 let faultyIam: IamEmulator;
@@ -90,6 +94,7 @@ beforeAll(async () => {
         { clientId: clients.basic, clientSecret: BASIC_SECRET, authMethod: 'client_secret_basic' as const },
         { clientId: clients.post, clientSecret: POST_SECRET, authMethod: 'client_secret_post' as const },
         { clientId: clients.jwt, authMethod: 'private_key_jwt' as const, jwks: { keys: [publicJwk] } },
+        { clientId: clients.minted, authMethod: 'private_key_jwt' as const, jwks: { keys: [publicJwk] } },
         { clientId: clients.wrong, clientSecret: RIGHT_SECRET },
       ];
     }),
@@ -98,6 +103,20 @@ beforeAll(async () => {
     tokenLifetimeSeconds: 300,
     clients: FORMATS.map((format) => ({ clientId: clientsOf(format).fault, clientSecret: FAULT_SECRET })),
   });
+  for (const format of FORMATS) {
+    const clientId = clientsOf(format).minted;
+    // As a platform mints it (a projected service-account token): iss = sub = the client here, as the IAM wants.
+    mintedAssertions[format] = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: publicJwk.kid })
+      .setIssuer(clientId)
+      .setSubject(clientId)
+      .setAudience(iam.tokenUrl())
+      .setJti(randomUUID())
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(key.privateKey);
+    await writeFile(mintedPath(format), mintedAssertions[format], { mode: 0o600 });
+  }
   redisServer = await startRedisServer({ password: REDIS_PASSWORD });
   redisUrl = redisServer.url.replace('redis://', `redis://:${REDIS_PASSWORD}@`);
   redis = createRedisClient(redisUrl);
@@ -146,7 +165,18 @@ afterAll(async () => {
 /** Everything that must never leave the worker: secrets, the key (whole, its PEM lines, its JWK `d`), the Redis password, every token issued. */
 function secrets(): string[] {
   const tokens = [...iam.issuedTokens, ...faultyIam.issuedTokens].map((token) => token.accessToken);
-  return [BASIC_SECRET, POST_SECRET, FAULT_SECRET, RIGHT_SECRET, WRONG_SECRET, REDIS_PASSWORD, PRIVATE_KEY_PEM, jwkD, ...tokens];
+  return [
+    BASIC_SECRET,
+    POST_SECRET,
+    FAULT_SECRET,
+    RIGHT_SECRET,
+    WRONG_SECRET,
+    REDIS_PASSWORD,
+    PRIVATE_KEY_PEM,
+    jwkD,
+    ...Object.values(mintedAssertions),
+    ...tokens,
+  ];
 }
 
 /** Fails naming `where` and the first characters of the secret when any secret (or part of a PEM key) is in `text`. */
@@ -213,6 +243,13 @@ test('a run with several clients, failures and forced refreshes reaches the expe
       await admin.register({ clientId: clients.basic, tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:BASIC_SECRET', policy });
       await admin.register({ clientId: clients.post, tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:POST_SECRET', policy });
       await admin.register({ clientId: clients.jwt, tokenUrl, authMethod: 'private_key_jwt', keyRef: `file:${keyPath}`, policy });
+      await admin.register({
+        clientId: clients.minted,
+        tokenUrl,
+        authMethod: 'private_key_jwt',
+        assertionRef: `file:${mintedPath(format)}`,
+        policy,
+      });
       await admin.register({ clientId: clients.wrong, tokenUrl, authMethod: 'client_secret_basic', secretRef: 'env:WRONG_SECRET', policy });
       await admin.register({
         clientId: clients.fault,
@@ -224,7 +261,7 @@ test('a run with several clients, failures and forced refreshes reaches the expe
 
       const active = (clientId: string, generation: number) =>
         statusWhere(admin, clientId, `active at generation ${generation}`, (s) => s.state === 'active' && s.generation >= generation);
-      await Promise.all([clients.basic, clients.post, clients.jwt, clients.fault].map((clientId) => active(clientId, 1)));
+      await Promise.all([clients.basic, clients.post, clients.jwt, clients.minted, clients.fault].map((clientId) => active(clientId, 1)));
       await statusWhere(admin, clients.wrong, 'credentials_rejected', (s) => s.state === 'credentials_rejected');
 
       // An operator's refresh (waiting for it, and not), and a consumer's through the Redis stream, with its origin proof.
@@ -240,9 +277,10 @@ test('a run with several clients, failures and forced refreshes reaches the expe
     expect(faultyIam.requestsFor(clients.fault).map((entry) => entry.outcome)).toEqual(['fault:status', 'fault:rate_limit', 'issued']);
     expect(iam.requestsFor(clients.wrong).map((entry) => entry.outcome)).not.toContain('issued');
     expect(iam.requestsFor(clients.jwt).map((entry) => entry.authMethod)).toContain('private_key_jwt');
+    expect(iam.requestsFor(clients.minted).map((entry) => entry.outcome)).toEqual(['issued']);
   }
-  // Two formats × (basic, post, jwt: two tokens each; fault: one).
-  expect(iam.issuedTokens.length + faultyIam.issuedTokens.length).toBeGreaterThanOrEqual(14);
+  // Two formats × (basic, post, jwt: two tokens each; minted, fault: one).
+  expect(iam.issuedTokens.length + faultyIam.issuedTokens.length).toBeGreaterThanOrEqual(16);
 });
 
 describe('no secret, key or token appears', () => {

@@ -76,6 +76,7 @@ describe.each([
       token_type: 'Bearer',
       expires_at: expect.stringMatching(/^\d{13}$/) as string,
       obtained_at: expect.stringMatching(/^\d{13}$/) as string,
+      refresh_at: expect.stringMatching(/^\d{13}$/) as string,
       scope: scope ?? '',
       generation: '1',
       fingerprint: sha256Prefix(issued[0]!.accessToken!),

@@ -3,8 +3,8 @@ import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
 import { TokenStore, type StoredToken } from '../../shared/token-store.js';
-import type { TokenUpdatedMessage } from '../../shared/token-updated-message.js';
-import { TokenReader, TokenUnavailableError } from '../../client/index.js';
+import type { TokenUpdatedMessage } from 'token-lifecycle/contract';
+import { TokenReader, TokenUnavailableError } from 'token-lifecycle';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 
 const PREFIX = 'oauth:';

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { generationsKey, refreshRequestsStream, tokenKey, tokenUpdatedChannel } from '../../shared/redis-layout.js';
 import { TokenStore, type StoredToken, type WriteResult } from '../../shared/token-store.js';
-import type { TokenUpdatedMessage } from '../../shared/token-updated-message.js';
+import type { TokenUpdatedMessage } from 'token-lifecycle/contract';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const PREFIX = 'oauth:';
@@ -94,6 +94,23 @@ describe('TokenStore on a real redis-server', () => {
       fingerprint: token.fingerprint,
       client_id: 'billing-service',
     });
+  });
+
+  test("the worker's renewal point is stored beside the contract fields, and a token written without one drops the old one", async () => {
+    const token = someToken({ generation: 1 });
+    const refreshAt = token.obtainedAt + 255_000;
+    await store.write({ ...token, refreshAt });
+
+    expect(await redis.hget('oauth:token:billing-service', 'refresh_at')).toBe(String(refreshAt));
+    await expect(store.readTimes('billing-service')).resolves.toEqual({ expiresAt: token.expiresAt, refreshAt });
+    // Consumers read the contract's fields only.
+    expect(await store.read('billing-service')).toStrictEqual(token);
+
+    const next = someToken({ generation: 2 });
+    await store.write(next);
+    expect(await redis.hexists('oauth:token:billing-service', 'refresh_at')).toBe(0);
+    await expect(store.readTimes('billing-service')).resolves.toEqual({ expiresAt: next.expiresAt, refreshAt: null });
+    await expect(store.readTimes('nobody')).resolves.toBeNull();
   });
 
   test('the token key expires at expires_at, never later', async () => {

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { NotRegisteredError, type ApplyResult } from '../../client/admin.js';
+import { NotRegisteredError, type ApplyResult, type PatchRetirement } from '../../client/admin.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
@@ -94,6 +94,7 @@ const COMMANDS = [
   'refresh',
   'status',
   'list',
+  'patches',
   'resume',
   'remove',
   'token',
@@ -131,16 +132,20 @@ describe('usage', () => {
 
   test('wrong usage exits 2 and says what was wrong', async () => {
     const url = 'http://127.0.0.1:1/token';
-    const [unknownCommand, missingEndpoint, badChoice] = await Promise.all([
+    const [unknownCommand, missingEndpoint, missingSecret, badChoice] = await Promise.all([
       tokenctl(['frobnicate']),
       tokenctl(['register', CLIENT, '--secret', 'env:S']),
+      tokenctl(['register', CLIENT, '--token-url', url]),
       tokenctl(['register', CLIENT, '--token-url', url, '--secret', 'env:S', '--auth', 'digest']),
     ]);
     expect(unknownCommand).toMatchObject({ code: 2, stdout: '' });
     expect(unknownCommand.stderr).toContain("error: unknown command 'frobnicate'");
-    // One of two options is required: the registration's rule, so it is listed with the others.
-    expect(missingEndpoint).toMatchObject({ code: 1, stdout: '' });
+    // One of two options is required: the registration's rule, so it is listed with the others,
+    // and it is wrong usage all the same, as a missing --secret is.
+    expect(missingEndpoint).toMatchObject({ code: 2, stdout: '' });
     expect(missingEndpoint.stderr).toContain('  - --token-url: is required, or --issuer instead (one of the two)\n');
+    expect(missingSecret).toMatchObject({ code: 2, stdout: '' });
+    expect(missingSecret.stderr).toContain('  - --secret: client_secret_basic needs a client secret reference\n');
     expect(badChoice).toMatchObject({ code: 2, stdout: '' });
     expect(badChoice.stderr).toContain(
       "argument 'digest' is invalid. Allowed choices are client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth (or basic, post for short).",
@@ -186,10 +191,10 @@ describe('usage', () => {
 });
 
 describe('failures', () => {
-  test('an invalid registration exits 1, names every wrong option, never echoes the secret, and registers nothing', async () => {
+  test('an invalid registration exits 2 (wrong usage), names every wrong option, never echoes the secret, and registers nothing', async () => {
     const run = await tokenctl(['register', 'bad-client', '--token-url', 'not-a-url', '--secret', 'plain-secret']);
 
-    expect(run).toMatchObject({ code: 1, stdout: '' });
+    expect(run).toMatchObject({ code: 2, stdout: '' });
     expect(run.stderr).toContain('error: invalid registration, nothing was registered:\n');
     expect(run.stderr).toContain('  - --token-url: must be an http(s) URL\n');
     expect(run.stderr).toContain('  - --secret: must be env:NAME or file:/absolute/path');
@@ -215,7 +220,7 @@ describe('failures', () => {
       'http://user:hunter2@proxy:3128',
     ]);
 
-    expect(run).toMatchObject({ code: 1, stdout: '' });
+    expect(run).toMatchObject({ code: 2, stdout: '' });
     expect(
       run.stderr
         .split('\n')
@@ -316,13 +321,32 @@ test("a client's life from the command line: register, status, token, list, refr
     30_000,
     `${CLIENT} listed as active`,
   );
+  // An active client's expiry and renewal point come from its token hash in Redis, where the
+  // worker wrote them with the token: the very instants `status` reads from the workflow.
   expect(listed).toEqual([
-    expect.objectContaining({ clientId: CLIENT, state: 'active', failures: 0, tokenEndpointHost: new URL(iam.url).host }),
+    expect.objectContaining({
+      clientId: CLIENT,
+      state: 'active',
+      expiresAt: status.expiresAt,
+      nextRefreshAt: status.nextRefreshAt,
+      failures: 0,
+      tokenEndpointHost: new URL(iam.url).host,
+    }),
   ]);
   const table = await tokenctl(['list']);
   expect(table.stdout.split('\n')[0]).toMatch(/^CLIENT +STATE +EXPIRES +NEXT REFRESH +FAILURES +ENDPOINT$/);
-  // An active client's expiry comes from Redis; its next refresh only from `status`.
-  expect(table.stdout.split('\n')[1]).toMatch(new RegExp(`^${CLIENT} +active +in \\d+s +- +0 +${new URL(iam.url).host}$`));
+  expect(table.stdout.split('\n')[1]).toMatch(new RegExp(`^${CLIENT} +active +in \\d+s +in \\d+s +0 +${new URL(iam.url).host}$`));
+
+  // Its run took every patch as it started (docs/design.md, "Retiring a patch").
+  const [patches, patchesJson] = await Promise.all([tokenctl(['patches']), tokenctl(['patches', '--json'])]);
+  expect(patches).toMatchObject({ code: 0, stderr: '' });
+  expect(patches.stdout).toMatch(/^lean-cycles: no running workflow of \d+ began before it; it can be retired \(wf.deprecatePatch\)$/m);
+  expect(patches.stdout).toMatch(/^active-without-times: no running workflow of \d+ began before it/m);
+  const rows = JSON.parse(patchesJson.stdout) as PatchRetirement[];
+  expect(rows.map(({ patch, predating }) => ({ patch, predating }))).toEqual([
+    { patch: 'lean-cycles', predating: 0 },
+    { patch: 'active-without-times', predating: 0 },
+  ]);
 
   const refreshed = await tokenctl(['refresh', CLIENT, '--wait', '--reason', 'tokenctl test']);
   const renewed = await stack.store.read(CLIENT);

@@ -22,7 +22,7 @@ import type { Redis } from 'ioredis';
 import { tokenFingerprint } from '../../activities/access-token.js';
 import { TokenStore } from '../../shared/token-store.js';
 import type { TokenAdmin } from '../../client/admin.js';
-import { TokenReader } from '../../client/token-reader.js';
+import { TokenReader } from 'token-lifecycle';
 import type { IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { CredentialRef } from '../../workflows/registration.js';

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { Redis } from 'ioredis';
+import { aclPasswordHash, aclSetUserArguments, consumerAclRules } from '../../cli/redis-acl.js';
 import { DEFAULT_KEY_PREFIX } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { ADMIN_PATH, RESOURCE_PATH, startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
@@ -28,6 +29,11 @@ import { terminateRunning } from './terminate-running.js';
 export interface ConsumerStackEnv {
   /** `redis://127.0.0.1:<port>`: the Redis the worker writes to. */
   TOKEN_STACK_REDIS_URL: string;
+  /**
+   * The same Redis as a consumer user made by `tokenctl grant … --clients <the stack's clients>
+   * --refresh`: it reads the tokens of the clients `POST /clients` hands out, and no other key.
+   */
+  TOKEN_STACK_CONSUMER_REDIS_URL: string;
   /** `TOKEN_KEY_PREFIX` of the worker. */
   TOKEN_STACK_PREFIX: string;
   /** The emulator's resource API: 200 to an active token, 401 `invalid_token` to a revoked or expired one. */
@@ -50,6 +56,9 @@ export interface ConsumerStack {
 /** Clients the emulator knows; the control API hands them out one per registration. */
 const CLIENT_POOL_SIZE = 60;
 const SECRET = `consumer-stack-${randomUUID()}`;
+/** The consumer user of {@link ConsumerStackEnv.TOKEN_STACK_CONSUMER_REDIS_URL}. */
+const CONSUMER_USER = 'stack-consumer';
+const CONSUMER_PASSWORD = `consumer-${randomUUID()}`;
 /** Long enough that no scheduled renewal happens during a test: every new token is a forced one. */
 const TOKEN_LIFETIME_SECONDS = 300;
 
@@ -97,6 +106,10 @@ export async function startConsumerStack(): Promise<ConsumerStack> {
     });
     const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     stops.push(() => redis.disconnect());
+    const clientPool = Array.from({ length: CLIENT_POOL_SIZE }, (_, index) => `consumer-${index + 1}`);
+    // The rules `tokenctl grant` applies (cli/redis-acl.ts), for the libraries' tests as a granted user.
+    const rules = consumerAclRules({ clientIds: clientPool, refresh: true, prefix: DEFAULT_KEY_PREFIX });
+    await redis.call('ACL', 'SETUSER', ...aclSetUserArguments(CONSUMER_USER, aclPasswordHash(CONSUMER_PASSWORD), rules));
 
     const control: ControlServer = await startControlServer({
       iam,
@@ -104,7 +117,7 @@ export async function startConsumerStack(): Promise<ConsumerStack> {
       admin: new TokenAdmin(client, { taskQueue }),
       redis,
       prefix: DEFAULT_KEY_PREFIX,
-      clientPool: Array.from({ length: CLIENT_POOL_SIZE }, (_, index) => `consumer-${index + 1}`),
+      clientPool,
       secretRef: 'env:CONSUMER_STACK_SECRET',
     });
     stops.push(() => control.close());
@@ -112,6 +125,7 @@ export async function startConsumerStack(): Promise<ConsumerStack> {
     return {
       env: {
         TOKEN_STACK_REDIS_URL: redisServer.url,
+        TOKEN_STACK_CONSUMER_REDIS_URL: redisServer.url.replace('redis://', `redis://${CONSUMER_USER}:${CONSUMER_PASSWORD}@`),
         TOKEN_STACK_PREFIX: DEFAULT_KEY_PREFIX,
         TOKEN_STACK_RESOURCE_URL: `${iam.url}${RESOURCE_PATH}`,
         TOKEN_STACK_ADMIN_RESOURCE_URL: `${iam.url}${ADMIN_PATH}`,

@@ -38,6 +38,8 @@ export interface TokenStackOptions {
   temporalAddress?: string;
   /** Settings of the refresh-requests stream reader (e.g. a short `claimMinIdleMs`). @default {} */
   refreshRequests?: TokenWorkersOptions['refreshRequests'];
+  /** The failed-login budget. @default { maxRejections: 100 } */
+  loginBudget?: TokenWorkersOptions['loginBudget'];
   /** `LOGIN_PROOF_KEY`, for a file that runs a worker process beside these workers. @default a random key per start */
   loginProofKey?: string;
 }
@@ -74,7 +76,7 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
       env: options.env ?? {},
       // The failed-login budget has tests of its own (login-budget*.test.ts); elsewhere a file's
       // wrong secrets must not hold back the new clients of its own emulator for a minute.
-      loginBudget: { maxRejections: 100 },
+      loginBudget: options.loginBudget ?? { maxRejections: 100 },
       ...(options.refreshRequests !== undefined && { refreshRequests: options.refreshRequests }),
       ...(options.loginProofKey !== undefined && { loginProofKey: new LoginProofKey(options.loginProofKey) }),
     });

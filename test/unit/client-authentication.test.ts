@@ -144,6 +144,26 @@ describe('private_key_jwt', () => {
       expect(text).not.toContain(pem.split('\n')[1]);
     }
   });
+
+  test('a refused assertion whose kid was derived says so and names keyId; one with keyId or a JWK kid does not', async () => {
+    const pem = keys.other.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+    const keyRef = await file('derived-kid.pem', pem);
+    const jwkRef = await file('derived-kid.jwk', JSON.stringify({ ...keys.other.privateKey.export({ format: 'jwk' }), kid: 'jwk-kid' }));
+    const refusal = async (fields: Partial<CredentialFields>) =>
+      (
+        (await requestToken(await request({ clientId: 'key-jwt', authMethod: 'private_key_jwt', keyRef, ...fields })).catch(
+          (e: unknown) => e,
+        )) as Error
+      ).message;
+
+    expect(await refusal({})).toMatch(
+      new RegExp(
+        `^Token endpoint answered 401 invalid_client.*; the assertion's kid ${await thumbprint(keys.other.publicKey)} is the RFC 7638 thumbprint of the key, derived because neither keyId nor the JWK names one: if the IAM registered the key under another kid, set keyId to it$`,
+      ),
+    );
+    expect(await refusal({ keyId: 'registered-kid' })).not.toContain('thumbprint');
+    expect(await refusal({ keyRef: jwkRef })).not.toContain('thumbprint');
+  });
 });
 
 describe('client assertions (RFC 7523 §3)', () => {
@@ -232,6 +252,60 @@ describe('the credentials of one request', () => {
     expect(await unavailable({ clientId: 'c', authMethod: 'client_secret_basic', secretRef: 'env:S', caRef: notAKey }, { S: 'x' })).toBe(
       `caRef: ${notAKey} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`,
     );
+  });
+
+  test('a minted assertion is sent as it is; unreadable, malformed, expired or about to expire, it names the reference and its expiry', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const mint = (claims: Record<string, unknown>) =>
+      new SignJWT({ iss: 'c', sub: 'c', aud: iam.tokenUrl(), ...claims }).setProtectedHeader({ alg: 'ES256' }).sign(keys.p256.privateKey);
+    const valid = await mint({ exp: now + 3600 });
+    const assertionRef = await file('minted.jwt', `${valid}\n`);
+    const credentials = await resolveRequestCredentials({ clientId: 'c', authMethod: 'private_key_jwt', assertionRef });
+    expect(credentials.signingKey).toBeUndefined();
+    expect(credentials.mintedAssertion).toMatchObject({
+      identity: { iss: 'c', sub: 'c', aud: iam.tokenUrl() },
+      expiresAt: (now + 3600) * 1000,
+    });
+    const authentication = await clientAuthentication({ ...credentials, tokenUrl: iam.tokenUrl() });
+    expect(authentication.params).toEqual({
+      client_id: 'c',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: valid,
+    });
+    expect(authentication.sensitive).toContain(valid);
+    expect(inspect(credentials, { depth: Infinity })).not.toContain(valid);
+
+    const minted = async (content: string) =>
+      unavailable({ clientId: 'c', authMethod: 'private_key_jwt', assertionRef: await file('minted-bad.jwt', content) });
+    const ref = `file:${join(dir, 'minted-bad.jwt')}`;
+    const at = (seconds: number) => new Date(seconds * 1000).toISOString();
+    expect(await unavailable({ clientId: 'c', authMethod: 'private_key_jwt', assertionRef: 'file:/nonexistent/token' })).toBe(
+      'assertionRef: file:/nonexistent/token could not be read: ENOENT',
+    );
+    expect(await minted('not-a-jwt')).toBe(`assertionRef: ${ref} holds no JWT (header.payload.signature, base64url)`);
+    expect(await minted(await mint({}))).toBe(`assertionRef: the assertion in ${ref} has no exp claim`);
+    expect(await minted(await mint({ exp: now - 5 }))).toBe(
+      `assertionRef: the assertion in ${ref} expired at ${at(now - 5)}; whatever writes it has not rotated it`,
+    );
+    expect(await minted(await mint({ exp: now + 5 }))).toBe(
+      `assertionRef: the assertion in ${ref} expires at ${at(now + 5)}, too soon to send; whatever writes it has not rotated it`,
+    );
+  });
+
+  test('the credential MAC of a minted assertion is its identity: equal across rotations, different for another subject', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const macOf = async (claims: Record<string, unknown>) => {
+      const jwt = await new SignJWT({ iss: 'https://kubernetes.default.svc', aud: 'iam', exp: now + 3600, ...claims })
+        .setProtectedHeader({ alg: 'ES256' })
+        .setJti(crypto.randomUUID())
+        .sign(keys.p256.privateKey);
+      const assertionRef = await file('identity.jwt', jwt);
+      return credentialMac(await resolveRequestCredentials({ clientId: 'c', authMethod: 'private_key_jwt', assertionRef }), 'mac-key');
+    };
+    const first = await macOf({ sub: 'system:serviceaccount:billing:worker' });
+    expect(await macOf({ sub: 'system:serviceaccount:billing:worker', exp: now + 7200 })).toBe(first);
+    expect(await macOf({ sub: 'system:serviceaccount:orders:worker' })).not.toBe(first);
+    expect(await macOf({ sub: 'system:serviceaccount:billing:worker', aud: 'another-iam' })).not.toBe(first);
   });
 
   test('a key file rewritten on disk is read again: the next request signs with the new key', async () => {

@@ -49,7 +49,7 @@ const validRegistration = fc
       nil: undefined,
     }),
     caRef: fc.option(reference, { nil: undefined }),
-    refs: fc.record({ secretRef: reference, keyRef: reference, certRef: reference }),
+    refs: fc.record({ secretRef: reference, keyRef: reference, assertionRef: reference, certRef: reference }),
   })
   .map(({ refs, authMethod, ...rest }) => {
     const needed = CREDENTIALS_OF_METHOD[authMethod];

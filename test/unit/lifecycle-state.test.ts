@@ -122,7 +122,7 @@ describe('the transition table', () => {
   it.each(RUNNING)('%s, a request held back (no request sent) → backing_off for the wait it names, not counted as a failure', (state) => {
     const client = clientIn(state);
     const before = client.lifecycle.status().consecutiveFailures;
-    client.fail('rate_limited', { breakerOpen: true, retryAfterMs: 7 * SECOND });
+    client.fail('rate_limited', { heldBack: true, retryAfterMs: 7 * SECOND });
     const status = client.lifecycle.status();
     expect(status).toMatchObject({ state: 'backing_off', consecutiveFailures: before, lastError: { heldBack: true } });
     expect(status.backoffUntil).toBe(client.now + 7 * SECOND);

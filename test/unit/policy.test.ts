@@ -404,7 +404,7 @@ describe('backoffDelayMs', () => {
   });
 
   describe('when the endpoint breaker held the request back', () => {
-    const breaker = (retryAfterMs: number) => ({ breakerOpen: true, retryAfterMs });
+    const breaker = (retryAfterMs: number) => ({ heldBack: true, retryAfterMs });
 
     it.each(['rate_limited', 'blocked'] as const)(
       "waits what remains of the breaker's wait after %s, unjittered, whatever the failure count",
@@ -434,7 +434,7 @@ describe('backoffDelayMs', () => {
     });
 
     it("falls back to the kind's own backoff when the breaker gave no wait", () => {
-      expect(backoffDelayMs('blocked', 2, { breakerOpen: true }, DEFAULT_POLICY, 's')).toBe(
+      expect(backoffDelayMs('blocked', 2, { heldBack: true }, DEFAULT_POLICY, 's')).toBe(
         backoffDelayMs('blocked', 2, {}, DEFAULT_POLICY, 's'),
       );
     });

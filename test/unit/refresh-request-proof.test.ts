@@ -11,7 +11,7 @@ import {
   REFRESH_REQUEST_PROOF_CONTEXT,
   refreshRequestProof,
   refreshRequestProofMessage,
-} from '../../shared/refresh-request-proof.js';
+} from 'token-lifecycle/contract';
 import { loadContractVectors } from '../contract/contract-vectors.js';
 
 const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.orders-token-7';

@@ -36,7 +36,7 @@ describe('parseRefreshRequest', () => {
     );
   });
 
-  test('an entry as the library writes it is read back (client/refresh-request.ts)', () => {
+  test('an entry as the library writes it is read back (consumers/node/src/refresh-request.ts)', () => {
     fc.assert(
       fc.property(
         fc.stringMatching(/^[\x21-\x7e]{1,200}$/),

@@ -122,6 +122,47 @@ describe('the registration schema', () => {
       `authMethod: must be one of ${AUTH_METHODS.join(', ')}`,
     ]);
   });
+
+  test('fallback secrets and keys: a list instead of the single reference, for the methods that take one', () => {
+    const base = { clientId: 'c', tokenUrl: TOKEN_URL };
+    expect(parseRegistration({ ...base, secretRefs: ['file:/run/secrets/new', 'file:/run/secrets/old'] })).toMatchObject({
+      authMethod: 'client_secret_basic',
+      secretRefs: ['file:/run/secrets/new', 'file:/run/secrets/old'],
+    });
+    expect(parseRegistration({ ...base, authMethod: 'private_key_jwt', keyRefs: ['file:/k2', 'file:/k1'] })).toMatchObject({
+      keyRefs: ['file:/k2', 'file:/k1'],
+    });
+    expect(problems({ ...base, secretRef: 'env:S', secretRefs: ['env:T'] })).toEqual([
+      'secretRefs: give secretRef or secretRefs, not both',
+    ]);
+    expect(problems({ ...base, secretRefs: [] })).toEqual(['secretRefs: must name at least one reference']);
+    expect(problems({ ...base, secretRefs: ['env:S', 'env:S'] })).toEqual(['secretRefs: must not name a reference twice']);
+    expect(problems({ ...base, secretRefs: ['env:S', 'the-secret itself'] })).toEqual([
+      'secretRefs[1]: must be env:NAME or file:/absolute/path (the secret or key itself never goes here)',
+    ]);
+    expect(problems({ ...base, authMethod: 'private_key_jwt', secretRefs: ['env:S'], keyRef: 'file:/k' })).toEqual([
+      'secretRefs: private_key_jwt does not use a client secret reference: remove it',
+    ]);
+    expect(problems({ ...base, authMethod: 'tls_client_auth', certRef: 'file:/c', keyRefs: ['file:/k1', 'file:/k2'] })).toEqual([
+      'keyRefs: tls_client_auth pairs one key with its certificate: use keyRef (keyRefs is for private_key_jwt)',
+    ]);
+  });
+
+  test('private_key_jwt sends a platform-minted assertion instead of signing with a key: one of the two, and nothing to sign with', () => {
+    const minted = { clientId: 'c', tokenUrl: TOKEN_URL, authMethod: 'private_key_jwt', assertionRef: 'file:/var/run/secrets/tokens/iam' };
+    expect(parseRegistration(minted)).toMatchObject({ assertionRef: 'file:/var/run/secrets/tokens/iam' });
+    expect(problems({ ...minted, keyRef: 'file:/k' })).toEqual(['keyRef: private_key_jwt does not use a key reference: remove it']);
+    expect(problems({ ...minted, keyId: 'k1', signingAlg: 'ES256' })).toEqual([
+      'keyId: assertionRef names an assertion the platform signed: the worker signs nothing, remove it',
+      'signingAlg: assertionRef names an assertion the platform signed: the worker signs nothing, remove it',
+    ]);
+    expect(problems({ ...minted, authMethod: 'client_secret_basic', secretRef: 'env:S' })).toEqual([
+      'assertionRef: client_secret_basic does not use a client assertion reference: remove it',
+    ]);
+    expect(problems({ ...minted, assertionRef: 'eyJhbGciOi.eyJpc3Mi.sig' })).toEqual([
+      'assertionRef: must be env:NAME or file:/absolute/path (the secret, key or certificate itself never goes here)',
+    ]);
+  });
 });
 
 describe('a clients file', () => {

@@ -13,10 +13,17 @@ describe('settings from the environment', () => {
       TOKEN_KEY_PREFIX: 'oauth:',
       IAM_MAX_RPS: 40,
       METRICS_PORT: 9464,
+      METRICS_HOST: '127.0.0.1',
       LOG_LEVEL: 'INFO',
       LOG_FORMAT: 'pretty',
     });
     expect(readSettings({}).MAX_CACHED_WORKFLOWS).toBeUndefined();
+  });
+
+  test('METRICS_HOST is an IP address: loopback by default, 0.0.0.0 or :: to open it', () => {
+    expect(readSettings({ METRICS_HOST: '0.0.0.0' }).METRICS_HOST).toBe('0.0.0.0');
+    expect(readSettings({ METRICS_HOST: '::' }).METRICS_HOST).toBe('::');
+    expect(() => readSettings({ METRICS_HOST: 'localhost' })).toThrow('METRICS_HOST: must be an IP address, e.g. 127.0.0.1 or 0.0.0.0');
   });
 
   test('LOG_FORMAT is pretty or json', () => {

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import type { Redis } from 'ioredis';
 import { describe, expect, test } from 'vitest';
 import { MalformedStoredTokenError, TokenStore, type StoredToken } from '../../shared/token-store.js';
-import { formatTokenUpdated, parseTokenUpdated, type TokenUpdatedMessage } from '../../shared/token-updated-message.js';
+import { formatTokenUpdated, parseTokenUpdated, type TokenUpdatedMessage } from 'token-lifecycle/contract';
 import { anyText, errorText, propertyOptions, secretArbitrary } from '../support/property-arbitraries.js';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);

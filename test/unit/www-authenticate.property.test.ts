@@ -1,16 +1,11 @@
 /**
- * `WWW-Authenticate` comes from whatever API a consumer calls (client/www-authenticate.ts): any
+ * `WWW-Authenticate` comes from whatever API a consumer calls (consumers/node/src/www-authenticate.ts): any
  * header yields challenges or a `WwwAuthenticateSyntaxError`, `findBearerChallenge` never throws,
  * and challenges written by the grammar (RFC 9110 §11.6.1, RFC 6750 §3) are read back exactly.
  */
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import {
-  findBearerChallenge,
-  isInvalidTokenChallenge,
-  parseWwwAuthenticate,
-  WwwAuthenticateSyntaxError,
-} from '../../client/www-authenticate.js';
+import { findBearerChallenge, isInvalidTokenChallenge, parseWwwAuthenticate, WwwAuthenticateSyntaxError } from 'token-lifecycle';
 import { anyText, propertyOptions, secretArbitrary } from '../support/property-arbitraries.js';
 
 const token = fc.stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,12}$/);

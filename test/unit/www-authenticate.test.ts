@@ -4,12 +4,7 @@
  * in one header, scheme and parameter names in any case (RFC 9110 §11.6.1, RFC 6750 §3).
  */
 import { describe, expect, test } from 'vitest';
-import {
-  findBearerChallenge,
-  isInvalidTokenChallenge,
-  parseWwwAuthenticate,
-  WwwAuthenticateSyntaxError,
-} from '../../client/www-authenticate.js';
+import { findBearerChallenge, isInvalidTokenChallenge, parseWwwAuthenticate, WwwAuthenticateSyntaxError } from 'token-lifecycle';
 
 describe('parseWwwAuthenticate', () => {
   test('reads a Bearer challenge with quoted parameters (RFC 6750 §3 example)', () => {

@@ -7,7 +7,7 @@ import (
 )
 
 // refreshRequestProofContext is the first line of every proven message: it names the purpose and
-// version, so the MAC is useful for nothing else (shared/refresh-request-proof.ts).
+// version, so the MAC is useful for nothing else (consumers/node/src/refresh-request-proof.ts).
 const refreshRequestProofContext = "token-lifecycle refresh-request v1"
 
 // refreshRequestProofMessage is the exact bytes the proof is computed over:

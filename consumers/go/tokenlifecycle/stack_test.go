@@ -88,6 +88,54 @@ func TestARevokedTokenIsReplacedOnceAndARefusalInsideTheMinimumIntervalReachesTh
 	}
 }
 
+// As the Redis user `tokenctl grant … --refresh` makes for a service: the library reads, waits,
+// asks for a refresh and recovers with that user's rights, HGET and HGETALL work on its own key,
+// and another client's key answers NOPERM.
+func TestAConsumerUserReadsItsOwnTokensAndNoOtherKey(t *testing.T) {
+	ctx := context.Background()
+	options, err := redis.ParseURL(stackVariable(t, "TOKEN_STACK_CONSUMER_REDIS_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := redis.NewClient(options)
+	t.Cleanup(func() { _ = granted.Close() })
+	prefix := stackVariable(t, "TOKEN_STACK_PREFIX")
+	reader := newReader(t, granted, Options{Prefix: prefix, Cache: true})
+	clientID := registerClient(t, 0)
+	first := firstToken(t, reader, clientID)
+
+	if value, err := granted.HGet(ctx, TokenKey(prefix, clientID), "fingerprint").Result(); err != nil || value != first.Fingerprint {
+		t.Fatalf("HGET of its own key = %q, %v; want the fingerprint %s", value, err, first.Fingerprint)
+	}
+	if hash, err := granted.HGetAll(ctx, TokenKey(prefix, clientID)).Result(); err != nil || hash["access_token"] != first.AccessToken {
+		t.Fatalf("HGETALL of its own key: %d fields, %v; want the token", len(hash), err)
+	}
+
+	revoke(t, first)
+	api := &http.Client{Transport: &Transport{Reader: reader, ClientID: clientID, RefreshTimeout: 30 * time.Second}}
+	resource := stackVariable(t, "TOKEN_STACK_RESOURCE_URL")
+	if status, body := get(t, api, resource); status != http.StatusOK || body != fmt.Sprintf(`{"ok":true,"clientId":"%s"}`, clientID) {
+		t.Fatalf("after a revocation: %d %s, want the call to succeed after one refresh", status, body)
+	}
+	if got := issued(t, clientID); got != 2 {
+		t.Fatalf("%d tokens issued, want 2", got)
+	}
+
+	outsider := "not-granted-go"
+	storeToken(t, outsider, 1, 60_000)
+	if _, err := reader.Token(ctx, outsider); !errors.Is(err, ErrRedisUnavailable) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Token of a client not granted: %v, want ErrRedisUnavailable with NOPERM", err)
+	}
+	for name, command := range map[string]func() error{
+		"HGET":    func() error { return granted.HGet(ctx, TokenKey(prefix, outsider), "access_token").Err() },
+		"HGETALL": func() error { return granted.HGetAll(ctx, TokenKey(prefix, outsider)).Err() },
+	} {
+		if err := command(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Fatalf("%s of a client not granted: %v, want NOPERM", name, err)
+		}
+	}
+}
+
 func TestFiftyConcurrentRequestsRefusedWithOneTokenCauseOneRefreshRequestAndOneIAMRequest(t *testing.T) {
 	reader := stackReader(t)
 	resource := stackVariable(t, "TOKEN_STACK_RESOURCE_URL")

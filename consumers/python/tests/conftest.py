@@ -114,10 +114,10 @@ class Consumer:
     the kind: the asyncio kind runs its reader and client on an event loop of its own, so that
     concurrent calls are concurrent on that loop."""
 
-    def __init__(self, kind: str, *, prefix: str, cache: bool = True, now: Callable[[], int] = unix_ms) -> None:
+    def __init__(self, kind: str, *, prefix: str, cache: bool = True, now: Callable[[], int] = unix_ms, url_variable: str = "TOKEN_STACK_REDIS_URL") -> None:
         self.kind = kind
         self.prefix = prefix
-        url = stack_variable("TOKEN_STACK_REDIS_URL")
+        url = stack_variable(url_variable)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         if kind in ("async", "httpx-async"):
             self._loop = asyncio.new_event_loop()

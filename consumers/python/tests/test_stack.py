@@ -312,3 +312,36 @@ def test_the_readme_examples_call_the_api_with_the_workers_token(example: str, c
     finished = subprocess.run([sys.executable, str(examples / example)], env=environment, capture_output=True, text=True, timeout=120, check=False)
     assert (finished.returncode, finished.stderr) == (0, "")
     assert finished.stdout.strip() == str({"ok": True, "clientId": client_id})
+
+
+@pytest.mark.parametrize("kind", HTTP_KINDS)
+def test_a_consumer_user_reads_its_own_tokens_and_no_other_key(kind: str, control: Control, consumers: Callable[..., Consumer]) -> None:
+    """As the Redis user `tokenctl grant … --refresh` makes for a service: the library reads, waits,
+    asks for a refresh and recovers with that user's rights, HGET and HGETALL work on its own key,
+    and another client's key answers NOPERM."""
+    prefix = stack_variable("TOKEN_STACK_PREFIX")
+    consumer = stack_consumer(consumers, kind, url_variable="TOKEN_STACK_CONSUMER_REDIS_URL")
+    client_id = control.register(0)
+    first = consumer.wait_for_token(client_id, 0, 60)
+
+    granted = redis.Redis.from_url(stack_variable("TOKEN_STACK_CONSUMER_REDIS_URL"), decode_responses=True)
+    try:
+        assert granted.hget(token_key(prefix, client_id), "fingerprint") == first.fingerprint
+        assert granted.hgetall(token_key(prefix, client_id))["access_token"] == first.access_token
+
+        control.revoke(first)
+        answer = consumer.get(stack_variable("TOKEN_STACK_RESOURCE_URL"), client_id)
+        assert (answer.status, answer.text) == (200, resource_body(client_id))
+        assert control.issued(client_id) == 2
+
+        outsider = f"not-granted-python-{kind}"
+        control.store_token(outsider, 1, 60_000)
+        with pytest.raises(RedisUnavailableError) as refused:
+            consumer.get_token(outsider)
+        assert isinstance(refused.value.__cause__, redis.exceptions.NoPermissionError)
+        for read in (lambda: granted.hget(token_key(prefix, outsider), "access_token"), lambda: granted.hgetall(token_key(prefix, outsider))):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                read()
+    finally:
+        granted.close()
+

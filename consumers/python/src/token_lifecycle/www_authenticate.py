@@ -1,7 +1,7 @@
 """Parsing of the ``WWW-Authenticate`` response header, so a consumer can tell the one Bearer error
 after which it should get a new token (``invalid_token``) from those after which it must not
 (``insufficient_scope``, ``invalid_request``, or a challenge without an error code). The same
-algorithm as the Node library's client/www-authenticate.ts; test/contract/vectors.json holds both.
+algorithm as the Node library's consumers/node/src/www-authenticate.ts; test/contract/vectors.json holds both.
 
 Grammar (RFC 9110 §11.6.1 and §11.2)::
 

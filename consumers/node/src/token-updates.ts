@@ -5,8 +5,8 @@
  * Cluster).
  */
 import type { Cluster, Redis } from 'ioredis';
-import { parseTokenUpdated, type ReceivedTokenUpdate } from '../shared/token-updated-message.js';
-import { duplicateConnection } from '../shared/redis-connection.js';
+import { parseTokenUpdated, type ReceivedTokenUpdate } from './token-updated-message.js';
+import { duplicateConnection } from './redis-connection.js';
 
 /** What a {@link TokenUpdates} subscriber is told. */
 export interface TokenUpdatesListener {

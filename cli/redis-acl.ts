@@ -22,7 +22,7 @@ import {
   refreshRequestsStream,
   tokenKey,
   tokenUpdatedChannel,
-} from './redis-layout.js';
+} from '../shared/redis-layout.js';
 
 /** A rule list that cannot be built: the message names the input and what is wrong with it. */
 export class AclRuleError extends Error {
@@ -62,8 +62,14 @@ export interface ConsumerGrant {
 }
 
 /**
- * The rules of a consumer (docs/redis-contract.md): `HMGET` on the token hash of each granted
- * client, read-only (`%R~`); `SUBSCRIBE` to `<prefix>token-updated` (the announcements name
+ * How a consumer reads a token hash: `HMGET` (the Node, Go and Python libraries), `HGET` and
+ * `HGETALL` (redis-cli and most Redis clients). All three read the hash only.
+ */
+const TOKEN_READ_COMMANDS = ['+hget', '+hmget', '+hgetall'] as const;
+
+/**
+ * The rules of a consumer (docs/redis-contract.md): {@link TOKEN_READ_COMMANDS} on the token hash of
+ * each granted client, read-only (`%R~`); `SUBSCRIBE` to `<prefix>token-updated` (the announcements name
  * clients and generations, never a token); with `refresh`, `XADD` on `<prefix>refresh-requests`,
  * write-only (`%W~`: it cannot read other consumers' entries). Key and channel names are escaped,
  * so a client ID with `*`, `?`, `[` or `\` matches itself only.
@@ -81,7 +87,7 @@ export function consumerAclRules(grant: ConsumerGrant): string[] {
     'resetchannels',
     '-@all',
     ...CONNECTION_COMMANDS,
-    '+hmget',
+    ...TOKEN_READ_COMMANDS,
     '+subscribe',
     ...(grant.refresh ? ['+xadd'] : []),
     ...clientIds.map((clientId) => `%R~${escapeGlob(tokenKey(grant.prefix, clientId))}`),
@@ -107,7 +113,7 @@ const WORKER_COMMANDS: readonly { commands: readonly string[]; by: string }[] = 
   },
   {
     commands: ['+hdel', '+pttl'],
-    by: 'the endpoint breaker and failed-login budget scripts (activities/endpoint-breaker.ts, login-budget.ts)',
+    by: 'the endpoint breaker and failed-login budget scripts (activities/endpoint-breaker.ts, login-budget.ts); HDEL also the token write script, for a token written without refresh_at',
   },
   { commands: ['+get', '+set'], by: 'the login proofs (activities/login-budget.ts)' },
   { commands: ['+scan', '+subscribe'], by: 'the token expiry gauge (worker/token-expiry-gauge.ts)' },
@@ -123,7 +129,7 @@ const WORKER_COMMANDS: readonly { commands: readonly string[]; by: string }[] = 
       '+multi',
       '+exec',
     ],
-    by: 'the refresh-request consumer (worker/refresh-request-consumer.ts)',
+    by: 'the refresh-requests stream reader (worker/redis-stream-reader.ts)',
   },
 ];
 

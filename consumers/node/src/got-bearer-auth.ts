@@ -1,5 +1,5 @@
 /**
- * got integration of the consumer library (docs/design.md, "The consumer library"): every request
+ * `token-lifecycle/got`: the got integration of the consumer library (docs/design.md, "The consumer library"): every request
  * carries the client's current token, and a request refused because of the token itself is retried
  * once with its replacement.
  *
@@ -10,7 +10,7 @@
  * the same way, and refreshing on them is how consumers end up hammering an IAM.
  */
 import type { ExtendOptions, Got, Response } from 'got';
-import type { CurrentToken, TokenReader } from './token-reader.js';
+import { authScheme, type CurrentToken, type TokenReader } from './token-reader.js';
 import { isInvalidTokenChallenge } from './www-authenticate.js';
 
 /** Options of {@link bearerAuth} and {@link withBearerAuth}. */
@@ -92,12 +92,4 @@ export function bearerAuth(options: BearerAuthOptions): ExtendOptions {
  */
 export function withBearerAuth(instance: Got, options: BearerAuthOptions): Got {
   return instance.extend(bearerAuth(options));
-}
-
-/**
- * The scheme to send for a `token_type`. Token types are case-insensitive (RFC 6749 §5.1) but
- * some servers compare the scheme byte for byte, so `bearer` is sent as RFC 6750 §2.1 spells it.
- */
-function authScheme(tokenType: string): string {
-  return tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType;
 }

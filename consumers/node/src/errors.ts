@@ -2,7 +2,7 @@
  * The errors of the consumer library: one class per condition, each with a stable `code` that
  * programs can switch on, and the client ID in a readonly field. None of them carries a token.
  */
-import { innermostMessage } from '../shared/error-message.js';
+import { innermostMessage } from './error-message.js';
 
 /**
  * Redis holds no usable token for the client: the worker has not stored one yet, the last one

@@ -1,22 +1,24 @@
 /**
  * Asking the worker for a new token, from a service that saw its token refused (docs/design.md,
- * "The consumer library"). Two ways, with the same effect: a `forceRefresh` signal to the client's
- * workflow, where it is coalesced, checked against the current fingerprint, and held to the
- * minimum interval (docs/design.md, "One refresh at a time"):
- *
- * - an entry on the Redis stream `<prefix>refresh-requests`, for services that hold only Redis
- *   credentials; the worker reads the stream with a consumer group and sends the signal, once the
- *   entry's origin proof shows its author can read the client's token (docs/design.md, "The
- *   forced-refresh path"; shared/refresh-request-proof.ts);
- * - the signal itself, through a Temporal {@link Client}.
+ * "The consumer library"): an entry on the Redis stream `<prefix>refresh-requests`. The worker
+ * reads the stream with a consumer group and, once the entry's origin proof shows its author can
+ * read the client's token (docs/design.md, "The forced-refresh path"; refresh-request-proof.ts),
+ * signals the client's workflow, where the request is coalesced, checked against the current
+ * fingerprint, and held to the minimum interval (docs/design.md, "One refresh at a time").
+ * Provisioning code that holds a Temporal client signals the workflow itself, through the worker
+ * package's `TokenAdmin`.
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
-import { errorMessage } from '../shared/error-message.js';
-import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_MAX_LENGTH, refreshRequestsStream } from '../shared/redis-layout.js';
-import { refreshRequestProof } from '../shared/refresh-request-proof.js';
-import { TokenStore } from '../shared/token-store.js';
-import { forceRefreshSignal, workflowIdFor } from '../workflows/messages.js';
+import { errorMessage } from './error-message.js';
+import {
+  DEFAULT_KEY_PREFIX,
+  REFRESH_REQUEST_FIELDS,
+  REFRESH_REQUESTS_MAX_LENGTH,
+  refreshRequestsStream,
+  tokenKey,
+} from './redis-layout.js';
+import { refreshRequestProof } from './refresh-request-proof.js';
+import { readStoredToken } from './stored-token.js';
 import { RefreshRequestError } from './errors.js';
 
 /** What a service says when it asks for a refresh. */
@@ -32,15 +34,19 @@ export interface RefreshRequest {
   /**
    * The token the stream entry's origin proof is made with: the refused one (whose fingerprint
    * is `rejectedFingerprint`), else the current one. It never leaves the process: only the proof
-   * (an HMAC keyed with it) is sent. When absent, the current token is read from Redis. Not used
-   * for Temporal signals, which Temporal's own access control covers.
+   * (an HMAC keyed with it) is sent. When absent, the current token is read from Redis.
    */
   accessToken?: string;
 }
 
-/** Where {@link requestRefresh} sent the request. */
-export type RefreshRequestReceipt =
-  { via: 'redis-stream'; stream: string; entryId: string } | { via: 'temporal-signal'; workflowId: string };
+/** Where {@link requestRefresh} stored the request. */
+export interface RefreshRequestReceipt {
+  via: 'redis-stream';
+  /** The stream, `<prefix>refresh-requests`. */
+  stream: string;
+  /** The entry's ID, as `XADD` returned it. */
+  entryId: string;
+}
 
 /** Sends refresh requests through the Redis stream `<prefix>refresh-requests`. */
 export interface StreamRefreshTarget {
@@ -54,33 +60,23 @@ export interface StreamRefreshTarget {
   maxLength?: number;
 }
 
-/** Sends refresh requests as `forceRefresh` signals through a Temporal client. */
-export interface TemporalRefreshTarget {
-  temporal: Client;
-}
-
 /**
- * Asks the worker to replace the token of `clientId`, through the Redis stream or a Temporal
- * signal (see the module comment). Resolves once the request is stored (stream) or accepted by
- * Temporal (signal); it does not wait for the new token: use {@link TokenReader.waitForToken}.
+ * Asks the worker to replace the token of `clientId`, with an entry on the Redis stream
+ * `<prefix>refresh-requests` (see the module comment). Resolves once the entry is stored; it does
+ * not wait for the new token: use {@link TokenReader.waitForToken}.
  *
  * Stream entries have the fields `clientId`, `rejectedFingerprint` and `reason` when given, and
  * `proof` (docs/redis-contract.md): made with {@link RefreshRequest.accessToken}, or with the
  * token Redis holds for the client.
  *
- * @throws {@link RefreshRequestError} when Redis or Temporal refused the request, or, for a stream
- *   entry without {@link RefreshRequest.accessToken}, when Redis holds no token of the client to
- *   prove it with.
+ * @throws {@link RefreshRequestError} when Redis refused the entry, or, without
+ *   {@link RefreshRequest.accessToken}, when Redis holds no token of the client to prove it with.
  */
 export async function requestRefresh(
-  target: StreamRefreshTarget | TemporalRefreshTarget,
+  target: StreamRefreshTarget,
   clientId: string,
   request: RefreshRequest = {},
 ): Promise<RefreshRequestReceipt> {
-  return 'temporal' in target ? signalForceRefresh(target, clientId, request) : addStreamEntry(target, clientId, request);
-}
-
-async function addStreamEntry(target: StreamRefreshTarget, clientId: string, request: RefreshRequest): Promise<RefreshRequestReceipt> {
   const prefix = target.prefix ?? DEFAULT_KEY_PREFIX;
   const stream = refreshRequestsStream(prefix);
   const accessToken = request.accessToken ?? (await currentAccessToken(target.redis, prefix, clientId));
@@ -101,7 +97,7 @@ async function addStreamEntry(target: StreamRefreshTarget, clientId: string, req
 async function currentAccessToken(redis: Redis | Cluster, prefix: string, clientId: string): Promise<string> {
   let stored;
   try {
-    stored = await new TokenStore(redis, { prefix }).read(clientId);
+    stored = await readStoredToken(redis, tokenKey(prefix, clientId), Date.now);
   } catch (error) {
     throw new RefreshRequestError(clientId, `reading its token to prove the request failed: ${errorMessage(error)}`, { cause: error });
   }
@@ -109,25 +105,4 @@ async function currentAccessToken(redis: Redis | Cluster, prefix: string, client
     throw new RefreshRequestError(clientId, 'Redis holds no token of it to prove the request with (the worker refuses unproven requests)');
   }
   return stored.accessToken;
-}
-
-async function signalForceRefresh(
-  target: TemporalRefreshTarget,
-  clientId: string,
-  request: RefreshRequest,
-): Promise<RefreshRequestReceipt> {
-  const workflowId = workflowIdFor(clientId);
-  try {
-    await target.temporal.workflow.getHandle(workflowId).signal(forceRefreshSignal, {
-      ...(request.reason !== undefined && { reason: request.reason }),
-      ...(request.rejectedFingerprint !== undefined && { rejectedFingerprint: request.rejectedFingerprint }),
-    });
-    return { via: 'temporal-signal', workflowId };
-  } catch (error) {
-    const reason =
-      error instanceof WorkflowNotFoundError
-        ? `no workflow ${workflowId} is running (is the client registered?)`
-        : `Temporal refused the forceRefresh signal: ${errorMessage(error)}`;
-    throw new RefreshRequestError(clientId, reason, { cause: error });
-  }
 }

@@ -3,11 +3,10 @@
  * service reads the current token of a client from Redis, optionally through an in-process cache,
  * asks for a refresh when an API refused it, and waits for its replacement.
  */
-import type { Client } from '@temporalio/client';
 import type { Cluster, Redis } from 'ioredis';
-import { DEFAULT_KEY_PREFIX, tokenKey, tokenUpdatedChannel } from '../shared/redis-layout.js';
-import { MalformedStoredTokenError, TokenStore, type StoredToken } from '../shared/token-store.js';
-import type { ReceivedTokenUpdate } from '../shared/token-updated-message.js';
+import { DEFAULT_KEY_PREFIX, tokenKey, tokenUpdatedChannel } from './redis-layout.js';
+import { MalformedStoredTokenError, readStoredToken, type StoredToken } from './stored-token.js';
+import type { ReceivedTokenUpdate } from './token-updated-message.js';
 import { RedisUnavailableError, TokenReaderClosedError, TokenUnavailableError, TokenWaitTimeoutError } from './errors.js';
 import { requestRefresh, type RefreshRequest, type RefreshRequestReceipt } from './refresh-request.js';
 import { TokenUpdates } from './token-updates.js';
@@ -48,11 +47,6 @@ export interface TokenReaderOptions {
    * `expiresAt`. @default false
    */
   cache?: boolean;
-  /**
-   * When given, {@link TokenReader.requestRefresh} signals the client's workflow through it;
-   * otherwise it adds an entry to the Redis stream `<prefix>refresh-requests`.
-   */
-  temporalClient?: Client;
   /** How often {@link TokenReader.waitForToken} reads the key, besides listening for announcements (in case one is missed). @default 1_000 */
   waitPollIntervalMs?: number;
   /** The clock that decides whether a token has expired. @default Date.now */
@@ -94,10 +88,8 @@ export interface ReplaceRejectedTokenOptions {
 export class TokenReader {
   readonly prefix: string;
   private readonly redis: Redis | Cluster;
-  private readonly store: TokenStore;
   private readonly updates: TokenUpdates;
   private readonly cacheEnabled: boolean;
-  private readonly temporalClient: Client | undefined;
   private readonly waitPollIntervalMs: number;
   private readonly now: () => number;
   private readonly cache = new Map<string, CurrentToken>();
@@ -112,10 +104,8 @@ export class TokenReader {
     this.redis = options.redis;
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     this.now = options.now ?? Date.now;
-    this.store = new TokenStore(options.redis, { prefix: this.prefix, now: this.now });
     this.updates = new TokenUpdates(options.redis, tokenUpdatedChannel(this.prefix));
     this.cacheEnabled = options.cache ?? false;
-    this.temporalClient = options.temporalClient;
     this.waitPollIntervalMs = options.waitPollIntervalMs ?? 1_000;
     this.updates.listen({
       onUpdate: (message) => this.onAnnouncement(message),
@@ -148,8 +138,7 @@ export class TokenReader {
   }
 
   /**
-   * Asks the worker for a new token for `clientId` (see {@link requestRefresh}): a `forceRefresh`
-   * signal when the reader has a {@link TokenReaderOptions.temporalClient}, else an entry on the
+   * Asks the worker for a new token for `clientId` (see {@link requestRefresh}): an entry on the
    * stream `<prefix>refresh-requests`. Name the refused token's fingerprint, so that requests
    * about a token already replaced are ignored.
    *
@@ -157,8 +146,7 @@ export class TokenReader {
    */
   async requestRefresh(clientId: string, request: RefreshRequest = {}): Promise<RefreshRequestReceipt> {
     this.assertOpen();
-    const target = this.temporalClient !== undefined ? { temporal: this.temporalClient } : { redis: this.redis, prefix: this.prefix };
-    return requestRefresh(target, clientId, request);
+    return requestRefresh({ redis: this.redis, prefix: this.prefix }, clientId, request);
   }
 
   /**
@@ -280,7 +268,7 @@ export class TokenReader {
   /** Reads the key, and caches what it read unless an announcement arrived meanwhile (it may name a newer token). */
   private async read(clientId: string): Promise<CurrentToken | undefined> {
     const announcementsBefore = this.announcements.get(clientId) ?? 0;
-    const stored = await this.store.read(clientId);
+    const stored = await readStoredToken(this.redis, tokenKey(this.prefix, clientId), this.now);
     if (stored === null) return undefined;
     const token = toCurrentToken(stored);
     if ((this.announcements.get(clientId) ?? 0) === announcementsBefore) this.remember(token);
@@ -304,6 +292,14 @@ export class TokenReader {
   private assertOpen(): void {
     if (this.closed) throw new TokenReaderClosedError();
   }
+}
+
+/**
+ * The scheme to send for a `token_type`. Token types are case-insensitive (RFC 6749 §5.1) but
+ * some servers compare the scheme byte for byte, so `bearer` is sent as RFC 6750 §2.1 spells it.
+ */
+export function authScheme(tokenType: string): string {
+  return tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType;
 }
 
 function toCurrentToken(stored: StoredToken): CurrentToken {
