@@ -100,47 +100,72 @@ interface SentRequest {
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
 const HEARTBEAT_INTERVAL_MS = 1000;
 
-export function createAcquireToken({
-  store,
-  env = process.env,
-  onOutcome,
-  onBreakerChange,
-  onLoginBudgetWait,
-  onRejectedLogin,
-  onEndpointRecovered,
-  iamMaxRps,
-  loginProofKey,
-  ...deps
-}: AcquireTokenDeps): AcquireToken {
-  const loginBudget = deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix });
-  const admission = new RequestAdmission({
-    breaker: deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix }),
-    loginBudget,
-    rateWindow: new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps }),
-    loginProofKey,
-    ...(onBreakerChange !== undefined && { onBreakerChange }),
-    ...(onLoginBudgetWait !== undefined && { onLoginBudgetWait }),
-    ...(onRejectedLogin !== undefined && { onRejectedLogin }),
-    ...(onEndpointRecovered !== undefined && { onEndpointRecovered }),
-  });
-  // A discovery read is a request to the IAM host too: it takes a slot in the host's window.
-  const discovery =
-    deps.discovery ??
-    new IssuerMetadataCache(async (issuer, options) => {
-      await admission.rateSlot(discoveryUrls(issuer)[0]!, options.signal);
-      return fetchIssuerMetadata(issuer, options);
-    });
+export function createAcquireToken(deps: AcquireTokenDeps): AcquireToken {
+  const acquirer = new TokenAcquirer(deps);
+  return (input) => acquirer.acquire(input);
+}
 
-  return async function acquireToken(input) {
+/**
+ * One worker's IAM activity: its credentials, the admission of each request (breaker, failed-login
+ * budget, rate window), the request, and the token's write to Redis (docs/design.md, "The pieces").
+ */
+class TokenAcquirer {
+  private readonly store: TokenStore;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly onOutcome: AcquireTokenDeps['onOutcome'];
+  private readonly loginProofKey: LoginProofKey;
+  private readonly loginBudget: LoginBudget;
+  private readonly admission: RequestAdmission;
+  private readonly discovery: IssuerMetadataCache;
+
+  constructor({
+    store,
+    env = process.env,
+    onOutcome,
+    onBreakerChange,
+    onLoginBudgetWait,
+    onRejectedLogin,
+    onEndpointRecovered,
+    iamMaxRps,
+    loginProofKey,
+    ...deps
+  }: AcquireTokenDeps) {
+    this.store = store;
+    this.env = env;
+    this.onOutcome = onOutcome;
+    this.loginProofKey = loginProofKey;
+    const loginBudget = deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix });
+    const admission = new RequestAdmission({
+      breaker: deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix }),
+      loginBudget,
+      rateWindow: new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps }),
+      loginProofKey,
+      ...(onBreakerChange !== undefined && { onBreakerChange }),
+      ...(onLoginBudgetWait !== undefined && { onLoginBudgetWait }),
+      ...(onRejectedLogin !== undefined && { onRejectedLogin }),
+      ...(onEndpointRecovered !== undefined && { onEndpointRecovered }),
+    });
+    this.loginBudget = loginBudget;
+    this.admission = admission;
+    // A discovery read is a request to the IAM host too: it takes a slot in the host's window.
+    this.discovery =
+      deps.discovery ??
+      new IssuerMetadataCache(async (issuer, options) => {
+        await admission.rateSlot(discoveryUrls(issuer)[0]!, options.signal);
+        return fetchIssuerMetadata(issuer, options);
+      });
+  }
+
+  async acquire(input: AcquireTokenInput): Promise<TokenMetadata> {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
     // Set by acquireAndStore when the request leaves: only a request sent has an outcome to count.
     const sent: SentRequest = { at: null };
     const recordOutcome = (outcome: FailureKind | 'issued') => {
-      if (sent.at !== null) onOutcome?.(input.clientId, outcome, (Date.now() - sent.at) / 1000);
+      if (sent.at !== null) this.onOutcome?.(input.clientId, outcome, (Date.now() - sent.at) / 1000);
     };
     try {
-      const metadata = await acquireAndStore(input, context.cancellationSignal, sent);
+      const metadata = await this.acquireAndStore(input, context.cancellationSignal, sent);
       recordOutcome('issued');
       log.info('Token acquired', {
         clientId: input.clientId,
@@ -164,28 +189,28 @@ export function createAcquireToken({
     } finally {
       clearInterval(heartbeat);
     }
-  };
+  }
 
-  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
+  private async acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
     // Everything that authenticates this request, read now (docs/design.md, "References"); with
     // fallbacks, the one the IAM accepted last time first (docs/design.md, "Fallback credentials").
     const candidates = credentialCandidates(input);
     // The first fallback that can be read now (the new secret of a rotation may not be written yet).
-    const credentials = await firstReadable(candidates);
+    const credentials = await this.firstReadable(candidates);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
-    const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
+    const highestStored = await storeCall(() => this.store.readHighestGeneration(input.clientId));
     // (A retried attempt whose first try wrote its token then writes the next generation: the
     // request is sent again anyway.)
     const generation = input.afterStoredGeneration === true ? Math.max(input.generation, highestStored + 1) : input.generation;
     const policy = resolvePolicy(input.policy);
-    const tokenUrl = await tokenEndpointOf(input, credentials, policy, signal);
-    const ordered = acceptedFirst(candidates, await acceptedCandidate(input, candidates, tokenUrl));
+    const tokenUrl = await this.tokenEndpointOf(input, credentials, policy, signal);
+    const ordered = acceptedFirst(candidates, await this.acceptedCandidate(input, candidates, tokenUrl));
     let response: TokenResponse | undefined;
     let credential: string | undefined;
     for (const [index, candidate] of ordered.entries()) {
       try {
-        const candidateCredentials = await resolveRequestCredentials(candidate.registration, env);
-        response = await send(input, candidateCredentials, tokenUrl, policy, signal, sent);
+        const candidateCredentials = await resolveRequestCredentials(candidate.registration, this.env);
+        response = await this.send(input, candidateCredentials, tokenUrl, policy, signal, sent);
         credential = candidate.label;
         break;
       } catch (err) {
@@ -200,6 +225,20 @@ export function createAcquireToken({
       }
     }
     if (response === undefined) throw new Error('No credential to send');
+    return this.storeToken(input, generation, response, policy, credential);
+  }
+
+  /**
+   * Writes the token as `generation` unless Redis holds a newer one (a retried attempt), and says
+   * what Redis holds (docs/design.md, "No stale overwrite").
+   */
+  private async storeToken(
+    input: AcquireTokenInput,
+    generation: number,
+    response: TokenResponse,
+    policy: RefreshPolicy,
+    credential: string | undefined,
+  ): Promise<TokenMetadata> {
     // Counted from the moment the request left, after the breaker and the rate window: the token
     // cannot be older than that, so Redis lets it go no later than the IAM does (docs/design.md,
     // "No expired token served"), and the workflow counts the minimum interval between forced
@@ -212,7 +251,7 @@ export function createAcquireToken({
     const obtainedAt = Date.now();
 
     const result = await storeCall(() =>
-      store.write({
+      this.store.write({
         clientId: input.clientId,
         accessToken: response.accessToken.reveal(),
         tokenType,
@@ -247,7 +286,7 @@ export function createAcquireToken({
       );
     }
     // A newer generation is already stored (this is a retried attempt): report what Redis holds.
-    const stored = await storeCall(() => store.readMetadata(input.clientId));
+    const stored = await storeCall(() => this.store.readMetadata(input.clientId));
     const held = stored ?? { ...result.stored, tokenType, scope, obtainedAt };
     return {
       clientId: input.clientId,
@@ -265,11 +304,11 @@ export function createAcquireToken({
   }
 
   /** The credentials of the first candidate that resolves; the first one's error when none does. */
-  async function firstReadable(candidates: readonly CredentialCandidate[]): Promise<RequestCredentials> {
+  private async firstReadable(candidates: readonly CredentialCandidate[]): Promise<RequestCredentials> {
     let firstError: unknown;
     for (const candidate of candidates) {
       try {
-        return await resolveRequestCredentials(candidate.registration, env);
+        return await resolveRequestCredentials(candidate.registration, this.env);
       } catch (err) {
         firstError ??= err;
       }
@@ -278,7 +317,7 @@ export function createAcquireToken({
   }
 
   /** One token request with `credentials`, through its admission (the breaker, the failed-login budget, the rate window). */
-  async function send(
+  private async send(
     input: AcquireTokenInput,
     credentials: RequestCredentials,
     tokenUrl: string,
@@ -289,14 +328,14 @@ export function createAcquireToken({
     const { workflowExecution, activityId } = Context.current().info;
     const workflowId = workflowExecution?.workflowId ?? input.clientId;
     // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
-    const admitted = await admission.admit({
-      login: loginCredentials(input, credentials, tokenUrl),
+    const admitted = await this.admission.admit({
+      login: this.loginCredentials(input, credentials, tokenUrl),
       policy,
       // A retry of this activity after its worker died takes back the probe and the login turn
       // that worker held.
       owner: `${workflowId}/${activityId}`,
       workflowId,
-      tokenExpiresAt: async () => (await store.readMetadata(input.clientId))?.expiresAt ?? 0,
+      tokenExpiresAt: async () => (await this.store.readMetadata(input.clientId))?.expiresAt ?? 0,
       signal,
     });
 
@@ -327,29 +366,29 @@ export function createAcquireToken({
    * The index of the fallback the IAM accepted last time: the one whose login proof is stored
    * (docs/design.md, "The failed-login budget"). One that cannot be read now is not it.
    */
-  async function acceptedCandidate(
+  private async acceptedCandidate(
     input: AcquireTokenInput,
     candidates: readonly CredentialCandidate[],
     tokenUrl: string,
   ): Promise<number | undefined> {
     if (candidates.length < 2) return undefined;
     for (const [index, candidate] of candidates.entries()) {
-      const credentials = await resolveRequestCredentials(candidate.registration, env).catch(() => undefined);
+      const credentials = await resolveRequestCredentials(candidate.registration, this.env).catch(() => undefined);
       if (credentials === undefined) continue;
-      const proof = loginProof(loginProofKey, loginCredentials(input, credentials, tokenUrl));
-      if (await storeCall(() => loginBudget.isProven(input.clientId, proof))) return index;
+      const proof = loginProof(this.loginProofKey, this.loginCredentials(input, credentials, tokenUrl));
+      if (await storeCall(() => this.loginBudget.isProven(input.clientId, proof))) return index;
     }
     return undefined;
   }
 
   /** What the failed-login budget proves of a request: which credential goes to which endpoint, as a MAC. */
-  function loginCredentials(input: AcquireTokenInput, requestCredentials: RequestCredentials, tokenUrl: string): LoginCredentials {
+  private loginCredentials(input: AcquireTokenInput, requestCredentials: RequestCredentials, tokenUrl: string): LoginCredentials {
     return {
       clientId: input.clientId,
       tokenUrl,
       authMethod: input.authMethod,
       // Which credential is sent, under the workers' key: never the credential itself.
-      material: credentialMac(requestCredentials, loginProofKey.reveal()),
+      material: credentialMac(requestCredentials, this.loginProofKey.reveal()),
     };
   }
 
@@ -358,7 +397,7 @@ export function createAcquireToken({
    * `token_endpoint` (the mTLS alias for the mTLS methods, RFC 8705 §5), from the process's cache
    * of discovery documents (docs/design.md, "Discovery").
    */
-  async function tokenEndpointOf(
+  private async tokenEndpointOf(
     input: AcquireTokenInput,
     credentials: RequestCredentials,
     policy: RefreshPolicy,
@@ -367,7 +406,7 @@ export function createAcquireToken({
     if (input.tokenUrl !== undefined) return input.tokenUrl;
     if (input.issuer === undefined)
       throw new DiscoveryError('malformed_response', 'The registration names neither a tokenUrl nor an issuer');
-    const metadata = await discovery.get(input.issuer, {
+    const metadata = await this.discovery.get(input.issuer, {
       egress: { proxyUrl: input.proxyUrl, trustedCa: credentials.trustedCa },
       timeoutMs: policy.requestTimeoutMs,
       signal,

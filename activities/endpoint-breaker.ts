@@ -20,6 +20,7 @@ import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { breakerKey, breakerWaitersKey, DEFAULT_KEY_PREFIX } from '../shared/redis-layout.js';
 import type { EndpointDownKind } from '../workflows/failures.js';
+import { positiveInteger } from '../shared/positive-integer.js';
 
 /** The failure kinds that open the breaker. */
 export type BreakerKind = EndpointDownKind;
@@ -221,9 +222,9 @@ export class EndpointBreaker {
    */
   constructor(redis: Redis | Cluster, options: EndpointBreakerOptions = {}) {
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
-    this.probeLockMs = positiveInteger('probeLockMs', options.probeLockMs ?? 55_000);
-    this.followerWaitMs = positiveInteger('followerWaitMs', options.followerWaitMs ?? 1_000);
-    this.halfOpenMs = positiveInteger('halfOpenMs', options.halfOpenMs ?? 600_000);
+    this.probeLockMs = positiveInteger('EndpointBreakerOptions.probeLockMs', options.probeLockMs ?? 55_000);
+    this.followerWaitMs = positiveInteger('EndpointBreakerOptions.followerWaitMs', options.followerWaitMs ?? 1_000);
+    this.halfOpenMs = positiveInteger('EndpointBreakerOptions.halfOpenMs', options.halfOpenMs ?? 600_000);
     for (const [name, lua] of [
       [CHECK_COMMAND, CHECK_LUA],
       [OPEN_COMMAND, OPEN_LUA],
@@ -334,10 +335,4 @@ function stringReply(reply: unknown, length: number, script: string): string[] {
 function parseKind(kind: string | undefined): BreakerKind {
   if (kind === 'rate_limited' || kind === 'blocked' || kind === 'server_error') return kind;
   throw new Error(`Unexpected endpoint breaker kind in Redis: ${JSON.stringify(kind)}`);
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0)
-    throw new RangeError(`EndpointBreakerOptions.${name} must be a positive integer, got ${value}`);
-  return value;
 }
