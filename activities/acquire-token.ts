@@ -5,32 +5,25 @@
  * only, so neither a secret, a key nor the token ever enters Temporal (docs/design.md, "No secret
  * in Temporal"): histories are visible to every operator in the UI.
  *
- * Before sending (docs/design.md, "The IAM is never hammered"), it asks the endpoint's shared
- * breaker, then the host's failed-login budget (docs/design.md, "The failed-login budget"), and
- * takes a slot in the host's one-second window, waiting a moment if the fleet already sent
- * `IAM_MAX_RPS` requests in the last second. While the breaker is open after a 429 or a block, or
- * another client probes the endpoint, or unproven credentials must wait for the budget, no
- * request is sent and the activity fails with that kind, `heldBack` and the remaining wait.
+ * Before sending, the request passes its admission (activities/request-admission.ts: the
+ * endpoint's shared breaker, the host's failed-login budget and one-second window, the breaker
+ * again). While the breaker is open after the endpoint was seen down, or another client probes it,
+ * or unproven credentials must wait for the budget, no request is sent and the activity fails with
+ * that kind, `heldBack` and the remaining wait (docs/design.md, "The IAM is never hammered").
  */
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
-import { breakerWaitMs, renewalAt, resolvePolicy } from '../workflows/policy.js';
+import { renewalAt, resolvePolicy } from '../workflows/policy.js';
 import type { ClientRegistration } from '../workflows/registration.js';
 import type { FailureDetails, FailureKind } from '../workflows/failures.js';
 import type { RefreshPolicy } from '../workflows/policy.js';
 import type { TokenMetadata } from '../workflows/token-metadata.js';
-import { breakerEndpoint, EndpointBreaker, type BreakerCheck } from './endpoint-breaker.js';
+import { EndpointBreaker } from './endpoint-breaker.js';
 import { EndpointRateWindow } from './endpoint-rate-window.js';
-import { RequestHeldBackError, TokenEndpointError } from './errors.js';
+import { RequestHeldBackError, StoreUnavailableError, storeCall, TokenEndpointError } from './errors.js';
 import { acceptedFirst, credentialCandidates, mayTryNextCredential, type CredentialCandidate } from './credential-fallbacks.js';
-import {
-  LoginBudget,
-  loginProof,
-  type LoginBudgetObserver,
-  type LoginCredentials,
-  type LoginProofKey,
-  type LoginTicket,
-} from './login-budget.js';
+import { LoginBudget, loginProof, type LoginBudgetObserver, type LoginCredentials, type LoginProofKey } from './login-budget.js';
+import { RequestAdmission } from './request-admission.js';
 import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
 import type { TokenStore } from '../shared/token-store.js';
@@ -91,6 +84,12 @@ export interface AcquireTokenDeps {
   onLoginBudgetWait?: LoginBudgetObserver;
   /** Called with the host of each rejected login, for metrics. */
   onRejectedLogin?: (host: string) => void;
+  /**
+   * Wakes the workflows that waited for an endpoint (soonest-expiring token first) once a probe
+   * closed its breaker (docs/design.md, "The IAM is never hammered"): the worker signals them.
+   * Without it they come back at the end of their wait, which the breaker bounds.
+   */
+  onEndpointRecovered?: (endpoint: string, workflowIds: readonly string[]) => Promise<void>;
 }
 
 /** When the attempt's request left for the IAM; null while nothing was sent. */
@@ -101,57 +100,72 @@ interface SentRequest {
 /** Heartbeats while the request is in flight, so a lost worker is noticed within seconds. */
 const HEARTBEAT_INTERVAL_MS = 1000;
 
-/**
- * The longest wait for a slot in the host's rate window. Temporal's task-queue limit starts
- * activities at about that rate, so waits are a fraction of a second; a longer queue (another
- * deployment sharing the host) is waited out durably by the workflow instead.
- */
-const RATE_WINDOW_MAX_WAIT_MS = 5_000;
+export function createAcquireToken(deps: AcquireTokenDeps): AcquireToken {
+  const acquirer = new TokenAcquirer(deps);
+  return (input) => acquirer.acquire(input);
+}
 
 /**
- * The longest wait for the host's turn for unproven credentials, while another unproven request
- * is in flight there (they go one at a time); a longer queue is waited out durably.
+ * One worker's IAM activity: its credentials, the admission of each request (breaker, failed-login
+ * budget, rate window), the request, and the token's write to Redis (docs/design.md, "The pieces").
  */
-const LOGIN_TURN_MAX_WAIT_MS = 5_000;
+class TokenAcquirer {
+  private readonly store: TokenStore;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly onOutcome: AcquireTokenDeps['onOutcome'];
+  private readonly loginProofKey: LoginProofKey;
+  private readonly loginBudget: LoginBudget;
+  private readonly admission: RequestAdmission;
+  private readonly discovery: IssuerMetadataCache;
 
-export function createAcquireToken({
-  store,
-  env = process.env,
-  onOutcome,
-  onBreakerChange,
-  onLoginBudgetWait,
-  onRejectedLogin,
-  iamMaxRps,
-  loginProofKey,
-  ...deps
-}: AcquireTokenDeps): AcquireToken {
-  const breaker = deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix });
-  const loginBudget = deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix });
-  const rateWindow = new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps });
-  // A discovery read is a request to the IAM host too: it takes a slot in the host's window.
-  const discovery =
-    deps.discovery ??
-    new IssuerMetadataCache(async (issuer, options) => {
-      await rateSlot(discoveryUrls(issuer)[0]!, options.signal);
-      return fetchIssuerMetadata(issuer, options);
+  constructor({
+    store,
+    env = process.env,
+    onOutcome,
+    onBreakerChange,
+    onLoginBudgetWait,
+    onRejectedLogin,
+    onEndpointRecovered,
+    iamMaxRps,
+    loginProofKey,
+    ...deps
+  }: AcquireTokenDeps) {
+    this.store = store;
+    this.env = env;
+    this.onOutcome = onOutcome;
+    this.loginProofKey = loginProofKey;
+    const loginBudget = deps.loginBudget ?? new LoginBudget(store.redis, { prefix: store.prefix });
+    const admission = new RequestAdmission({
+      breaker: deps.breaker ?? new EndpointBreaker(store.redis, { prefix: store.prefix }),
+      loginBudget,
+      rateWindow: new EndpointRateWindow(store.redis, { prefix: store.prefix, limit: iamMaxRps }),
+      loginProofKey,
+      ...(onBreakerChange !== undefined && { onBreakerChange }),
+      ...(onLoginBudgetWait !== undefined && { onLoginBudgetWait }),
+      ...(onRejectedLogin !== undefined && { onRejectedLogin }),
+      ...(onEndpointRecovered !== undefined && { onEndpointRecovered }),
     });
-  const breakerSeen = new Map<string, boolean>();
-  const noteBreaker = (endpoint: string, open: boolean) => {
-    if (breakerSeen.get(endpoint) === open) return;
-    breakerSeen.set(endpoint, open);
-    onBreakerChange?.(endpoint, open);
-  };
+    this.loginBudget = loginBudget;
+    this.admission = admission;
+    // A discovery read is a request to the IAM host too: it takes a slot in the host's window.
+    this.discovery =
+      deps.discovery ??
+      new IssuerMetadataCache(async (issuer, options) => {
+        await admission.rateSlot(discoveryUrls(issuer)[0]!, options.signal);
+        return fetchIssuerMetadata(issuer, options);
+      });
+  }
 
-  return async function acquireToken(input) {
+  async acquire(input: AcquireTokenInput): Promise<TokenMetadata> {
     const context = Context.current();
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
     // Set by acquireAndStore when the request leaves: only a request sent has an outcome to count.
     const sent: SentRequest = { at: null };
     const recordOutcome = (outcome: FailureKind | 'issued') => {
-      if (sent.at !== null) onOutcome?.(input.clientId, outcome, (Date.now() - sent.at) / 1000);
+      if (sent.at !== null) this.onOutcome?.(input.clientId, outcome, (Date.now() - sent.at) / 1000);
     };
     try {
-      const metadata = await acquireAndStore(input, context.cancellationSignal, sent);
+      const metadata = await this.acquireAndStore(input, context.cancellationSignal, sent);
       recordOutcome('issued');
       log.info('Token acquired', {
         clientId: input.clientId,
@@ -175,28 +189,28 @@ export function createAcquireToken({
     } finally {
       clearInterval(heartbeat);
     }
-  };
+  }
 
-  async function acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
+  private async acquireAndStore(input: AcquireTokenInput, signal: AbortSignal, sent: SentRequest): Promise<TokenMetadata> {
     // Everything that authenticates this request, read now (docs/design.md, "References"); with
     // fallbacks, the one the IAM accepted last time first (docs/design.md, "Fallback credentials").
     const candidates = credentialCandidates(input);
     // The first fallback that can be read now (the new secret of a rotation may not be written yet).
-    const credentials = await firstReadable(candidates);
+    const credentials = await this.firstReadable(candidates);
     // Ask Redis first: a token that cannot be stored would be a wasted request to the IAM.
-    const highestStored = await storeCall(() => store.readHighestGeneration(input.clientId));
+    const highestStored = await storeCall(() => this.store.readHighestGeneration(input.clientId));
     // (A retried attempt whose first try wrote its token then writes the next generation: the
     // request is sent again anyway.)
     const generation = input.afterStoredGeneration === true ? Math.max(input.generation, highestStored + 1) : input.generation;
     const policy = resolvePolicy(input.policy);
-    const tokenUrl = await tokenEndpointOf(input, credentials, policy, signal);
-    const ordered = acceptedFirst(candidates, await acceptedCandidate(input, candidates, tokenUrl));
+    const tokenUrl = await this.tokenEndpointOf(input, credentials, policy, signal);
+    const ordered = acceptedFirst(candidates, await this.acceptedCandidate(input, candidates, tokenUrl));
     let response: TokenResponse | undefined;
     let credential: string | undefined;
     for (const [index, candidate] of ordered.entries()) {
       try {
-        const candidateCredentials = await resolveRequestCredentials(candidate.registration, env);
-        response = await send(input, candidateCredentials, tokenUrl, policy, signal, sent);
+        const candidateCredentials = await resolveRequestCredentials(candidate.registration, this.env);
+        response = await this.send(input, candidateCredentials, tokenUrl, policy, signal, sent);
         credential = candidate.label;
         break;
       } catch (err) {
@@ -211,6 +225,20 @@ export function createAcquireToken({
       }
     }
     if (response === undefined) throw new Error('No credential to send');
+    return this.storeToken(input, generation, response, policy, credential);
+  }
+
+  /**
+   * Writes the token as `generation` unless Redis holds a newer one (a retried attempt), and says
+   * what Redis holds (docs/design.md, "No stale overwrite").
+   */
+  private async storeToken(
+    input: AcquireTokenInput,
+    generation: number,
+    response: TokenResponse,
+    policy: RefreshPolicy,
+    credential: string | undefined,
+  ): Promise<TokenMetadata> {
     // Counted from the moment the request left, after the breaker and the rate window: the token
     // cannot be older than that, so Redis lets it go no later than the IAM does (docs/design.md,
     // "No expired token served"), and the workflow counts the minimum interval between forced
@@ -223,7 +251,7 @@ export function createAcquireToken({
     const obtainedAt = Date.now();
 
     const result = await storeCall(() =>
-      store.write({
+      this.store.write({
         clientId: input.clientId,
         accessToken: response.accessToken.reveal(),
         tokenType,
@@ -258,7 +286,7 @@ export function createAcquireToken({
       );
     }
     // A newer generation is already stored (this is a retried attempt): report what Redis holds.
-    const stored = await storeCall(() => store.readMetadata(input.clientId));
+    const stored = await storeCall(() => this.store.readMetadata(input.clientId));
     const held = stored ?? { ...result.stored, tokenType, scope, obtainedAt };
     return {
       clientId: input.clientId,
@@ -276,11 +304,11 @@ export function createAcquireToken({
   }
 
   /** The credentials of the first candidate that resolves; the first one's error when none does. */
-  async function firstReadable(candidates: readonly CredentialCandidate[]): Promise<RequestCredentials> {
+  private async firstReadable(candidates: readonly CredentialCandidate[]): Promise<RequestCredentials> {
     let firstError: unknown;
     for (const candidate of candidates) {
       try {
-        return await resolveRequestCredentials(candidate.registration, env);
+        return await resolveRequestCredentials(candidate.registration, this.env);
       } catch (err) {
         firstError ??= err;
       }
@@ -288,8 +316,8 @@ export function createAcquireToken({
     throw firstError;
   }
 
-  /** One token request with `credentials`, through the breaker, the failed-login budget and the rate window. */
-  async function send(
+  /** One token request with `credentials`, through its admission (the breaker, the failed-login budget, the rate window). */
+  private async send(
     input: AcquireTokenInput,
     credentials: RequestCredentials,
     tokenUrl: string,
@@ -297,34 +325,40 @@ export function createAcquireToken({
     signal: AbortSignal,
     sent: SentRequest,
   ): Promise<TokenResponse> {
+    const { workflowExecution, activityId } = Context.current().info;
+    const workflowId = workflowExecution?.workflowId ?? input.clientId;
     // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
-    const endpoint = breakerEndpoint(tokenUrl);
-    const gate = await passBreaker(endpoint);
-    const login = await passLoginBudget(input, credentials, tokenUrl, endpoint, gate, policy);
-    // The slot last, right before sending: the edge counts arrivals, so the less happens between
-    // the slot and the request, the closer the two counts are.
-    await takeRateSlot(tokenUrl, endpoint, gate, login, signal);
+    const admitted = await this.admission.admit({
+      login: this.loginCredentials(input, credentials, tokenUrl),
+      policy,
+      // A retry of this activity after its worker died takes back the probe and the login turn
+      // that worker held.
+      owner: `${workflowId}/${activityId}`,
+      workflowId,
+      tokenExpiresAt: async () => (await this.store.readMetadata(input.clientId))?.expiresAt ?? 0,
+      signal,
+    });
 
     let response: TokenResponse;
     sent.at = Date.now();
     try {
-      response = await requestToken({
-        ...credentials,
-        tokenUrl,
-        signal,
-        timeoutMs: policy.requestTimeoutMs,
-        ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
-        ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
-        ...(input.scope !== undefined && { scope: input.scope }),
-        ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
-      });
+      response = await admitted.send(() =>
+        requestToken({
+          ...credentials,
+          tokenUrl,
+          signal,
+          timeoutMs: policy.requestTimeoutMs,
+          ...(input.assertionAudience !== undefined && { assertionAudience: input.assertionAudience }),
+          ...(input.proxyUrl !== undefined && { proxyUrl: input.proxyUrl }),
+          ...(input.scope !== undefined && { scope: input.scope }),
+          ...(input.extraParams !== undefined && { extraParams: input.extraParams }),
+        }),
+      );
     } catch (err) {
-      await reportToBreaker(endpoint, gate, err, policy);
-      await reportLogin(tokenUrl, login, err);
-      throw err;
+      const endpointWaitMs = await admitted.report(err);
+      throw endpointWaitMs === undefined ? err : withEndpointWait(err as TokenEndpointError, endpointWaitMs);
     }
-    await reportToBreaker(endpoint, gate, undefined, policy);
-    await reportLogin(tokenUrl, login, undefined);
+    await admitted.report(undefined);
     return response;
   }
 
@@ -332,29 +366,29 @@ export function createAcquireToken({
    * The index of the fallback the IAM accepted last time: the one whose login proof is stored
    * (docs/design.md, "The failed-login budget"). One that cannot be read now is not it.
    */
-  async function acceptedCandidate(
+  private async acceptedCandidate(
     input: AcquireTokenInput,
     candidates: readonly CredentialCandidate[],
     tokenUrl: string,
   ): Promise<number | undefined> {
     if (candidates.length < 2) return undefined;
     for (const [index, candidate] of candidates.entries()) {
-      const credentials = await resolveRequestCredentials(candidate.registration, env).catch(() => undefined);
+      const credentials = await resolveRequestCredentials(candidate.registration, this.env).catch(() => undefined);
       if (credentials === undefined) continue;
-      const proof = loginProof(loginProofKey, loginCredentials(input, credentials, tokenUrl));
-      if (await storeCall(() => loginBudget.isProven(input.clientId, proof))) return index;
+      const proof = loginProof(this.loginProofKey, this.loginCredentials(input, credentials, tokenUrl));
+      if (await storeCall(() => this.loginBudget.isProven(input.clientId, proof))) return index;
     }
     return undefined;
   }
 
   /** What the failed-login budget proves of a request: which credential goes to which endpoint, as a MAC. */
-  function loginCredentials(input: AcquireTokenInput, requestCredentials: RequestCredentials, tokenUrl: string): LoginCredentials {
+  private loginCredentials(input: AcquireTokenInput, requestCredentials: RequestCredentials, tokenUrl: string): LoginCredentials {
     return {
       clientId: input.clientId,
       tokenUrl,
       authMethod: input.authMethod,
       // Which credential is sent, under the workers' key: never the credential itself.
-      material: credentialMac(requestCredentials, loginProofKey.reveal()),
+      material: credentialMac(requestCredentials, this.loginProofKey.reveal()),
     };
   }
 
@@ -363,7 +397,7 @@ export function createAcquireToken({
    * `token_endpoint` (the mTLS alias for the mTLS methods, RFC 8705 §5), from the process's cache
    * of discovery documents (docs/design.md, "Discovery").
    */
-  async function tokenEndpointOf(
+  private async tokenEndpointOf(
     input: AcquireTokenInput,
     credentials: RequestCredentials,
     policy: RefreshPolicy,
@@ -372,150 +406,12 @@ export function createAcquireToken({
     if (input.tokenUrl !== undefined) return input.tokenUrl;
     if (input.issuer === undefined)
       throw new DiscoveryError('malformed_response', 'The registration names neither a tokenUrl nor an issuer');
-    const metadata = await discovery.get(input.issuer, {
+    const metadata = await this.discovery.get(input.issuer, {
       egress: { proxyUrl: input.proxyUrl, trustedCa: credentials.trustedCa },
       timeoutMs: policy.requestTimeoutMs,
       signal,
     });
     return tokenEndpointFor(metadata, isMtlsMethod(input.authMethod));
-  }
-
-  /**
-   * Waits for a slot in the host's one-second window. Nothing is sent when none comes: a probe
-   * this caller holds is released for another caller, and a Redis failure is the store's.
-   */
-  async function takeRateSlot(
-    tokenUrl: string,
-    endpoint: string,
-    gate: BreakerCheck,
-    login: LoginTicket,
-    signal: AbortSignal,
-  ): Promise<void> {
-    try {
-      await rateSlot(tokenUrl, signal);
-    } catch (err) {
-      if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
-      await login.released().catch(() => undefined);
-      throw err;
-    }
-  }
-
-  async function rateSlot(url: string, signal: AbortSignal | undefined): Promise<void> {
-    try {
-      await rateWindow.take(url, { maxWaitMs: RATE_WINDOW_MAX_WAIT_MS, ...(signal !== undefined && { signal }) });
-    } catch (err) {
-      if (err instanceof RequestHeldBackError || signal?.aborted) throw err;
-      throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
-    }
-  }
-
-  /**
-   * Lets the request through the host's failed-login budget, or throws {@link RequestHeldBackError}
-   * (`login_budget`) without sending it; a breaker probe this caller holds is then released.
-   */
-  async function passLoginBudget(
-    input: AcquireTokenInput,
-    requestCredentials: RequestCredentials,
-    tokenUrl: string,
-    endpoint: string,
-    gate: BreakerCheck,
-    policy: RefreshPolicy,
-  ): Promise<LoginTicket> {
-    const credentials = loginCredentials(input, requestCredentials, tokenUrl);
-    const { workflowExecution, activityId } = Context.current().info;
-    const owner = `${workflowExecution?.workflowId ?? input.clientId}/${activityId}`;
-    try {
-      return await loginBudget.admit(credentials, loginProofKey, {
-        // A retry of this activity after its worker died takes back the turn that worker held.
-        owner,
-        // The request's own budget, the rate window's longest wait, and a margin.
-        turnMs: policy.requestTimeoutMs + RATE_WINDOW_MAX_WAIT_MS + 5_000,
-        maxWaitMs: LOGIN_TURN_MAX_WAIT_MS,
-        ...(onLoginBudgetWait !== undefined && { onWait: onLoginBudgetWait }),
-      });
-    } catch (err) {
-      if (gate.state === 'probe') await breaker.releaseProbe(endpoint, gate.probeId).catch(() => undefined);
-      if (err instanceof RequestHeldBackError) throw err;
-      throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
-    }
-  }
-
-  /**
-   * Tells the budget what the IAM said of the credentials: accepted (a token), rejected (spends
-   * the budget, proven or not), or neither. Never masks the request's own outcome: a Redis error
-   * here is logged, not thrown.
-   */
-  async function reportLogin(tokenUrl: string, login: LoginTicket, err: unknown): Promise<void> {
-    try {
-      if (err === undefined) {
-        await login.accepted();
-      } else if (err instanceof TokenEndpointError && err.kind === 'credentials_rejected') {
-        const rejections = await login.rejected();
-        const host = new URL(tokenUrl).host;
-        onRejectedLogin?.(host);
-        log.warn('Rejected login: it counts against the failed-login budget of its host', {
-          host,
-          rejectionsInWindow: rejections,
-          proven: login.proven,
-        });
-      } else {
-        await login.released();
-      }
-    } catch (budgetError) {
-      log.warn('Failed-login budget could not be updated in Redis', { error: errorMessage(budgetError) });
-    }
-  }
-
-  /** Lets the request through, or throws {@link RequestHeldBackError} without sending it. */
-  async function passBreaker(endpoint: string): Promise<BreakerCheck> {
-    const gate = await storeCall(() => breaker.check(endpoint));
-    if (gate.state === 'open' || gate.state === 'probing') {
-      noteBreaker(endpoint, true);
-      const why =
-        gate.state === 'open'
-          ? `the breaker of ${endpoint} is open after ${gate.kind}`
-          : `another client is probing ${endpoint} after ${gate.kind}`;
-      throw new RequestHeldBackError(gate.kind, `No request sent: ${why}; next try in ${gate.retryAfterMs} ms`, gate.retryAfterMs);
-    }
-    noteBreaker(endpoint, gate.state === 'probe');
-    return gate;
-  }
-
-  /**
-   * Tells the breaker what the request showed. A 429 or a block opens it for everyone (again, and
-   * longer, when this was the probe); any other answer from the endpoint, even an error, shows it
-   * is no longer refusing this IP, so a probe closes the breaker. A probe that got no answer for
-   * another reason (cancelled, a bug) frees the probe for the next caller. Never masks the
-   * request's own outcome: a Redis error here is logged, not thrown.
-   */
-  async function reportToBreaker(endpoint: string, gate: BreakerCheck, err: unknown, policy: RefreshPolicy): Promise<void> {
-    try {
-      if (err instanceof TokenEndpointError && (err.kind === 'rate_limited' || err.kind === 'blocked')) {
-        const openings = gate.openings + 1;
-        const waitMs = breakerWaitMs(err.kind, openings, err.details, policy);
-        const opened = await breaker.open(endpoint, err.kind, waitMs, openings);
-        noteBreaker(endpoint, true);
-        log.warn('Endpoint breaker opened: no client of this endpoint sends until the wait is over', {
-          endpoint,
-          kind: err.kind,
-          waitMs: opened.waitMs,
-          openings: opened.openings,
-        });
-      } else if (gate.state === 'probe') {
-        if (err === undefined || err instanceof TokenEndpointError) {
-          await breaker.probeSucceeded(endpoint, gate.probeId);
-          noteBreaker(endpoint, false);
-          log.info('Endpoint breaker closed: the probe got an answer', { endpoint });
-        } else {
-          await breaker.releaseProbe(endpoint, gate.probeId);
-        }
-      }
-    } catch (breakerError) {
-      log.warn('Endpoint breaker could not be updated in Redis', {
-        endpoint,
-        error: errorMessage(breakerError),
-      });
-    }
   }
 }
 
@@ -548,16 +444,12 @@ export function tokenLifetime(
   return { expiresAt, expiresInSeconds: (expiresAt - start) / 1000 };
 }
 
-class StoreUnavailableError extends Error {
-  readonly code = 'store_unavailable';
-}
-
-async function storeCall<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (err) {
-    throw new StoreUnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
-  }
+/**
+ * `error` with the wait the endpoint's breaker now imposes on every client: the workflow waits that
+ * long, with the others (`FailureDetails.endpointWaitMs`).
+ */
+function withEndpointWait(error: TokenEndpointError, endpointWaitMs: number): TokenEndpointError {
+  return new TokenEndpointError(error.kind, error.message, { ...error.details, endpointWaitMs }, error.response);
 }
 
 /**

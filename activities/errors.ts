@@ -7,6 +7,7 @@
  */
 import type { FailureDetails, FailureKind, HeldBackKind } from '../workflows/failures.js';
 import type { TokenEndpointResponse } from './token-endpoint-response.js';
+import { errorMessage } from '../shared/error-message.js';
 
 /**
  * The token endpoint could not be reached, refused the client, or answered with something this
@@ -44,7 +45,7 @@ export class TokenEndpointError extends Error {
 
 /**
  * No request was sent: the shared breaker of the token endpoint holds every client back after a
- * 429 or a block (`kind` is the one that opened it), another client is probing the endpoint, the
+ * 429, a block or a 5xx (`kind` is the one that opened it), another client is probing the endpoint, the
  * host's one-second rate window stayed full (`rate_limited`), or the host's failed-login budget
  * keeps unproven credentials waiting (`login_budget`). `details.heldBack` tells the workflow
  * this was not a failure of the IAM, and `details.retryAfterMs` when this client may try again.
@@ -57,6 +58,28 @@ export class RequestHeldBackError extends TokenEndpointError {
   }
 }
 
+/**
+ * Redis did not answer, so nothing was sent to the IAM (a token that cannot be stored would be a
+ * wasted request): `store_unavailable`. The message names the cause, never a key's value.
+ */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+  readonly code = 'store_unavailable' satisfies FailureKind;
+
+  constructor(cause: unknown) {
+    super(`Redis is unavailable: ${errorMessage(cause)}`);
+  }
+}
+
+/** Runs a Redis call, turning its failure into {@link StoreUnavailableError}. */
+export async function storeCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw new StoreUnavailableError(err);
+  }
+}
+
 /** Drops `undefined` fields, so `details` compares and serializes as what was actually observed. */
 function withoutUndefined(details: FailureDetails): FailureDetails {
   const result: FailureDetails = {};
@@ -64,5 +87,6 @@ function withoutUndefined(details: FailureDetails): FailureDetails {
   if (details.oauthError !== undefined) result.oauthError = details.oauthError;
   if (details.retryAfterMs !== undefined) result.retryAfterMs = details.retryAfterMs;
   if (details.heldBack !== undefined) result.heldBack = details.heldBack;
+  if (details.endpointWaitMs !== undefined) result.endpointWaitMs = details.endpointWaitMs;
   return result;
 }

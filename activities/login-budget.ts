@@ -10,6 +10,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { DEFAULT_KEY_PREFIX, loginBudgetKey, loginProofKey } from '../shared/redis-layout.js';
 import { RequestHeldBackError } from './errors.js';
 import { Redacted } from '../shared/redacted.js';
+import { positiveInteger } from '../shared/positive-integer.js';
 
 /** The key of the proofs' MAC. Prints as `[redacted]`. */
 export class LoginProofKey extends Redacted {}
@@ -167,11 +168,11 @@ export class LoginBudget {
   /** @param redis an ioredis client (standalone, Sentinel or Cluster); the scripts are registered on it. */
   constructor(redis: Redis | Cluster, options: LoginBudgetOptions = {}) {
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
-    this.maxRejections = positiveInteger('maxRejections', options.maxRejections ?? 2);
-    this.windowMs = positiveInteger('windowMs', options.windowMs ?? 60_000);
-    this.turnMs = positiveInteger('turnMs', options.turnMs ?? 55_000);
-    this.followerWaitMs = positiveInteger('followerWaitMs', options.followerWaitMs ?? 1_000);
-    this.proofTtlMs = positiveInteger('proofTtlMs', options.proofTtlMs ?? 30 * 24 * 60 * 60 * 1000);
+    this.maxRejections = positiveInteger('LoginBudgetOptions.maxRejections', options.maxRejections ?? 2);
+    this.windowMs = positiveInteger('LoginBudgetOptions.windowMs', options.windowMs ?? 60_000);
+    this.turnMs = positiveInteger('LoginBudgetOptions.turnMs', options.turnMs ?? 55_000);
+    this.followerWaitMs = positiveInteger('LoginBudgetOptions.followerWaitMs', options.followerWaitMs ?? 1_000);
+    this.proofTtlMs = positiveInteger('LoginBudgetOptions.proofTtlMs', options.proofTtlMs ?? 30 * 24 * 60 * 60 * 1000);
     for (const [name, lua] of [
       [TAKE_TURN_COMMAND, TAKE_TURN_LUA],
       [REPORT_COMMAND, REPORT_LUA],
@@ -290,10 +291,4 @@ export class LoginBudget {
 
 function describeWindow(ms: number): string {
   return ms === 60_000 ? 'minute' : `${ms / 1000} s`;
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0)
-    throw new RangeError(`LoginBudgetOptions.${name} must be a positive integer, got ${value}`);
-  return value;
 }

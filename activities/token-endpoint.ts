@@ -18,6 +18,7 @@ import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import got, { TimeoutError } from 'got';
 import { decodeJwt, SignJWT } from 'jose';
 import { AUTH_METHODS, GRANT_TYPES, RESERVED_EXTRA_PARAMS } from '../workflows/registration.js';
+import type { EndpointDownKind } from '../workflows/failures.js';
 import { describeConnectionFailure, egressOptions } from '../shared/egress.js';
 import { AccessToken } from './access-token.js';
 import type { Secret } from '../shared/references.js';
@@ -494,6 +495,21 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
  * defines them for the authorization endpoint; some servers use them at the token endpoint too).
  */
 const TRANSIENT_OAUTH_ERRORS: ReadonlySet<string> = new Set(['server_error', 'temporarily_unavailable']);
+
+/**
+ * Whether `error` says the token endpoint is down for everyone, and as which kind (docs/design.md,
+ * "The IAM is never hammered"): a 429, a connection-level failure (`blocked`), a 5xx, or an OAuth
+ * `server_error` / `temporarily_unavailable`. Not a request held back before it was sent, nor an
+ * answer that only judges this client or this response (a proxy's 400/403 page, a redirect, a
+ * malformed 200).
+ */
+export function endpointDownKind(error: unknown): EndpointDownKind | undefined {
+  if (!(error instanceof TokenEndpointError) || error.details.heldBack === true) return undefined;
+  if (error.kind === 'rate_limited' || error.kind === 'blocked') return error.kind;
+  const { status, oauthError } = error.details;
+  const down = (status !== undefined && status >= 500) || (oauthError !== undefined && TRANSIENT_OAUTH_ERRORS.has(oauthError));
+  return error.kind === 'server_error' && down ? 'server_error' : undefined;
+}
 
 /**
  * Classifies an answer other than 200 into a {@link TokenEndpointError} (docs/design.md,

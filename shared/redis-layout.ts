@@ -55,6 +55,16 @@ export function breakerKey(prefix: string, endpoint: string): string {
 }
 
 /**
+ * The workflows waiting for one token endpoint while its breaker is open:
+ * `<prefix>breaker:<endpoint>:waiters` (sorted set, member: workflow ID, score: when its token
+ * expires), so the first to expire is woken first when a probe closes the breaker. In the
+ * breaker's key family (the encoded endpoint holds no `:`). Worker-internal.
+ */
+export function breakerWaitersKey(prefix: string, endpoint: string): string {
+  return `${breakerKey(prefix, endpoint)}:waiters`;
+}
+
+/**
  * The one-second window of token requests sent to one IAM host: `<prefix>rate:<origin>`. The
  * provider's edge limits requests per client IP and host, whatever the realm or path, so the
  * origin is the unit: of the token endpoint (registered or discovered), and of the discovery

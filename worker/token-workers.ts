@@ -13,6 +13,7 @@ import type { TokenStore } from '../shared/token-store.js';
 import { duplicateConnection } from '../shared/redis-connection.js';
 import { iamTaskQueueFor } from '../workflows/messages.js';
 import type { TokenMetrics } from './metrics.js';
+import { endpointRecoveryWaker } from './endpoint-recovery.js';
 import { createRefreshRequestConsumer, type RefreshRequestConsumerOptions } from './refresh-request-consumer.js';
 import { bundleOptions } from './workflow-bundle.js';
 
@@ -79,6 +80,7 @@ const DEFAULT_WORKFLOW_TASK_SLOTS = 40;
 
 export async function createTokenWorkers(options: TokenWorkersOptions): Promise<TokenWorkers> {
   const { connection, namespace, taskQueue, store, metrics } = options;
+  const client = new Client({ connection, namespace });
   const activities = createActivities({
     store,
     iamMaxRps: options.iamMaxRps,
@@ -89,6 +91,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     ...(metrics !== undefined && { onLoginBudgetWait: (host, reason) => metrics.recordLoginBudgetWait(host, reason) }),
     loginProofKey: options.loginProofKey ?? new LoginProofKey(randomBytes(32).toString('hex')),
     loginBudget: new LoginBudget(store.redis, { prefix: store.prefix, ...options.loginBudget }),
+    onEndpointRecovered: endpointRecoveryWaker(client, Runtime.instance().logger),
   });
   const { workflowsPath, ...bundlerOptions } = bundleOptions();
   const workflowCode = options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath, bundlerOptions };
@@ -123,7 +126,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
       : createRefreshRequestConsumer({
           ...options.refreshRequests,
           redis: duplicateConnection(store.redis),
-          client: new Client({ connection, namespace }),
+          client,
           prefix: store.prefix,
           logger: Runtime.instance().logger,
           ...(metrics !== undefined && { onRefused: (reason) => metrics.recordRefusedRefreshRequest(reason) }),

@@ -22,11 +22,18 @@ export const FAILURE_KINDS = [
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 
 /**
- * The kinds of a request held back before anything was sent (`FailureDetails.heldBack`): the
- * endpoint's breaker or rate window (`rate_limited`, `blocked`), or the host's failed-login budget
- * (`login_budget`, docs/design.md, "The failed-login budget"). The wait is the one they name.
+ * The kinds that say "the IAM is down" and open the endpoint's shared breaker (docs/design.md,
+ * "The IAM is never hammered"): a 429, a connection-level failure (reset, refused, timeout), a 5xx.
  */
-export type HeldBackKind = 'rate_limited' | 'blocked' | 'login_budget';
+export type EndpointDownKind = 'rate_limited' | 'blocked' | 'server_error';
+
+/**
+ * The kinds of a request held back before anything was sent (`FailureDetails.heldBack`): the
+ * endpoint's breaker (the {@link EndpointDownKind} that opened it) or rate window (`rate_limited`),
+ * or the host's failed-login budget (`login_budget`, docs/design.md, "The failed-login budget").
+ * The wait is the one they name.
+ */
+export type HeldBackKind = EndpointDownKind | 'login_budget';
 
 /** Failure kinds after which the workflow tries again on its own. */
 export type RetryableFailureKind = Exclude<FailureKind, 'credentials_rejected'>;
@@ -56,12 +63,19 @@ export interface FailureDetails {
    */
   retryAfterMs?: number;
   /**
-   * True when no request was sent: the shared breaker of the token endpoint is open (another
-   * client saw a 429 or a block), another client is probing it, the host's one-second rate window
+   * True when no request was sent: the shared breaker of the token endpoint is open (a client saw
+   * it down: a 429, a block, a 5xx), another client is probing it, the host's one-second rate window
    * stayed full, or the host's failed-login budget holds unproven credentials back. Not a failure
    * of the IAM, so it does not count as one; `retryAfterMs` says when this client may try.
    */
   heldBack?: boolean;
+  /**
+   * Set when this request was sent, failed with an {@link EndpointDownKind} and so opened (or found
+   * open) the endpoint's shared breaker: the milliseconds until the endpoint's next probe. The
+   * client waits with every other client of the endpoint, not a growing backoff of its own, so it
+   * is back soon after the endpoint heals (docs/design.md, "Failures").
+   */
+  endpointWaitMs?: number;
 }
 
 /**

@@ -9,7 +9,15 @@ import * as wf from '@temporalio/workflow';
 import type { AcquireTokenInput } from '../activities/acquire-token.js';
 import { isRetryable, type FailureDetails, type FailureKind, type LastError } from './failures.js';
 import type { ForceRefreshRequest, TokenState, TokenStatus } from './messages.js';
-import { backoffDelayMs, decideForcedRefresh, renewalAt, resolvePolicy, type PolicyOverrides, type RefreshPolicy } from './policy.js';
+import {
+  backoffDelayMs,
+  decideForcedRefresh,
+  isEndpointDownKind,
+  renewalAt,
+  resolvePolicy,
+  type PolicyOverrides,
+  type RefreshPolicy,
+} from './policy.js';
 import { applyRegistrationChanges, type ClientRegistration, type RegistrationChanges } from './registration.js';
 import type { TokenMetadata } from './token-metadata.js';
 
@@ -285,6 +293,19 @@ export class TokenLifecycleState {
     if (this.carried.state !== 'credentials_rejected') return;
     this.leaveParking();
     this.scheduleForced(0, 'resumed', false);
+  }
+
+  /**
+   * The endpoint's breaker closed (`endpointRecovered`): a wait for the endpoint (backing off after
+   * a kind that opens the breaker) ends now, so the client does not sleep past the outage
+   * (docs/design.md, "The IAM is never hammered"). Any other wait stands.
+   */
+  endpointRecovered(now: number): void {
+    const c = this.carried;
+    if (this.stopRequested || c.state !== 'backing_off' || c.backoffReason === null || !isEndpointDownKind(c.backoffReason)) return;
+    if (c.backoffUntil !== null && c.backoffUntil <= now) return;
+    c.backoffUntil = now;
+    this.changeCount++;
   }
 
   requestStop(purge: boolean): void {

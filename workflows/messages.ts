@@ -81,6 +81,12 @@ export const forceRefreshSignal = defineSignal<[ForceRefreshRequest]>('forceRefr
 export const reconfigureSignal = defineSignal<[RegistrationChanges]>('reconfigure');
 /** Leave `credentials_rejected` and try again (after an operator fixed the credentials at the IAM). */
 export const resumeSignal = defineSignal<[]>('resume');
+/**
+ * The token endpoint this client waited for is up again: a probe got an answer and closed its
+ * shared breaker (docs/design.md, "The IAM is never hammered"). A wait for the endpoint ends now;
+ * any other wait stands. Sent by the worker whose probe succeeded; names the endpoint only.
+ */
+export const endpointRecoveredSignal = defineSignal<[{ endpoint: string }]>('endpointRecovered');
 /** End the workflow; with `purge`, also delete the token from Redis. */
 export const stopSignal = defineSignal<[{ purge?: boolean }]>('stop');
 /**

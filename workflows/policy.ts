@@ -4,7 +4,14 @@
  * APIs and no clock: every input is a parameter, so long horizons are unit-tested without a server,
  * and the workflow stays deterministic.
  */
-import { RETRYABLE_FAILURE_KINDS, type FailureDetails, type HeldBackKind, type RetryableFailureKind } from './failures.js';
+import {
+  RETRYABLE_FAILURE_KINDS,
+  type EndpointDownKind,
+  type FailureDetails,
+  type FailureKind,
+  type HeldBackKind,
+  type RetryableFailureKind,
+} from './failures.js';
 
 /** A backoff rule: `base × 2ⁿ` capped at `cap`, for the n-th consecutive failure (n from 0). */
 export interface BackoffRule {
@@ -30,6 +37,14 @@ export interface RefreshPolicy {
   /** Honour `Retry-After` within these bounds (RFC 9110 §10.2.3). @default 1 s – 15 min */
   retryAfterMinMs: number;
   retryAfterMaxMs: number;
+  /**
+   * While a token endpoint is down (docs/design.md, "The IAM is never hammered"), its one probe
+   * comes at least this often: the breaker's wait grows with each failed probe as the failure
+   * kind's backoff does, up to this, unless the IAM sent `Retry-After`. Every client of the
+   * endpoint is live again within about this much (plus its share of `IAM_MAX_RPS`) after it heals.
+   * @default 8_000
+   */
+  probeIntervalMaxMs: number;
   /**
    * After rejected credentials, probe again this often; 0 parks the workflow until `resume` or
    * `reconfigure`. @default 0
@@ -75,6 +90,7 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
   }),
   retryAfterMinMs: 1 * SECOND,
   retryAfterMaxMs: 15 * MINUTE,
+  probeIntervalMaxMs: 8 * SECOND,
   rejectedProbeIntervalMs: 0,
   maxCyclesPerRun: 50,
   requestTimeoutMs: 10 * SECOND,
@@ -134,6 +150,7 @@ export function policyProblems(policy: RefreshPolicy): string[] {
     policy.retryAfterMinMs >= 0 && policy.retryAfterMinMs <= policy.retryAfterMaxMs,
     'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs',
   );
+  check(policy.probeIntervalMaxMs >= BREAKER_MIN_WAIT_MS, `policy.probeIntervalMaxMs must be at least ${BREAKER_MIN_WAIT_MS}`);
   check(policy.rejectedProbeIntervalMs >= 0, 'policy.rejectedProbeIntervalMs must be at least 0 (0 disables the probe)');
   check(Number.isInteger(policy.maxCyclesPerRun) && policy.maxCyclesPerRun >= 1, 'policy.maxCyclesPerRun must be an integer of at least 1');
   check(
@@ -191,10 +208,13 @@ export function renewalAt(
  * How long to wait after the `failures`-th consecutive failure (1 for the first) of a retryable
  * kind:
  * - when the request was held back before it was sent (`details.heldBack`: the endpoint's
- *   breaker or rate window after `rate_limited` or `blocked`, or the host's failed-login budget,
- *   `login_budget`), what remains of that wait, at least {@link BREAKER_MIN_WAIT_MS} and at most
- *   `retryAfterMaxMs`: it was already chosen for everyone, and the `Retry-After` floor would only
- *   delay the clients that follow a successful probe;
+ *   breaker or rate window, or the host's failed-login budget, `login_budget`), what remains of
+ *   that wait, at least {@link BREAKER_MIN_WAIT_MS} and at most `retryAfterMaxMs`: it was already
+ *   chosen for everyone, and the `Retry-After` floor would only delay the clients that follow a
+ *   successful probe;
+ * - when the request failed and the endpoint's shared breaker holds every client back
+ *   (`details.endpointWaitMs`), that wait, bounded alike: the client waits for the endpoint's next
+ *   probe with the others, not a backoff of its own that could outlast the outage;
  * - `Retry-After` when the server sent one with a 429 (clamped to the policy's bounds;
  *   RFC 9110 §10.2.3);
  * - else `base × 2^(failures−1)` up to the cap, less up to 20 % jitter.
@@ -209,6 +229,9 @@ export function backoffDelayMs(
   if (details.heldBack === true && details.retryAfterMs !== undefined && isHeldBackKind(kind)) {
     return clamp(Math.round(details.retryAfterMs), BREAKER_MIN_WAIT_MS, policy.retryAfterMaxMs);
   }
+  if (details.endpointWaitMs !== undefined && isEndpointDownKind(kind)) {
+    return clamp(Math.round(details.endpointWaitMs), BREAKER_MIN_WAIT_MS, policy.retryAfterMaxMs);
+  }
   if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
     return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
   }
@@ -218,21 +241,29 @@ export function backoffDelayMs(
 
 /**
  * How long the endpoint breaker holds every client back after the `openings`-th consecutive
- * `rate_limited` or `blocked` outcome on an endpoint (1 for the first): `Retry-After` when the
- * server sent one with a 429 (clamped like {@link backoffDelayMs}), else the shortest delay that
- * {@link backoffDelayMs} can choose for that failure count (the unjittered delay less the full
- * jitter share). So the client that opened the breaker is never held back by it (its own backoff
- * is at least as long), and every other client holds off at least that long.
+ * failure that says the endpoint is down (1 for the first), that is until its next probe:
+ * - `Retry-After` when the server sent one with a 429 or a 5xx (clamped like
+ *   {@link backoffDelayMs}; RFC 9110 §10.2.3: the IAM says when to come back);
+ * - else the shortest delay that {@link backoffDelayMs} can choose for that failure count without
+ *   the breaker (the unjittered delay less the full jitter share), so a probe interval never
+ *   exceeds what the client would have waited alone, and at most `probeIntervalMaxMs`: a long
+ *   outage is probed at that interval, and its end noticed within it.
  */
-export function breakerWaitMs(kind: 'rate_limited' | 'blocked', openings: number, details: FailureDetails, policy: RefreshPolicy): number {
-  if (kind === 'rate_limited' && details.retryAfterMs !== undefined) {
+export function breakerWaitMs(kind: EndpointDownKind, openings: number, details: FailureDetails, policy: RefreshPolicy): number {
+  if (kind !== 'blocked' && details.retryAfterMs !== undefined) {
     return clamp(details.retryAfterMs, policy.retryAfterMinMs, policy.retryAfterMaxMs);
   }
-  return Math.floor(exponentialDelayMs(policy.backoff[kind], openings) * (1 - BACKOFF_JITTER));
+  const wait = Math.floor(exponentialDelayMs(policy.backoff[kind], openings) * (1 - BACKOFF_JITTER));
+  return Math.min(wait, policy.probeIntervalMaxMs);
 }
 
 function isHeldBackKind(kind: RetryableFailureKind): kind is HeldBackKind {
-  return kind === 'rate_limited' || kind === 'blocked' || kind === 'login_budget';
+  return isEndpointDownKind(kind) || kind === 'login_budget';
+}
+
+/** True for the failure kinds that open the endpoint's shared breaker. */
+export function isEndpointDownKind(kind: FailureKind): kind is EndpointDownKind {
+  return kind === 'rate_limited' || kind === 'blocked' || kind === 'server_error';
 }
 
 /**

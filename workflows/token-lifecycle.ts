@@ -11,6 +11,7 @@ import { FAILURE_KINDS, readFailureDetails, type FailureDetails, type FailureKin
 import { attemptSummary, publishLifecycle, showForcedRefreshDecision, waitSummary } from './lifecycle-presentation.js';
 import { TokenLifecycleState, type CarriedState } from './lifecycle-state.js';
 import {
+  endpointRecoveredSignal,
   forceRefreshSignal,
   iamTaskQueueFor,
   reconfigureSignal,
@@ -124,6 +125,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   wf.setHandler(forceRefreshSignal, (request) => lifecycle.requestForcedRefresh(request ?? {}, Date.now()));
   wf.setHandler(reconfigureSignal, (changes) => lifecycle.reconfigure(changes ?? {}));
   wf.setHandler(resumeSignal, () => lifecycle.resume());
+  wf.setHandler(endpointRecoveredSignal, () => lifecycle.endpointRecovered(Date.now()));
   wf.setHandler(stopSignal, (options) => lifecycle.requestStop(options?.purge === true));
   wf.setHandler(
     refreshNowUpdate,

@@ -90,3 +90,23 @@ test('bench/worker-scale.ts prints what a worker costs per client and per renewa
   expect(profile).toMatch(/^ {4}\S.* \(workflow bundle\) +[\d.]+ ms +[\d.]+ %$/m);
   expect(profile).toMatch(/^ {4}V8 and native code +[\d.]+ ms +[\d.]+ %$/m);
 });
+
+test('bench/iam-outage.ts prints what an IAM outage costs beside its targets (the built worker, `npm test` builds it)', async () => {
+  const { stdout } = await bench('iam-outage.ts', {
+    BENCH_CLIENT_COUNTS: '3',
+    BENCH_OUTAGE_SECONDS: '8',
+    BENCH_TOKEN_LIFETIME: '5',
+    BENCH_TEMPORAL_ADDRESS: inject('temporalAddress'),
+  });
+  expect(stdout).toMatch(
+    /^IAM outage of 8 s \(503 from the IAM emulator\), 5 s tokens, IAM_MAX_RPS 40, probe interval 1\.6 s growing to 8 s$/m,
+  );
+  expect(stdout).toMatch(/^ {2}3 clients$/m);
+  expect(stdout).toMatch(
+    /^ {4}requests during the outage +\d+ \([\d.]+\/s\): \d+ in flight as it began, then \d+ +target ≤ \d+, one per probe interval: (met|missed)$/m,
+  );
+  expect(stdout).toMatch(
+    /^ {4}every client live after healing +[\d.]+ s +target ≤ 10\.1 s \(10 s \+ clients \/ IAM_MAX_RPS\): (met|missed)$/m,
+  );
+  expect(stdout).toMatch(/^ {4}at healing: \d+ clients backing off, the longest wait [\d.]+ s; the first token [\d.]+ s after healing$/m);
+});

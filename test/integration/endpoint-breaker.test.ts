@@ -29,6 +29,17 @@ afterAll(async () => {
   await stack?.stop();
 });
 
+/** A client of the fleet on `iam`, whose forced refreshes are never delayed by the minimum interval. */
+function fleetRegistration(iam: IamEmulator, clientId: string): ClientRegistration {
+  return {
+    clientId,
+    tokenUrl: iam.tokenUrl(),
+    authMethod: 'client_secret_post',
+    secretRef: 'env:FLEET_SECRET',
+    policy: { minForcedRefreshIntervalMs: 0 },
+  };
+}
+
 describe('EndpointBreaker against a real redis-server', () => {
   const ENDPOINT = 'https://iam.example/realms/prod/protocol/openid-connect/token';
   let prefixCount = 0;
@@ -115,6 +126,26 @@ describe('EndpointBreaker against a real redis-server', () => {
     expect(second).toMatchObject({ state: 'probe' });
     expect(second.state === 'probe' && (await breaker.releaseProbe(ENDPOINT, second.probeId))).toBe(true);
     expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'probe' });
+  });
+
+  test('a retry of the same activity (same probe id) takes back its probe at once; others still wait', async () => {
+    const breaker = newBreaker();
+    await breaker.open(ENDPOINT, 'server_error', 1, 1);
+    await sleep(10);
+    expect(await breaker.check(ENDPOINT, 'token-lifecycle:a/1')).toMatchObject({ state: 'probe', probeId: 'token-lifecycle:a/1' });
+    expect(await breaker.check(ENDPOINT, 'token-lifecycle:b/1')).toMatchObject({ state: 'probing', kind: 'server_error' });
+    expect(await breaker.check(ENDPOINT, 'token-lifecycle:a/1')).toMatchObject({ state: 'probe', probeId: 'token-lifecycle:a/1' });
+  });
+
+  test('a slow request of a closed breaker becomes its probe; not when the breaker is already open', async () => {
+    const breaker = newBreaker();
+    expect(await breaker.suspect(ENDPOINT, 'slow/1', 5_000)).toBe(true);
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'probing', kind: 'blocked' });
+    expect(await breaker.probeSucceeded(ENDPOINT, 'slow/1')).toBe(true);
+    expect(await breaker.check(ENDPOINT)).toEqual({ state: 'closed', openings: 0 });
+    await breaker.open(ENDPOINT, 'rate_limited', 5_000, 1);
+    expect(await breaker.suspect(ENDPOINT, 'slow/2', 5_000)).toBe(false);
+    expect(await breaker.check(ENDPOINT)).toMatchObject({ state: 'open', kind: 'rate_limited' });
   });
 
   test('keeps endpoints apart', async () => {
@@ -207,6 +238,63 @@ describe('the IAM activity with the breaker', () => {
   });
 });
 
+describe('a request that hangs', () => {
+  let iam: IamEmulator;
+
+  beforeAll(async () => {
+    iam = await startIamEmulator({
+      tokenLifetimeSeconds: 60,
+      clients: ['slow-a', 'slow-b'].map((clientId) => ({ clientId, clientSecret: SECRET })),
+    });
+  });
+
+  afterAll(async () => {
+    await iam?.close();
+  });
+
+  test('becomes the probe after a while: another client then sends nothing until it answers, and its timeout opens the breaker', async () => {
+    const acquireToken = createAcquireToken({
+      store: new TokenStore(stack.redis, { prefix: 'slow:' }),
+      iamMaxRps: 40,
+      env: { FLEET_SECRET: SECRET },
+      loginProofKey: new LoginProofKey('breaker-test-proof-key'),
+    });
+    const input = (clientId: string): AcquireTokenInput => ({
+      clientId,
+      tokenUrl: iam.tokenUrl(),
+      authMethod: 'client_secret_post',
+      secretRef: 'env:FLEET_SECRET',
+      generation: 1,
+      defaultExpiresInSeconds: 60,
+      policy: { requestTimeoutMs: 6_000 },
+    });
+    // Each client's own activity, as in a worker: the probe is the activity's.
+    const failureOf = (clientId: string) =>
+      new MockActivityEnvironment({ activityId: clientId }).run(acquireToken, input(clientId)).then(
+        () => undefined,
+        (err: unknown) => err as ApplicationFailure,
+      );
+    const key = breakerKey('slow:', breakerEndpoint(iam.tokenUrl()));
+
+    iam.inject({ kind: 'hang' }, { times: 1, clientId: 'slow-a' });
+    const hanging = failureOf('slow-a');
+    await eventually(
+      async () => ((await stack.redis.hget(key, 'probe_owner')) === null ? undefined : true),
+      10_000,
+      'the slow request to probe',
+    );
+    const heldBack = await failureOf('slow-b');
+    expect(heldBack).toMatchObject({ type: 'blocked', details: [{ heldBack: true }] });
+    expect(heldBack?.message).toMatch(/^No request sent: another client is probing/);
+    expect(iam.requestsFor('slow-b')).toEqual([]);
+
+    expect(await hanging).toMatchObject({ type: 'blocked', message: expect.stringMatching(/did not answer in time/) as string });
+    // The timeout is the probe's answer: the breaker opens for everyone, with a wait.
+    expect(await stack.redis.hget(key, 'probe_owner')).toBeNull();
+    expect(Number(await stack.redis.hget(key, 'until'))).toBeGreaterThan(Date.now());
+  });
+});
+
 test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send nothing until the wait is over, then one probe, then the rest', async () => {
   const RETRY_AFTER_S = 3;
   const clientIds = Array.from({ length: 20 }, (_, i) => `fleet-${String(i).padStart(2, '0')}`);
@@ -215,13 +303,7 @@ test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send not
     clients: clientIds.map((clientId) => ({ clientId, clientSecret: SECRET })),
   });
   try {
-    const registration = (clientId: string): ClientRegistration => ({
-      clientId,
-      tokenUrl: iam.tokenUrl(),
-      authMethod: 'client_secret_post',
-      secretRef: 'env:FLEET_SECRET',
-      policy: { minForcedRefreshIntervalMs: 0 },
-    });
+    const registration = (clientId: string) => fleetRegistration(iam, clientId);
     await Promise.all(clientIds.map((clientId) => stack.admin.register(registration(clientId))));
     await Promise.all(clientIds.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 0)));
     await Promise.all(clientIds.map((clientId) => activeAt(stack, clientId, 1)));
@@ -272,6 +354,61 @@ test('20 clients on one endpoint, one 429 (Retry-After 3 s): the others send not
         `all ${after.length} tokens renewed ${last - (openedAt + RETRY_AFTER_S * 1000)} ms after the wait ended`,
     );
     await Promise.all(clientIds.map((clientId) => stack.admin.remove(clientId)));
+  } finally {
+    await iam.close();
+  }
+});
+
+test('the breaker is the last gate: 20 new and 10 proven clients meet a 429 (Retry-After 8 s); nothing reaches the IAM until the wait is over', async () => {
+  const RETRY_AFTER_S = 8;
+  const proven = Array.from({ length: 10 }, (_, i) => `storm-proven-${String(i).padStart(2, '0')}`);
+  const fresh = Array.from({ length: 20 }, (_, i) => `storm-new-${String(i).padStart(2, '0')}`);
+  const iam = await startIamEmulator({
+    tokenLifetimeSeconds: 60,
+    clients: [...proven, ...fresh].map((clientId) => ({ clientId, clientSecret: SECRET })),
+  });
+  try {
+    const registration = (clientId: string) => fleetRegistration(iam, clientId);
+    await Promise.all(proven.map((clientId) => stack.admin.register(registration(clientId))));
+    await Promise.all(proven.map((clientId) => activeAt(stack, clientId, 1)));
+
+    // A new client's request gets the 429. New clients go one at a time (the host's turn for
+    // unproven credentials): the others waited for the turn after they had passed the breaker's
+    // first check, before it opened.
+    iam.inject({ kind: 'rate_limit', retryAfter: RETRY_AFTER_S }, { times: 1, clientId: fresh[9]! });
+    const stormAt = Date.now();
+    await Promise.all([
+      ...fresh.map((clientId) => stack.admin.register(registration(clientId))),
+      ...proven.map((clientId) => stack.admin.refresh(clientId, { reason: 'test: a 429 storm' })),
+    ]);
+    await Promise.all([
+      ...fresh.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 0, 60_000)),
+      ...proven.map((clientId) => tokenWithGenerationAbove(stack.redis, clientId, 1, 60_000)),
+    ]);
+
+    const storm = iam.requests.filter((r) => r.at >= stormAt);
+    const limited = storm.find((r) => r.outcome === 'fault:rate_limit');
+    expect(limited?.clientId).toBe(fresh[9]);
+    const waitEnds = limited!.at + RETRY_AFTER_S * 1000;
+    const whileOpen = storm.filter((r) => r.at > limited!.at && r.at < waitEnds);
+    // Another new client held the host's turn only after the 429's report opened the breaker: none
+    // may have sent while it was open. A proven client's request that passed the last gate just
+    // before the breaker opened may arrive a moment after the 429; none later.
+    expect(whileOpen.filter((r) => fresh.includes(r.clientId!))).toEqual([]);
+    expect(whileOpen.filter((r) => r.at > limited!.at + 1_000)).toEqual([]);
+    // Every client got its token with one request; only the 429 failed.
+    expect(storm.filter((r) => r.outcome !== 'issued')).toEqual([limited]);
+    expect(
+      storm
+        .filter((r) => r.outcome === 'issued')
+        .map((r) => r.clientId)
+        .sort(),
+    ).toEqual([...proven, ...fresh].sort());
+    console.info(
+      `[429 storm] 20 new and 10 proven clients, one 429 (Retry-After ${RETRY_AFTER_S} s): ${whileOpen.length} requests while the breaker was open; ` +
+        `${storm.length} requests in all, the last ${storm.at(-1)!.at - waitEnds} ms after the wait ended`,
+    );
+    await Promise.all([...proven, ...fresh].map((clientId) => stack.admin.remove(clientId)));
   } finally {
     await iam.close();
   }

@@ -8,6 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
+import { LoginProofKey } from '../../activities/login-budget.js';
 import { tokenKey } from '../../shared/redis-layout.js';
 import { TokenStore } from '../../shared/token-store.js';
 import { TokenAdmin } from '../../client/admin.js';
@@ -40,6 +41,8 @@ export interface TokenStackOptions {
   refreshRequests?: TokenWorkersOptions['refreshRequests'];
   /** The failed-login budget. @default { maxRejections: 100 } */
   loginBudget?: TokenWorkersOptions['loginBudget'];
+  /** `LOGIN_PROOF_KEY`, for a file that runs a worker process beside these workers. @default a random key per start */
+  loginProofKey?: string;
 }
 
 let runtimeInstalled = false;
@@ -76,6 +79,7 @@ export async function startTokenStack(options: TokenStackOptions = {}): Promise<
       // wrong secrets must not hold back the new clients of its own emulator for a minute.
       loginBudget: options.loginBudget ?? { maxRejections: 100 },
       ...(options.refreshRequests !== undefined && { refreshRequests: options.refreshRequests }),
+      ...(options.loginProofKey !== undefined && { loginProofKey: new LoginProofKey(options.loginProofKey) }),
     });
     running = workers.run();
   };

@@ -264,6 +264,53 @@ describe('the transition table', () => {
   });
 });
 
+describe("waiting for the endpoint (docs/design.md, 'The IAM is never hammered')", () => {
+  it.each(['server_error', 'blocked', 'rate_limited'] as const)(
+    'backing_off after %s, endpointRecovered → a token request at once, the wait cut short',
+    (kind) => {
+      const client = clientIn('active');
+      client.fail(kind, { endpointWaitMs: 8 * SECOND });
+      const changes = client.lifecycle.changeCount;
+      client.lifecycle.endpointRecovered(client.now);
+      expect(client.lifecycle.status()).toMatchObject({ state: 'backing_off', backoffUntil: client.now });
+      expect(client.lifecycle.changeCount).toBe(changes + 1);
+      expect(client.lifecycle.nextActionAt(client.now)).toBe(client.now);
+    },
+  );
+
+  it('backing_off after another kind, or a wait already over, endpointRecovered → nothing changes', () => {
+    const client = clientIn('active');
+    client.fail('secret_unavailable');
+    const status = client.lifecycle.status();
+    client.lifecycle.endpointRecovered(client.now);
+    expect(client.lifecycle.status()).toEqual(status);
+
+    const due = clientIn('backing_off');
+    due.sleepUntilDue();
+    const changes = due.lifecycle.changeCount;
+    due.lifecycle.endpointRecovered(due.now);
+    expect(due.lifecycle.changeCount).toBe(changes);
+  });
+
+  it.each(['active', 'acquiring', 'credentials_rejected'] as const)('%s, endpointRecovered → nothing changes', (state) => {
+    const client = clientIn(state);
+    const status = client.lifecycle.status();
+    client.lifecycle.endpointRecovered(client.now);
+    expect(client.lifecycle.status()).toEqual(status);
+  });
+
+  it("an outage of a day with the endpoint's breaker: every wait is the endpoint's, never a growing backoff of the client's own", () => {
+    const client = clientIn('active');
+    const outageEnds = client.now + 24 * HOUR;
+    while (client.now < outageEnds) {
+      client.fail('server_error', { status: 503, endpointWaitMs: DEFAULT_POLICY.probeIntervalMaxMs });
+      expect(client.lifecycle.status().backoffUntil! - client.now).toBe(DEFAULT_POLICY.probeIntervalMaxMs);
+      client.sleepUntilDue();
+    }
+    expect(client.lifecycle.status().consecutiveFailures).toBeGreaterThan(1000);
+  });
+});
+
 describe('long horizons', () => {
   it('an hour-long token is renewed every 0.80–0.85 of an hour, for a week', () => {
     const client = new Driver({}, 3600);

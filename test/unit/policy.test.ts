@@ -66,6 +66,10 @@ describe('DEFAULT_POLICY', () => {
     expect(DEFAULT_POLICY.maxCyclesPerRun).toBe(50);
   });
 
+  it('probes an endpoint that is down at least every 8 s', () => {
+    expect(DEFAULT_POLICY.probeIntervalMaxMs).toBe(8_000);
+  });
+
   it("gives a token request 10 s, the token endpoint client's own default", () => {
     expect(DEFAULT_POLICY.requestTimeoutMs).toBe(10_000);
   });
@@ -149,6 +153,7 @@ describe('policyProblems', () => {
       { retryAfterMinMs: 2_000, retryAfterMaxMs: 1_000 },
       'policy.retryAfterMinMs must be between 0 and retryAfterMaxMs',
     ],
+    ['probeIntervalMaxMs below the breaker minimum', { probeIntervalMaxMs: 10 }, 'policy.probeIntervalMaxMs must be at least 50'],
     [
       'negative rejectedProbeIntervalMs',
       { rejectedProbeIntervalMs: -1 },
@@ -434,12 +439,32 @@ describe('backoffDelayMs', () => {
       );
     });
 
-    it.each(['server_error', 'malformed_response', 'secret_unavailable', 'store_unavailable'] as const)(
+    it.each(['malformed_response', 'secret_unavailable', 'store_unavailable'] as const)(
       'is ignored for %s, which the breaker never reports',
       (kind) => {
         expect(backoffDelayMs(kind, 3, breaker(1_000), DEFAULT_POLICY, 's')).toBe(backoffDelayMs(kind, 3, {}, DEFAULT_POLICY, 's'));
       },
     );
+  });
+
+  describe("when the request failed and the endpoint's breaker holds every client back", () => {
+    it.each(['rate_limited', 'blocked', 'server_error'] as const)(
+      "waits for the endpoint's next probe after %s, whatever the failure count, not a growing backoff of its own",
+      (kind) => {
+        for (const n of [1, 5, 1000]) expect(backoffDelayMs(kind, n, { endpointWaitMs: 6_400 }, DEFAULT_POLICY, 's')).toBe(6_400);
+      },
+    );
+
+    it('is bounded like a held-back wait', () => {
+      expect(backoffDelayMs('server_error', 1, { endpointWaitMs: 0 }, DEFAULT_POLICY, 's')).toBe(BREAKER_MIN_WAIT_MS);
+      expect(backoffDelayMs('blocked', 1, { endpointWaitMs: 2 * 60 * MINUTE }, DEFAULT_POLICY, 's')).toBe(15 * MINUTE);
+    });
+
+    it.each(['malformed_response', 'secret_unavailable', 'store_unavailable'] as const)('is ignored for %s', (kind) => {
+      expect(backoffDelayMs(kind, 3, { endpointWaitMs: 1_000 }, DEFAULT_POLICY, 's')).toBe(
+        backoffDelayMs(kind, 3, {}, DEFAULT_POLICY, 's'),
+      );
+    });
   });
 
   it('still reaches a cap of a day from a 1 ms base (the doubling stops at 2^30, not at the cap)', () => {
@@ -450,13 +475,15 @@ describe('backoffDelayMs', () => {
 });
 
 describe('breakerWaitMs', () => {
-  it.each(['rate_limited', 'blocked'] as const)(
-    'after %s, is the shortest delay backoffDelayMs can choose, so the opener is never held back by its own breaker',
+  const unbounded = policyWith({ probeIntervalMaxMs: 24 * 60 * MINUTE });
+
+  it.each(['rate_limited', 'blocked', 'server_error'] as const)(
+    'after %s, is the shortest delay backoffDelayMs can choose alone, so a probe never comes later than the client would have tried',
     (kind) => {
       for (let n = 1; n <= 12; n++) {
-        const wait = breakerWaitMs(kind, n, {}, DEFAULT_POLICY);
+        const wait = breakerWaitMs(kind, n, {}, unbounded);
         expect(wait).toBe(Math.floor(0.8 * unjittered(kind, n)));
-        for (const seed of seeds(200)) expect(backoffDelayMs(kind, n, {}, DEFAULT_POLICY, seed)).toBeGreaterThanOrEqual(wait);
+        for (const seed of seeds(200)) expect(backoffDelayMs(kind, n, {}, unbounded, seed)).toBeGreaterThanOrEqual(wait);
       }
     },
   );
@@ -478,14 +505,20 @@ describe('breakerWaitMs', () => {
     expect(breakerWaitMs('rate_limited', 1, { retryAfterMs: 3 * 60 * MINUTE }, DEFAULT_POLICY)).toBe(15 * MINUTE);
   });
 
-  it('grows with each failed probe: 24 s, 48 s, … up to 12 min after blocks, by default', () => {
-    expect([1, 2, 3, 6, 7, 50].map((n) => breakerWaitMs('blocked', n, {}, DEFAULT_POLICY))).toEqual([
-      24_000, 48_000, 96_000, 720_000, 720_000, 720_000,
+  it("honours a 503's Retry-After too, beyond the probe interval's cap (RFC 9110 §10.2.3)", () => {
+    expect(breakerWaitMs('server_error', 1, { retryAfterMs: 30_000 }, DEFAULT_POLICY)).toBe(30_000);
+  });
+
+  it('grows with each failed probe up to probeIntervalMaxMs: 1.6 s, 3.2 s, 6.4 s, then 8 s after 5xx, by default', () => {
+    expect([1, 2, 3, 4, 7, 50].map((n) => breakerWaitMs('server_error', n, {}, DEFAULT_POLICY))).toEqual([
+      1_600, 3_200, 6_400, 8_000, 8_000, 8_000,
     ]);
+    expect([1, 2, 50].map((n) => breakerWaitMs('blocked', n, {}, DEFAULT_POLICY))).toEqual([8_000, 8_000, 8_000]);
+    expect([1, 50].map((n) => breakerWaitMs('blocked', n, {}, policyWith({ probeIntervalMaxMs: 2_000 })))).toEqual([2_000, 2_000]);
   });
 
   it('ignores a Retry-After sent with a block (a reset has none; a later one is not its to give)', () => {
-    expect(breakerWaitMs('blocked', 1, { retryAfterMs: 1_000 }, DEFAULT_POLICY)).toBe(24_000);
+    expect(breakerWaitMs('blocked', 1, { retryAfterMs: 1_000 }, unbounded)).toBe(24_000);
   });
 });
 

@@ -4,11 +4,12 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TokenEndpointError } from '../../activities/errors.js';
+import { RequestHeldBackError, TokenEndpointError } from '../../activities/errors.js';
 import { Secret } from '../../shared/references.js';
 import type { GrantAssertion } from '../../activities/request-credentials.js';
 import {
   classifyErrorResponse,
+  endpointDownKind,
   classifyRequestError,
   clientCredentialsGrantRequest,
   formUrlEncode,
@@ -750,6 +751,32 @@ describe('classifyErrorResponse', () => {
 
     expect(response.body).toBe('');
     expect(classifyErrorResponse(response).kind).toBe('rate_limited');
+  });
+});
+
+describe('endpointDownKind', () => {
+  const answer = (status: number, body = '') => classifyErrorResponse(new TokenEndpointResponse({ status, body }));
+
+  it('says the endpoint is down for a 429, a 5xx and an OAuth server_error or temporarily_unavailable', () => {
+    expect(endpointDownKind(answer(429))).toBe('rate_limited');
+    for (const status of [500, 502, 503, 504]) expect(endpointDownKind(answer(status))).toBe('server_error');
+    expect(endpointDownKind(answer(400, JSON.stringify({ error: 'temporarily_unavailable' })))).toBe('server_error');
+    expect(endpointDownKind(answer(400, JSON.stringify({ error: 'server_error' })))).toBe('server_error');
+    expect(endpointDownKind(new TokenEndpointError('blocked', 'Token endpoint could not be reached: ECONNRESET'))).toBe('blocked');
+  });
+
+  it("not for an answer that judges only this client or response: a proxy's 403 page, a redirect, a rejection, a malformed 200", () => {
+    expect(endpointDownKind(answer(403))).toBeUndefined();
+    expect(endpointDownKind(answer(302))).toBeUndefined();
+    expect(endpointDownKind(answer(401))).toBeUndefined();
+    expect(endpointDownKind(new TokenEndpointError('malformed_response', 'no access_token', { status: 200 }))).toBeUndefined();
+    expect(endpointDownKind(new TokenEndpointError('server_error', 'Token request failed unexpectedly: a bug'))).toBeUndefined();
+  });
+
+  it('not for a request held back before it was sent, nor for anything but a token endpoint error', () => {
+    expect(endpointDownKind(new RequestHeldBackError('server_error', 'No request sent', 1_000))).toBeUndefined();
+    expect(endpointDownKind(new Error('ECONNRESET'))).toBeUndefined();
+    expect(endpointDownKind(undefined)).toBeUndefined();
   });
 });
 
