@@ -269,7 +269,14 @@ test(`${WORKERS} workers on a PostgreSQL-backed Temporal server keep ${CLIENTS} 
   }
   const allowedExtra = kills.worker + kills.temporal;
   const extra = clientIds.map((id) => perClient.get(id)!.length - generations.get(id)!);
-  const statuses = await Promise.all(clientIds.map((clientId) => admin.status(clientId)));
+  // A query needs a worker's poll that the server has seen: right after the server's crash and
+  // the rolling deploy, matching may not have seen one yet and refuses ("no poller seen for task
+  // queue recently"). Ask again until every client answers.
+  const statuses = await eventually(
+    () => Promise.all(clientIds.map((clientId) => admin.status(clientId))).catch(() => undefined),
+    120_000,
+    'every client to answer its status query',
+  );
 
   // Figures: per phase, how late renewals came (against half the lifetime after the previous
   // request) and the least lifetime any token had left when the consumer read it.
