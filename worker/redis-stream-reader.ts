@@ -67,163 +67,200 @@ export interface RedisStreamReader {
  * - when Redis or the handler fails it backs off and tries again; it never throws.
  */
 export function createRedisStreamReader(options: RedisStreamReaderOptions): RedisStreamReader {
-  const { redis, stream, group, logger } = options;
-  const consumerName = options.consumerName ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const blockMs = options.blockMs ?? 5_000;
-  const batchSize = options.batchSize ?? 100;
-  const claimMinIdleMs = options.claimMinIdleMs ?? 30_000;
-  const forgetAfterMs = options.forgetIdleConsumersAfterMs ?? 600_000;
-  const retryInitialMs = options.retry?.initialMs ?? 100;
-  const retryMaxMs = options.retry?.maxMs ?? 5_000;
+  return new ConsumerGroupReader(options);
+}
 
-  let stopping = false;
-  let blocking = false;
-  let wake: (() => void) | null = null;
-  let running: Promise<void> | null = null;
-  // Errors surface through the commands; this keeps ioredis from printing each reconnect.
-  redis.on('error', () => undefined);
+class ConsumerGroupReader implements RedisStreamReader {
+  readonly consumerName: string;
+  private readonly redis: Redis | Cluster;
+  private readonly stream: string;
+  private readonly group: string;
+  private readonly logger: Logger;
+  private readonly handleEntry: (entry: StreamEntry) => Promise<void>;
+  private readonly blockMs: number;
+  private readonly batchSize: number;
+  private readonly claimMinIdleMs: number;
+  private readonly forgetAfterMs: number;
+  private readonly retry: { baseMs: number; capMs: number };
 
-  const call = (command: string, ...args: (string | number)[]): Promise<unknown> => redis.call(command, ...args);
+  private stopping = false;
+  private blocking = false;
+  private wake: (() => void) | null = null;
+  private running: Promise<void> | null = null;
 
-  async function ensureGroup(): Promise<void> {
+  constructor(options: RedisStreamReaderOptions) {
+    ({ redis: this.redis, stream: this.stream, group: this.group, logger: this.logger, handle: this.handleEntry } = options);
+    this.consumerName = options.consumerName ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.blockMs = options.blockMs ?? 5_000;
+    this.batchSize = options.batchSize ?? 100;
+    this.claimMinIdleMs = options.claimMinIdleMs ?? 30_000;
+    this.forgetAfterMs = options.forgetIdleConsumersAfterMs ?? 600_000;
+    this.retry = { baseMs: options.retry?.initialMs ?? 100, capMs: options.retry?.maxMs ?? 5_000 };
+    // Errors surface through the commands; this keeps ioredis from printing each reconnect.
+    this.redis.on('error', () => undefined);
+  }
+
+  run(): Promise<void> {
+    this.running ??= this.loop().finally(() => this.redis.disconnect());
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    // A blocked XREADGROUP holds no entry yet: closing the connection loses nothing.
+    if (this.blocking) this.redis.disconnect();
+    this.wake?.();
+    if (this.running === null) this.redis.disconnect();
+    await this.running;
+  }
+
+  private call(command: string, ...args: (string | number)[]): Promise<unknown> {
+    return this.redis.call(command, ...args);
+  }
+
+  private async ensureGroup(): Promise<void> {
     try {
       // From the start of the stream: entries added before any worker ever ran are not lost.
-      await call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM');
+      await this.call('XGROUP', 'CREATE', this.stream, this.group, '0', 'MKSTREAM');
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith('BUSYGROUP'))) throw err;
     }
   }
 
   /** Handles each entry; acknowledges those handled; throws if any must be retried. */
-  async function handle(entries: StreamEntry[]): Promise<void> {
-    const outcomes = await Promise.allSettled(entries.map((entry) => options.handle(entry)));
+  private async handleBatch(entries: StreamEntry[]): Promise<void> {
+    const outcomes = await Promise.allSettled(entries.map((entry) => this.handleEntry(entry)));
     const done = entries.filter((_, i) => outcomes[i]!.status === 'fulfilled').map(([id]) => id);
     if (done.length > 0) {
-      const replies = await redis
+      const replies = await this.redis
         .multi()
-        .xack(stream, group, ...done)
-        .xdel(stream, ...done)
+        .xack(this.stream, this.group, ...done)
+        .xdel(this.stream, ...done)
         .exec();
       const failed = replies?.find(([err]) => err !== null)?.[0];
-      if (replies === null || failed) throw failed ?? new Error(`XACK/XDEL on ${stream} was aborted`);
+      if (replies === null || failed) throw failed ?? new Error(`XACK/XDEL on ${this.stream} was aborted`);
     }
     const retryable = outcomes.find((outcome) => outcome.status === 'rejected');
     if (retryable !== undefined) throw retryable.reason;
   }
 
   /** Entries this consumer read earlier and has not acknowledged (after an error or a reconnect). */
-  async function drainOwnPending(): Promise<void> {
+  private async drainOwnPending(): Promise<void> {
     let after = '0';
     for (;;) {
-      const entries = entriesOf(await call('XREADGROUP', 'GROUP', group, consumerName, 'COUNT', batchSize, 'STREAMS', stream, after));
-      if (entries.length === 0 || stopping) return;
-      await handle(entries);
+      const entries = entriesOf(
+        await this.call('XREADGROUP', 'GROUP', this.group, this.consumerName, 'COUNT', this.batchSize, 'STREAMS', this.stream, after),
+      );
+      if (entries.length === 0 || this.stopping) return;
+      await this.handleBatch(entries);
       after = entries.at(-1)![0];
     }
   }
 
   /** Entries other consumers read and left unacknowledged for `claimMinIdleMs`: their worker died. */
-  async function claimAbandoned(): Promise<void> {
+  private async claimAbandoned(): Promise<void> {
     let cursor = '0-0';
     do {
-      const reply = (await call('XAUTOCLAIM', stream, group, consumerName, claimMinIdleMs, cursor, 'COUNT', batchSize)) as [
-        string,
-        StreamEntry[] | null,
-      ];
+      const reply = (await this.call(
+        'XAUTOCLAIM',
+        this.stream,
+        this.group,
+        this.consumerName,
+        this.claimMinIdleMs,
+        cursor,
+        'COUNT',
+        this.batchSize,
+      )) as [string, StreamEntry[] | null];
       cursor = reply[0];
       const entries = reply[1] ?? [];
       if (entries.length > 0) {
-        logger.info(`Claimed ${entries.length} unacknowledged entries of a stopped worker on ${stream}`, {
-          stream,
-          consumer: consumerName,
+        this.logger.info(`Claimed ${entries.length} unacknowledged entries of a stopped worker on ${this.stream}`, {
+          stream: this.stream,
+          consumer: this.consumerName,
         });
-        await handle(entries);
+        await this.handleBatch(entries);
       }
-    } while (cursor !== '0-0' && !stopping);
-    await forgetIdleConsumers();
+    } while (cursor !== '0-0' && !this.stopping);
+    await this.forgetIdleConsumers();
   }
 
   /** Keeps the group's consumer list from growing with every worker restart. */
-  async function forgetIdleConsumers(): Promise<void> {
-    const consumers = (await call('XINFO', 'CONSUMERS', stream, group)) as unknown[][];
+  private async forgetIdleConsumers(): Promise<void> {
+    const consumers = (await this.call('XINFO', 'CONSUMERS', this.stream, this.group)) as unknown[][];
     for (const row of consumers) {
       const info = new Map<string, unknown>();
       for (let i = 0; i + 1 < row.length; i += 2) info.set(String(row[i]), row[i + 1]);
       const name = String(info.get('name'));
-      if (name !== consumerName && Number(info.get('pending')) === 0 && Number(info.get('idle')) > forgetAfterMs) {
-        await call('XGROUP', 'DELCONSUMER', stream, group, name);
+      if (name !== this.consumerName && Number(info.get('pending')) === 0 && Number(info.get('idle')) > this.forgetAfterMs) {
+        await this.call('XGROUP', 'DELCONSUMER', this.stream, this.group, name);
       }
     }
   }
 
-  async function readNew(): Promise<void> {
-    if (stopping) return;
-    blocking = true;
+  private async readNew(): Promise<void> {
+    if (this.stopping) return;
+    this.blocking = true;
     let reply: unknown;
     try {
-      reply = await call('XREADGROUP', 'GROUP', group, consumerName, 'COUNT', batchSize, 'BLOCK', blockMs, 'STREAMS', stream, '>');
+      reply = await this.call(
+        'XREADGROUP',
+        'GROUP',
+        this.group,
+        this.consumerName,
+        'COUNT',
+        this.batchSize,
+        'BLOCK',
+        this.blockMs,
+        'STREAMS',
+        this.stream,
+        '>',
+      );
     } finally {
-      blocking = false;
+      this.blocking = false;
     }
     const entries = entriesOf(reply);
-    if (entries.length > 0) await handle(entries);
+    if (entries.length > 0) await this.handleBatch(entries);
   }
 
-  async function loop(): Promise<void> {
+  private async loop(): Promise<void> {
     let failures = 0;
     let ready = false;
     let nextClaimAt = 0;
-    while (!stopping) {
+    while (!this.stopping) {
       try {
         if (!ready) {
-          await ensureGroup();
-          await drainOwnPending();
+          await this.ensureGroup();
+          await this.drainOwnPending();
           ready = true;
         }
         if (Date.now() >= nextClaimAt) {
-          await claimAbandoned();
-          nextClaimAt = Date.now() + claimMinIdleMs;
+          await this.claimAbandoned();
+          nextClaimAt = Date.now() + this.claimMinIdleMs;
         }
-        await readNew();
+        await this.readNew();
         failures = 0;
       } catch (err) {
-        if (stopping) break;
+        if (this.stopping) break;
         // The group may be gone (Redis restarted empty), entries may be half done: start over.
         ready = false;
         failures++;
-        const delayMs = exponentialDelayMs({ baseMs: retryInitialMs, capMs: retryMaxMs }, failures);
-        logger.warn(`Reading ${stream}: ${errorMessage(err)}; trying again in ${delayMs} ms`, {
-          stream,
-          consumer: consumerName,
+        const delayMs = exponentialDelayMs(this.retry, failures);
+        this.logger.warn(`Reading ${this.stream}: ${errorMessage(err)}; trying again in ${delayMs} ms`, {
+          stream: this.stream,
+          consumer: this.consumerName,
           failures,
         });
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delayMs);
-          wake = () => {
+          this.wake = () => {
             clearTimeout(timer);
             resolve();
           };
         });
-        wake = null;
+        this.wake = null;
       }
     }
   }
-
-  return {
-    consumerName,
-    run() {
-      running ??= loop().finally(() => redis.disconnect());
-      return running;
-    },
-    async stop() {
-      stopping = true;
-      // A blocked XREADGROUP holds no entry yet: closing the connection loses nothing.
-      if (blocking) redis.disconnect();
-      wake?.();
-      if (running === null) redis.disconnect();
-      await running;
-    },
-  };
 }
 
 /**
