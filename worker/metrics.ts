@@ -13,8 +13,8 @@ export const TOKEN_ENDPOINT_LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** The gauge of seconds until each client's stored token expires (see token-expiry-gauge.ts). */
 export const TOKEN_SECONDS_UNTIL_EXPIRY = 'token_seconds_until_expiry';
 
-/** The gauge of seconds until each client's stored token is due for renewal (see token-expiry-gauge.ts). */
-export const TOKEN_SECONDS_UNTIL_RENEWAL = 'token_seconds_until_renewal';
+/** The gauge of seconds each client's stored token is past its renewal point (see token-expiry-gauge.ts). */
+export const TOKEN_RENEWAL_OVERDUE_SECONDS = 'token_renewal_overdue_seconds';
 
 /** The gauge of each running client's workflow state (see client-state-gauge.ts). */
 export const TOKEN_CLIENT_STATE = 'token_client_state';
@@ -35,7 +35,7 @@ export const PROJECT_METRIC_NAMES = {
     'token_lost_tokens_rewritten_total',
   ],
   histograms: ['token_endpoint_latency_seconds'],
-  gauges: [TOKEN_SECONDS_UNTIL_EXPIRY, TOKEN_SECONDS_UNTIL_RENEWAL, TOKEN_CLIENT_STATE, 'token_breaker_open'],
+  gauges: [TOKEN_SECONDS_UNTIL_EXPIRY, TOKEN_RENEWAL_OVERDUE_SECONDS, TOKEN_CLIENT_STATE, 'token_breaker_open'],
 } as const;
 
 /**

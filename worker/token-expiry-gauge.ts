@@ -1,7 +1,7 @@
 /**
  * The gauges `token_seconds_until_expiry{client_id}` (how long each client's stored token stays
- * valid) and `token_seconds_until_renewal{client_id}` (how long until the worker is due to renew
- * it, its `refresh_at`; negative once past), updated every second, so a dashboard or an alert sees
+ * valid) and `token_renewal_overdue_seconds{client_id}` (how long it is past its renewal point,
+ * its `refresh_at`; 0 before it: the SDK's gauges take no negative value), updated every second, so a dashboard or an alert sees
  * a token running out, or a renewal that did not happen, before any service does.
  *
  * Every worker of a fleet learns every client's expiry, not only its own: it listens to
@@ -17,7 +17,7 @@ import { Cluster, type Redis } from 'ioredis';
 import { tokenKey, tokenKeysGlob, tokenUpdatedChannel } from '../shared/redis-layout.js';
 import { parseTokenUpdated } from 'token-lifecycle/contract';
 import { duplicateConnection, watchConnection, type RedisClient } from '../shared/redis-connection.js';
-import { TOKEN_SECONDS_UNTIL_EXPIRY, TOKEN_SECONDS_UNTIL_RENEWAL } from './metrics.js';
+import { TOKEN_RENEWAL_OVERDUE_SECONDS, TOKEN_SECONDS_UNTIL_EXPIRY } from './metrics.js';
 
 /** Options of {@link startTokenExpiryGauge}. */
 export interface TokenExpiryGaugeOptions {
@@ -68,11 +68,11 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
     's',
     'Seconds until the stored token of each client expires (0 once it has)',
   );
-  const renewalGauge: MetricGauge = meter.createGauge(
-    TOKEN_SECONDS_UNTIL_RENEWAL,
+  const overdueGauge: MetricGauge = meter.createGauge(
+    TOKEN_RENEWAL_OVERDUE_SECONDS,
     'float',
     's',
-    'Seconds until the worker is due to renew the stored token of each client (its refresh_at; negative once past)',
+    'Seconds the stored token of each client is past its renewal point (its refresh_at; 0 before it)',
   );
 
   // Newest generation wins, as in the store: a late message must not roll an expiry back. The
@@ -91,7 +91,7 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
   const setGauges = (clientId: string, at: number) => {
     const known = expiries.get(clientId)!;
     gauge.set(Math.max(0, (known.expiresAt - at) / 1000), { client_id: clientId });
-    if (known.refreshAt !== undefined) renewalGauge.set((known.refreshAt - at) / 1000, { client_id: clientId });
+    if (known.refreshAt !== undefined) overdueGauge.set(Math.max(0, (at - known.refreshAt) / 1000), { client_id: clientId });
   };
   const update = () => {
     const at = now();

@@ -222,7 +222,7 @@ describe('the worker process on /metrics', () => {
     );
   });
 
-  test('token_client_state says which state each running client is in, and token_seconds_until_renewal follows refresh_at', async () => {
+  test('token_client_state says which state each running client is in, and token_renewal_overdue_seconds follows refresh_at', async () => {
     // The client-state gauge lists the workflows every 30 s: the first listing may predate them.
     const samples = await eventually(
       async () => {
@@ -242,7 +242,8 @@ describe('the worker process on /metrics', () => {
     }
     expect(valueOf(samples, 'token_client_state', { client_id: 'metrics-good', state: 'acquiring' }) ?? 0).toBe(0);
 
-    // Seconds until renewal: what Redis's refresh_at says, read while the stored token stays the same.
+    // Seconds past the renewal point: what Redis's refresh_at says, read while the stored token
+    // stays the same (0 before it; a 4 s token is renewed within a moment of it).
     const { onMetrics, inRedis, untilExpiry } = await eventually(
       async () => {
         const key = tokenKey('oauth:', 'metrics-good');
@@ -250,19 +251,20 @@ describe('the worker process on /metrics', () => {
         const scrapedAt = Date.now();
         const scraped = parseSamples(await scrape());
         const [after] = await redis.hmget(key, 'refresh_at');
-        const value = valueOf(scraped, 'token_seconds_until_renewal', { client_id: 'metrics-good' });
+        const value = valueOf(scraped, 'token_renewal_overdue_seconds', { client_id: 'metrics-good' });
         if (!refreshAt || refreshAt !== after || value === undefined) return undefined;
-        const seconds = (Number(refreshAt) - scrapedAt) / 1000;
+        const seconds = Math.max(0, (scrapedAt - Number(refreshAt)) / 1000);
         return Math.abs(value - seconds) < 1.5
           ? { onMetrics: value, inRedis: seconds, untilExpiry: (Number(expiresAt) - scrapedAt) / 1000 }
           : undefined;
       },
       20_000,
-      'token_seconds_until_renewal to match the stored refresh_at',
+      'token_renewal_overdue_seconds to match the stored refresh_at',
     );
-    expect(inRedis).toBeLessThan(untilExpiry);
-    expect(onMetrics).toBeLessThanOrEqual(LIFETIME_SECONDS);
-    expect(valueOf(samples, 'token_seconds_until_renewal', { client_id: 'metrics-rejected' })).toBeUndefined();
+    expect(untilExpiry).toBeGreaterThan(0);
+    expect(inRedis).toBeLessThan(LIFETIME_SECONDS);
+    expect(onMetrics).toBeGreaterThanOrEqual(0);
+    expect(valueOf(samples, 'token_renewal_overdue_seconds', { client_id: 'metrics-rejected' })).toBeUndefined();
   });
 
   test('every token_* metric on /metrics is one the project lists, the Temporal metrics the dashboard uses exist, and no secret or token appears', async () => {
@@ -332,7 +334,7 @@ describe('the worker process on /metrics', () => {
         'token_requests_total',
         'token_endpoint_latency_seconds',
         'token_seconds_until_expiry',
-        'token_seconds_until_renewal',
+        'token_renewal_overdue_seconds',
         'token_client_state',
         'token_breaker_open',
         'token_forced_refreshes_total',
