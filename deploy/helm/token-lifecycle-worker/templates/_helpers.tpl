@@ -1,6 +1,9 @@
-{{/* The release's name, or with the chart's name when the release's does not hold it; 63 characters at most (DNS label). */}}
+{{/*
+  The release's name when it holds the chart's name or begins it (release token-lifecycle: objects
+  token-lifecycle), else both; 63 characters at most (a DNS label).
+*/}}
 {{- define "tlw.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if or (contains .Chart.Name .Release.Name) (hasPrefix .Release.Name .Chart.Name) -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
 {{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
@@ -122,4 +125,14 @@ capabilities:
 {{- $_ := set $byNamespace .namespace (append $names .name | uniq | sortAlpha) -}}
 {{- end -}}
 {{- toJson $byNamespace -}}
+{{- end -}}
+
+{{/*
+  Fails unless the value at `path` is empty or a reference (env:NAME, file:/path), as
+  shared/settings.ts requires. The message never repeats the value: it may be the secret itself.
+*/}}
+{{- define "tlw.checkReference" -}}
+{{- if and .value (not (regexMatch "^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$" .value)) -}}
+{{- fail (printf "%s: must be env:NAME or file:/path, a reference to the secret, never the secret itself" .path) -}}
+{{- end -}}
 {{- end -}}
