@@ -37,6 +37,7 @@ interface Volume {
 }
 interface PodSpec {
   automountServiceAccountToken?: boolean;
+  enableServiceLinks?: boolean;
   serviceAccountName?: string;
   securityContext?: Record<string, unknown>;
   containers: Container[];
@@ -81,6 +82,8 @@ function env(container: Container, name: string): string | undefined {
 /** Every check of a pod that must hold whatever the values: non-root, read-only, nothing to escalate. */
 function expectLockedDown(template: PodTemplate): void {
   expect(template.spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } });
+  // A Service named `metrics` would otherwise set METRICS_PORT in the pod.
+  expect(template.spec.enableServiceLinks).toBe(false);
   for (const container of template.spec.containers) {
     expect(container.securityContext, container.name).toMatchObject({
       readOnlyRootFilesystem: true,
