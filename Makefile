@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra helm build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra kube-apiserver helm build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -46,6 +46,11 @@ system-deps:
 	  echo "Installing docker-compose (Debian package, to validate docker-compose.yml)…"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose; \
 	  else echo "docker-compose is missing: sudo apt-get install docker-compose" >&2; exit 1; fi; }
+	@# etcd for the suite's Kubernetes control plane (test/support/kube-apiserver.ts starts its own).
+	@command -v etcd >/dev/null || { \
+	  echo "Installing etcd-server (Debian package, the store of the tests' kube-apiserver)…"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq etcd-server; \
+	  else echo "etcd is missing: sudo apt-get install etcd-server" >&2; exit 1; fi; }
 
 # The Python consumer library is tested with Debian's packages, so with Debian's interpreter: a
 # pyenv or virtualenv python3 first on the PATH would not see them.
@@ -83,6 +88,11 @@ temporal-server:
 hydra:
 	@bash dev/hydra/ensure.sh >/dev/null
 
+# The pinned kube-apiserver (the suite's Kubernetes control plane: test/support/kube-apiserver.ts),
+# built once from dev/kube-apiserver/go.mod.
+kube-apiserver:
+	@bash dev/kube-apiserver/ensure.sh >/dev/null
+
 # The pinned Helm v4 (the chart's tests: test/integration/helm-chart.test.ts), built once from dev/helm/go.mod.
 helm:
 	@bash dev/helm/ensure.sh >/dev/null
@@ -104,7 +114,7 @@ typecheck: install
 	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli temporal-server hydra helm consumer-deps
+test: install system-deps temporal-cli temporal-server hydra kube-apiserver helm consumer-deps
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck
