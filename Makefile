@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra kube-apiserver prometheus helm build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -76,30 +76,20 @@ $(NPM_STAMP): package-lock.json
 
 install: $(NPM_STAMP)
 
-# The pinned Temporal CLI (dev server + Web UI), built once from dev/temporal-cli/go.mod.
-temporal-cli:
-	@bash dev/temporal-cli/ensure.sh >/dev/null
+# Pinned Go programs, each built once from dev/<name>/go.mod by dev/<name>/ensure.sh and cached
+# outside the checkout (~/.cache/token-lifecycle-worker), so fresh clones reuse them:
+# - temporal-cli: the Temporal dev server and Web UI;
+# - temporal-server: the Temporal server and temporal-sql-tool (PostgreSQL), for the topology tests;
+# - hydra: ORY Hydra, a second real IAM (test/support/hydra.ts);
+# - kube-apiserver: the suite's Kubernetes control plane (test/support/kube-apiserver.ts);
+# - prometheus: Prometheus and promtool, for the alert rules (test/alerts/);
+# - helm: Helm v4, for the chart (test/integration/helm-chart.test.ts);
+# - jaeger: the tracing backend of the trace tests (test/support/jaeger.ts).
+GO_TOOLS := temporal-cli temporal-server hydra kube-apiserver prometheus helm jaeger
+.PHONY: $(GO_TOOLS)
 
-# The pinned Temporal server and temporal-sql-tool (PostgreSQL), built once from dev/temporal-server/go.mod.
-temporal-server:
-	@bash dev/temporal-server/ensure.sh >/dev/null
-
-# The pinned ORY Hydra (a second real IAM: test/support/hydra.ts), built once from dev/hydra/go.mod.
-hydra:
-	@bash dev/hydra/ensure.sh >/dev/null
-
-# The pinned kube-apiserver (the suite's Kubernetes control plane: test/support/kube-apiserver.ts),
-# built once from dev/kube-apiserver/go.mod.
-kube-apiserver:
-	@bash dev/kube-apiserver/ensure.sh >/dev/null
-
-# The pinned Prometheus and promtool (the alert rules' tests: test/alerts/), built once from dev/prometheus/go.mod.
-prometheus:
-	@bash dev/prometheus/ensure.sh >/dev/null
-
-# The pinned Helm v4 (the chart's tests: test/integration/helm-chart.test.ts), built once from dev/helm/go.mod.
-helm:
-	@bash dev/helm/ensure.sh >/dev/null
+$(GO_TOOLS):
+	@bash dev/$@/ensure.sh >/dev/null
 
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.
@@ -118,7 +108,7 @@ typecheck: install
 	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli temporal-server hydra kube-apiserver prometheus helm consumer-deps
+test: install system-deps $(GO_TOOLS) consumer-deps
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck

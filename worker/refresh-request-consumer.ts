@@ -5,7 +5,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_GROUP, refreshRequestsStream } from '../shared/redis-layout.js';
-import { isValidRefreshRequestProof } from 'token-lifecycle/contract';
+import { isValidRefreshRequestProof, isValidTraceparent } from 'token-lifecycle/contract';
 import { MalformedStoredTokenError, TokenStore } from '../shared/token-store.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../workflows/messages.js';
 import { CLIENT_ID_PATTERN, CLIENT_ID_RULE } from '../workflows/registration.js';
@@ -17,6 +17,7 @@ import {
   type RedisStreamReaderSettings,
   type StreamEntry,
 } from './redis-stream-reader.js';
+import { inRefreshRequestSpan, type RefreshRequestOutcome } from './refresh-request-span.js';
 
 /** The longest `reason` passed on to the workflow (it is shown in the Temporal UI). */
 const MAX_REASON_LENGTH = 200;
@@ -53,11 +54,12 @@ export type ParsedRefreshRequest =
   | { ok: false; problem: string };
 
 /**
- * Reads one entry's fields (`clientId`, `rejectedFingerprint`, `reason`, `proof`; docs/design.md,
- * "Redis layout"). `clientId` is required; an empty `rejectedFingerprint` counts as absent; a
- * present one must be a fingerprint (16 lowercase hex digits), else the request could never match
- * and is refused. The proof is returned as found: {@link createRefreshRequestConsumer} checks it
- * against the stored token.
+ * Reads one entry's fields (`clientId`, `rejectedFingerprint`, `reason`, `traceparent`, `proof`;
+ * docs/design.md, "Redis layout"). `clientId` is required; an empty `rejectedFingerprint` counts as
+ * absent; a present one must be a fingerprint (16 lowercase hex digits), else the request could
+ * never match and is refused. A malformed `traceparent` is dropped, as W3C Trace Context says: the
+ * refresh starts a trace of its own. The proof is returned as found: {@link createRefreshRequestConsumer}
+ * checks it against the stored token.
  */
 export function parseRefreshRequest(fields: string[] | null): ParsedRefreshRequest {
   if (fields === null) return { ok: false, problem: 'the entry was deleted before it was read' };
@@ -77,6 +79,7 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
     };
   }
   const reason = values.get(REFRESH_REQUEST_FIELDS.reason) || undefined;
+  const traceparent = values.get(REFRESH_REQUEST_FIELDS.traceparent);
   return {
     ok: true,
     clientId,
@@ -84,6 +87,7 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
     request: {
       reason: reason === undefined ? 'refresh-requests stream' : reason.slice(0, MAX_REASON_LENGTH),
       ...(rejectedFingerprint !== undefined && { rejectedFingerprint }),
+      ...(isValidTraceparent(traceparent) && { traceparent }),
     },
   };
 }
@@ -99,12 +103,19 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
   const stream = refreshRequestsStream(prefix);
   const store = new TokenStore(redis, { prefix });
 
-  /** Signals one entry; resolves when it is done (signalled, or never signallable), throws when it must be retried. */
+  /** Handles one entry in its span (worker/refresh-request-span.ts); resolves when it is done, throws when it must be retried. */
   async function handle([id, fields]: StreamEntry): Promise<void> {
     const parsed = parseRefreshRequest(fields);
+    const clientId = parsed.ok ? parsed.clientId : undefined;
+    const traceparent = parsed.ok ? parsed.request.traceparent : undefined;
+    await inRefreshRequestSpan(stream, id, clientId, traceparent, (signalTraceparent) => signal(id, parsed, signalTraceparent));
+  }
+
+  /** Signals one entry, unless it can never be signalled; says which. */
+  async function signal(id: string, parsed: ParsedRefreshRequest, traceparent: string | undefined): Promise<RefreshRequestOutcome> {
     if (!parsed.ok) {
       logger.warn(`Refresh request ${id} on ${stream} acknowledged without a signal: ${parsed.problem}`, { stream, entryId: id });
-      return;
+      return 'malformed';
     }
     const origin = await checkOrigin(parsed);
     if (origin.outcome === 'stale') {
@@ -113,7 +124,7 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
         entryId: id,
         clientId: parsed.clientId,
       });
-      return;
+      return 'stale';
     }
     if (origin.outcome === 'refused') {
       // One line, with the entry and the client: never the proof (nor, of course, the token).
@@ -124,10 +135,12 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
         refusal: origin.reason,
       });
       options.onRefused?.(origin.reason);
-      return;
+      return 'refused';
     }
+    const request: ForceRefreshRequest = { ...parsed.request, ...(traceparent !== undefined && { traceparent }) };
     try {
-      await client.workflow.getHandle(workflowIdFor(parsed.clientId)).signal(forceRefreshSignal, parsed.request);
+      await client.workflow.getHandle(workflowIdFor(parsed.clientId)).signal(forceRefreshSignal, request);
+      return 'signalled';
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError)) throw err;
       logger.warn(
@@ -138,6 +151,7 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
           clientId: parsed.clientId,
         },
       );
+      return 'not_registered';
     }
   }
 
