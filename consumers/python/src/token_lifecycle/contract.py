@@ -171,13 +171,34 @@ def refresh_request_proof(access_token: str, client_id: str, rejected_fingerprin
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
-def refresh_request_fields(client_id: str, rejected_fingerprint: Optional[str], reason: Optional[str], access_token: str) -> Mapping[str, str]:
+#: A traceparent of W3C Trace Context level 1, version 00 (§3.2): lower-case hex trace-id (32),
+#: parent-id (16) and trace-flags (2).
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+#: The form :func:`is_traceparent` accepts, for error messages.
+TRACEPARENT_FORMAT = "00-<32 lower-case hex trace-id>-<16 lower-case hex parent-id>-<2 lower-case hex flags>, W3C Trace Context, ids not all zero"
+
+
+def is_traceparent(value: object) -> bool:
+    """Whether ``value`` is a traceparent a refresh request may carry, so that the worker's spans
+    join the caller's trace (W3C Trace Context §3.2.2.3, §3.2.2.4: an all-zero trace-id or
+    parent-id is invalid)."""
+    match = _TRACEPARENT.fullmatch(value) if isinstance(value, str) else None
+    return match is not None and match.group(1) != "0" * 32 and match.group(2) != "0" * 16
+
+
+def refresh_request_fields(
+    client_id: str, rejected_fingerprint: Optional[str], reason: Optional[str], access_token: str, traceparent: Optional[str] = None
+) -> Mapping[str, str]:
     """The fields of a refresh-requests entry, in order: ``clientId``, then ``rejectedFingerprint``
-    and ``reason`` when given, then ``proof``, made with ``access_token``."""
+    and ``reason`` when given, then ``proof``, made with ``access_token``, then ``traceparent``
+    when given (the proof does not cover it)."""
     fields = {"clientId": client_id}
     if rejected_fingerprint is not None:
         fields["rejectedFingerprint"] = rejected_fingerprint
     if reason is not None:
         fields["reason"] = reason
     fields["proof"] = refresh_request_proof(access_token, client_id, rejected_fingerprint)
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
     return fields
