@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra jaeger build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -83,6 +83,10 @@ temporal-server:
 hydra:
 	@bash dev/hydra/ensure.sh >/dev/null
 
+# The pinned Jaeger (the tracing backend of the trace tests: test/support/jaeger.ts), built once from dev/jaeger/go.mod.
+jaeger:
+	@bash dev/jaeger/ensure.sh >/dev/null
+
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.
 BUILD_STAMP := dist/.build-stamp
@@ -100,7 +104,7 @@ typecheck: install
 	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli temporal-server hydra consumer-deps
+test: install system-deps temporal-cli temporal-server hydra jaeger consumer-deps
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck

@@ -5,7 +5,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { DEFAULT_KEY_PREFIX, REFRESH_REQUEST_FIELDS, REFRESH_REQUESTS_GROUP, refreshRequestsStream } from '../shared/redis-layout.js';
-import { isValidRefreshRequestProof } from 'token-lifecycle/contract';
+import { isValidRefreshRequestProof, isValidTraceparent } from 'token-lifecycle/contract';
 import { MalformedStoredTokenError, TokenStore } from '../shared/token-store.js';
 import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../workflows/messages.js';
 import { CLIENT_ID_PATTERN, CLIENT_ID_RULE } from '../workflows/registration.js';
@@ -53,11 +53,12 @@ export type ParsedRefreshRequest =
   | { ok: false; problem: string };
 
 /**
- * Reads one entry's fields (`clientId`, `rejectedFingerprint`, `reason`, `proof`; docs/design.md,
- * "Redis layout"). `clientId` is required; an empty `rejectedFingerprint` counts as absent; a
- * present one must be a fingerprint (16 lowercase hex digits), else the request could never match
- * and is refused. The proof is returned as found: {@link createRefreshRequestConsumer} checks it
- * against the stored token.
+ * Reads one entry's fields (`clientId`, `rejectedFingerprint`, `reason`, `traceparent`, `proof`;
+ * docs/design.md, "Redis layout"). `clientId` is required; an empty `rejectedFingerprint` counts as
+ * absent; a present one must be a fingerprint (16 lowercase hex digits), else the request could
+ * never match and is refused. A malformed `traceparent` is dropped, as W3C Trace Context says: the
+ * refresh starts a trace of its own. The proof is returned as found: {@link createRefreshRequestConsumer}
+ * checks it against the stored token.
  */
 export function parseRefreshRequest(fields: string[] | null): ParsedRefreshRequest {
   if (fields === null) return { ok: false, problem: 'the entry was deleted before it was read' };
@@ -77,6 +78,7 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
     };
   }
   const reason = values.get(REFRESH_REQUEST_FIELDS.reason) || undefined;
+  const traceparent = values.get(REFRESH_REQUEST_FIELDS.traceparent);
   return {
     ok: true,
     clientId,
@@ -84,6 +86,7 @@ export function parseRefreshRequest(fields: string[] | null): ParsedRefreshReque
     request: {
       reason: reason === undefined ? 'refresh-requests stream' : reason.slice(0, MAX_REASON_LENGTH),
       ...(rejectedFingerprint !== undefined && { rejectedFingerprint }),
+      ...(isValidTraceparent(traceparent) && { traceparent }),
     },
   };
 }

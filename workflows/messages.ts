@@ -67,6 +67,11 @@ export interface ForceRefreshRequest {
    * longer current is ignored: that token was already replaced.
    */
   rejectedFingerprint?: string;
+  /**
+   * The W3C `traceparent` (Trace Context Level 1 §3.2) of the span that asked: the refresh this
+   * request causes runs in that trace (docs/design.md, "Traces"). Not a secret, and no authority.
+   */
+  traceparent?: string;
 }
 
 export type { RegistrationChanges } from './registration.js';

@@ -57,7 +57,7 @@ export interface RefreshRequestVector {
   clientId: string;
   /** The token the requester holds: the key of the entry's `proof`. */
   accessToken: string;
-  request: { rejectedFingerprint?: string; reason?: string };
+  request: { rejectedFingerprint?: string; reason?: string; traceparent?: string };
   /** The stream entry's fields, in order: `[name, value, …]`. */
   fields: string[];
 }
@@ -72,6 +72,13 @@ export interface RefreshRequestProofVector {
   proof: string;
 }
 
+/** A W3C `traceparent` value, and whether a reader keeps it (consumers/node/src/traceparent.ts) or drops it. */
+export interface TraceparentVector {
+  name: string;
+  value: string;
+  valid: boolean;
+}
+
 export interface ContractVectors {
   storedTokens: { now: number; vectors: StoredTokenVector[] };
   wwwAuthenticate: WwwAuthenticateVector[];
@@ -79,6 +86,9 @@ export interface ContractVectors {
   tokenUpdated: { cached: { clientId: string; generation: number }; messages: TokenUpdatedVector[] };
   refreshRequests: RefreshRequestVector[];
   refreshRequestProofs: RefreshRequestProofVector[];
+  /** Refresh requests that carry a `traceparent` (outside the proof). */
+  tracedRefreshRequests: RefreshRequestVector[];
+  traceparents: TraceparentVector[];
 }
 
 export const CONTRACT_VECTORS_PATH = join(import.meta.dirname, 'vectors.json');

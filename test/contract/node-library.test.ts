@@ -23,7 +23,13 @@ import {
   TokenUnavailableError,
   WwwAuthenticateSyntaxError,
 } from 'token-lifecycle';
-import { isValidRefreshRequestProof, parseTokenUpdated, refreshRequestProof, refreshRequestProofMessage } from 'token-lifecycle/contract';
+import {
+  isValidRefreshRequestProof,
+  isValidTraceparent,
+  parseTokenUpdated,
+  refreshRequestProof,
+  refreshRequestProofMessage,
+} from 'token-lifecycle/contract';
 import { withBearerAuth } from 'token-lifecycle/got';
 import { parseRefreshRequest } from '../../worker/refresh-request-consumer.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
@@ -252,7 +258,7 @@ describe('token-updated', () => {
 describe('refresh requests', () => {
   const prefix = 'contract-node-refresh:';
 
-  test.each(vectors.refreshRequests)('$name', async (vector) => {
+  test.each([...vectors.refreshRequests, ...vectors.tracedRefreshRequests])('$name', async (vector) => {
     const receipt = await requestRefresh({ redis, prefix }, vector.clientId, { ...vector.request, accessToken: vector.accessToken });
     const entryId = receipt.entryId;
     const [entry] = await redis.xrange(refreshRequestsStream(prefix), entryId, entryId);
@@ -262,6 +268,17 @@ describe('refresh requests', () => {
     // What the worker checks: the proof was made with the token the requester holds.
     const proof = parsed.ok ? parsed.proof : undefined;
     expect(isValidRefreshRequestProof(proof, vector.accessToken, vector.clientId, vector.request.rejectedFingerprint)).toBe(true);
+    // What the signal carries: the entry's traceparent, when it sent one.
+    const sent = vector.fields[vector.fields.indexOf('traceparent') + 1];
+    expect(parsed.ok && parsed.request.traceparent).toBe(vector.fields.includes('traceparent') ? sent : undefined);
+  });
+
+  test.each(vectors.traceparents)('traceparent: $name', (vector) => {
+    expect(isValidTraceparent(vector.value)).toBe(vector.valid);
+    // The worker keeps a valid one for the signal and drops any other: never a reason to refuse.
+    const parsed = parseRefreshRequest(['clientId', 'orders-service', 'traceparent', vector.value, 'proof', 'p']);
+    expect(parsed).toMatchObject({ ok: true, clientId: 'orders-service' });
+    expect(parsed.ok && parsed.request.traceparent).toBe(vector.valid ? vector.value : undefined);
   });
 
   test.each(vectors.refreshRequestProofs)('proof: $name', (vector) => {

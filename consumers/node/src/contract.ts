@@ -2,7 +2,7 @@
  * `token-lifecycle/contract`: the Redis contract's building blocks (docs/redis-contract.md), for
  * tools that read or write the layout themselves. The worker imports them from here, so that the
  * contract has one definition: the names, the token hash and its expiry rule, the token-updated
- * message, and the refresh request's origin proof.
+ * message, and the refresh request's origin proof and trace context.
  *
  * @packageDocumentation
  */
@@ -30,3 +30,4 @@ export {
   refreshRequestProof,
   refreshRequestProofMessage,
 } from './refresh-request-proof.js';
+export { isValidTraceparent } from './traceparent.js';

@@ -35,11 +35,13 @@ export const REFRESH_REQUESTS_MAX_LENGTH = 10_000;
 
 /**
  * The fields of a refresh-requests stream entry. `clientId` and `proof` are required: the worker
- * honours an entry only with a valid origin proof (refresh-request-proof.ts).
+ * honours an entry only with a valid origin proof (refresh-request-proof.ts). `traceparent` is
+ * optional and outside the proof (traceparent.ts).
  */
 export const REFRESH_REQUEST_FIELDS = {
   clientId: 'clientId',
   rejectedFingerprint: 'rejectedFingerprint',
   reason: 'reason',
+  traceparent: 'traceparent',
   proof: 'proof',
 } as const;

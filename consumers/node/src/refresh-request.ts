@@ -19,6 +19,7 @@ import {
 } from './redis-layout.js';
 import { refreshRequestProof } from './refresh-request-proof.js';
 import { readStoredToken } from './stored-token.js';
+import { isValidTraceparent } from './traceparent.js';
 import { RefreshRequestError } from './errors.js';
 
 /** What a service says when it asks for a refresh. */
@@ -37,6 +38,11 @@ export interface RefreshRequest {
    * (an HMAC keyed with it) is sent. When absent, the current token is read from Redis.
    */
   accessToken?: string;
+  /**
+   * The W3C `traceparent` of the trace the worker's spans for this refresh join
+   * (docs/redis-contract.md). Sent only when valid ({@link isValidTraceparent}); outside the proof.
+   */
+  traceparent?: string;
 }
 
 /** Where {@link requestRefresh} stored the request. */
@@ -65,8 +71,8 @@ export interface StreamRefreshTarget {
  * `<prefix>refresh-requests` (see the module comment). Resolves once the entry is stored; it does
  * not wait for the new token: use {@link TokenReader.waitForToken}.
  *
- * Stream entries have the fields `clientId`, `rejectedFingerprint` and `reason` when given, and
- * `proof` (docs/redis-contract.md): made with {@link RefreshRequest.accessToken}, or with the
+ * Stream entries have the fields `clientId`, `rejectedFingerprint`, `reason` and `traceparent` when
+ * given, and `proof` (docs/redis-contract.md): made with {@link RefreshRequest.accessToken}, or with the
  * token Redis holds for the client.
  *
  * @throws {@link RefreshRequestError} when Redis refused the entry, or, without
@@ -83,6 +89,7 @@ export async function requestRefresh(
   const fields: string[] = [REFRESH_REQUEST_FIELDS.clientId, clientId];
   if (request.rejectedFingerprint !== undefined) fields.push(REFRESH_REQUEST_FIELDS.rejectedFingerprint, request.rejectedFingerprint);
   if (request.reason !== undefined) fields.push(REFRESH_REQUEST_FIELDS.reason, request.reason);
+  if (isValidTraceparent(request.traceparent)) fields.push(REFRESH_REQUEST_FIELDS.traceparent, request.traceparent);
   fields.push(REFRESH_REQUEST_FIELDS.proof, refreshRequestProof(accessToken, clientId, request.rejectedFingerprint));
   try {
     const entryId = await target.redis.xadd(stream, 'MAXLEN', '~', target.maxLength ?? REFRESH_REQUESTS_MAX_LENGTH, '*', ...fields);
