@@ -29,7 +29,7 @@ type Options struct {
 	// TraceParent gives the trace context that refresh requests carry, so that the worker's
 	// spans of the forced refresh join the caller's trace: [Reader.RequestRefresh] calls it with
 	// its ctx (the request's context, through [Transport]) unless [RefreshRequest.TraceParent]
-	// is set, and adds a valid answer as the entry's traceparent field (an invalid one is left
+	// is set, and sends a valid answer as the entry's traceparent field (a malformed one is left
 	// out: tracing never stops a refresh). With OpenTelemetry, use tokenlifecycleotel.TraceParent.
 	// Default: none.
 	TraceParent TraceParentFunc

@@ -2,7 +2,6 @@ package tokenlifecycle
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -23,36 +22,33 @@ type RefreshRequest struct {
 	AccessToken string
 	// TraceParent is the W3C Trace Context traceparent of the caller's span
 	// ("00-<trace-id>-<parent-id>-<flags>"), for an application that propagates trace context by
-	// hand: the worker's spans of the forced refresh join that trace. Empty: the Reader's
+	// hand: the worker's spans of the forced refresh join that trace. A malformed one is not sent
+	// (docs/redis-contract.md: the worker would drop it). Empty: the Reader's
 	// [Options.TraceParent] is asked with ctx; without one the entry carries none.
 	TraceParent string
 }
 
 // RequestRefresh asks the worker to replace the token of clientID by adding an entry to the
 // stream <prefix>refresh-requests (XADD … MAXLEN ~ [Options.RefreshRequestsMaxLen]) with the
-// fields clientId, then rejectedFingerprint and reason when given, then proof: the origin proof
-// made with [RefreshRequest.AccessToken] or the token Redis holds for the client (the worker
-// refuses entries without a valid one; docs/redis-contract.md), then traceparent when there is
-// one ([RefreshRequest.TraceParent], else [Options.TraceParent] asked with ctx). The worker turns it into a
+// fields clientId, then rejectedFingerprint and reason when given, then traceparent when there
+// is a valid one ([RefreshRequest.TraceParent], else [Options.TraceParent] asked with ctx; it is
+// outside the proof), then proof: the origin proof made with [RefreshRequest.AccessToken] or the
+// token Redis holds for the client (the worker refuses entries without a valid one;
+// docs/redis-contract.md). The worker turns it into a
 // forceRefresh signal, coalesced and held to the client's minimum interval. It returns the entry
 // ID once Redis stored it; it does not wait for the new token: see [Reader.WaitForToken].
 //
-// Errors: [ErrRefreshRequestFailed] ([*RefreshRequestError]) when Redis refused the entry, when
-// [RefreshRequest.TraceParent] is not a traceparent, or, without [RefreshRequest.AccessToken],
-// when Redis holds no token of the client to prove the request with or could not be read.
+// Errors: [ErrRefreshRequestFailed] ([*RefreshRequestError]) when Redis refused the entry or,
+// without [RefreshRequest.AccessToken], when Redis holds no token of the client to prove the
+// request with or could not be read.
 func (r *Reader) RequestRefresh(ctx context.Context, clientID string, request RefreshRequest) (entryID string, err error) {
 	if r.isClosed() {
 		return "", ErrReaderClosed
 	}
 	stream := RefreshRequestsStream(r.prefix)
 	traceParent := request.TraceParent
-	if traceParent != "" && !validTraceParent(traceParent) {
-		return "", &RefreshRequestError{ClientID: clientID, Stream: stream, Problem: fmt.Sprintf("RefreshRequest.TraceParent %q is not a traceparent (%s)", traceParent, traceParentFormat)}
-	}
 	if traceParent == "" && r.trace != nil {
-		if traced := r.trace(ctx); validTraceParent(traced) {
-			traceParent = traced
-		}
+		traceParent = r.trace(ctx)
 	}
 	accessToken := request.AccessToken
 	if accessToken == "" {
@@ -74,10 +70,11 @@ func (r *Reader) RequestRefresh(ctx context.Context, clientID string, request Re
 	if request.Reason != "" {
 		fields = append(fields, "reason", request.Reason)
 	}
-	fields = append(fields, "proof", refreshRequestProof(accessToken, clientID, request.RejectedFingerprint))
-	if traceParent != "" {
+	// Only a valid one is sent: the worker would drop any other (W3C: ignore it, start a new trace).
+	if validTraceParent(traceParent) {
 		fields = append(fields, "traceparent", traceParent)
 	}
+	fields = append(fields, "proof", refreshRequestProof(accessToken, clientID, request.RejectedFingerprint))
 	entryID, err = r.redis.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: r.maxLen, Approx: true, ID: "*", Values: fields}).Result()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 """Trace context on refresh requests (docs/redis-contract.md, the refresh request's ``traceparent``),
 against the stack's real Redis: an explicit traceparent, the refused request's ``traceparent``
-header, and the active OpenTelemetry span's.
+header, and the active OpenTelemetry span's. Which values are valid, and the entries for explicit
+ones, are contract vectors (test_contract_vectors.py).
 
 The OpenTelemetry path is tested with a stand-in for ``opentelemetry.propagate`` (tests/stand_ins:
 Debian has no python3-opentelemetry and PyPI cannot be reached here), put on ``sys.path`` by the
@@ -22,8 +23,8 @@ import redis
 import requests
 
 from conftest import HTTP_KINDS, READER_KINDS, Consumer, store_hash, stream_entries, token_fields
-from token_lifecycle import RefreshRequestError, RequestsBearerAuth, TokenReader, refresh_requests_stream, token_key
-from token_lifecycle.contract import is_traceparent, refresh_request_proof
+from token_lifecycle import RequestsBearerAuth, TokenReader, refresh_requests_stream, token_key
+from token_lifecycle.contract import refresh_request_proof
 
 SAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
@@ -31,35 +32,10 @@ CLIENT_ID = "orders"
 ACCESS_TOKEN = "token-orders-1"
 
 
-@pytest.mark.parametrize(
-    "value, valid",
-    [
-        (SAMPLED, True),
-        (UNSAMPLED, True),
-        ("", False),
-        (None, False),
-        (SAMPLED.upper(), False),  # W3C §3.2.2.3: lower-case hex only
-        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),  # all-zero trace-id
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),  # all-zero parent-id
-        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),  # a version this library does not write
-        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
-        (SAMPLED + "-xyz", False),
-        ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", False),
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", False),
-        (" " + SAMPLED, False),
-        (SAMPLED + "\n", False),
-        ("00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", False),
-        ("00-4bf92f3577b34da6a3ce929d0e0e473٣-00f067aa0ba902b7-01", False),
-    ],
-)
-def test_is_traceparent(value: Any, valid: bool) -> None:
-    assert is_traceparent(value) is valid
-
-
 def entry_fields(traceparent: str | None = None) -> list[str]:
     """The entry a request of CLIENT_ID proven with ACCESS_TOKEN makes, carrying ``traceparent``."""
-    fields = ["clientId", CLIENT_ID, "proof", refresh_request_proof(ACCESS_TOKEN, CLIENT_ID, None)]
-    return fields + (["traceparent", traceparent] if traceparent is not None else [])
+    traced = ["traceparent", traceparent] if traceparent is not None else []
+    return ["clientId", CLIENT_ID, *traced, "proof", refresh_request_proof(ACCESS_TOKEN, CLIENT_ID, None)]
 
 
 def request_refresh(consumer: Consumer, redis_client: redis.Redis, **request: Any) -> list[list[str]]:
@@ -99,20 +75,6 @@ def test_an_explicit_traceparent_is_carried_without_opentelemetry(
 
 
 @pytest.mark.parametrize("kind", READER_KINDS)
-def test_an_invalid_explicit_traceparent_is_refused_naming_it(kind: str, redis_client: redis.Redis, consumers: Callable[..., Consumer]) -> None:
-    consumer = consumers(kind, prefix=f"traceparent-py-invalid-{kind}:", cache=False)
-    redis_client.delete(refresh_requests_stream(consumer.prefix))
-    invalid = SAMPLED.upper()
-
-    with pytest.raises(RefreshRequestError) as raised:
-        consumer.request_refresh(CLIENT_ID, access_token=ACCESS_TOKEN, traceparent=invalid)
-
-    assert raised.value.code == "refresh_request_failed"
-    assert "traceparent" in str(raised.value) and invalid in str(raised.value)
-    assert stream_entries(redis_client, refresh_requests_stream(consumer.prefix)) == []
-
-
-@pytest.mark.parametrize("kind", READER_KINDS)
 def test_the_active_opentelemetry_spans_traceparent_is_carried(
     kind: str, opentelemetry: ModuleType, redis_client: redis.Redis, consumers: Callable[..., Consumer]
 ) -> None:
@@ -125,6 +87,7 @@ def test_the_active_opentelemetry_spans_traceparent_is_carried(
     try:
         assert request_refresh(consumer, redis_client) == [entry_fields(SAMPLED)]
         assert request_refresh(consumer, redis_client, traceparent=UNSAMPLED) == [entry_fields(UNSAMPLED)], "an explicit one wins"
+        assert request_refresh(consumer, redis_client, traceparent=SAMPLED.upper()) == [entry_fields()], "a malformed explicit one is not sent"
     finally:
         opentelemetry.active_traceparent.reset(active)
 
@@ -196,7 +159,7 @@ def test_a_refused_requests_traceparent_header_is_carried(
 
     (entry,) = refresh_requests(redis_client, prefix)
     assert entry[:4] == ["clientId", CLIENT_ID, "rejectedFingerprint", fields["fingerprint"]]
-    assert entry[-2:] == ["traceparent", SAMPLED]
+    assert entry[-4:-2] == ["traceparent", SAMPLED]
 
 
 @pytest.mark.parametrize("header", ["not-a-traceparent", None])
@@ -217,4 +180,4 @@ def test_a_refused_request_without_a_valid_traceparent_header_carries_the_active
     assert response.status_code == 401
     (entry,) = refresh_requests(redis_client, prefix)
     assert entry[:4] == ["clientId", CLIENT_ID, "rejectedFingerprint", fields["fingerprint"]]
-    assert entry[-2:] == ["traceparent", SAMPLED]
+    assert entry[-4:-2] == ["traceparent", SAMPLED]

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .contract import TRACEPARENT_FORMAT, is_traceparent
-from .errors import RefreshRequestError
+from .contract import is_traceparent
 
 #: The W3C Trace Context header, and the refresh request's field.
 TRACEPARENT = "traceparent"
@@ -34,16 +33,3 @@ def current_traceparent() -> Optional[str]:
         return None
     value = carrier.get(TRACEPARENT)
     return value if is_traceparent(value) else None
-
-
-def traceparent_for_request(client_id: str, stream: str, explicit: Optional[str]) -> Optional[str]:
-    """What a refresh request carries: ``explicit`` when given (it must be a traceparent), else
-    the active OpenTelemetry span's.
-
-    :raises RefreshRequestError: when ``explicit`` is not a traceparent.
-    """
-    if explicit is None:
-        return current_traceparent()
-    if not is_traceparent(explicit):
-        raise RefreshRequestError(client_id, stream, problem=f"traceparent {explicit!r} is not a traceparent ({TRACEPARENT_FORMAT})")
-    return explicit

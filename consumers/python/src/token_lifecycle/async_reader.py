@@ -12,7 +12,7 @@ import redis
 import redis.asyncio
 
 from ._cache import TokenCache, Waiter
-from ._trace_context import traceparent_for_request
+from ._trace_context import current_traceparent
 from .contract import (
     DEFAULT_PREFIX,
     DEFAULT_REFRESH_REQUESTS_MAX_LEN,
@@ -92,7 +92,8 @@ class AsyncTokenReader:
         """See :meth:`token_lifecycle.TokenReader.request_refresh`."""
         self._assert_open()
         stream = refresh_requests_stream(self.prefix)
-        traceparent = traceparent_for_request(client_id, stream, traceparent)
+        if traceparent is None:
+            traceparent = current_traceparent()
         if access_token is None:
             try:
                 current = await self._read(client_id)

@@ -12,7 +12,7 @@ from typing import Callable, Union
 import redis
 
 from ._cache import TokenCache, Waiter
-from ._trace_context import traceparent_for_request
+from ._trace_context import current_traceparent
 from .contract import (
     DEFAULT_PREFIX,
     DEFAULT_REFRESH_REQUESTS_MAX_LEN,
@@ -126,20 +126,21 @@ class TokenReader:
         ``reason`` (free text for operators, never a token) when given, then ``proof``: the origin
         proof the worker requires (docs/redis-contract.md), made with ``access_token`` (the
         refused token; it never leaves the process) or, when ``None``, with the token Redis holds
-        for the client, then ``traceparent``: ``traceparent`` when given (W3C Trace Context, for an
-        application that propagates trace context by hand), else the active OpenTelemetry span's
-        when ``opentelemetry`` is installed, so that the worker's spans of the forced refresh join
-        the caller's trace. The worker turns it into a ``forceRefresh`` signal, coalesced and held
-        to the client's minimum interval. Returns the entry ID; it does not wait for the new token:
-        see :meth:`wait_for_token`.
+        for the client. Between ``reason`` and ``proof`` comes ``traceparent``, so that the worker's
+        spans of the forced refresh join the caller's trace: ``traceparent`` when given (W3C Trace
+        Context, for an application that propagates trace context by hand), else the active
+        OpenTelemetry span's when ``opentelemetry`` is installed; a malformed one is not sent (the
+        worker would drop it). The worker turns the entry into a ``forceRefresh`` signal, coalesced
+        and held to the client's minimum interval. Returns the entry ID; it does not wait for the
+        new token: see :meth:`wait_for_token`.
 
-        :raises RefreshRequestError: when Redis refused the entry, when ``traceparent`` is not a
-            traceparent, or, without ``access_token``, when Redis holds no token of the client to
-            prove the request with or could not be read.
+        :raises RefreshRequestError: when Redis refused the entry or, without ``access_token``,
+            when Redis holds no token of the client to prove the request with or could not be read.
         """
         self._assert_open()
         stream = refresh_requests_stream(self.prefix)
-        traceparent = traceparent_for_request(client_id, stream, traceparent)
+        if traceparent is None:
+            traceparent = current_traceparent()
         if access_token is None:
             try:
                 current = self._read(client_id)
