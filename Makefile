@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra jaeger build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra traced-go-service jaeger build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -87,6 +87,11 @@ hydra:
 jaeger:
 	@bash dev/jaeger/ensure.sh >/dev/null
 
+# The Go service of test/integration/traces-consumers.test.ts (OpenTelemetry Go SDK, OTLP), built
+# here once so that the test's own `go build` finds everything in Go's build cache.
+traced-go-service:
+	cd consumers/go/internal/tracedservice && go build -o /dev/null .
+
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.
 BUILD_STAMP := dist/.build-stamp
@@ -104,7 +109,7 @@ typecheck: install
 	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli temporal-server hydra jaeger consumer-deps
+test: install system-deps temporal-cli temporal-server hydra jaeger consumer-deps traced-go-service
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck
