@@ -11,6 +11,7 @@
  * or unproven credentials must wait for the budget, no request is sent and the activity fails with
  * that kind, `heldBack` and the remaining wait (docs/design.md, "The IAM is never hammered").
  */
+import type { Span } from '@opentelemetry/api';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { renewalAt, resolvePolicy } from '../workflows/policy.js';
@@ -26,6 +27,7 @@ import { LoginBudget, loginProof, type LoginBudgetObserver, type LoginCredential
 import { RequestAdmission } from './request-admission.js';
 import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
+import { inTokenRequestSpan, inTokenWriteSpan, markRequestAdmitted } from './spans.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { errorMessage } from '../shared/error-message.js';
 import { SecretUnavailableError } from '../shared/secret-unavailable-error.js';
@@ -250,18 +252,20 @@ class TokenAcquirer {
     const tokenType = response.tokenType;
     const obtainedAt = Date.now();
 
-    const result = await storeCall(() =>
-      this.store.write({
-        clientId: input.clientId,
-        accessToken: response.accessToken.reveal(),
-        tokenType,
-        scope,
-        generation,
-        obtainedAt,
-        expiresAt,
-        fingerprint,
-        refreshAt: renewalAt({ requestStartedAt, expiresInSeconds, expiresAt, generation }, policy, input.clientId),
-      }),
+    const result = await inTokenWriteSpan(input.clientId, generation, () =>
+      storeCall(() =>
+        this.store.write({
+          clientId: input.clientId,
+          accessToken: response.accessToken.reveal(),
+          tokenType,
+          scope,
+          generation,
+          obtainedAt,
+          expiresAt,
+          fingerprint,
+          refreshAt: renewalAt({ requestStartedAt, expiresInSeconds, expiresAt, generation }, policy, input.clientId),
+        }),
+      ),
     );
     if (result.written) {
       return {
@@ -325,8 +329,23 @@ class TokenAcquirer {
     signal: AbortSignal,
     sent: SentRequest,
   ): Promise<TokenResponse> {
+    return inTokenRequestSpan(tokenUrl, input.clientId, (span) =>
+      this.admitAndSend(input, credentials, tokenUrl, policy, signal, sent, span),
+    );
+  }
+
+  private async admitAndSend(
+    input: AcquireTokenInput,
+    credentials: RequestCredentials,
+    tokenUrl: string,
+    policy: RefreshPolicy,
+    signal: AbortSignal,
+    sent: SentRequest,
+    span: Span,
+  ): Promise<TokenResponse> {
     const { workflowExecution, activityId } = Context.current().info;
     const workflowId = workflowExecution?.workflowId ?? input.clientId;
+    const admissionStartedAt = Date.now();
     // By the endpoint requests go to, discovered or registered: every client of it shares one breaker.
     const admitted = await this.admission.admit({
       login: this.loginCredentials(input, credentials, tokenUrl),
@@ -341,6 +360,7 @@ class TokenAcquirer {
 
     let response: TokenResponse;
     sent.at = Date.now();
+    markRequestAdmitted(span, sent.at - admissionStartedAt);
     try {
       response = await admitted.send(() =>
         requestToken({

@@ -22,11 +22,15 @@ import { metricsListenAddress, metricsLocalUrl } from './metrics-address.js';
 import { ensureSearchAttributes } from './search-attribute-registration.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
 import { createTokenWorkers } from './token-workers.js';
+import { readTracingSettings } from './tracing-settings.js';
 import { prebuiltBundlePath } from './workflow-bundle.js';
 import { capWorkflowThreadYoungGeneration } from './workflow-thread-heap.js';
 
 async function main(): Promise<void> {
   const settings = readSettings();
+  const tracingSettings = readTracingSettings();
+  // Loaded only when tracing: a worker without OTEL_* settings loads no OpenTelemetry SDK.
+  const tracing = tracingSettings === null ? undefined : (await import('./tracing.js')).startTracing(tracingSettings);
   // Before the SDK starts the workflow thread: the flag reaches isolates created after it.
   capWorkflowThreadYoungGeneration();
   Runtime.install({
@@ -68,7 +72,7 @@ async function main(): Promise<void> {
     },
   });
   const store = new TokenStore(redis, { prefix: settings.TOKEN_KEY_PREFIX });
-  const workflowBundlePath = prebuiltBundlePath(settings.WORKFLOW_BUNDLE_PATH);
+  const workflowBundlePath = prebuiltBundlePath(settings.WORKFLOW_BUNDLE_PATH, { traced: tracing !== undefined });
   if (workflowBundlePath === null) log.warn('No prebuilt workflow bundle (npm run build): bundling the sources at start');
 
   const loginProofKey = await readLoginProofKey(settings, log);
@@ -83,12 +87,14 @@ async function main(): Promise<void> {
     metrics: createTokenMetrics(Runtime.instance().metricMeter),
     ...(loginProofKey !== undefined && { loginProofKey }),
     loginBudget: { maxRejections: settings.LOGIN_BUDGET_MAX_REJECTIONS, windowMs: settings.LOGIN_BUDGET_WINDOW_SECONDS * 1000 },
+    ...(tracing !== undefined && { tracing }),
   });
   log.info('Worker started', {
     namespace: settings.TEMPORAL_NAMESPACE,
     taskQueue: settings.TEMPORAL_TASK_QUEUE,
     iamMaxRps: settings.IAM_MAX_RPS,
     metrics: settings.METRICS_PORT === 0 ? 'off' : metricsLocalUrl(settings.METRICS_HOST, settings.METRICS_PORT),
+    tracing: tracingSettings === null ? 'off' : `${tracingSettings.serviceName}, ${tracingSettings.sampler}`,
   });
   const expiryGauge =
     settings.METRICS_PORT === 0
@@ -114,6 +120,8 @@ async function main(): Promise<void> {
     expiryGauge?.stop();
     redis.disconnect();
     await connection.close();
+    // The spans still buffered leave before the process does.
+    await tracing?.shutdown();
   }
 }
 

@@ -17,6 +17,7 @@ import {
   type RedisStreamReaderSettings,
   type StreamEntry,
 } from './redis-stream-reader.js';
+import { inRefreshRequestSpan, type RefreshRequestOutcome } from './refresh-request-span.js';
 
 /** The longest `reason` passed on to the workflow (it is shown in the Temporal UI). */
 const MAX_REASON_LENGTH = 200;
@@ -102,12 +103,19 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
   const stream = refreshRequestsStream(prefix);
   const store = new TokenStore(redis, { prefix });
 
-  /** Signals one entry; resolves when it is done (signalled, or never signallable), throws when it must be retried. */
+  /** Handles one entry in its span (worker/refresh-request-span.ts); resolves when it is done, throws when it must be retried. */
   async function handle([id, fields]: StreamEntry): Promise<void> {
     const parsed = parseRefreshRequest(fields);
+    const clientId = parsed.ok ? parsed.clientId : undefined;
+    const traceparent = parsed.ok ? parsed.request.traceparent : undefined;
+    await inRefreshRequestSpan(stream, id, clientId, traceparent, (signalTraceparent) => signal(id, parsed, signalTraceparent));
+  }
+
+  /** Signals one entry, unless it can never be signalled; says which. */
+  async function signal(id: string, parsed: ParsedRefreshRequest, traceparent: string | undefined): Promise<RefreshRequestOutcome> {
     if (!parsed.ok) {
       logger.warn(`Refresh request ${id} on ${stream} acknowledged without a signal: ${parsed.problem}`, { stream, entryId: id });
-      return;
+      return 'malformed';
     }
     const origin = await checkOrigin(parsed);
     if (origin.outcome === 'stale') {
@@ -116,7 +124,7 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
         entryId: id,
         clientId: parsed.clientId,
       });
-      return;
+      return 'stale';
     }
     if (origin.outcome === 'refused') {
       // One line, with the entry and the client: never the proof (nor, of course, the token).
@@ -127,10 +135,12 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
         refusal: origin.reason,
       });
       options.onRefused?.(origin.reason);
-      return;
+      return 'refused';
     }
+    const request: ForceRefreshRequest = { ...parsed.request, ...(traceparent !== undefined && { traceparent }) };
     try {
-      await client.workflow.getHandle(workflowIdFor(parsed.clientId)).signal(forceRefreshSignal, parsed.request);
+      await client.workflow.getHandle(workflowIdFor(parsed.clientId)).signal(forceRefreshSignal, request);
+      return 'signalled';
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError)) throw err;
       logger.warn(
@@ -141,6 +151,7 @@ export function createRefreshRequestConsumer(options: RefreshRequestConsumerOpti
           clientId: parsed.clientId,
         },
       );
+      return 'not_registered';
     }
   }
 

@@ -15,6 +15,7 @@ import { iamTaskQueueFor } from '../workflows/messages.js';
 import type { TokenMetrics } from './metrics.js';
 import { endpointRecoveryWaker } from './endpoint-recovery.js';
 import { createRefreshRequestConsumer, type RefreshRequestConsumerOptions } from './refresh-request-consumer.js';
+import type { WorkerTracing } from './tracing.js';
 import { bundleOptions } from './workflow-bundle.js';
 
 export interface TokenWorkersOptions {
@@ -47,6 +48,12 @@ export interface TokenWorkersOptions {
    * @default {}
    */
   refreshRequests?: false | Pick<RefreshRequestConsumerOptions, 'consumerName' | 'blockMs' | 'batchSize' | 'claimMinIdleMs' | 'retry'>;
+  /**
+   * The tracing a worker with `OTEL_*` settings started (worker/tracing.ts): its interceptors and
+   * workflow-span sink are installed, and a prebuilt `workflowBundle` must be the traced one.
+   * @default none: no interceptor, no sink
+   */
+  tracing?: WorkerTracing;
 }
 
 export interface TokenWorkers {
@@ -80,7 +87,12 @@ const DEFAULT_WORKFLOW_TASK_SLOTS = 40;
 
 export async function createTokenWorkers(options: TokenWorkersOptions): Promise<TokenWorkers> {
   const { connection, namespace, taskQueue, store, metrics } = options;
-  const client = new Client({ connection, namespace });
+  const { tracing } = options;
+  const client = new Client({
+    connection,
+    namespace,
+    ...(tracing !== undefined && { interceptors: { workflow: tracing.clientInterceptors } }),
+  });
   const activities = createActivities({
     store,
     iamMaxRps: options.iamMaxRps,
@@ -93,8 +105,17 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     loginBudget: new LoginBudget(store.redis, { prefix: store.prefix, ...options.loginBudget }),
     onEndpointRecovered: endpointRecoveryWaker(client, Runtime.instance().logger),
   });
-  const { workflowsPath, ...bundlerOptions } = bundleOptions();
+  const { workflowsPath, workflowInterceptorModules, ...bundlerOptions } = bundleOptions({ traced: tracing !== undefined });
   const workflowCode = options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath, bundlerOptions };
+  const interceptors =
+    tracing === undefined
+      ? {}
+      : {
+          interceptors: {
+            ...tracing.workerInterceptors,
+            ...(!options.workflowBundle && workflowInterceptorModules !== undefined && { workflowModules: workflowInterceptorModules }),
+          },
+        };
 
   const workflowWorker = await Worker.create({
     connection,
@@ -102,6 +123,8 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     taskQueue,
     ...workflowCode,
     activities: { purgeToken: activities.purgeToken },
+    ...interceptors,
+    ...(tracing !== undefined && { sinks: tracing.sinks }),
     stickyQueueScheduleToStartTimeout: STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS,
     shutdownForceTime: SHUTDOWN_FORCE_TIME_MS,
     ...(options.maxCachedWorkflows !== undefined && {
@@ -117,6 +140,7 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     namespace,
     taskQueue: iamTaskQueueFor(taskQueue),
     activities: { acquireToken: activities.acquireToken },
+    ...(tracing !== undefined && { interceptors: tracing.workerInterceptors }),
     maxTaskQueueActivitiesPerSecond: options.iamMaxRps,
     shutdownForceTime: SHUTDOWN_FORCE_TIME_MS,
   });

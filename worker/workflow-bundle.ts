@@ -3,6 +3,7 @@
  * webpack at start-up), or the sources bundled on the fly in development and tests.
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BundleOptions } from '@temporalio/worker';
@@ -17,23 +18,51 @@ export const WORKFLOWS_PATH = join(here, '..', 'workflows', `index${import.meta.
 /** Where `npm run build` writes the bundle. */
 export const PREBUILT_BUNDLE_PATH = join(here, '..', 'workflow-bundle.js');
 
+/** Where `npm run build` writes the bundle with the tracing interceptors, for a worker that traces (worker/tracing.ts). */
+export const PREBUILT_TRACED_BUNDLE_PATH = join(here, '..', 'workflow-bundle-traced.js');
+
+const requireHere = createRequire(import.meta.url);
+
+/**
+ * The workflow interceptors of `@temporalio/interceptors-opentelemetry` (workflow, signal and
+ * activity-scheduling spans, exported through a sink), in the traced bundle only: a worker that
+ * does not trace runs none (docs/design.md, "Traces").
+ */
+export const TRACING_WORKFLOW_INTERCEPTORS = requireHere.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors');
+
+/**
+ * The `@opentelemetry/api` the workflow interceptors resolve. Workflow code (workflows/requester-trace.ts)
+ * must use the same copy: the API's global registry refuses a provider registered by an older
+ * minor version than the reader's, so with two copies the workflow's own span would be a no-op.
+ */
+const WORKFLOW_OTEL_API = createRequire(TRACING_WORKFLOW_INTERCEPTORS).resolve('@opentelemetry/api');
+
 /**
  * Bundler options for the ESM sources: imports name `.js` files that exist as `.ts` in the
- * sources, which webpack must be told (sdk-typescript#1185).
+ * sources, which webpack must be told (sdk-typescript#1185). `traced` adds the tracing interceptors.
  */
-export function bundleOptions(): BundleOptions {
-  return { workflowsPath: WORKFLOWS_PATH, webpackConfigHook: resolveTsSources };
+export function bundleOptions({ traced = false }: { traced?: boolean } = {}): BundleOptions {
+  return {
+    workflowsPath: WORKFLOWS_PATH,
+    webpackConfigHook: resolveTsSources,
+    ...(traced && { workflowInterceptorModules: [TRACING_WORKFLOW_INTERCEPTORS] }),
+  };
 }
 
 function resolveTsSources(config: Configuration): Configuration {
-  return { ...config, resolve: { ...config.resolve, extensionAlias: { '.js': ['.ts', '.js'] } } };
+  const alias = { ...(config.resolve?.alias as Record<string, string> | undefined), '@opentelemetry/api$': WORKFLOW_OTEL_API };
+  return { ...config, resolve: { ...config.resolve, alias, extensionAlias: { '.js': ['.ts', '.js'] } } };
 }
 
-/** The prebuilt bundle's path if there is one (or the one named), else null. */
-export function prebuiltBundlePath(explicit?: string): string | null {
+/**
+ * The prebuilt bundle's path if there is one (or the one named: with tracing, it must be a traced
+ * bundle for the workflow's spans), else null.
+ */
+export function prebuiltBundlePath(explicit?: string, { traced = false }: { traced?: boolean } = {}): string | null {
   if (explicit !== undefined) {
     if (!existsSync(explicit)) throw new Error(`WORKFLOW_BUNDLE_PATH=${explicit} does not exist: run npm run build`);
     return explicit;
   }
-  return existsSync(PREBUILT_BUNDLE_PATH) ? PREBUILT_BUNDLE_PATH : null;
+  const prebuilt = traced ? PREBUILT_TRACED_BUNDLE_PATH : PREBUILT_BUNDLE_PATH;
+  return existsSync(prebuilt) ? prebuilt : null;
 }

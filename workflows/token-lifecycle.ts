@@ -22,6 +22,7 @@ import {
   type TokenStatus,
 } from './messages.js';
 import { MAX_CYCLES_PER_RUN_BEFORE_PATCH } from './policy.js';
+import { inRequesterTrace } from './requester-trace.js';
 import type { ClientRegistration } from './registration.js';
 import { errorMessage } from '../shared/error-message.js';
 
@@ -77,6 +78,11 @@ const FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH = 'forced-refresh-outlives-attempt';
  */
 export const PATCHES_OF_EVERY_RUN = [LEAN_CYCLES_PATCH, ACTIVE_WITHOUT_TIMES_PATCH] as const;
 
+/** The `traceparent` of the forced-refresh request the next attempt answers, if it sent one. */
+interface RequesterTrace {
+  traceparent: string | undefined;
+}
+
 /** Shows the lifecycle's state to operators: search attributes and current details. */
 type Publish = () => void;
 
@@ -118,11 +124,17 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision, defaults, () =>
     wf.patched(FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH),
   );
+  // Not carried across continue-as-new: a forced refresh pending then runs outside the requester's trace.
+  const requesterTrace: RequesterTrace = { traceparent: undefined };
   const timesWhileActive = !wf.patched(ACTIVE_WITHOUT_TIMES_PATCH);
   const publish: Publish = () => publishLifecycle(lifecycle, { timesWhileActive });
 
   wf.setHandler(statusQuery, () => lifecycle.status());
-  wf.setHandler(forceRefreshSignal, (request) => lifecycle.requestForcedRefresh(request ?? {}, Date.now()));
+  wf.setHandler(forceRefreshSignal, (request) => {
+    lifecycle.requestForcedRefresh(request ?? {}, Date.now());
+    // The next attempt runs in the trace of the latest request it answers (docs/design.md, "Traces").
+    if (request?.traceparent !== undefined && lifecycle.status().forcedRefreshAt !== null) requesterTrace.traceparent = request.traceparent;
+  });
   wf.setHandler(reconfigureSignal, (changes) => lifecycle.reconfigure(changes ?? {}));
   wf.setHandler(resumeSignal, () => lifecycle.resume());
   wf.setHandler(endpointRecoveredSignal, () => lifecycle.endpointRecovered(Date.now()));
@@ -140,7 +152,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   publish();
 
   if (!lean) {
-    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithConditionTimeout);
+    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithConditionTimeout, requesterTrace);
     return stop(lifecycle, publish, purgeToken);
   }
   // In the non-cancellable scope a cancellation reaches nothing: take it as a stop (the token stays
@@ -151,7 +163,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     lifecycle.requestStop(false);
   });
   const status = await wf.CancellationScope.nonCancellable(async () => {
-    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithTimer);
+    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithTimer, requesterTrace);
     return stop(lifecycle, publish, purgeToken);
   });
   if (cancellation !== undefined) throw cancellation;
@@ -176,6 +188,7 @@ async function renewUntilStopped(
   acquireToken: AcquireToken,
   taskQueue: string,
   waitUntil: WaitUntil,
+  requesterTrace: RequesterTrace,
 ): Promise<void> {
   const continueAsNewDue = () => lifecycle.continueAsNewDue(wf.workflowInfo().continueAsNewSuggested);
   while (!lifecycle.stopRequested) {
@@ -209,10 +222,14 @@ async function renewUntilStopped(
 
     const summary = attemptSummary(lifecycle, Date.now());
     const generation = lifecycle.beginAttempt(Date.now());
+    const { traceparent } = requesterTrace;
+    requesterTrace.traceparent = undefined;
     try {
-      const metadata = await acquireToken.executeWithOptions({ ...iamActivityOptions(taskQueue), summary }, [
-        lifecycle.acquireInput(generation),
-      ]);
+      const metadata = await inRequesterTrace(
+        traceparent,
+        { 'token_lifecycle.client_id': lifecycle.clientId, 'token_lifecycle.generation': generation },
+        () => acquireToken.executeWithOptions({ ...iamActivityOptions(taskQueue), summary }, [lifecycle.acquireInput(generation)]),
+      );
       lifecycle.recordSuccess(metadata, Date.now());
     } catch (err) {
       const { kind, message, details } = describeFailure(err);

@@ -79,6 +79,26 @@ describe('every recorded history replays on the current workflow code without no
   });
 });
 
+describe('every recorded history replays on the traced bundle too: turning tracing on needs no patch (docs/design.md, "Traces")', () => {
+  const results = new Map<string, ReplayResult>();
+
+  beforeAll(async () => {
+    const histories: HistoryAndWorkflowId[] = fixtures.map((f) => ({ workflowId: f.name, history: historyOf(f.json) }));
+    const options = {
+      workflowBundle: { codePath: inject('tracedWorkflowBundlePath') },
+      // The interceptors' sink: its calls are not made during replay, but the worker wants it declared.
+      sinks: { exporter: { export: { fn: () => undefined } } },
+    };
+    for await (const result of Worker.runReplayHistories(options, histories)) results.set(result.workflowId, result);
+  });
+
+  test.each(fixtures.map((f) => f.name))('%s', (name) => {
+    const result = results.get(name);
+    expect(result, `no replay result for ${name}`).toBeDefined();
+    expect(result!.error, `${name}: ${String(result!.error)}`).toBeUndefined();
+  });
+});
+
 test('a history the code would not produce fails the replay (the guard can fail)', async () => {
   const renewals = fixtures.find((f) => f.name === 'renewals');
   expect(renewals).toBeDefined();

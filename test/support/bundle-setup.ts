@@ -12,16 +12,21 @@ import { bundleOptions } from '../../worker/workflow-bundle.js';
 declare module 'vitest' {
   export interface ProvidedContext {
     workflowBundlePath: string;
+    /** The bundle with the tracing workflow interceptors, for a worker with `OTEL_*` settings. */
+    tracedWorkflowBundlePath: string;
   }
 }
 
 let dir: string | undefined;
 
-/** Bundles the workflow code into a temporary folder and returns the bundle's path. */
-export async function writeWorkflowBundle(): Promise<string> {
-  dir = await mkdtemp(join(tmpdir(), 'token-lifecycle-test-'));
-  const bundle = await bundleWorkflowCode({ ...bundleOptions(), logger: silentLogger });
-  const path = join(dir, 'workflow-bundle.js');
+/**
+ * Bundles the workflow code into a temporary folder and returns the bundle's path; with `traced`,
+ * the bundle with the tracing interceptors (worker/workflow-bundle.ts).
+ */
+export async function writeWorkflowBundle({ traced = false }: { traced?: boolean } = {}): Promise<string> {
+  dir ??= await mkdtemp(join(tmpdir(), 'token-lifecycle-test-'));
+  const bundle = await bundleWorkflowCode({ ...bundleOptions({ traced }), logger: silentLogger });
+  const path = join(dir, traced ? 'workflow-bundle-traced.js' : 'workflow-bundle.js');
   await writeFile(path, bundle.code);
   return path;
 }
@@ -33,6 +38,7 @@ export async function removeWorkflowBundle(): Promise<void> {
 
 export async function setup(project: TestProject): Promise<void> {
   project.provide('workflowBundlePath', await writeWorkflowBundle());
+  project.provide('tracedWorkflowBundlePath', await writeWorkflowBundle({ traced: true }));
 }
 
 export async function teardown(): Promise<void> {

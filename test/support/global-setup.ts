@@ -25,10 +25,12 @@ export async function setup(project: TestProject): Promise<void> {
     startTemporalDevServer({ logFile: join(logDir, 'temporal.log') }),
     writeWorkflowBundle(),
   ]);
+  const tracedWorkflowBundlePath = await writeWorkflowBundle({ traced: true });
   server = devServer;
   project.provide('temporalAddress', devServer.address);
   project.provide('temporalUiUrl', devServer.uiUrl ?? '');
   project.provide('workflowBundlePath', workflowBundlePath);
+  project.provide('tracedWorkflowBundlePath', tracedWorkflowBundlePath);
 }
 
 export async function teardown(): Promise<void> {

@@ -1,0 +1,45 @@
+/**
+ * A forced refresh in the trace of the request that asked for it (docs/design.md, "Traces"): the
+ * `forceRefresh` signal's `traceparent` becomes the parent of a `ForcedRefresh` span, inside which
+ * the IAM activity is scheduled, so its spans follow. Through `@opentelemetry/api` only: in the
+ * traced bundle the workflow interceptors have registered their tracer provider, whose spans leave
+ * through a sink (not recorded in history: replay is untouched, and span IDs come from the
+ * sandbox's seeded Math.random); in the plain bundle every call here is a no-op.
+ */
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes } from '@opentelemetry/api';
+import { isValidTraceparent } from 'token-lifecycle/traceparent';
+
+/** The span's name, as the trace tests look for it. */
+export const FORCED_REFRESH_SPAN = 'ForcedRefresh';
+
+/**
+ * Runs `attempt` in a `ForcedRefresh` span whose parent is `traceparent`; without a valid one (none
+ * was sent, or it was malformed: the W3C rule drops it), runs it as it is.
+ */
+export async function inRequesterTrace<T>(traceparent: string | undefined, attributes: Attributes, attempt: () => Promise<T>): Promise<T> {
+  if (!isValidTraceparent(traceparent)) return attempt();
+  const [, traceId, spanId, flags] = traceparent.split('-') as [string, string, string, string];
+  const parent = trace.setSpanContext(ROOT_CONTEXT, {
+    traceId,
+    spanId,
+    traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED,
+    isRemote: true,
+  });
+  const tracer = trace.getTracer('token-lifecycle-workflow');
+  return tracer.startActiveSpan(FORCED_REFRESH_SPAN, { kind: SpanKind.INTERNAL, attributes }, parent, async (span) => {
+    try {
+      return await attempt();
+    } catch (err) {
+      // The failure kind only: a failure's message may quote the IAM.
+      span.setStatus({ code: SpanStatusCode.ERROR, message: failureType(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+function failureType(err: unknown): string {
+  const cause = (err as { cause?: { type?: unknown } } | null)?.cause;
+  return typeof cause?.type === 'string' ? cause.type : 'failed';
+}
