@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps traced-go-service build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -91,6 +91,11 @@ GO_TOOLS := temporal-cli temporal-server hydra kube-apiserver prometheus helm ja
 $(GO_TOOLS):
 	@bash dev/$@/ensure.sh >/dev/null
 
+# The Go service of test/integration/traces-consumers.test.ts (OpenTelemetry Go SDK, OTLP), built
+# here once so that the test's own `go build` finds everything in Go's build cache.
+traced-go-service:
+	cd consumers/go/internal/tracedservice && go build -o /dev/null .
+
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.
 BUILD_STAMP := dist/.build-stamp
@@ -108,7 +113,7 @@ typecheck: install
 	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps $(GO_TOOLS) consumer-deps
+test: install system-deps $(GO_TOOLS) consumer-deps traced-go-service
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck
@@ -122,6 +127,7 @@ CONSUMER_STACK := npx tsx test/support/with-consumer-stack.ts
 test-consumers: install system-deps temporal-cli consumer-deps
 	@unformatted=$$(cd consumers/go && gofmt -l .); [ -z "$$unformatted" ] || { echo "Not gofmt-formatted (run gofmt -w consumers/go): $$unformatted" >&2; exit 1; }
 	cd consumers/go && go vet ./...
+	cd consumers/go/tokenlifecycleotel && go vet ./... && go test -count=1 ./...
 	$(CONSUMER_STACK) --cwd consumers/go -- go test -count=1 ./...
 	$(CONSUMER_STACK) --cwd consumers/python -- $(PYTHON) -m pytest -q -p no:cacheprovider
 

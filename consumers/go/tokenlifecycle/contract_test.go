@@ -234,12 +234,14 @@ func TestRefreshRequestVectors(t *testing.T) {
 	client := newRedis(t)
 	prefix := "contract-go-refresh:"
 	reader := newReader(t, client, Options{Prefix: prefix})
-	for _, vector := range loadVectors(t).RefreshRequests {
+	vectors := loadVectors(t)
+	for _, vector := range append(vectors.RefreshRequests, vectors.TracedRefreshRequests...) {
 		t.Run(vector.Name, func(t *testing.T) {
 			id, err := reader.RequestRefresh(context.Background(), vector.ClientID, RefreshRequest{
 				RejectedFingerprint: vector.Request.RejectedFingerprint,
 				Reason:              vector.Request.Reason,
 				AccessToken:         vector.AccessToken,
+				TraceParent:         vector.Request.TraceParent,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -247,6 +249,16 @@ func TestRefreshRequestVectors(t *testing.T) {
 			entries := streamEntries(t, client, RefreshRequestsStream(prefix), id, id)
 			if len(entries) != 1 || !slices.Equal(entries[0], vector.Fields) {
 				t.Fatalf("entry %s holds %q, want %q", id, entries, vector.Fields)
+			}
+		})
+	}
+}
+
+func TestTraceParentVectors(t *testing.T) {
+	for _, vector := range loadVectors(t).Traceparents {
+		t.Run(vector.Name, func(t *testing.T) {
+			if got := validTraceParent(vector.Value); got != vector.Valid {
+				t.Fatalf("validTraceParent(%q) = %t, want %t", vector.Value, got, vector.Valid)
 			}
 		})
 	}

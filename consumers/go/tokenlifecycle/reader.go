@@ -26,6 +26,13 @@ type Options struct {
 	RefreshRequestsMaxLen int64
 	// Now is the clock that decides whether a token has expired. Default time.Now.
 	Now func() time.Time
+	// TraceParent gives the trace context that refresh requests carry, so that the worker's
+	// spans of the forced refresh join the caller's trace: [Reader.RequestRefresh] calls it with
+	// its ctx (the request's context, through [Transport]) unless [RefreshRequest.TraceParent]
+	// is set, and sends a valid answer as the entry's traceparent field (a malformed one is left
+	// out: tracing never stops a refresh). With OpenTelemetry, use tokenlifecycleotel.TraceParent.
+	// Default: none.
+	TraceParent TraceParentFunc
 }
 
 // DefaultRefreshRequestsMaxLen is the length producers cap <prefix>refresh-requests at, as the
@@ -41,6 +48,7 @@ type Reader struct {
 	poll    time.Duration
 	maxLen  int64
 	now     func() time.Time
+	trace   TraceParentFunc
 	updates *updates
 	closed  chan struct{}
 	once    sync.Once
@@ -76,6 +84,7 @@ func NewReader(client redis.UniversalClient, options Options) *Reader {
 		poll:          options.WaitPollInterval,
 		maxLen:        options.RefreshRequestsMaxLen,
 		now:           options.Now,
+		trace:         options.TraceParent,
 		closed:        make(chan struct{}),
 		cached:        map[string]Token{},
 		announcements: map[string]uint64{},

@@ -20,13 +20,21 @@ type RefreshRequest struct {
 	// only the proof (an HMAC keyed with it) is sent. Empty: the token Redis holds for the
 	// client is read and used.
 	AccessToken string
+	// TraceParent is the W3C Trace Context traceparent of the caller's span
+	// ("00-<trace-id>-<parent-id>-<flags>"), for an application that propagates trace context by
+	// hand: the worker's spans of the forced refresh join that trace. A malformed one is not sent
+	// (docs/redis-contract.md: the worker would drop it). Empty: the Reader's
+	// [Options.TraceParent] is asked with ctx; without one the entry carries none.
+	TraceParent string
 }
 
 // RequestRefresh asks the worker to replace the token of clientID by adding an entry to the
 // stream <prefix>refresh-requests (XADD … MAXLEN ~ [Options.RefreshRequestsMaxLen]) with the
-// fields clientId, then rejectedFingerprint and reason when given, then proof: the origin proof
-// made with [RefreshRequest.AccessToken] or the token Redis holds for the client (the worker
-// refuses entries without a valid one; docs/redis-contract.md). The worker turns it into a
+// fields clientId, then rejectedFingerprint and reason when given, then traceparent when there
+// is a valid one ([RefreshRequest.TraceParent], else [Options.TraceParent] asked with ctx; it is
+// outside the proof), then proof: the origin proof made with [RefreshRequest.AccessToken] or the
+// token Redis holds for the client (the worker refuses entries without a valid one;
+// docs/redis-contract.md). The worker turns it into a
 // forceRefresh signal, coalesced and held to the client's minimum interval. It returns the entry
 // ID once Redis stored it; it does not wait for the new token: see [Reader.WaitForToken].
 //
@@ -38,6 +46,10 @@ func (r *Reader) RequestRefresh(ctx context.Context, clientID string, request Re
 		return "", ErrReaderClosed
 	}
 	stream := RefreshRequestsStream(r.prefix)
+	traceParent := request.TraceParent
+	if traceParent == "" && r.trace != nil {
+		traceParent = r.trace(ctx)
+	}
 	accessToken := request.AccessToken
 	if accessToken == "" {
 		current, found, err := r.read(ctx, clientID)
@@ -57,6 +69,10 @@ func (r *Reader) RequestRefresh(ctx context.Context, clientID string, request Re
 	}
 	if request.Reason != "" {
 		fields = append(fields, "reason", request.Reason)
+	}
+	// Only a valid one is sent: the worker would drop any other (W3C: ignore it, start a new trace).
+	if validTraceParent(traceParent) {
+		fields = append(fields, "traceparent", traceParent)
 	}
 	fields = append(fields, "proof", refreshRequestProof(accessToken, clientID, request.RejectedFingerprint))
 	entryID, err = r.redis.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: r.maxLen, Approx: true, ID: "*", Values: fields}).Result()

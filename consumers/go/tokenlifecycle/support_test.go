@@ -124,16 +124,14 @@ type contractVectors struct {
 			DropsCache bool `json:"dropsCache"`
 		} `json:"messages"`
 	} `json:"tokenUpdated"`
-	RefreshRequests []struct {
-		Name        string `json:"name"`
-		ClientID    string `json:"clientId"`
-		AccessToken string `json:"accessToken"`
-		Request     struct {
-			RejectedFingerprint string `json:"rejectedFingerprint"`
-			Reason              string `json:"reason"`
-		} `json:"request"`
-		Fields []string `json:"fields"`
-	} `json:"refreshRequests"`
+	RefreshRequests []refreshRequestVector `json:"refreshRequests"`
+	// TracedRefreshRequests are refresh requests given a traceparent.
+	TracedRefreshRequests []refreshRequestVector `json:"tracedRefreshRequests"`
+	Traceparents          []struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+		Valid bool   `json:"valid"`
+	} `json:"traceparents"`
 	RefreshRequestProofs []struct {
 		Name                string `json:"name"`
 		AccessToken         string `json:"accessToken"`
@@ -142,6 +140,18 @@ type contractVectors struct {
 		Message             string `json:"message"`
 		Proof               string `json:"proof"`
 	} `json:"refreshRequestProofs"`
+}
+
+type refreshRequestVector struct {
+	Name        string `json:"name"`
+	ClientID    string `json:"clientId"`
+	AccessToken string `json:"accessToken"`
+	Request     struct {
+		RejectedFingerprint string `json:"rejectedFingerprint"`
+		Reason              string `json:"reason"`
+		TraceParent         string `json:"traceparent"`
+	} `json:"request"`
+	Fields []string `json:"fields"`
 }
 
 func loadVectors(t *testing.T) contractVectors {

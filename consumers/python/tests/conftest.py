@@ -148,26 +148,27 @@ class Consumer:
     def request_refresh(self, client_id: str, **request: Optional[str]) -> str:
         return self._run(self.async_reader.request_refresh(client_id, **request)) if self._loop else self.reader.request_refresh(client_id, **request)
 
-    def get(self, url: str, client_id: str, refresh_timeout: float = 30.0) -> Answer:
+    def get(self, url: str, client_id: str, refresh_timeout: float = 30.0, headers: Optional[dict[str, str]] = None) -> Answer:
         """GET ``url`` with the token of ``client_id``, through this kind's HTTP client."""
-        return self.get_many(url, client_id, 1, refresh_timeout)[0]
+        return self.get_many(url, client_id, 1, refresh_timeout, headers)[0]
 
-    def get_many(self, url: str, client_id: str, count: int, refresh_timeout: float = 30.0) -> list[Answer]:
-        """``count`` concurrent GETs of ``url``."""
+    def get_many(self, url: str, client_id: str, count: int, refresh_timeout: float = 30.0, headers: Optional[dict[str, str]] = None) -> list[Answer]:
+        """``count`` concurrent GETs of ``url``, with ``headers`` besides Authorization."""
         if self.kind == "httpx-async":
 
             async def get_all() -> list[Answer]:
                 async with httpx.AsyncClient(auth=AsyncHttpxBearerAuth(self.async_reader, client_id, refresh_timeout=refresh_timeout), timeout=60) as client:
-                    return [_answer(response.status_code, response.text, response.headers) for response in await asyncio.gather(*(client.get(url) for _ in range(count)))]
+                    responses = await asyncio.gather(*(client.get(url, headers=headers) for _ in range(count)))
+                    return [_answer(response.status_code, response.text, response.headers) for response in responses]
 
             return self._run(get_all())
         if self.kind == "httpx":
             with httpx.Client(auth=HttpxBearerAuth(self.reader, client_id, refresh_timeout=refresh_timeout), timeout=60, limits=httpx.Limits(max_connections=count)) as client:
                 with ThreadPoolExecutor(count) as pool:
-                    return list(pool.map(lambda _: _answer_of(client.get(url)), range(count)))
+                    return list(pool.map(lambda _: _answer_of(client.get(url, headers=headers)), range(count)))
         auth = RequestsBearerAuth(self.reader, client_id, refresh_timeout=refresh_timeout)
         with ThreadPoolExecutor(count) as pool:
-            return list(pool.map(lambda _: _answer_of(requests.get(url, auth=auth, timeout=60)), range(count)))
+            return list(pool.map(lambda _: _answer_of(requests.get(url, auth=auth, headers=headers, timeout=60)), range(count)))
 
     def close(self) -> None:
         if self._loop:

@@ -27,7 +27,7 @@ from token_lifecycle import (
     token_key,
     token_updated_channel,
 )
-from token_lifecycle.contract import parse_announcement, refresh_request_proof, refresh_request_proof_message
+from token_lifecycle.contract import is_traceparent, parse_announcement, refresh_request_proof, refresh_request_proof_message
 
 STORED = VECTORS["storedTokens"]
 
@@ -168,15 +168,24 @@ def test_token_updated_cache(index: int, kind: str, redis_client: redis.Redis, c
 
 
 @pytest.mark.parametrize("kind", READER_KINDS)
-@pytest.mark.parametrize("vector", named(VECTORS["refreshRequests"]))
+@pytest.mark.parametrize("vector", named(VECTORS["refreshRequests"] + VECTORS["tracedRefreshRequests"]))
 def test_refresh_request(vector: dict[str, Any], kind: str, redis_client: redis.Redis, consumers: Callable[..., Consumer]) -> None:
     prefix = f"contract-py-refresh-{kind}:"
     consumer = consumers(kind, prefix=prefix, cache=False)
     request = vector["request"]
     entry_id = consumer.request_refresh(
-        vector["clientId"], rejected_fingerprint=request.get("rejectedFingerprint"), reason=request.get("reason"), access_token=vector["accessToken"]
+        vector["clientId"],
+        rejected_fingerprint=request.get("rejectedFingerprint"),
+        reason=request.get("reason"),
+        access_token=vector["accessToken"],
+        traceparent=request.get("traceparent"),
     )
     assert stream_entries(redis_client, refresh_requests_stream(prefix), entry_id, entry_id) == [vector["fields"]]
+
+
+@pytest.mark.parametrize("vector", named(VECTORS["traceparents"]))
+def test_traceparent(vector: dict[str, Any]) -> None:
+    assert is_traceparent(vector["value"]) is vector["valid"]
 
 
 @pytest.mark.parametrize("vector", named(VECTORS["refreshRequestProofs"]))

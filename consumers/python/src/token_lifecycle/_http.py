@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Optional
 from urllib.parse import urlsplit
 
-from .contract import CurrentToken
+from .contract import CurrentToken, is_traceparent
 
 #: How long a refused request waits for the replacement token by default, in seconds. The worker
 #: holds forced refreshes to a minimum interval (10 s by default), so a token refused again soon
@@ -31,3 +32,11 @@ def refusal_reason(url: str) -> str:
     if parts.port is not None and _DEFAULT_PORTS.get(parts.scheme) != parts.port:
         host = f"{host}:{parts.port}"
     return f"401 invalid_token from {host}"
+
+
+def sent_traceparent(header: Optional[str]) -> Optional[str]:
+    """The trace context of a refused request, for its refresh request: the ``traceparent`` header
+    it was sent with, when that is one (an application that propagates trace context by hand sets
+    it, as do OpenTelemetry's HTTP instrumentations); ``None`` otherwise, and the active
+    OpenTelemetry span's is used, if any."""
+    return header if is_traceparent(header) else None

@@ -12,6 +12,7 @@ import redis
 import redis.asyncio
 
 from ._cache import TokenCache, Waiter
+from ._trace_context import current_traceparent
 from .contract import (
     DEFAULT_PREFIX,
     DEFAULT_REFRESH_REQUESTS_MAX_LEN,
@@ -80,11 +81,19 @@ class AsyncTokenReader:
         return await self._get_token(client_id, skip_cache=False)
 
     async def request_refresh(
-        self, client_id: str, *, rejected_fingerprint: str | None = None, reason: str | None = None, access_token: str | None = None
+        self,
+        client_id: str,
+        *,
+        rejected_fingerprint: str | None = None,
+        reason: str | None = None,
+        access_token: str | None = None,
+        traceparent: str | None = None,
     ) -> str:
         """See :meth:`token_lifecycle.TokenReader.request_refresh`."""
         self._assert_open()
         stream = refresh_requests_stream(self.prefix)
+        if traceparent is None:
+            traceparent = current_traceparent()
         if access_token is None:
             try:
                 current = await self._read(client_id)
@@ -95,7 +104,7 @@ class AsyncTokenReader:
             access_token = current.access_token
         try:
             entry_id = await self._redis.xadd(
-                stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason, access_token)), id="*", maxlen=self._max_len, approximate=True
+                stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason, access_token, traceparent)), id="*", maxlen=self._max_len, approximate=True
             )
         except redis.RedisError as error:
             raise RefreshRequestError(client_id, stream, error) from error
@@ -124,13 +133,15 @@ class AsyncTokenReader:
         finally:
             self._cache.remove_waiter(waiter)
 
-    async def replace_rejected_token(self, client_id: str, rejected: CurrentToken, *, reason: str | None = None, timeout: float) -> CurrentToken | None:
+    async def replace_rejected_token(
+        self, client_id: str, rejected: CurrentToken, *, reason: str | None = None, timeout: float, traceparent: str | None = None
+    ) -> CurrentToken | None:
         """See :meth:`token_lifecycle.TokenReader.replace_rejected_token`: concurrent calls about the
         same refused token share one refresh request and one wait."""
         key = (client_id, rejected.fingerprint)
         shared = self._replacements.get(key)
         if shared is None:
-            shared = self._replacements[key] = asyncio.ensure_future(self._replace(client_id, rejected, reason, timeout))
+            shared = self._replacements[key] = asyncio.ensure_future(self._replace(client_id, rejected, reason, timeout, traceparent))
             shared.add_done_callback(lambda done: self._replacements.pop(key) if self._replacements.get(key) is done else None)
         # One caller's cancellation must not cancel the others' shared work.
         return await asyncio.shield(shared)
@@ -145,7 +156,7 @@ class AsyncTokenReader:
         await self._subscription.aclose()
         self._cache.clear()
 
-    async def _replace(self, client_id: str, rejected: CurrentToken, reason: str | None, timeout: float) -> CurrentToken | None:
+    async def _replace(self, client_id: str, rejected: CurrentToken, reason: str | None, timeout: float, traceparent: str | None) -> CurrentToken | None:
         # A caller whose request was in flight while the token rotated needs no new refresh.
         try:
             current: CurrentToken | None = await self._get_token(client_id, skip_cache=True)
@@ -153,7 +164,9 @@ class AsyncTokenReader:
             current = None
         if current is not None and current.generation > rejected.generation:
             return current
-        await self.request_refresh(client_id, rejected_fingerprint=rejected.fingerprint, reason=reason, access_token=rejected.access_token)
+        await self.request_refresh(
+            client_id, rejected_fingerprint=rejected.fingerprint, reason=reason, access_token=rejected.access_token, traceparent=traceparent
+        )
         try:
             return await self.wait_for_token(client_id, newer_than=rejected.generation, timeout=timeout)
         except TokenWaitTimeoutError:

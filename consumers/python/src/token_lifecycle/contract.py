@@ -11,7 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, TypeGuard, Union
 
 from .errors import MalformedStoredTokenError
 
@@ -171,13 +171,32 @@ def refresh_request_proof(access_token: str, client_id: str, rejected_fingerprin
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
-def refresh_request_fields(client_id: str, rejected_fingerprint: Optional[str], reason: Optional[str], access_token: str) -> Mapping[str, str]:
+#: A traceparent of W3C Trace Context Level 1, version 00 (§3.2.2): lower-case hex trace-id (32),
+#: parent-id (16) and trace-flags (2). A later version may append fields; the contract knows only 00.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def is_traceparent(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a traceparent a refresh request may carry, so that the worker's spans
+    join the caller's trace: the contract's rule (test/contract/vectors.json, ``traceparents``),
+    version 00, lower-case hex, neither ID all zeros (W3C Trace Context §3.2.2.3, §3.2.2.4)."""
+    match = _TRACEPARENT.fullmatch(value) if isinstance(value, str) else None
+    return match is not None and match.group(1) != "0" * 32 and match.group(2) != "0" * 16
+
+
+def refresh_request_fields(
+    client_id: str, rejected_fingerprint: Optional[str], reason: Optional[str], access_token: str, traceparent: Optional[str] = None
+) -> Mapping[str, str]:
     """The fields of a refresh-requests entry, in order: ``clientId``, then ``rejectedFingerprint``
-    and ``reason`` when given, then ``proof``, made with ``access_token``."""
+    and ``reason`` when given, then ``traceparent`` when it is one (:func:`is_traceparent`: the
+    worker would drop any other; the proof does not cover it), then ``proof``, made with
+    ``access_token``."""
     fields = {"clientId": client_id}
     if rejected_fingerprint is not None:
         fields["rejectedFingerprint"] = rejected_fingerprint
     if reason is not None:
         fields["reason"] = reason
+    if is_traceparent(traceparent):
+        fields["traceparent"] = traceparent
     fields["proof"] = refresh_request_proof(access_token, client_id, rejected_fingerprint)
     return fields

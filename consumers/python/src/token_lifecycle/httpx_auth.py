@@ -8,7 +8,7 @@ from typing import AsyncGenerator, Generator, NoReturn
 
 import httpx
 
-from ._http import DEFAULT_REFRESH_TIMEOUT, authorization, refusal_reason
+from ._http import DEFAULT_REFRESH_TIMEOUT, authorization, refusal_reason, sent_traceparent
 from .async_reader import AsyncTokenReader
 from .reader import TokenReader
 from .www_authenticate import calls_for_new_token
@@ -21,7 +21,9 @@ class HttpxBearerAuth(httpx.Auth):
 
     The same rules as :class:`token_lifecycle.RequestsBearerAuth`: ONE refresh and ONE retry on a
     401 ``invalid_token``, nothing on any other answer, one shared refresh for concurrent refusals
-    of the same token. The request body is read first, so that it can be sent again. For ``httpx.AsyncClient`` use :class:`AsyncHttpxBearerAuth`.
+    of the same token, and the refresh request carries the refused request's ``traceparent`` header
+    when it has one, else the active OpenTelemetry span's. The request body is read first, so that
+    it can be sent again. For ``httpx.AsyncClient`` use :class:`AsyncHttpxBearerAuth`.
     """
 
     def __init__(self, reader: TokenReader, client_id: str, *, refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT) -> None:
@@ -36,7 +38,13 @@ class HttpxBearerAuth(httpx.Auth):
         response = yield request
         if not calls_for_new_token(response.status_code, response.headers.get_list("WWW-Authenticate")):
             return
-        replacement = self.reader.replace_rejected_token(self.client_id, sent, reason=refusal_reason(str(request.url)), timeout=self.refresh_timeout)
+        replacement = self.reader.replace_rejected_token(
+            self.client_id,
+            sent,
+            reason=refusal_reason(str(request.url)),
+            timeout=self.refresh_timeout,
+            traceparent=sent_traceparent(request.headers.get("traceparent")),
+        )
         if replacement is not None:
             request.headers["Authorization"] = authorization(replacement)
             yield request
@@ -62,7 +70,13 @@ class AsyncHttpxBearerAuth(httpx.Auth):
         response = yield request
         if not calls_for_new_token(response.status_code, response.headers.get_list("WWW-Authenticate")):
             return
-        replacement = await self.reader.replace_rejected_token(self.client_id, sent, reason=refusal_reason(str(request.url)), timeout=self.refresh_timeout)
+        replacement = await self.reader.replace_rejected_token(
+            self.client_id,
+            sent,
+            reason=refusal_reason(str(request.url)),
+            timeout=self.refresh_timeout,
+            traceparent=sent_traceparent(request.headers.get("traceparent")),
+        )
         if replacement is not None:
             request.headers["Authorization"] = authorization(replacement)
             yield request

@@ -12,6 +12,7 @@ from typing import Callable, Union
 import redis
 
 from ._cache import TokenCache, Waiter
+from ._trace_context import current_traceparent
 from .contract import (
     DEFAULT_PREFIX,
     DEFAULT_REFRESH_REQUESTS_MAX_LEN,
@@ -111,7 +112,13 @@ class TokenReader:
         return self._get_token(client_id, skip_cache=False)
 
     def request_refresh(
-        self, client_id: str, *, rejected_fingerprint: str | None = None, reason: str | None = None, access_token: str | None = None
+        self,
+        client_id: str,
+        *,
+        rejected_fingerprint: str | None = None,
+        reason: str | None = None,
+        access_token: str | None = None,
+        traceparent: str | None = None,
     ) -> str:
         """Asks the worker to replace the token of ``client_id`` by adding an entry to the stream
         ``<prefix>refresh-requests`` with the fields ``clientId``, then ``rejectedFingerprint``
@@ -119,15 +126,21 @@ class TokenReader:
         ``reason`` (free text for operators, never a token) when given, then ``proof``: the origin
         proof the worker requires (docs/redis-contract.md), made with ``access_token`` (the
         refused token; it never leaves the process) or, when ``None``, with the token Redis holds
-        for the client. The worker turns it into a ``forceRefresh`` signal, coalesced and held to
-        the client's minimum interval. Returns the entry ID; it does not wait for the new token:
-        see :meth:`wait_for_token`.
+        for the client. Between ``reason`` and ``proof`` comes ``traceparent``, so that the worker's
+        spans of the forced refresh join the caller's trace: ``traceparent`` when given (W3C Trace
+        Context, for an application that propagates trace context by hand), else the active
+        OpenTelemetry span's when ``opentelemetry`` is installed; a malformed one is not sent (the
+        worker would drop it). The worker turns the entry into a ``forceRefresh`` signal, coalesced
+        and held to the client's minimum interval. Returns the entry ID; it does not wait for the
+        new token: see :meth:`wait_for_token`.
 
         :raises RefreshRequestError: when Redis refused the entry or, without ``access_token``,
             when Redis holds no token of the client to prove the request with or could not be read.
         """
         self._assert_open()
         stream = refresh_requests_stream(self.prefix)
+        if traceparent is None:
+            traceparent = current_traceparent()
         if access_token is None:
             try:
                 current = self._read(client_id)
@@ -138,7 +151,7 @@ class TokenReader:
             access_token = current.access_token
         try:
             entry_id = self._redis.xadd(
-                stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason, access_token)), id="*", maxlen=self._max_len, approximate=True
+                stream, dict(refresh_request_fields(client_id, rejected_fingerprint, reason, access_token, traceparent)), id="*", maxlen=self._max_len, approximate=True
             )
         except redis.RedisError as error:
             raise RefreshRequestError(client_id, stream, error) from error
@@ -174,12 +187,15 @@ class TokenReader:
         finally:
             self._cache.remove_waiter(waiter)
 
-    def replace_rejected_token(self, client_id: str, rejected: CurrentToken, *, reason: str | None = None, timeout: float) -> CurrentToken | None:
+    def replace_rejected_token(
+        self, client_id: str, rejected: CurrentToken, *, reason: str | None = None, timeout: float, traceparent: str | None = None
+    ) -> CurrentToken | None:
         """After an API refused ``rejected`` (RFC 6750 §3.1 ``invalid_token``): the token that
         replaces it, asking for one only if it has not been replaced already. Concurrent calls about
         the same refused token share one refresh request and one wait, so a burst of refusals in
-        this process sends one request. ``None`` when no newer token arrived within ``timeout``
-        seconds (for example because the worker holds forced refreshes to their minimum interval).
+        this process sends one request (with the first caller's ``traceparent``, see
+        :meth:`request_refresh`). ``None`` when no newer token arrived within ``timeout`` seconds
+        (for example because the worker holds forced refreshes to their minimum interval).
 
         :raises RefreshRequestError: when the request could not be delivered.
         """
@@ -191,7 +207,7 @@ class TokenReader:
                 shared = self._replacements[key] = Future()
         if owner:
             try:
-                shared.set_result(self._replace(client_id, rejected, reason, timeout))
+                shared.set_result(self._replace(client_id, rejected, reason, timeout, traceparent))
             except BaseException as error:
                 shared.set_exception(error)
             finally:
@@ -209,7 +225,7 @@ class TokenReader:
         self._subscription.close()
         self._cache.clear()
 
-    def _replace(self, client_id: str, rejected: CurrentToken, reason: str | None, timeout: float) -> CurrentToken | None:
+    def _replace(self, client_id: str, rejected: CurrentToken, reason: str | None, timeout: float, traceparent: str | None) -> CurrentToken | None:
         # A caller whose request was in flight while the token rotated needs no new refresh.
         try:
             current: CurrentToken | None = self._get_token(client_id, skip_cache=True)
@@ -217,7 +233,9 @@ class TokenReader:
             current = None
         if current is not None and current.generation > rejected.generation:
             return current
-        self.request_refresh(client_id, rejected_fingerprint=rejected.fingerprint, reason=reason, access_token=rejected.access_token)
+        self.request_refresh(
+            client_id, rejected_fingerprint=rejected.fingerprint, reason=reason, access_token=rejected.access_token, traceparent=traceparent
+        )
         try:
             return self.wait_for_token(client_id, newer_than=rejected.generation, timeout=timeout)
         except TokenWaitTimeoutError:

@@ -8,7 +8,7 @@ from typing import Any
 import requests
 from requests.cookies import extract_cookies_to_jar
 
-from ._http import DEFAULT_REFRESH_TIMEOUT, authorization, refusal_reason
+from ._http import DEFAULT_REFRESH_TIMEOUT, authorization, refusal_reason, sent_traceparent
 from .contract import CurrentToken
 from .reader import TokenReader
 from .www_authenticate import calls_for_new_token
@@ -27,8 +27,10 @@ class RequestsBearerAuth(requests.auth.AuthBase):
       no newer token arrives within ``refresh_timeout`` seconds the caller gets the 401;
     - other 401s, 403 ``insufficient_scope`` and every other answer go to the caller untouched.
 
-    A request whose body is a stream or a file is not retried (it cannot be sent again). Errors of
-    the reader (``TokenUnavailableError``, ``RedisUnavailableError``, …) reach the caller as they are.
+    The refresh request carries the refused request's ``traceparent`` header when it has one, else
+    the active OpenTelemetry span's (see :meth:`TokenReader.request_refresh`). A request whose body
+    is a stream or a file is not retried (it cannot be sent again). Errors of the reader
+    (``TokenUnavailableError``, ``RedisUnavailableError``, …) reach the caller as they are.
     """
 
     def __init__(self, reader: TokenReader, client_id: str, *, refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT) -> None:
@@ -50,7 +52,13 @@ class RequestsBearerAuth(requests.auth.AuthBase):
         refused = response.request
         if not calls_for_new_token(response.status_code, response.headers.get("WWW-Authenticate")) or not _can_send_again(refused):
             return response
-        replacement = self.reader.replace_rejected_token(self.client_id, sent, reason=refusal_reason(response.url), timeout=self.refresh_timeout)
+        replacement = self.reader.replace_rejected_token(
+            self.client_id,
+            sent,
+            reason=refusal_reason(response.url),
+            timeout=self.refresh_timeout,
+            traceparent=sent_traceparent(refused.headers.get("traceparent")),
+        )
         if replacement is None:
             return response
 
