@@ -1,7 +1,8 @@
 /**
  * The shipped alert rules against a real Prometheus (dev/prometheus, pinned) scraping a real worker
  * process: a client registered with a wrong secret makes TokenCredentialsRejected fire, and
- * `tokenctl reconfigure` with the right secret resolves it.
+ * `tokenctl reconfigure` with the right secret resolves it; the worker stopped, TokenWorkerNotPolling
+ * fires.
  *
  * The rules Prometheus evaluates are the shipped file's, expressions unchanged (checked below),
  * with every `for:` shortened to 2 s so the test does not wait five minutes; scrape and evaluation
@@ -166,6 +167,25 @@ describe('the shipped alert rules on a real Prometheus scraping a real worker', 
     },
     4 * ALERT_WITHIN_MS,
   );
+
+  test('with the worker gone, TokenWorkerNotPolling fires, and nothing else', async () => {
+    // While it runs, both of its task queues have pollers under the labels the rule sums by.
+    const pollers = await prometheus.query('sum by (task_queue) (temporal_num_pollers{poller_type=~"workflow_task|activity_task"})');
+    expect(new Set(pollers.map((sample) => sample.metric.task_queue))).toEqual(new Set([taskQueue, `${taskQueue}-iam`]));
+    for (const sample of pollers) expect(sample.value).toBeGreaterThan(0);
+
+    expect(await worker.stop()).toBe('code 0');
+    const fired = await eventually(
+      async () => {
+        const alerts = await firing();
+        return alerts.length > 0 ? alerts : undefined;
+      },
+      ALERT_WITHIN_MS,
+      'an alert firing once the worker is gone',
+    );
+    expect(fired.map((alert) => alert.labels)).toEqual([{ alertname: 'TokenWorkerNotPolling', severity: 'critical' }]);
+    expect(fired[0]!.annotations.summary).toBe('No token lifecycle worker is polling Temporal');
+  });
 });
 
 /** An expression as the server's formatter prints it (`/api/v1/format_query`). */
