@@ -357,6 +357,10 @@ class TokenAcquirer {
     } catch (err) {
       const endpointWaitMs = await admitted.report(err);
       throw endpointWaitMs === undefined ? err : withEndpointWait(err as TokenEndpointError, endpointWaitMs);
+    } finally {
+      // A service-account assertion goes to the IAM once (docs/design.md, "Service-account assertions").
+      credentials.mintedAssertion?.spend?.();
+      if (credentials.grantAssertion !== undefined && 'minted' in credentials.grantAssertion) credentials.grantAssertion.minted.spend?.();
     }
     await admitted.report(undefined);
     return response;

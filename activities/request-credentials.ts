@@ -6,6 +6,10 @@
  * process, keyed by the SHA-256 of what the reference held: new content is parsed anew, the same
  * content is not. Nothing here ever reaches Temporal.
  *
+ * A `serviceaccount:<namespace>/<name>` assertion is minted through the Kubernetes TokenRequest API
+ * instead (activities/service-account-tokens.ts), with the audience of the assertion the worker
+ * would sign: `assertionAudience`, else the token endpoint URL (RFC 7523 §3).
+ *
  * {@link credentialMac} identifies the credential a request is about to send without storing it:
  * a keyed MAC over the material, so code that must tell "the credential the IAM accepted last
  * time" from "a new one" (a budget of failed logins) compares MACs, never secrets.
@@ -16,8 +20,10 @@ import {
   CLIENT_SECRET_JWT_ALGORITHMS,
   CREDENTIALS_OF_METHOD,
   JWT_BEARER_ASSERTION_NEEDED,
+  parseServiceAccountRef,
   REFERENCE_MEANING,
   sendsMintedClientAssertion,
+  type AssertionRef,
   type AuthMethod,
   type ClientRegistration,
   type CredentialRef,
@@ -27,6 +33,7 @@ import {
 import { defaultAlgorithm, parsePrivateKey, publicKeyThumbprint } from '../shared/private-key.js';
 import { resolveReference, Secret, type Environment } from '../shared/references.js';
 import { SecretUnavailableError } from '../shared/secret-unavailable-error.js';
+import { ServiceAccountTokens } from './service-account-tokens.js';
 
 /** The key that signs a JWT assertion (RFC 7523 §2.2), with the header fields that name it. */
 export interface AssertionSigningKey {
@@ -53,6 +60,11 @@ export interface MintedAssertion {
   identity: { iss: string; sub: string; aud: string | string[] };
   /** The `exp` claim, in ms since the epoch. */
   expiresAt: number;
+  /**
+   * Called once the assertion went to the IAM, for one the worker minted for a service account:
+   * the next request gets a new one, since an IAM may refuse a `jti` it has seen (RFC 7523 §3).
+   */
+  spend?: () => void;
 }
 
 /**
@@ -110,7 +122,12 @@ export type CredentialFields = Pick<
   | 'keyId'
   | 'signingAlg'
   | 'assertionSubject'
+  | 'assertionAudience'
+  | 'tokenUrl'
 >;
+
+/** The service-account tokens of this process: every request's `serviceaccount:` assertions come from it. */
+const processServiceAccountTokens = new ServiceAccountTokens();
 
 /**
  * Resolves and checks the credential material of one request: the references the method needs
@@ -119,21 +136,39 @@ export type CredentialFields = Pick<
  * @throws {@link SecretUnavailableError} naming the field and reference when one cannot be read,
  *   or holds something unusable: not a key, a key that cannot sign the algorithm, a certificate
  *   that is not the key's or has expired, a minted assertion that is not a JWT or expires within
- *   {@link MINTED_ASSERTION_MIN_VALIDITY_MS}. Such a request would only be a failed login.
+ *   {@link MINTED_ASSERTION_MIN_VALIDITY_MS}; a service-account assertion the Kubernetes API did not
+ *   mint (its subclass `ServiceAccountTokenError`). Such a request would only be a failed login.
+ * @param env - Where `env:` references and the Kubernetes API's settings are read.
+ * @param serviceAccountTokens - Where `serviceaccount:` assertions are minted and kept. @default the process's
  */
 export async function resolveRequestCredentials(
   registration: CredentialFields,
   env: Environment = process.env,
+  serviceAccountTokens: ServiceAccountTokens = processServiceAccountTokens,
 ): Promise<RequestCredentials> {
   const { clientId, authMethod } = registration;
   // The type says it is one of them, but the value comes from a registration (JSON), so check.
   if (!Object.hasOwn(CREDENTIALS_OF_METHOD, authMethod)) {
     throw new SecretUnavailableError(`authMethod: ${String(authMethod)} is not a client authentication method`);
   }
-  const read = async (field: ReferenceField): Promise<Secret> => {
+  // assertionRef is readAssertion's: it may name a service account rather than a value.
+  const read = async (field: Exclude<ReferenceField, 'assertionRef'>): Promise<Secret> => {
     const ref = registration[field];
     if (ref === undefined) throw new SecretUnavailableError(`${field}: ${authMethod} needs ${REFERENCE_MEANING[field]}`);
     return resolveField(field, ref, env);
+  };
+  const readAssertion = async (ref: AssertionRef): Promise<MintedAssertion> => {
+    const account = parseServiceAccountRef(ref);
+    if (account === undefined) return mintedAssertion(ref, await resolveField('assertionRef', ref as CredentialRef, env));
+    if ('problem' in account) throw new SecretUnavailableError(`assertionRef: ${ref} is malformed: ${account.problem}`);
+    const audience = registration.assertionAudience ?? registration.tokenUrl;
+    if (audience === undefined) {
+      throw new SecretUnavailableError(
+        `assertionAudience: ${ref} needs the audience to mint for: set assertionAudience, or register tokenUrl`,
+      );
+    }
+    const minted = await serviceAccountTokens.token(account, audience, env);
+    return { ...mintedAssertion(ref, minted.token), spend: minted.spend };
   };
 
   const credentials: RequestCredentials = { clientId, authMethod };
@@ -151,7 +186,7 @@ export async function resolveRequestCredentials(
     }
     case 'private_key_jwt':
       if (sendsMintedClientAssertion(registration)) {
-        credentials.mintedAssertion = mintedAssertion(registration.assertionRef!, await read('assertionRef'));
+        credentials.mintedAssertion = await readAssertion(registration.assertionRef!);
       } else {
         credentials.signingKey = await privateSigningKey(registration.keyRef!, await read('keyRef'), registration);
       }
@@ -166,7 +201,7 @@ export async function resolveRequestCredentials(
       throw new SecretUnavailableError(`keyRef: ${JWT_BEARER_ASSERTION_NEEDED}`);
     credentials.grantAssertion =
       registration.assertionRef !== undefined
-        ? { minted: mintedAssertion(registration.assertionRef, await read('assertionRef')) }
+        ? { minted: await readAssertion(registration.assertionRef) }
         : {
             // private_key_jwt's key signs both assertions: it is read and parsed once.
             signingKey: credentials.signingKey ?? (await privateSigningKey(registration.keyRef!, await read('keyRef'), registration)),
@@ -237,7 +272,7 @@ async function resolveField(field: ReferenceField, ref: CredentialRef, env: Envi
 }
 
 /** Decodes (without verifying: the IAM does) a minted assertion and checks it is not about to expire. */
-function mintedAssertion(ref: CredentialRef, jwt: Secret): MintedAssertion {
+function mintedAssertion(ref: AssertionRef, jwt: Secret): MintedAssertion {
   let claims: ReturnType<typeof decodeJwt>;
   try {
     claims = decodeJwt(jwt.reveal());

@@ -20,13 +20,17 @@ import {
   DEFAULT_AUTH_METHOD,
   isAssertionMethod,
   isCredentialRef,
+  isServiceAccountRef,
+  parseServiceAccountRef,
   PRIVATE_KEY_JWT_ALGORITHMS,
   REFERENCE_FIELDS,
   REFERENCE_FORM,
   REFERENCE_MEANING,
   RESERVED_EXTRA_PARAMS,
+  SERVICE_ACCOUNT_REF_FORM,
   sendsMintedClientAssertion,
   signingAlgorithmsOf,
+  type AssertionRef,
   type AuthMethod,
   type ClientRegistration,
   type FallbackField,
@@ -62,16 +66,38 @@ export const policySchema = z
     for (const message of policyProblems(resolvePolicy(policy))) ctx.addIssue({ code: 'custom', message });
   });
 
+/**
+ * The message for a value that is not a `CredentialRef`: a `serviceaccount:` one belongs in
+ * `assertionRef`, anything else may be the secret itself (not echoed).
+ */
+const notAReference =
+  (what: string) =>
+  (issue: { input: unknown }): string =>
+    typeof issue.input === 'string' && issue.input.startsWith('serviceaccount:')
+      ? `${SERVICE_ACCOUNT_REF_FORM} names an assertion to mint: only assertionRef takes it`
+      : `must be ${REFERENCE_FORM} (${what} itself never goes here)`;
+
 const reference = z
   .string({ error: requiredOr(`must be a string: ${REFERENCE_FORM}`) })
-  .refine(isCredentialRef, `must be ${REFERENCE_FORM} (the secret, key or certificate itself never goes here)`)
+  .refine(isCredentialRef, { error: notAReference('the secret, key or certificate') })
+  .optional();
+
+/** `assertionRef`: a reference to an assertion something else writes, or a service account to mint one for. */
+const assertionReference = z
+  .string({ error: requiredOr(`must be a string: ${REFERENCE_FORM} or ${SERVICE_ACCOUNT_REF_FORM}`) })
+  .refine((ref): ref is AssertionRef => isServiceAccountRef(ref) || isCredentialRef(ref), {
+    error: (issue) => {
+      const account = typeof issue.input === 'string' ? parseServiceAccountRef(issue.input) : undefined;
+      return account !== undefined && 'problem' in account
+        ? `${String(issue.input)}: ${account.problem}`
+        : `must be ${REFERENCE_FORM} or ${SERVICE_ACCOUNT_REF_FORM} (the assertion itself never goes here)`;
+    },
+  })
   .optional();
 
 const referenceList = z
   .array(
-    z
-      .string({ error: `must be a string: ${REFERENCE_FORM}` })
-      .refine(isCredentialRef, `must be ${REFERENCE_FORM} (the secret or key itself never goes here)`),
+    z.string({ error: `must be a string: ${REFERENCE_FORM}` }).refine(isCredentialRef, { error: notAReference('the secret or key') }),
     { error: `must be a list of references: ${REFERENCE_FORM}` },
   )
   .min(1, 'must name at least one reference')
@@ -100,7 +126,7 @@ export const registrationFields = z
     grant: z.enum(GRANTS, { error: `must be one of ${GRANTS.join(', ')}` }).optional(),
     secretRef: reference,
     keyRef: reference,
-    assertionRef: reference,
+    assertionRef: assertionReference,
     secretRefs: referenceList,
     keyRefs: referenceList,
     certRef: reference,
@@ -185,9 +211,18 @@ export function crossFieldProblems(registration: RegistrationFields): { path: st
   // grant's assertion unless assertionRef holds one the platform minted.
   const signsClientAssertion = isAssertionMethod(method) && !sendsMintedClientAssertion(registration);
   const signsGrantAssertion = jwtBearer && registration.assertionRef === undefined;
+  // A service-account assertion is minted for an audience: assertionAudience, else the token URL.
+  const mintsForServiceAccount = registration.assertionRef !== undefined && isServiceAccountRef(registration.assertionRef);
+  if (mintsForServiceAccount && registration.assertionAudience === undefined && registration.tokenUrl === undefined) {
+    problems.push({
+      path: 'assertionAudience',
+      message: `is required with issuer: the audience of the ${SERVICE_ACCOUNT_REF_FORM} assertion (by default the tokenUrl, RFC 7523 §3)`,
+    });
+  }
   if (!signsClientAssertion && !signsGrantAssertion) {
     for (const field of ['keyId', 'signingAlg', 'assertionAudience'] as const) {
       if (registration[field] === undefined) continue;
+      if (field === 'assertionAudience' && mintsForServiceAccount) continue;
       problems.push({
         path: field,
         message:

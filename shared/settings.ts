@@ -3,6 +3,7 @@
  * worker and `tokenctl`. Every problem is reported at once, naming the
  * variable, so a misconfigured deployment fails at start with one clear message.
  */
+import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { isCredentialRef, REFERENCE_FORM } from '../workflows/registration.js';
 import { parseRedisSettings, type RedisSettings } from './redis-settings.js';
@@ -62,6 +63,12 @@ const settingsSchema = z.object({
    * The key of the proofs of accepted credentials, as a reference (`env:NAME` or `file:/path`, like a
    * client secret's): the same on every worker, known to no one else. Unset: a random key per process.
    */
+  /**
+   * Where the worker reads its own service-account `token` and `ca.crt` to mint `serviceaccount:`
+   * assertions (activities/service-account-tokens.ts, which reads it per request): a pod's mount
+   * by default; set for a worker outside the cluster, and in tests.
+   */
+  KUBERNETES_SERVICE_ACCOUNT_DIR: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
   LOGIN_PROOF_KEY: z
     .string()
     .refine(isCredentialRef, `must be ${REFERENCE_FORM} (a reference to the key, never the key itself)`)

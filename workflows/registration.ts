@@ -196,6 +196,48 @@ export function isCredentialRef(ref: string): ref is CredentialRef {
 }
 
 /**
+ * An assertion the worker has the Kubernetes API mint for a named service account (the
+ * TokenRequest API): `serviceaccount:<namespace>/<name>`. Only `assertionRef` takes it; each
+ * client can so have a subject of its own, `system:serviceaccount:<namespace>:<name>`, where a
+ * pod's projected token has one for all (docs/design.md, "Service-account assertions").
+ */
+export type ServiceAccountRef = `serviceaccount:${string}`;
+
+/** How a {@link ServiceAccountRef} reads in messages. */
+export const SERVICE_ACCOUNT_REF_FORM = 'serviceaccount:<namespace>/<name>';
+
+/** What `assertionRef` holds: a reference to an assertion something else writes, or a service account to mint one for. */
+export type AssertionRef = CredentialRef | ServiceAccountRef;
+
+/** A namespace is a DNS-1123 label (Kubernetes' `IsDNS1123Label`: at most 63 characters). */
+const DNS1123_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A service account's name is a DNS-1123 subdomain (Kubernetes' `IsDNS1123Subdomain`: at most 253). */
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * The namespace and name of a {@link ServiceAccountRef}, or a sentence saying what is wrong with it
+ * (for the schema's message and the worker's); undefined for a reference of another kind.
+ */
+export function parseServiceAccountRef(ref: string): { namespace: string; name: string } | { problem: string } | undefined {
+  if (!ref.startsWith('serviceaccount:')) return undefined;
+  const [namespace, name, ...rest] = ref.slice('serviceaccount:'.length).split('/');
+  if (name === undefined || rest.length > 0) return { problem: `must be ${SERVICE_ACCOUNT_REF_FORM}` };
+  if (!DNS1123_LABEL.test(namespace!)) {
+    return { problem: `the namespace "${namespace}" is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)` };
+  }
+  if (!DNS1123_SUBDOMAIN.test(name)) {
+    return { problem: `the service account "${name}" is not a Kubernetes name (lowercase letters, digits, '-' and '.', at most 253)` };
+  }
+  return { namespace: namespace!, name };
+}
+
+/** Whether `ref` is a well-formed {@link ServiceAccountRef}. */
+export function isServiceAccountRef(ref: string): ref is ServiceAccountRef {
+  const parsed = parseServiceAccountRef(ref);
+  return parsed !== undefined && !('problem' in parsed);
+}
+
+/**
  * Form parameters the grants set themselves: `extraParams` may not set them, or it would change
  * the grant or the client's authentication.
  * @see RFC 6749 §4.4.2, §2.3.1, RFC 7523 §2.1, §2.2
@@ -243,9 +285,10 @@ export interface ClientRegistration {
    * A client assertion (a JWT) that something else mints and rewrites, e.g. a projected Kubernetes
    * service-account token: `private_key_jwt` sends it as it is instead of signing one with `keyRef`
    * (RFC 7523 §2.2); with `grant: 'jwt-bearer'` it is the grant's assertion (RFC 7523 §2.1). It is
-   * read for every request and checked for its `exp` before it is sent.
+   * read for every request and checked for its `exp` before it is sent. `serviceaccount:<namespace>/<name>`
+   * has the worker mint it through the Kubernetes TokenRequest API ({@link ServiceAccountRef}).
    */
-  assertionRef?: CredentialRef;
+  assertionRef?: AssertionRef;
   /** Instead of `secretRef`: secrets to try in order during a rotation ({@link FALLBACK_FIELDS}). */
   secretRefs?: CredentialRef[];
   /** Instead of `keyRef` (`private_key_jwt`): keys to try in order during a rotation ({@link FALLBACK_FIELDS}). */
@@ -258,7 +301,10 @@ export interface ClientRegistration {
   keyId?: string;
   /** The assertion's signing algorithm. @default HS256 for client_secret_jwt; per key type for private_key_jwt */
   signingAlg?: SigningAlgorithm;
-  /** The assertion's `aud` claim, when the IAM wants another than the token endpoint URL (e.g. the issuer). */
+  /**
+   * The assertion's `aud` claim, when the IAM wants another than the token endpoint URL (e.g. the
+   * issuer): of the assertions the worker signs, and of those it has minted for a service account.
+   */
   assertionAudience?: string;
   /** The `sub` of the `jwt-bearer` assertion the worker signs (its `iss` is the client ID). @default the client ID */
   assertionSubject?: string;

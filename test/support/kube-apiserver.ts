@@ -254,7 +254,8 @@ function kubeApiServer(options: {
   ) => {
     const response = await got(`${url}${path}`, {
       method: method as 'GET',
-      headers: { authorization: `Bearer ${requestOptions.token ?? adminToken}`, accept: 'application/json' },
+      // /openid/v1/jwks answers only to its own type (RFC 7517 §8.5.1).
+      headers: { authorization: `Bearer ${requestOptions.token ?? adminToken}`, accept: 'application/json, application/jwk-set+json' },
       ...(body !== undefined && { json: body }),
       ...(requestOptions.searchParams !== undefined && { searchParams: requestOptions.searchParams }),
       https: { certificateAuthority: caPem },

@@ -160,7 +160,7 @@ describe('the registration schema', () => {
       'assertionRef: client_secret_basic does not use a client assertion reference: remove it',
     ]);
     expect(problems({ ...minted, assertionRef: 'eyJhbGciOi.eyJpc3Mi.sig' })).toEqual([
-      'assertionRef: must be env:NAME or file:/absolute/path (the secret, key or certificate itself never goes here)',
+      'assertionRef: must be env:NAME or file:/absolute/path or serviceaccount:<namespace>/<name> (the assertion itself never goes here)',
     ]);
   });
 
