@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra kube-apiserver helm build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps temporal-cli temporal-server hydra kube-apiserver helm prometheus build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -97,6 +97,10 @@ kube-apiserver:
 helm:
 	@bash dev/helm/ensure.sh >/dev/null
 
+# The pinned Prometheus and promtool (the alert rules' tests: test/alerts/), built once from dev/prometheus/go.mod.
+prometheus:
+	@bash dev/prometheus/ensure.sh >/dev/null
+
 # A build is redone only when a source changed: the suite's demo test runs make demo while other
 # tests run the built worker, and a needless rebuild would rewrite dist/ under them.
 BUILD_STAMP := dist/.build-stamp
@@ -114,7 +118,7 @@ typecheck: install
 	$(NPM) run typecheck
 
 # `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps temporal-cli temporal-server hydra kube-apiserver helm consumer-deps
+test: install system-deps temporal-cli temporal-server hydra kube-apiserver helm prometheus consumer-deps
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck

@@ -25,7 +25,12 @@ export interface LostTokenCheckOptions {
   /** How long after Redis is ready a check runs (the failover settles, visibility catches up). @default 1_000 */
   afterReadyDelayMs?: number;
   logger: Logger;
+  /** Told how many workflows were asked for a new token, by why. @default ignore */
+  onRewritten?: (reason: LostTokenReason, count: number) => void;
 }
+
+/** Why a token is written again: its key is missing, or holds an older generation than its workflow's. */
+export type LostTokenReason = 'missing' | 'behind';
 
 /** What one check found and did. */
 export interface LostTokenCheckResult {
@@ -106,20 +111,30 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
       }
     });
 
-    let signalled = 0;
+    const signalledFor: Record<LostTokenReason, number> = { missing: 0, behind: 0 };
     const requests = [
-      ...missing.map((clientId) => ({ clientId, reason: `token missing from Redis (${trigger})` })),
-      ...behind.map((b) => ({ clientId: b.clientId, reason: `Redis holds generation ${b.stored}, the workflow ${b.known} (${trigger})` })),
+      ...missing.map((clientId) => ({ clientId, why: 'missing' as const, reason: `token missing from Redis (${trigger})` })),
+      ...behind.map((b) => ({
+        clientId: b.clientId,
+        why: 'behind' as const,
+        reason: `Redis holds generation ${b.stored}, the workflow ${b.known} (${trigger})`,
+      })),
     ];
-    await forEachConcurrently(requests, CONCURRENCY, async ({ clientId, reason }) => {
-      try {
-        await client.workflow.getHandle(workflowIdFor(clientId)).signal(forceRefreshSignal, { reason });
-        signalled++;
-      } catch (err) {
-        // Stopped or removed since it was listed: nothing to write again.
-        if (!(err instanceof WorkflowNotFoundError)) throw err;
-      }
-    });
+    try {
+      await forEachConcurrently(requests, CONCURRENCY, async ({ clientId, why, reason }) => {
+        try {
+          await client.workflow.getHandle(workflowIdFor(clientId)).signal(forceRefreshSignal, { reason });
+          signalledFor[why]++;
+        } catch (err) {
+          // Stopped or removed since it was listed: nothing to write again.
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }
+      });
+    } finally {
+      // Counted even when a later signal failed: those sent were sent.
+      for (const why of ['missing', 'behind'] as const) options.onRewritten?.(why, signalledFor[why]);
+    }
+    const signalled = signalledFor.missing + signalledFor.behind;
     if (requests.length > 0) {
       logger.warn('Tokens lost by Redis: asked their workflows for new ones', {
         trigger,

@@ -15,6 +15,7 @@ import { errorMessage } from '../shared/error-message.js';
 import { LoginProofKey } from '../activities/login-budget.js';
 import { resolveReference } from '../shared/references.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
+import { startClientStateGauge } from './client-state-gauge.js';
 import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
@@ -72,6 +73,7 @@ async function main(): Promise<void> {
   if (workflowBundlePath === null) log.warn('No prebuilt workflow bundle (npm run build): bundling the sources at start');
 
   const loginProofKey = await readLoginProofKey(settings, log);
+  const metrics = createTokenMetrics(Runtime.instance().metricMeter);
   const workers = await createTokenWorkers({
     connection,
     namespace: settings.TEMPORAL_NAMESPACE,
@@ -80,7 +82,7 @@ async function main(): Promise<void> {
     iamMaxRps: settings.IAM_MAX_RPS,
     ...(settings.MAX_CACHED_WORKFLOWS !== undefined && { maxCachedWorkflows: settings.MAX_CACHED_WORKFLOWS }),
     workflowBundle: workflowBundlePath === null ? null : { codePath: workflowBundlePath },
-    metrics: createTokenMetrics(Runtime.instance().metricMeter),
+    metrics,
     ...(loginProofKey !== undefined && { loginProofKey }),
     loginBudget: { maxRejections: settings.LOGIN_BUDGET_MAX_REJECTIONS, windowMs: settings.LOGIN_BUDGET_WINDOW_SECONDS * 1000 },
   });
@@ -101,16 +103,30 @@ async function main(): Promise<void> {
             log.warn('Token expiry gauge: Redis error', { error: error.message });
           },
         });
+  const client = new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE });
+  const stateGauge =
+    settings.METRICS_PORT === 0
+      ? null
+      : await startClientStateGauge({
+          client,
+          taskQueue: settings.TEMPORAL_TASK_QUEUE,
+          meter: Runtime.instance().metricMeter,
+          onError: (error) => {
+            log.warn('Client state gauge: listing the workflows failed', { error: error.message });
+          },
+        });
   const lostTokens = startLostTokenCheck({
     store,
-    client: new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE }),
+    client,
     taskQueue: settings.TEMPORAL_TASK_QUEUE,
     logger: log,
+    onRewritten: (reason, count) => metrics.recordLostTokensRewritten(reason, count),
   });
   try {
     await workers.run();
   } finally {
     await lostTokens.stop();
+    await stateGauge?.stop();
     expiryGauge?.stop();
     redis.disconnect();
     await connection.close();

@@ -5,12 +5,19 @@
 import type { MetricMeter } from '@temporalio/common';
 import type { FailureKind } from '../workflows/failures.js';
 import type { RefusedRefreshRequestReason } from './refresh-request-consumer.js';
+import type { LostTokenReason } from './lost-token-check.js';
 
 /** Histogram buckets for token endpoint latency, in seconds. */
 export const TOKEN_ENDPOINT_LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** The gauge of seconds until each client's stored token expires (see token-expiry-gauge.ts). */
 export const TOKEN_SECONDS_UNTIL_EXPIRY = 'token_seconds_until_expiry';
+
+/** The gauge of seconds each client's stored token is past its renewal point (see token-expiry-gauge.ts). */
+export const TOKEN_RENEWAL_OVERDUE_SECONDS = 'token_renewal_overdue_seconds';
+
+/** The gauge of each running client's workflow state (see client-state-gauge.ts). */
+export const TOKEN_CLIENT_STATE = 'token_client_state';
 
 /**
  * Every metric family the project exports, by the name it has on `/metrics` (counters get
@@ -25,9 +32,10 @@ export const PROJECT_METRIC_NAMES = {
     'token_rejected_logins_total',
     'token_login_budget_waits_total',
     'token_refresh_requests_refused_total',
+    'token_lost_tokens_rewritten_total',
   ],
   histograms: ['token_endpoint_latency_seconds'],
-  gauges: [TOKEN_SECONDS_UNTIL_EXPIRY, 'token_breaker_open'],
+  gauges: [TOKEN_SECONDS_UNTIL_EXPIRY, TOKEN_RENEWAL_OVERDUE_SECONDS, TOKEN_CLIENT_STATE, 'token_breaker_open'],
 } as const;
 
 /**
@@ -59,6 +67,12 @@ export interface TokenMetrics {
    * `client_id` tag: the entry's author chose that name, and could make the tags unbounded.
    */
   recordRefusedRefreshRequest(reason: RefusedRefreshRequestReason): void;
+  /**
+   * The lost-token check asked `count` workflows for a new token because Redis lost theirs:
+   * `token_lost_tokens_rewritten_total{reason}`, `missing` (no key) or `behind` (an older
+   * generation than the workflow's; docs/design.md, "Tokens Redis lost").
+   */
+  recordLostTokensRewritten(reason: LostTokenReason, count: number): void;
 }
 
 export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
@@ -85,7 +99,15 @@ export function createTokenMetrics(meter: MetricMeter): TokenMetrics {
     'requests',
     'Refresh-requests stream entries refused without a signal, by why: no proof, a proof not made with the client token, or no stored token to check it against',
   );
+  const lostTokensRewritten = meter.createCounter(
+    'token_lost_tokens_rewritten',
+    'tokens',
+    'Tokens Redis lost that the workers asked their workflows for again, by why: missing (no key) or behind (an older generation than the workflow knows)',
+  );
   return {
+    recordLostTokensRewritten(reason, count) {
+      if (count > 0) lostTokensRewritten.withTags({ reason }).add(count);
+    },
     recordRefusedRefreshRequest(reason) {
       refusedRefreshRequests.withTags({ reason }).add(1);
     },

@@ -1,7 +1,8 @@
 /**
- * The gauge `token_seconds_until_expiry{client_id}`: how long each client's stored token stays
- * valid, updated every second, so a dashboard or an alert sees a token running out before any
- * service does.
+ * The gauges `token_seconds_until_expiry{client_id}` (how long each client's stored token stays
+ * valid) and `token_renewal_overdue_seconds{client_id}` (how long it is past its renewal point,
+ * its `refresh_at`; 0 before it: the SDK's gauges take no negative value), updated every second, so a dashboard or an alert sees
+ * a token running out, or a renewal that did not happen, before any service does.
  *
  * Every worker of a fleet learns every client's expiry, not only its own: it listens to
  * `<prefix>token-updated` (announced by the store's script after each accepted write, whichever
@@ -9,14 +10,14 @@
  * announcements missed while the subscriber was reconnecting (Redis pub/sub delivers at most once).
  * Prometheus queries should therefore aggregate over workers, e.g. `max by (client_id) (…)`.
  *
- * Only metadata is read (`client_id`, `expires_at`, `generation`), never the token.
+ * Only metadata is read (`client_id`, `expires_at`, `refresh_at`, `generation`), never the token.
  */
 import type { MetricGauge, MetricMeter } from '@temporalio/common';
 import { Cluster, type Redis } from 'ioredis';
-import { tokenKeysGlob, tokenUpdatedChannel } from '../shared/redis-layout.js';
+import { tokenKey, tokenKeysGlob, tokenUpdatedChannel } from '../shared/redis-layout.js';
 import { parseTokenUpdated } from 'token-lifecycle/contract';
 import { duplicateConnection, watchConnection, type RedisClient } from '../shared/redis-connection.js';
-import { TOKEN_SECONDS_UNTIL_EXPIRY } from './metrics.js';
+import { TOKEN_RENEWAL_OVERDUE_SECONDS, TOKEN_SECONDS_UNTIL_EXPIRY } from './metrics.js';
 
 /** Options of {@link startTokenExpiryGauge}. */
 export interface TokenExpiryGaugeOptions {
@@ -40,6 +41,8 @@ export interface TokenExpiryGaugeOptions {
 export interface TokenExpiryGauge {
   /** The expiry (Unix ms) known for each client. */
   knownExpiries(): ReadonlyMap<string, number>;
+  /** The renewal point (`refresh_at`, Unix ms) known for each client whose token has one. */
+  knownRenewals(): ReadonlyMap<string, number>;
   /** Sets the gauge from what is known now (the timer calls it every second). */
   update(): void;
   /** Scans the token keys and learns every expiry stored now. */
@@ -65,20 +68,43 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
     's',
     'Seconds until the stored token of each client expires (0 once it has)',
   );
+  const overdueGauge: MetricGauge = meter.createGauge(
+    TOKEN_RENEWAL_OVERDUE_SECONDS,
+    'float',
+    's',
+    'Seconds the stored token of each client is past its renewal point (its refresh_at; 0 before it)',
+  );
 
-  // Newest generation wins, as in the store: a late message must not roll an expiry back.
-  const expiries = new Map<string, { expiresAt: number; generation: number }>();
-  const learn = (clientId: string, expiresAt: number, generation: number) => {
+  // Newest generation wins, as in the store: a late message must not roll an expiry back. The
+  // announcement carries no refresh_at: a newer generation's is unknown until read from its key.
+  const expiries = new Map<string, { expiresAt: number; generation: number; refreshAt?: number }>();
+  const learn = (clientId: string, expiresAt: number, generation: number, refreshAt?: number) => {
     const known = expiries.get(clientId);
-    if (known === undefined || generation >= known.generation) expiries.set(clientId, { expiresAt, generation });
+    if (known === undefined || generation > known.generation) {
+      expiries.set(clientId, { expiresAt, generation, ...(refreshAt !== undefined && { refreshAt }) });
+    } else if (generation === known.generation) {
+      known.expiresAt = expiresAt;
+      if (refreshAt !== undefined) known.refreshAt = refreshAt;
+    }
   };
 
-  const setGauge = (clientId: string, expiresAt: number, at: number) => {
-    gauge.set(Math.max(0, (expiresAt - at) / 1000), { client_id: clientId });
+  const setGauges = (clientId: string, at: number) => {
+    const known = expiries.get(clientId)!;
+    gauge.set(Math.max(0, (known.expiresAt - at) / 1000), { client_id: clientId });
+    if (known.refreshAt !== undefined) overdueGauge.set(Math.max(0, (at - known.refreshAt) / 1000), { client_id: clientId });
   };
   const update = () => {
     const at = now();
-    for (const [clientId, { expiresAt }] of expiries) setGauge(clientId, expiresAt, at);
+    for (const clientId of expiries.keys()) setGauges(clientId, at);
+  };
+  /** The renewal point of an announced generation, from its key (absent in a token written without one). */
+  const readRenewal = async (clientId: string, generation: number) => {
+    const [storedGeneration, refreshAt] = await redis.hmget(tokenKey(prefix, clientId), 'generation', 'refresh_at');
+    if (Number(storedGeneration) !== generation || !refreshAt) return;
+    const known = expiries.get(clientId);
+    if (known?.generation !== generation) return;
+    known.refreshAt = Number(refreshAt);
+    setGauges(clientId, now());
   };
 
   const resync = async () => {
@@ -86,9 +112,10 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
       const stream = node.scanStream({ match: tokenKeysGlob(prefix), count: SCAN_BATCH });
       for await (const keys of stream as AsyncIterable<string[]>) {
         // One command per key: keys of a batch may live in different Cluster slots.
-        const rows = await Promise.all(keys.map((key) => redis.hmget(key, 'client_id', 'expires_at', 'generation')));
-        for (const [clientId, expiresAt, generation] of rows) {
-          if (clientId && expiresAt && generation) learn(clientId, Number(expiresAt), Number(generation));
+        const rows = await Promise.all(keys.map((key) => redis.hmget(key, 'client_id', 'expires_at', 'generation', 'refresh_at')));
+        for (const [clientId, expiresAt, generation, refreshAt] of rows) {
+          if (clientId && expiresAt && generation)
+            learn(clientId, Number(expiresAt), Number(generation), refreshAt ? Number(refreshAt) : undefined);
         }
       }
     }
@@ -107,7 +134,8 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
     const message = parseTokenUpdated(text);
     if (message?.expiresAt === undefined) return;
     learn(message.clientId, message.expiresAt, message.generation);
-    setGauge(message.clientId, expiries.get(message.clientId)!.expiresAt, now());
+    setGauges(message.clientId, now());
+    if (expiries.get(message.clientId)!.refreshAt === undefined) readRenewal(message.clientId, message.generation).catch(onError);
   });
   // A failed first subscription is retried in the background: a worker started while Redis is down
   // still starts (its token requests back off as store_unavailable). Once subscribed, ioredis
@@ -137,6 +165,8 @@ export async function startTokenExpiryGauge(options: TokenExpiryGaugeOptions): P
 
   return {
     knownExpiries: () => new Map([...expiries].map(([clientId, { expiresAt }]) => [clientId, expiresAt])),
+    knownRenewals: () =>
+      new Map([...expiries].flatMap(([clientId, { refreshAt }]) => (refreshAt === undefined ? [] : [[clientId, refreshAt] as const]))),
     update,
     resync,
     stop() {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { generationsKey, tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
+import { findFreePorts } from '../../dev/free-port.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
@@ -31,17 +32,20 @@ let worker: WorkerProcess;
 let laterWorker: WorkerProcess | undefined;
 let connection: Connection;
 let admin: TokenAdmin;
+/** `METRICS_PORT` of `worker` and of `laterWorker`. */
+let metricsPorts: number[];
 
 beforeAll(async () => {
   iam = await startIamEmulator({ tokenLifetimeSeconds: 300, clients: CLIENT_IDS.map((clientId) => ({ clientId, clientSecret: SECRET })) });
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
+  metricsPorts = await findFreePorts(2);
   worker = await startWorkerProcess({
     temporalAddress: inject('temporalAddress'),
     taskQueue,
     redisUrl: redisServer.url,
     workflowBundlePath: inject('workflowBundlePath'),
-    env: { LOST_SECRET: SECRET },
+    env: { LOST_SECRET: SECRET, METRICS_PORT: String(metricsPorts[0]) },
   });
   connection = await Connection.connect({ address: inject('temporalAddress') });
   admin = new TokenAdmin(new Client({ connection }), { taskQueue });
@@ -81,6 +85,17 @@ function checksOf(workerProcess: WorkerProcess): CheckLine[] {
     .map((line) => JSON.parse(line) as CheckLine);
 }
 
+/** `token_lost_tokens_rewritten_total{reason}` added up over both workers' `/metrics`. */
+async function rewrittenOnMetrics(reason: 'missing' | 'behind'): Promise<number> {
+  let total = 0;
+  for (const port of metricsPorts) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const sample = new RegExp(`^token_lost_tokens_rewritten_total\\{[^}]*reason="${reason}"[^}]*\\} (\\S+)$`, 'm').exec(text);
+    total += sample === null ? 0 : Number(sample[1]);
+  }
+  return total;
+}
+
 const generationOf = async (clientId: string) => Number(await redis.hget(tokenKey('oauth:', clientId), 'generation'));
 const activeAt = (clientId: string, generation: number) =>
   eventually(
@@ -104,7 +119,7 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
     taskQueue,
     redisUrl: redisServer.url,
     workflowBundlePath: inject('workflowBundlePath'),
-    env: { LOST_SECRET: SECRET, LOG_LEVEL: 'DEBUG', LOG_FORMAT: 'json' },
+    env: { LOST_SECRET: SECRET, LOG_LEVEL: 'DEBUG', LOG_FORMAT: 'json', METRICS_PORT: String(metricsPorts[1]) },
   });
   const firstCheck = await eventually(
     () => checksOf(laterWorker!).find((c) => c.trigger === 'Redis connection ready'),
@@ -149,4 +164,11 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
   // The later worker reconnected too, and asked every workflow whose key it found.
   expect(recheck).toMatchObject({ checked: CLIENT_IDS.length, queried: CLIENT_IDS.length - recheck.missing });
   expect(laterWorker.output()).not.toContain(SECRET);
+  // Counted for the alert TokenLostTokensRewritten: one signal per lost token from either worker,
+  // both at most (a second signal coalesces in the workflow).
+  for (const reason of ['missing', 'behind'] as const) {
+    const rewritten = await rewrittenOnMetrics(reason);
+    expect(rewritten, reason).toBeGreaterThanOrEqual(1);
+    expect(rewritten, reason).toBeLessThanOrEqual(2);
+  }
 }, 180_000);

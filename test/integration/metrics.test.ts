@@ -222,6 +222,51 @@ describe('the worker process on /metrics', () => {
     );
   });
 
+  test('token_client_state says which state each running client is in, and token_renewal_overdue_seconds follows refresh_at', async () => {
+    // The client-state gauge lists the workflows every 30 s: the first listing may predate them.
+    const samples = await eventually(
+      async () => {
+        const scraped = parseSamples(await scrape());
+        const good = valueOf(scraped, 'token_client_state', { client_id: 'metrics-good', state: 'active' });
+        const rejected = valueOf(scraped, 'token_client_state', { client_id: 'metrics-rejected', state: 'credentials_rejected' });
+        return good === 1 && rejected === 1 ? scraped : undefined;
+      },
+      45_000,
+      'both clients in token_client_state',
+    );
+    // One series at 1 per client; the states it was in before stay at 0.
+    for (const clientId of ['metrics-good', 'metrics-rejected']) {
+      const own = samples.filter((sample) => sample.name === 'token_client_state' && sample.labels.client_id === clientId);
+      expect(own.filter((sample) => sample.value === 1)).toHaveLength(1);
+      expect(own.every((sample) => sample.value === 0 || sample.value === 1)).toBe(true);
+    }
+    expect(valueOf(samples, 'token_client_state', { client_id: 'metrics-good', state: 'acquiring' }) ?? 0).toBe(0);
+
+    // Seconds past the renewal point: what Redis's refresh_at says, read while the stored token
+    // stays the same (0 before it; a 4 s token is renewed within a moment of it).
+    const { onMetrics, inRedis, untilExpiry } = await eventually(
+      async () => {
+        const key = tokenKey('oauth:', 'metrics-good');
+        const [refreshAt, expiresAt] = await redis.hmget(key, 'refresh_at', 'expires_at');
+        const scrapedAt = Date.now();
+        const scraped = parseSamples(await scrape());
+        const [after] = await redis.hmget(key, 'refresh_at');
+        const value = valueOf(scraped, 'token_renewal_overdue_seconds', { client_id: 'metrics-good' });
+        if (!refreshAt || refreshAt !== after || value === undefined) return undefined;
+        const seconds = Math.max(0, (scrapedAt - Number(refreshAt)) / 1000);
+        return Math.abs(value - seconds) < 1.5
+          ? { onMetrics: value, inRedis: seconds, untilExpiry: (Number(expiresAt) - scrapedAt) / 1000 }
+          : undefined;
+      },
+      20_000,
+      'token_renewal_overdue_seconds to match the stored refresh_at',
+    );
+    expect(untilExpiry).toBeGreaterThan(0);
+    expect(inRedis).toBeLessThan(LIFETIME_SECONDS);
+    expect(onMetrics).toBeGreaterThanOrEqual(0);
+    expect(valueOf(samples, 'token_renewal_overdue_seconds', { client_id: 'metrics-rejected' })).toBeUndefined();
+  });
+
   test('every token_* metric on /metrics is one the project lists, the Temporal metrics the dashboard uses exist, and no secret or token appears', async () => {
     const text = await scrape();
     const names = new Set(parseSamples(text).map((sample) => sample.name));
@@ -289,6 +334,8 @@ describe('the worker process on /metrics', () => {
         'token_requests_total',
         'token_endpoint_latency_seconds',
         'token_seconds_until_expiry',
+        'token_renewal_overdue_seconds',
+        'token_client_state',
         'token_breaker_open',
         'token_forced_refreshes_total',
         'token_rejected_logins_total',
