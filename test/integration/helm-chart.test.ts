@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { parseClientsFile } from '../../cli/clients-file.js';
 import { CHART_DIR, parseManifests, startHelm, type Helm, type KubeObject } from '../support/helm.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
 
@@ -211,6 +212,16 @@ describe('helm template with the production example', () => {
         `${path} lies in a mounted Secret`,
       ).toBe(true);
     }
+  });
+
+  test('puts a clients file in the ConfigMap that tokenctl apply accepts', () => {
+    const configMap = only(objects, 'ConfigMap') as KubeObject & { data: Record<string, string> };
+    const registrations = parseClientsFile(configMap.data['clients.yaml']!, 'clients.yaml');
+    expect(registrations.map((registration) => [registration.clientId, registration.authMethod])).toEqual([
+      ['orders-api', 'client_secret_basic'],
+      ['shipping-api', 'tls_client_auth'],
+      ['billing-api', 'private_key_jwt'],
+    ]);
   });
 
   test('applies the clients file with tokenctl apply in a post-install and post-upgrade hook Job', () => {
