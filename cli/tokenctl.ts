@@ -47,13 +47,16 @@ function addRegistrationOptions(command: Command, { reconfigure }: { reconfigure
     .option('--key <ref>', refHelp('the private key, PEM or JWK (private_key_jwt, tls_client_auth, self_signed_tls_client_auth)'))
     .option(
       '--assertion <ref>',
-      refHelp('a client assertion (JWT) the platform mints and rotates, sent instead of signing one (private_key_jwt)'),
+      `${refHelp('a client assertion (JWT) the platform mints and rotates, sent instead of signing one (private_key_jwt), or the jwt-bearer grant’s')}; or serviceaccount:<namespace>/<name> to have Kubernetes mint one for that service account`,
     )
     .option('--cert <ref>', refHelp('the client certificate, PEM (tls_client_auth, self_signed_tls_client_auth)'))
     .option('--ca <ref>', refHelp('CA certificates (PEM) trusted for the IAM, besides the public ones and NODE_EXTRA_CA_CERTS'))
     .option('--key-id <kid>', "the assertion's kid (default: the JWK's kid, else its RFC 7638 thumbprint, as tokenctl jwks prints it)")
     .option('--signing-alg <alg>', "the assertion's algorithm (default: HS256 for client_secret_jwt, by key type for private_key_jwt)")
-    .option('--assertion-audience <url>', "the assertion's aud, when the IAM wants another than the token endpoint (e.g. the issuer)")
+    .option(
+      '--assertion-audience <url>',
+      'the aud of the assertion the worker signs or has minted for a service account, when the IAM wants another than the token endpoint (e.g. the issuer)',
+    )
     .option('--assertion-subject <sub>', 'the sub of the jwt-bearer assertion the worker signs (default: the client ID)')
     .option('--proxy <url>', 'the HTTP proxy to the IAM, instead of HTTPS_PROXY / HTTP_PROXY of the worker (no credentials in it)')
     .option('--scope <scope>', 'space-delimited scope to request')
