@@ -1,13 +1,21 @@
 /**
  * The Helm chart (deploy/helm/token-lifecycle-worker) with the pinned Helm v4 (dev/helm):
  * `helm lint --strict`, `helm template` with the default values and the examples, asserting what
- * must hold of every release; values the schema refuses, each naming its field.
+ * must hold of every release; values the schema refuses, each naming its field; and `helm install`
+ * into a real kube-apiserver (test/support/kube-apiserver.ts), whose objects are read back as the
+ * API server admitted and defaulted them, and whose RBAC is asked with the worker's own token.
  */
-import { join } from 'node:path';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CHART_DIR, startHelm, type Helm, type KubeObject } from '../support/helm.js';
+import { parse, stringify } from 'yaml';
+import { parseClientsFile } from '../../cli/clients-file.js';
+import { CHART_DIR, parseManifests, startHelm, type Helm, type KubeObject } from '../support/helm.js';
+import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
 
 const EXAMPLES = join(CHART_DIR, '..', 'examples');
+const CRD_DIR = join(import.meta.dirname, '..', 'fixtures', 'prometheus-operator-crds');
 const PRODUCTION = join(EXAMPLES, 'production.yaml');
 const RELEASE = 'token-lifecycle';
 const NAMESPACE = 'token-lifecycle';
@@ -206,6 +214,16 @@ describe('helm template with the production example', () => {
     }
   });
 
+  test('puts a clients file in the ConfigMap that tokenctl apply accepts', () => {
+    const configMap = only(objects, 'ConfigMap') as KubeObject & { data: Record<string, string> };
+    const registrations = parseClientsFile(configMap.data['clients.yaml']!, 'clients.yaml');
+    expect(registrations.map((registration) => [registration.clientId, registration.authMethod])).toEqual([
+      ['orders-api', 'client_secret_basic'],
+      ['shipping-api', 'tls_client_auth'],
+      ['billing-api', 'private_key_jwt'],
+    ]);
+  });
+
   test('applies the clients file with tokenctl apply in a post-install and post-upgrade hook Job', () => {
     const job = only(objects, 'Job');
     expect(job.metadata.annotations?.['helm.sh/hook']).toBe('post-install,post-upgrade');
@@ -225,7 +243,7 @@ describe('helm template with the production example', () => {
     expect(env(container!, 'TEMPORAL_ADDRESS')).toBe(env(worker(objects), 'TEMPORAL_ADDRESS'));
   });
 
-  test('renders a ServiceMonitor on the metrics Service and a PrometheusRule with the alert rules', () => {
+  test('renders a ServiceMonitor on the metrics Service and a PrometheusRule holding the rules file as it is', async () => {
     const monitor = only(objects, 'ServiceMonitor').spec as {
       selector: { matchLabels: Record<string, string> };
       endpoints: { port: string }[];
@@ -233,8 +251,11 @@ describe('helm template with the production example', () => {
     const service = only(objects, 'Service');
     expect(service.metadata.labels).toMatchObject(monitor.selector.matchLabels);
     expect(monitor.endpoints.map((endpoint) => endpoint.port)).toEqual(['metrics']);
-    const rule = only(objects, 'PrometheusRule').spec as { groups: { rules: { alert?: string }[] }[] };
-    expect(rule.groups.flatMap((group) => group.rules).filter((r) => r.alert !== undefined).length).toBeGreaterThan(0);
+    // One definition of the rules: the PrometheusRule is files/alert-rules.yml, unchanged.
+    const rulesFile = parse(await readFile(join(CHART_DIR, 'files', 'alert-rules.yml'), 'utf8')) as { groups: unknown[] };
+    const rule = only(objects, 'PrometheusRule').spec as { groups: unknown[] };
+    expect(rule.groups.length).toBeGreaterThan(0);
+    expect(rule.groups).toEqual(rulesFile.groups);
   });
 });
 
@@ -289,5 +310,161 @@ describe('values the chart refuses', () => {
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/redis\.tls\.keyRef/);
     expect(result.stdout + result.stderr).not.toContain('pasted-private-key');
+  });
+});
+
+describe('helm install into a real kube-apiserver', () => {
+  let kube: KubeApiServer;
+  let kubeconfig: string[];
+
+  beforeAll(async () => {
+    kube = await startKubeApiServer();
+    kubeconfig = ['--kubeconfig', kube.adminKubeconfigPath];
+    // The Prometheus Operator's own CRDs, so that its objects meet their real schemas.
+    for (const file of ['monitoring.coreos.com_servicemonitors.yaml', 'monitoring.coreos.com_prometheusrules.yaml']) {
+      const [crd] = parseManifests(await readFile(join(CRD_DIR, file), 'utf8'));
+      const created = await kube.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      await untilEstablished(crd!.metadata.name);
+    }
+    // The accounts of the production example's serviceAccountTokens, and one it does not list.
+    await kube.createNamespace('billing');
+    await kube.createServiceAccount('billing', 'billing-api');
+    await kube.createServiceAccount('billing', 'payroll-api');
+  }, 600_000);
+
+  afterAll(async () => {
+    await kube?.stop();
+  });
+
+  async function untilEstablished(crd: string): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const { body } = await kube.request<{ status?: { conditions?: { type: string; status: string }[] } }>(
+        'GET',
+        `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}`,
+      );
+      if (body.status?.conditions?.some((condition) => condition.type === 'Established' && condition.status === 'True')) return;
+      if (Date.now() > deadline) throw new Error(`CRD ${crd} was not established within 60 s`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  async function get<T>(path: string): Promise<T> {
+    const response = await kube.request<T>('GET', path);
+    expect(response.status, `GET ${path}: ${JSON.stringify(response.body)}`).toBe(200);
+    return response.body;
+  }
+
+  async function install(release: string, namespace: string, args: readonly string[]): Promise<void> {
+    const result = await helm.run(['install', release, CHART_DIR, '--namespace', namespace, '--create-namespace', ...kubeconfig, ...args]);
+    expect(result.code, `helm install ${release}:\n${result.stderr}`).toBe(0);
+  }
+
+  /** A token of the worker's own ServiceAccount: what the pod would have mounted. */
+  function workerToken(namespace: string, serviceAccount: string): Promise<string> {
+    return kube.requestToken(namespace, serviceAccount);
+  }
+
+  test('with the default values: the objects as the API server defaulted them, and no TokenRequest allowed', async () => {
+    await install('tlw-default', 'tlw-default', []);
+    const deployment = await get<{
+      spec: { replicas: number; progressDeadlineSeconds: number; template: PodTemplate & { spec: { restartPolicy: string } } };
+    }>('/apis/apps/v1/namespaces/tlw-default/deployments/tlw-default-token-lifecycle-worker');
+    expect(deployment.spec.replicas).toBeGreaterThanOrEqual(2);
+    // Fields the chart leaves out, filled in by the API server's defaulting.
+    expect(deployment.spec.progressDeadlineSeconds).toBe(600);
+    expect(deployment.spec.template.spec.restartPolicy).toBe('Always');
+    expect(deployment.spec.template.spec.containers[0]).toMatchObject({ terminationMessagePolicy: 'File' });
+    expectLockedDown(deployment.spec.template);
+    expect(mountsServiceAccountToken(deployment.spec.template)).toBe(false);
+
+    const budget = await get<{ spec: { minAvailable: number } }>(
+      '/apis/policy/v1/namespaces/tlw-default/poddisruptionbudgets/tlw-default-token-lifecycle-worker',
+    );
+    expect(budget.spec.minAvailable).toBe(1);
+    const service = await get<{ spec: { clusterIP: string } }>(
+      '/api/v1/namespaces/tlw-default/services/tlw-default-token-lifecycle-worker-metrics',
+    );
+    expect(service.spec.clusterIP).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+
+    const token = await workerToken('tlw-default', 'tlw-default-token-lifecycle-worker');
+    await expect(kube.requestToken('billing', 'billing-api', { token })).rejects.toThrow(/403/);
+  });
+
+  test('with the production example: every object admitted, TokenRequest allowed for the named account only', async () => {
+    // --no-hooks: the apply Job would wait for a kubelet; it is created below and checked alone.
+    await install('token-lifecycle', 'token-lifecycle', ['--values', PRODUCTION, '--no-hooks']);
+    const deployment = await get<{ spec: { replicas: number; template: PodTemplate } }>(
+      '/apis/apps/v1/namespaces/token-lifecycle/deployments/token-lifecycle',
+    );
+    expect(deployment.spec.replicas).toBe(3);
+    expectLockedDown(deployment.spec.template);
+    expect(deployment.spec.template.spec.automountServiceAccountToken).toBe(true);
+    await get('/apis/monitoring.coreos.com/v1/namespaces/token-lifecycle/servicemonitors/token-lifecycle');
+    const rule = await get<{ spec: { groups: unknown[] } }>(
+      '/apis/monitoring.coreos.com/v1/namespaces/token-lifecycle/prometheusrules/token-lifecycle',
+    );
+    expect(rule.spec.groups.length).toBeGreaterThan(0);
+
+    // The hook Job, as helm would create it after the install.
+    const rendered = await helm.run([
+      'template',
+      'token-lifecycle',
+      CHART_DIR,
+      '--namespace',
+      'token-lifecycle',
+      '--values',
+      PRODUCTION,
+      '--show-only',
+      'templates/apply-job.yaml',
+    ]);
+    expect(rendered.code, rendered.stderr).toBe(0);
+    const [job] = parseManifests(rendered.stdout);
+    const created = await kube.request<{ spec: { completions: number; template: PodTemplate } }>(
+      'POST',
+      '/apis/batch/v1/namespaces/token-lifecycle/jobs',
+      job,
+      { searchParams: { fieldValidation: 'Strict' } },
+    );
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.body.spec.completions).toBe(1);
+    expectLockedDown(created.body.spec.template);
+
+    // RBAC, asked with the worker's own token.
+    const token = await workerToken('token-lifecycle', 'token-lifecycle');
+    const minted = await kube.requestToken('billing', 'billing-api', { token, audiences: ['https://auth.example.com/realms/prod'] });
+    const claims = JSON.parse(Buffer.from(minted.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string };
+    expect(claims.sub).toBe('system:serviceaccount:billing:billing-api');
+    await expect(kube.requestToken('billing', 'payroll-api', { token })).rejects.toThrow(/403/);
+    const secrets = await kube.request('GET', '/api/v1/namespaces/billing/secrets', undefined, { token });
+    expect(secrets.status).toBe(403);
+  });
+
+  test('helm upgrade with a changed clients file replaces the ConfigMap the hook Job applies', async () => {
+    const before = await get<{ data: Record<string, string> }>('/api/v1/namespaces/token-lifecycle/configmaps/token-lifecycle-clients');
+    expect(before.data['clients.yaml']).not.toContain('reports-api');
+    const changed = join(await mkdtemp(join(tmpdir(), 'helm-values-')), 'more-clients.yaml');
+    const production = parse(await readFile(PRODUCTION, 'utf8')) as { clientsFile: { clients: unknown[] } };
+    const clients = [...production.clientsFile.clients, { clientId: 'reports-api', secretRef: 'file:/run/secrets/orders-api/secret' }];
+    await writeFile(changed, stringify({ clientsFile: { clients } }));
+    const result = await helm.run([
+      'upgrade',
+      'token-lifecycle',
+      CHART_DIR,
+      '--namespace',
+      'token-lifecycle',
+      ...kubeconfig,
+      '--values',
+      PRODUCTION,
+      '--values',
+      changed,
+      '--no-hooks',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const after = await get<{ data: Record<string, string> }>('/api/v1/namespaces/token-lifecycle/configmaps/token-lifecycle-clients');
+    const applied = parse(after.data['clients.yaml']!) as { clients: { clientId: string }[] };
+    expect(applied.clients.map((client) => client.clientId)).toEqual(['orders-api', 'shipping-api', 'billing-api', 'reports-api']);
+    await rm(dirname(changed), { recursive: true, force: true });
   });
 });
