@@ -53,6 +53,8 @@ const PYTHON = { service: `orders-service-python-${RUN}`, clientId: `traced-pyth
 /** Long enough that every new token in a test is a forced one. */
 const LIFETIME_SECONDS = 300;
 const MIN_FORCED_INTERVAL_MS = 500;
+/** A registration, two tokens and the worker's batched export, on a loaded machine. */
+const SCENARIO_TIMEOUT_MS = 180_000;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GO_SERVICE_DIR = join(ROOT, 'consumers', 'go', 'internal', 'tracedservice');
 const PYTHON_SERVICE = join(ROOT, 'test', 'fixtures', 'traced-services', 'python_service.py');
@@ -202,40 +204,48 @@ async function expectOneTrace(traceId: string, service: { service: string; clien
 }
 
 describe('a refresh asked for by a consumer library after 401 invalid_token is one trace in Jaeger', () => {
-  test('Go: the service on the OpenTelemetry Go SDK, tokenlifecycleotel.TraceParent', async () => {
-    await registerAndRevoke(GO.clientId);
+  test(
+    'Go: the service on the OpenTelemetry Go SDK, tokenlifecycleotel.TraceParent',
+    async () => {
+      await registerAndRevoke(GO.clientId);
 
-    const { stdout } = await execFileAsync(goService, [], {
-      env: { ...serviceEnv(GO.clientId), OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttpEndpoint, OTEL_SERVICE_NAME: GO.service },
-      timeout: 120_000,
-    });
+      const { stdout } = await execFileAsync(goService, [], {
+        env: { ...serviceEnv(GO.clientId), OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttpEndpoint, OTEL_SERVICE_NAME: GO.service },
+        timeout: 120_000,
+      });
 
-    const { traceId, status } = JSON.parse(stdout) as { traceId: string; status: number };
-    expect(status).toBe(200);
-    await expectOneTrace(traceId, GO);
-  });
+      const { traceId, status } = JSON.parse(stdout) as { traceId: string; status: number };
+      expect(status).toBe(200);
+      await expectOneTrace(traceId, GO);
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
 
-  test('Python: the service propagates by hand a traceparent this test started', async () => {
-    await registerAndRevoke(PYTHON.clientId);
+  test(
+    'Python: the service propagates by hand a traceparent this test started',
+    async () => {
+      await registerAndRevoke(PYTHON.clientId);
 
-    const traceId = await pythonTracer.startActiveSpan(PYTHON.span, async (span) => {
-      try {
-        const service = span.spanContext();
-        const traceparent = `00-${service.traceId}-${service.spanId}-${service.traceFlags.toString(16).padStart(2, '0')}`;
-        const { stdout } = await execFileAsync(PYTHON_INTERPRETER, [PYTHON_SERVICE], {
-          env: { ...serviceEnv(PYTHON.clientId), PYTHONPATH: PYTHON_LIBRARY, TRACEPARENT: traceparent },
-          timeout: 120_000,
-        });
-        expect(JSON.parse(stdout)).toStrictEqual({ status: 200 });
-        return service.traceId;
-      } finally {
-        span.end();
-      }
-    });
-    await pythonProvider.forceFlush();
+      const traceId = await pythonTracer.startActiveSpan(PYTHON.span, async (span) => {
+        try {
+          const service = span.spanContext();
+          const traceparent = `00-${service.traceId}-${service.spanId}-${service.traceFlags.toString(16).padStart(2, '0')}`;
+          const { stdout } = await execFileAsync(PYTHON_INTERPRETER, [PYTHON_SERVICE], {
+            env: { ...serviceEnv(PYTHON.clientId), PYTHONPATH: PYTHON_LIBRARY, TRACEPARENT: traceparent },
+            timeout: 120_000,
+          });
+          expect(JSON.parse(stdout)).toStrictEqual({ status: 200 });
+          return service.traceId;
+        } finally {
+          span.end();
+        }
+      });
+      await pythonProvider.forceFlush();
 
-    await expectOneTrace(traceId, PYTHON);
-  });
+      await expectOneTrace(traceId, PYTHON);
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
 
   test('no span of any service holds a secret or token', async () => {
     const all = (await Promise.all((await jaeger.services()).map((service) => jaeger.spansOf(service, 1000)))).flat();
