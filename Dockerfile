@@ -17,9 +17,10 @@ COPY worker ./worker
 COPY client ./client
 COPY cli ./cli
 COPY dev ./dev
-# tsc to dist/, then dist/workflow-bundle.js (worker/bundle-workflows.ts).
+# tsc to dist/, then dist/workflow-bundle.js and dist/workflow-bundle-traced.js (worker/bundle-workflows.ts).
 RUN npm run build \
  && test -s dist/workflow-bundle.js \
+ && test -s dist/workflow-bundle-traced.js \
  && npm prune --omit=dev --no-audit --no-fund
 # The Temporal SDK's native core ships for five platforms (about 30 MB each): keep this one's.
 RUN find node_modules/@temporalio/core-bridge/releases -mindepth 1 -maxdepth 1 ! -name "$(uname -m)-unknown-linux-gnu" -exec rm -rf {} + \

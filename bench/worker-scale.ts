@@ -19,6 +19,9 @@
  *   BENCH_CPU_PROFILE               1: profile the worker (node --cpu-prof) and print, per thread,
  *                                   where the CPU of steady renewal went (bench/cpu-profile.ts)
  *   BENCH_TEMPORAL_ADDRESS          a running Temporal server to use (default: start a dev server)
+ *   BENCH_TRACING (off)             on: the worker traces, exporting OTLP to a local Jaeger
+ *                                   (dev/jaeger); both: a run without, then one with, and the two
+ *                                   per-renewal CPU figures side by side
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -40,6 +43,7 @@ import { busiestSecond } from '../test/support/busiest-second.js';
 import { summarizeProfiles } from './cpu-profile.js';
 import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS } from '../worker/token-workers.js';
 import { startEmulatorProcess } from '../test/support/emulator-process.js';
+import { startJaeger } from '../test/support/jaeger.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { terminateRunning } from '../test/support/terminate-running.js';
 
@@ -141,10 +145,18 @@ function cpuSecondsOf(statFile: string): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-async function main(): Promise<void> {
+const TRACING = process.env.BENCH_TRACING ?? 'off';
+
+/** One run of the benchmark; resolves with the worker's CPU per renewal, in ms. */
+async function run(tracing: boolean): Promise<number> {
   if (!existsSync(WORKER)) throw new Error('dist/worker/main.js is missing: run `npm run build` first');
   const cleanups: Array<() => unknown> = [];
   try {
+    // Spans leave for a real backend, as in production: their export is part of the cost.
+    const jaeger = tracing ? await startJaeger() : undefined;
+    if (jaeger !== undefined) cleanups.push(() => jaeger.destroy());
+    // The run without tracing has none, whatever this shell exports.
+    const untracedEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')));
     let temporalAddress = process.env.BENCH_TEMPORAL_ADDRESS;
     let server: TemporalDevServer | undefined;
     if (temporalAddress === undefined) {
@@ -189,7 +201,8 @@ async function main(): Promise<void> {
       ],
       {
         env: {
-          ...process.env,
+          ...untracedEnv,
+          ...(jaeger !== undefined && { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttpEndpoint, OTEL_SERVICE_NAME: 'bench-worker' }),
           TEMPORAL_ADDRESS: temporalAddress,
           TEMPORAL_TASK_QUEUE: taskQueue,
           REDIS_URL: redisServer.url,
@@ -292,6 +305,7 @@ async function main(): Promise<void> {
       ['IAM_MAX_RPS', String(IAM_MAX_RPS)],
       ['MAX_CACHED_WORKFLOWS', process.env.MAX_CACHED_WORKFLOWS ?? "the SDK's default (scales with the heap)"],
       ['worker NODE_OPTIONS', process.env.BENCH_NODE_OPTIONS ?? '(none)'],
+      ['tracing', jaeger === undefined ? 'off (no OTEL_* setting)' : `on: OTLP/HTTP to a local Jaeger (${jaeger.otlpHttpEndpoint})`],
       ['registrations sent', `${(registeredMs / 1000).toFixed(1)} s`],
       [
         'every token stored',
@@ -375,6 +389,7 @@ async function main(): Promise<void> {
         renewals,
       );
     }
+    return workerMsPerRenewal;
   } finally {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
   }
@@ -465,6 +480,20 @@ async function historyPerCycle(
     sampled: cycles,
     workflowTaskTimeouts,
   };
+}
+
+async function main(): Promise<void> {
+  if (TRACING !== 'off' && TRACING !== 'on' && TRACING !== 'both')
+    throw new Error(`BENCH_TRACING must be off, on or both, not '${TRACING}'`);
+  if (TRACING !== 'both') {
+    await run(TRACING === 'on');
+    return;
+  }
+  const off = await run(false);
+  const on = await run(true);
+  console.log(
+    `\nworker CPU per renewal: tracing off ${off.toFixed(1)} ms, tracing on ${on.toFixed(1)} ms (${(on - off >= 0 ? '+' : '') + (on - off).toFixed(1)} ms)`,
+  );
 }
 
 main().catch((err: unknown) => {

@@ -6,7 +6,7 @@
  * worker/tracing.ts registered the SDK.
  */
 import { isSpanContextValid, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Span } from '@opentelemetry/api';
-import { isValidTraceparent } from 'token-lifecycle/contract';
+import { formatTraceparent, parseTraceparent } from 'token-lifecycle/contract';
 
 /** The span's name, as the trace tests look for it. */
 export const REFRESH_REQUEST_SPAN = 'refresh request';
@@ -25,7 +25,11 @@ export async function inRefreshRequestSpan(
   entryTraceparent: string | undefined,
   handle: (signalTraceparent: string | undefined) => Promise<RefreshRequestOutcome>,
 ): Promise<void> {
-  const parent = isValidTraceparent(entryTraceparent) ? remoteParent(entryTraceparent) : ROOT_CONTEXT;
+  const requester = parseTraceparent(entryTraceparent);
+  const parent =
+    requester === undefined
+      ? ROOT_CONTEXT
+      : trace.setSpanContext(ROOT_CONTEXT, { ...requester, traceFlags: requester.traceFlags & TraceFlags.SAMPLED, isRemote: true });
   const attributes = {
     'messaging.system': 'redis',
     'messaging.operation.type': 'process',
@@ -47,19 +51,7 @@ export async function inRefreshRequestSpan(
   });
 }
 
-function remoteParent(traceparent: string) {
-  const [, traceId, spanId, flags] = traceparent.split('-') as [string, string, string, string];
-  return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId,
-    spanId,
-    traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED,
-    isRemote: true,
-  });
-}
-
 /** The W3C `traceparent` of a real span; undefined for the API's no-op one. */
 function traceparentOf(span: Span): string | undefined {
-  const { traceId, spanId, traceFlags } = span.spanContext();
-  if (!isSpanContextValid(span.spanContext())) return undefined;
-  return `00-${traceId}-${spanId}-${(traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+  return isSpanContextValid(span.spanContext()) ? formatTraceparent(span.spanContext()) : undefined;
 }

@@ -7,7 +7,7 @@
  * sandbox's seeded Math.random); in the plain bundle every call here is a no-op.
  */
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes } from '@opentelemetry/api';
-import { isValidTraceparent } from 'token-lifecycle/traceparent';
+import { parseTraceparent } from 'token-lifecycle/traceparent';
 
 /** The span's name, as the trace tests look for it. */
 export const FORCED_REFRESH_SPAN = 'ForcedRefresh';
@@ -17,12 +17,11 @@ export const FORCED_REFRESH_SPAN = 'ForcedRefresh';
  * was sent, or it was malformed: the W3C rule drops it), runs it as it is.
  */
 export async function inRequesterTrace<T>(traceparent: string | undefined, attributes: Attributes, attempt: () => Promise<T>): Promise<T> {
-  if (!isValidTraceparent(traceparent)) return attempt();
-  const [, traceId, spanId, flags] = traceparent.split('-') as [string, string, string, string];
+  const requester = parseTraceparent(traceparent);
+  if (requester === undefined) return attempt();
   const parent = trace.setSpanContext(ROOT_CONTEXT, {
-    traceId,
-    spanId,
-    traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED,
+    ...requester,
+    traceFlags: requester.traceFlags & TraceFlags.SAMPLED,
     isRemote: true,
   });
   const tracer = trace.getTracer('token-lifecycle-workflow');

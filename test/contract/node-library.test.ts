@@ -24,8 +24,10 @@ import {
   WwwAuthenticateSyntaxError,
 } from 'token-lifecycle';
 import {
+  formatTraceparent,
   isValidRefreshRequestProof,
   isValidTraceparent,
+  parseTraceparent,
   parseTokenUpdated,
   refreshRequestProof,
   refreshRequestProofMessage,
@@ -275,6 +277,8 @@ describe('refresh requests', () => {
 
   test.each(vectors.traceparents)('traceparent: $name', (vector) => {
     expect(isValidTraceparent(vector.value)).toBe(vector.valid);
+    const fields = parseTraceparent(vector.value);
+    expect(fields === undefined ? undefined : formatTraceparent(fields)).toBe(vector.valid ? vector.value : undefined);
     // The worker keeps a valid one for the signal and drops any other: never a reason to refuse.
     const parsed = parseRefreshRequest(['clientId', 'orders-service', 'traceparent', vector.value, 'proof', 'p']);
     expect(parsed).toMatchObject({ ok: true, clientId: 'orders-service' });

@@ -111,12 +111,13 @@ test('the installed package is publishable, brings ioredis and no Temporal SDK',
   expect(manifest.private).toBeUndefined();
   expect(manifest.version).toMatch(/^\d+\.\d+\.\d+/);
   expect(Object.keys(manifest.dependencies as object)).toEqual(['ioredis']);
-  expect(manifest.peerDependenciesMeta).toEqual({ got: { optional: true } });
+  expect(manifest.peerDependenciesMeta).toEqual({ got: { optional: true }, '@opentelemetry/api': { optional: true } });
 
   const files = (await readdir(join(scratch, 'node_modules'), { recursive: true })).map(String);
   expect(files.filter((file) => file.includes('@temporalio'))).toEqual([]);
-  // The optional peer is not installed unasked.
+  // The optional peers are not installed unasked: the script below runs without OpenTelemetry.
   expect(files.filter((file) => file === 'got')).toEqual([]);
+  expect(files.filter((file) => file.includes('@opentelemetry'))).toEqual([]);
   expect((await readdir(join(scratch, 'node_modules/token-lifecycle'), { recursive: true })).map(String).sort()).toEqual(
     expect.arrayContaining(['README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/got.d.ts', 'dist/contract.d.ts']),
   );
@@ -134,7 +135,7 @@ test('its type declarations check in a TypeScript project', async () => {
   expect(checked).toMatchObject({ code: 0, stdout: '' });
 });
 
-test('a script of the scratch project reads the token, and recovers from a revoked one after exactly one refresh', async () => {
+test('a script of the scratch project (without OpenTelemetry) reads the token, and recovers from a revoked one after exactly one refresh', async () => {
   await stack.admin.register({
     clientId: CLIENT_ID,
     tokenUrl: iam.tokenUrl(),

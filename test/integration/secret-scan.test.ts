@@ -5,8 +5,9 @@
  * a 429 from the IAM) and forced refreshes (an operator's, and a consumer's through the Redis
  * stream), no client secret, private key, minted assertion, Redis password or issued access token appears in any
  * Temporal history, memo, search attribute or workflow metadata, in the `status` query, in the
- * worker's log (both formats), on `/metrics` or in `tokenctl --json`; only `tokenctl token` prints
- * a token, which is its purpose.
+ * worker's log (both formats), on `/metrics`, in `tokenctl --json` or in any span the workers
+ * exported to Jaeger (docs/design.md, "Traces"); only `tokenctl token` prints a token, which is its
+ * purpose.
  *
  * Two worker processes, one per log format, each with its own task queue and clients, share one
  * password-protected redis-server and two IAM emulators (the faults' own, so its 429 opens only
@@ -27,6 +28,7 @@ import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emula
 import { createRedisClient, type RedisClient } from '../../shared/redis-connection.js';
 import { workflowIdFor, type TokenStatus } from '../../workflows/messages.js';
 import { historiesText, needlesOf } from '../support/history-secrets.js';
+import { startJaeger, type JaegerServer } from '../support/jaeger.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
@@ -75,6 +77,8 @@ let redisUrl: string;
 let redis: RedisClient;
 let connection: Connection;
 let temporal: Client;
+/** Where both workers send their spans (they trace: OTEL_EXPORTER_OTLP_ENDPOINT). */
+let jaeger: JaegerServer;
 const deployments: Deployment[] = [];
 
 beforeAll(async () => {
@@ -118,6 +122,7 @@ beforeAll(async () => {
     await writeFile(mintedPath(format), mintedAssertions[format], { mode: 0o600 });
   }
   redisServer = await startRedisServer({ password: REDIS_PASSWORD });
+  jaeger = await startJaeger();
   redisUrl = redisServer.url.replace('redis://', `redis://:${REDIS_PASSWORD}@`);
   redis = createRedisClient(redisUrl);
   connection = await Connection.connect({ address: inject('temporalAddress') });
@@ -130,8 +135,10 @@ beforeAll(async () => {
       temporalAddress: inject('temporalAddress'),
       taskQueue,
       redisUrl,
-      workflowBundlePath: inject('workflowBundlePath'),
+      workflowBundlePath: inject('tracedWorkflowBundlePath'),
       env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttpEndpoint,
+        OTEL_SERVICE_NAME: `token-lifecycle-worker-${format}`,
         LOG_FORMAT: format,
         LOG_LEVEL: 'DEBUG',
         METRICS_PORT: String(ports[index]),
@@ -159,6 +166,7 @@ afterAll(async () => {
   await redisServer?.stop();
   await iam?.close();
   await faultyIam?.close();
+  await jaeger?.destroy();
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
@@ -317,6 +325,26 @@ describe('no secret, key or token appears', () => {
       if (format === 'json') expect(jsonLines.length).toBeGreaterThan(10);
       else expect(jsonLines).toEqual([]);
       expectNoSecretsIn(output, `the ${format} worker log`);
+    }
+  });
+
+  test('in any span the workers exported: every attribute, event and status message', async () => {
+    for (const { format, worker } of deployments) {
+      const service = `token-lifecycle-worker-${format}`;
+      // The worker batches its spans (every 5 s by default); the IAM requests of the run must be there.
+      const spans = await eventually(
+        async () => {
+          const found = await jaeger.spansOf(service, 10_000).catch(() => []);
+          return found.filter((span) => span.name === 'token request').length >= 6 ? found : undefined;
+        },
+        60_000,
+        `the spans of the ${format} worker in Jaeger`,
+      );
+      expect(spans.some((span) => span.tags['token_lifecycle.outcome'] === 'credentials_rejected')).toBe(true);
+      expect(spans.some((span) => span.name === 'token write')).toBe(true);
+      const text = JSON.stringify(spans.map((span) => ({ name: span.name, tags: span.tags, logs: span.logs })));
+      expectNoSecretsIn(text, `a span of the ${format} worker`);
+      expect(worker.output(), `the ${format} worker says it traces`).toContain(service);
     }
   });
 

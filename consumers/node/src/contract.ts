@@ -30,4 +30,4 @@ export {
   refreshRequestProof,
   refreshRequestProofMessage,
 } from './refresh-request-proof.js';
-export { isValidTraceparent } from './traceparent.js';
+export { formatTraceparent, isValidTraceparent, parseTraceparent, type TraceparentFields } from './traceparent.js';

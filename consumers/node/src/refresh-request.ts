@@ -19,6 +19,7 @@ import {
 } from './redis-layout.js';
 import { refreshRequestProof } from './refresh-request-proof.js';
 import { readStoredToken } from './stored-token.js';
+import { inRefreshRequestSpan } from './refresh-request-trace.js';
 import { isValidTraceparent } from './traceparent.js';
 import { RefreshRequestError } from './errors.js';
 
@@ -41,6 +42,8 @@ export interface RefreshRequest {
   /**
    * The W3C `traceparent` of the trace the worker's spans for this refresh join
    * (docs/redis-contract.md). Sent only when valid ({@link isValidTraceparent}); outside the proof.
+   * @default when the application uses OpenTelemetry (`@opentelemetry/api`, an optional peer
+   *   dependency), that of a span of this library, child of the active span; else none
    */
   traceparent?: string;
 }
@@ -86,18 +89,26 @@ export async function requestRefresh(
   const prefix = target.prefix ?? DEFAULT_KEY_PREFIX;
   const stream = refreshRequestsStream(prefix);
   const accessToken = request.accessToken ?? (await currentAccessToken(target.redis, prefix, clientId));
-  const fields: string[] = [REFRESH_REQUEST_FIELDS.clientId, clientId];
-  if (request.rejectedFingerprint !== undefined) fields.push(REFRESH_REQUEST_FIELDS.rejectedFingerprint, request.rejectedFingerprint);
-  if (request.reason !== undefined) fields.push(REFRESH_REQUEST_FIELDS.reason, request.reason);
-  if (isValidTraceparent(request.traceparent)) fields.push(REFRESH_REQUEST_FIELDS.traceparent, request.traceparent);
-  fields.push(REFRESH_REQUEST_FIELDS.proof, refreshRequestProof(accessToken, clientId, request.rejectedFingerprint));
-  try {
-    const entryId = await target.redis.xadd(stream, 'MAXLEN', '~', target.maxLength ?? REFRESH_REQUESTS_MAX_LENGTH, '*', ...fields);
-    if (entryId === null) throw new Error('XADD returned no entry ID');
-    return { via: 'redis-stream', stream, entryId };
-  } catch (error) {
-    throw new RefreshRequestError(clientId, `Redis refused the entry on ${stream}: ${errorMessage(error)}`, { cause: error });
-  }
+  const add = async (traceparent: string | undefined): Promise<RefreshRequestReceipt> => {
+    const fields: string[] = [REFRESH_REQUEST_FIELDS.clientId, clientId];
+    if (request.rejectedFingerprint !== undefined) fields.push(REFRESH_REQUEST_FIELDS.rejectedFingerprint, request.rejectedFingerprint);
+    if (request.reason !== undefined) fields.push(REFRESH_REQUEST_FIELDS.reason, request.reason);
+    if (isValidTraceparent(traceparent)) fields.push(REFRESH_REQUEST_FIELDS.traceparent, traceparent);
+    fields.push(REFRESH_REQUEST_FIELDS.proof, refreshRequestProof(accessToken, clientId, request.rejectedFingerprint));
+    try {
+      const entryId = await target.redis.xadd(stream, 'MAXLEN', '~', target.maxLength ?? REFRESH_REQUESTS_MAX_LENGTH, '*', ...fields);
+      if (entryId === null) throw new Error('XADD returned no entry ID');
+      return { via: 'redis-stream', stream, entryId };
+    } catch (error) {
+      throw new RefreshRequestError(clientId, `Redis refused the entry on ${stream}: ${errorMessage(error)}`, { cause: error });
+    }
+  };
+  // A traceparent given by the caller is sent as it is; else the application's trace, if it has one.
+  if (request.traceparent !== undefined) return add(request.traceparent);
+  return inRefreshRequestSpan(
+    { 'messaging.system': 'redis', 'messaging.destination.name': stream, 'token_lifecycle.client_id': clientId },
+    add,
+  );
 }
 
 /** The token Redis holds for `clientId`, to make the proof with when the caller gave none. */

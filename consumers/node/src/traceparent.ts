@@ -24,3 +24,25 @@ export function isValidTraceparent(value: string | undefined): value is string {
   const match = TRACEPARENT_PATTERN.exec(value);
   return match !== null && !ALL_ZEROS.test(match[1]!) && !ALL_ZEROS.test(match[2]!);
 }
+
+/** A trace context's identity, named as OpenTelemetry's `SpanContext` names it. */
+export interface TraceparentFields {
+  /** 32 lower-case hex digits. */
+  traceId: string;
+  /** The parent span's ID: 16 lower-case hex digits. */
+  spanId: string;
+  /** The trace flags byte; bit 0 is `sampled`. */
+  traceFlags: number;
+}
+
+/** The fields of a valid `traceparent` ({@link isValidTraceparent}); undefined for any other value. */
+export function parseTraceparent(value: string | undefined): TraceparentFields | undefined {
+  if (!isValidTraceparent(value)) return undefined;
+  const [, traceId, spanId, flags] = value.split('-') as [string, string, string, string];
+  return { traceId, spanId, traceFlags: Number.parseInt(flags, 16) };
+}
+
+/** The `traceparent` (version `00`) of a span's identity. */
+export function formatTraceparent({ traceId, spanId, traceFlags }: TraceparentFields): string {
+  return `00-${traceId}-${spanId}-${(traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+}
