@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps traced-go-service build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps traced-go-service test-deps build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -58,8 +58,8 @@ PYTHON ?= /usr/bin/python3
 
 # Go for the Go consumer library (its modules come from the Go module proxy on the first
 # `go test`, pinned by consumers/go/go.sum), and Debian's redis-py, requests, httpx and pytest
-# for the Python one.
-consumer-deps:
+# for the Python one. After system-deps: both may run apt-get, which holds one lock.
+consumer-deps: system-deps
 	@command -v go >/dev/null || { echo "Go is missing: install Go 1.26 or later (dev/temporal-cli/go.mod; it also builds the Temporal CLI)" >&2; exit 1; }
 	@$(PYTHON) -c 'import redis, requests, httpx, pytest' 2>/dev/null || { \
 	  echo "Installing python3-redis, python3-requests, python3-httpx and python3-pytest (Debian packages)…"; \
@@ -112,8 +112,13 @@ lint: install
 typecheck: install
 	$(NPM) run typecheck
 
-# `npm test` builds first (pretest): one test runs the build as it ships.
-test: install system-deps $(GO_TOOLS) consumer-deps traced-go-service
+# What the suite needs, made side by side: on a fresh machine the Go builds (CPU) overlap the
+# Debian and npm installs (network and disk). `npm test` builds first (pretest): one test runs the
+# build as it ships.
+test-deps:
+	@$(MAKE) --no-print-directory -j4 --output-sync=target install system-deps consumer-deps $(GO_TOOLS) traced-go-service
+
+test: test-deps
 	$(NPM) run format:check
 	$(NPM) run lint
 	$(NPM) run typecheck

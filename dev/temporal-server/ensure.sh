@@ -8,48 +8,19 @@
 # the CLI's dev server (dev/temporal-cli/go.mod); the build is cached outside the checkout like the
 # CLI's, so fresh clones reuse it. dev/temporal-server.ts runs it on PostgreSQL.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/../go-tool.sh"
 
-version="$(awk '$1 == "go.temporal.io/server" { print $2 }' "$here/go.mod")"
-stamp="$( (cat "$here/go.mod" "$here/go.sum") | sha256sum | cut -c1-12)"
-cache_dir="${TOKEN_LIFECYCLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/token-lifecycle-worker}/temporal-server-${version}-${stamp}"
-
-built() { [[ -x "$cache_dir/temporal-server" && -x "$cache_dir/temporal-sql-tool" && -f "$cache_dir/schema/postgresql/v12/temporal/schema.sql" ]]; }
-if built; then
-  echo "$cache_dir"
-  exit 0
-fi
-
-if ! command -v go >/dev/null 2>&1; then
-  echo "No Temporal server: Go is not installed (the project builds go.temporal.io/server ${version} from $here/go.mod)." >&2
-  exit 1
-fi
-
-mkdir -p "$cache_dir"
-# One build at a time, as dev/temporal-cli/ensure.sh does.
-exec 9>"$cache_dir/.build-lock"
-flock 9
-if built; then
-  echo "$cache_dir"
-  exit 0
-fi
-
-echo "Building Temporal server ${version} and its SQL tool once (a few minutes; cached in ${cache_dir})..." >&2
-start=$(date +%s)
-(
-  cd "$here"
-  # -mod=readonly: go.sum is the pin; a build must not change it. One `go build` for both
-  # commands, so the packages they share compile once.
-  partial="$cache_dir/bin.partial"
-  rm -rf "$partial" && mkdir -p "$partial"
-  go build -mod=readonly -trimpath -ldflags "-s -w" -o "$partial/" go.temporal.io/server/cmd/server go.temporal.io/server/cmd/tools/sql
+# One `go build` for both commands, so the packages they share compile once; the PostgreSQL schema
+# comes from the same module.
+build() {
+  go build -mod=readonly -trimpath -ldflags "-s -w" -o "$out/" go.temporal.io/server/cmd/server go.temporal.io/server/cmd/tools/sql
+  mv "$out/server" "$out/temporal-server"
+  mv "$out/sql" "$out/temporal-sql-tool"
+  local module_dir
   module_dir="$(go list -mod=readonly -m -f '{{.Dir}}' go.temporal.io/server)"
-  rm -rf "$cache_dir/schema" && mkdir -p "$cache_dir/schema/postgresql"
-  cp -R "$module_dir/schema/postgresql/v12" "$cache_dir/schema/postgresql/v12"
-  chmod -R u+w "$cache_dir/schema"
-  mv "$partial/sql" "$cache_dir/temporal-sql-tool"
-  mv "$partial/server" "$cache_dir/temporal-server"
-  rmdir "$partial"
-) >&2
-echo "Built Temporal server ${version} in $(( $(date +%s) - start )) s." >&2
-echo "$cache_dir"
+  mkdir -p "$out/schema/postgresql"
+  cp -R "$module_dir/schema/postgresql/v12" "$out/schema/postgresql/v12"
+  chmod -R u+w "$out/schema"
+}
+
+ensure_go_tool temporal-server "Temporal server and its SQL tool" go.temporal.io/server temporal-server temporal-sql-tool schema
