@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NPM_STAMP := node_modules/.install-stamp
 NPM := bash dev/npm.sh
 
-.PHONY: all install system-deps consumer-deps traced-go-service test-deps build lint typecheck test test-consumers demo clean
+.PHONY: all install system-deps consumer-deps traced-go-service test-deps go-tools build lint typecheck test test-consumers demo clean
 
 all: build
 
@@ -116,7 +116,12 @@ typecheck: install
 # Debian and npm installs (network and disk). `npm test` builds first (pretest): one test runs the
 # build as it ships.
 test-deps:
-	@$(MAKE) --no-print-directory -j4 --output-sync=target install system-deps consumer-deps $(GO_TOOLS) traced-go-service
+	@$(MAKE) --no-print-directory -j3 --output-sync=target install consumer-deps go-tools
+
+# One after another: programs that share packages at the same versions (the Temporal CLI and
+# server) compile them once, from Go's build cache.
+go-tools:
+	@$(MAKE) --no-print-directory $(GO_TOOLS) traced-go-service
 
 test: test-deps
 	$(NPM) run format:check
