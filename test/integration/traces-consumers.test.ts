@@ -37,7 +37,7 @@ import { REFRESH_REQUEST_SPAN as WORKER_SPAN } from '../../worker/refresh-reques
 import { FORCED_REFRESH_SPAN } from '../../workflows/requester-trace.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { needlesOf } from '../support/history-secrets.js';
-import { startJaeger, type JaegerServer, type JaegerSpan } from '../support/jaeger.js';
+import { expectCausalChain, expectStartsAfterEnd, onlySpan, startJaeger, type JaegerServer } from '../support/jaeger.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
@@ -154,24 +154,6 @@ function serviceEnv(clientId: string): NodeJS.ProcessEnv {
 }
 
 /**
- * `microseconds` down to its millisecond. Not every span's start is finer than a millisecond (the
- * token write's was seen on a whole one): a span that begins in the millisecond its predecessor
- * ended may show an earlier start, so order is checked at that resolution.
- */
-function millisecondOf(microseconds: number): number {
-  return Math.floor(microseconds / 1000) * 1000;
-}
-
-function only(spans: JaegerSpan[], name: string, service: string): JaegerSpan {
-  const found = spans.filter((span) => span.name === name && span.service === service);
-  expect(
-    found.map((span) => `${span.service}: ${span.name}`),
-    `one "${name}" of ${service}`,
-  ).toHaveLength(1);
-  return found[0]!;
-}
-
-/**
  * Waits for trace `traceId` in Jaeger, then checks that it holds the service's span, the worker's
  * stream read, the workflow's forced refresh, the IAM request and the Redis write, each the child
  * of the one before (through the activity's spans), in causal order.
@@ -188,23 +170,18 @@ async function expectOneTrace(traceId: string, service: { service: string; clien
     `the spans of trace ${traceId} in Jaeger`,
   );
 
-  const serviceSpan = only(spans, service.span, service.service);
-  const streamRead = only(spans, WORKER_SPAN, WORKER_SERVICE);
-  const forcedRefresh = only(spans, FORCED_REFRESH_SPAN, WORKER_SERVICE);
-  const startActivity = only(spans, 'StartActivity:acquireToken', WORKER_SERVICE);
-  const runActivity = only(spans, 'RunActivity:acquireToken', WORKER_SERVICE);
-  const request = only(spans, TOKEN_REQUEST_SPAN, WORKER_SERVICE);
-  const write = only(spans, TOKEN_WRITE_SPAN, WORKER_SERVICE);
+  const serviceSpan = onlySpan(spans, service.span, service.service);
+  const streamRead = onlySpan(spans, WORKER_SPAN, WORKER_SERVICE);
+  const forcedRefresh = onlySpan(spans, FORCED_REFRESH_SPAN, WORKER_SERVICE);
+  const startActivity = onlySpan(spans, 'StartActivity:acquireToken', WORKER_SERVICE);
+  const runActivity = onlySpan(spans, 'RunActivity:acquireToken', WORKER_SERVICE);
+  const request = onlySpan(spans, TOKEN_REQUEST_SPAN, WORKER_SERVICE);
+  const write = onlySpan(spans, TOKEN_WRITE_SPAN, WORKER_SERVICE);
   expect(serviceSpan.parentSpanId, 'the service span is the root').toBeUndefined();
   const chain = [serviceSpan, streamRead, forcedRefresh, startActivity, runActivity, request];
-  for (const [parent, child] of chain.slice(0, -1).map((span, index) => [span, chain[index + 1]!] as const)) {
-    expect(child.parentSpanId, `${child.name}'s parent is ${parent.name}`).toBe(parent.spanId);
-    expect(child.startTime, `${child.name} starts after ${parent.name}`).toBeGreaterThanOrEqual(millisecondOf(parent.startTime));
-  }
+  expectCausalChain(chain);
   expect(write.parentSpanId, 'the Redis write is part of the activity').toBe(runActivity.spanId);
-  expect(write.startTime, 'the Redis write follows the IAM request').toBeGreaterThanOrEqual(
-    millisecondOf(request.startTime + request.duration),
-  );
+  expectStartsAfterEnd(write, request);
   expect(streamRead.tags).toMatchObject({
     'messaging.destination.name': `${DEFAULT_KEY_PREFIX}refresh-requests`,
     'token_lifecycle.client_id': service.clientId,

@@ -29,7 +29,7 @@ import { REFRESH_REQUEST_SPAN as WORKER_SPAN } from '../../worker/refresh-reques
 import { FORCED_REFRESH_SPAN } from '../../workflows/requester-trace.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { needlesOf } from '../support/history-secrets.js';
-import { startJaeger, type JaegerServer, type JaegerSpan } from '../support/jaeger.js';
+import { expectCausalChain, expectStartsAfterEnd, onlySpan, startJaeger, type JaegerServer, type JaegerSpan } from '../support/jaeger.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
@@ -184,15 +184,6 @@ async function serviceCallAfterRevocation(which: 'traced' | 'untraced', clientId
   });
 }
 
-function only(spans: JaegerSpan[], name: string, service: string): JaegerSpan {
-  const found = spans.filter((span) => span.name === name && span.service === service);
-  expect(
-    found.map((span) => `${span.service}: ${span.name}`),
-    `one "${name}" of ${service}`,
-  ).toHaveLength(1);
-  return found[0]!;
-}
-
 describe('a refresh asked for after 401 invalid_token', () => {
   let traceId: string;
   let spans: JaegerSpan[] = [];
@@ -218,21 +209,18 @@ describe('a refresh asked for after 401 invalid_token', () => {
         `spans of trace ${traceId} missing from Jaeger`,
       ).toStrictEqual([]);
 
-      const service = only(spans, 'GET /orders', SERVICE);
-      const library = only(spans, LIBRARY_SPAN, SERVICE);
-      const streamRead = only(spans, WORKER_SPAN, WORKER_SERVICE);
-      const forcedRefresh = only(spans, FORCED_REFRESH_SPAN, WORKER_SERVICE);
-      const startActivity = only(spans, 'StartActivity:acquireToken', WORKER_SERVICE);
-      const runActivity = only(spans, 'RunActivity:acquireToken', WORKER_SERVICE);
-      const request = only(spans, TOKEN_REQUEST_SPAN, WORKER_SERVICE);
-      const write = only(spans, TOKEN_WRITE_SPAN, WORKER_SERVICE);
+      const service = onlySpan(spans, 'GET /orders', SERVICE);
+      const library = onlySpan(spans, LIBRARY_SPAN, SERVICE);
+      const streamRead = onlySpan(spans, WORKER_SPAN, WORKER_SERVICE);
+      const forcedRefresh = onlySpan(spans, FORCED_REFRESH_SPAN, WORKER_SERVICE);
+      const startActivity = onlySpan(spans, 'StartActivity:acquireToken', WORKER_SERVICE);
+      const runActivity = onlySpan(spans, 'RunActivity:acquireToken', WORKER_SERVICE);
+      const request = onlySpan(spans, TOKEN_REQUEST_SPAN, WORKER_SERVICE);
+      const write = onlySpan(spans, TOKEN_WRITE_SPAN, WORKER_SERVICE);
       const chain = [service, library, streamRead, forcedRefresh, startActivity, runActivity, request];
-      for (const [parent, child] of chain.slice(0, -1).map((span, index) => [span, chain[index + 1]!] as const)) {
-        expect(child.parentSpanId, `${child.name}'s parent is ${parent.name}`).toBe(parent.spanId);
-        expect(child.startTime, `${child.name} starts after ${parent.name}`).toBeGreaterThanOrEqual(parent.startTime);
-      }
+      expectCausalChain(chain);
       expect(write.parentSpanId, 'the Redis write is part of the activity').toBe(runActivity.spanId);
-      expect(write.startTime, 'the Redis write follows the IAM request').toBeGreaterThanOrEqual(request.startTime + request.duration);
+      expectStartsAfterEnd(write, request);
 
       // What the spans say.
       expect(streamRead.tags).toMatchObject({

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { expect } from 'vitest';
 import { exitDescription, hasExited } from '../../dev/child-process.js';
 import { findFreePorts } from '../../dev/free-port.js';
 
@@ -226,4 +227,38 @@ async function waitUntilReady(child: ChildProcess, urls: string[], output: () =>
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   throw new Error(`Jaeger was not ready at ${urls.join(' and ')} within 120 s:\n${output()}`);
+}
+
+/** The one span named `name` that `service` exported; fails the test unless there is exactly one. */
+export function onlySpan(spans: JaegerSpan[], name: string, service: string): JaegerSpan {
+  const found = spans.filter((span) => span.name === name && span.service === service);
+  expect(
+    found.map((span) => `${span.service}: ${span.name}`),
+    `one "${name}" of ${service}`,
+  ).toHaveLength(1);
+  return found[0]!;
+}
+
+/**
+ * Checks that each span of `chain` is the child of the one before it and starts no earlier.
+ * Order is checked to the millisecond: not every span's start is finer than a millisecond (a token
+ * write's was seen on a whole one), so a span that begins in the millisecond its predecessor began
+ * or ended may show an earlier start.
+ */
+export function expectCausalChain(chain: JaegerSpan[]): void {
+  for (const [parent, child] of chain.slice(0, -1).map((span, index) => [span, chain[index + 1]!] as const)) {
+    expect(child.parentSpanId, `${child.name}'s parent is ${parent.name}`).toBe(parent.spanId);
+    expect(child.startTime, `${child.name} starts after ${parent.name}`).toBeGreaterThanOrEqual(millisecondOf(parent.startTime));
+  }
+}
+
+/** Checks that `later` starts no earlier than `earlier` ended, to the millisecond (see {@link expectCausalChain}). */
+export function expectStartsAfterEnd(later: JaegerSpan, earlier: JaegerSpan): void {
+  expect(later.startTime, `${later.name} follows ${earlier.name}`).toBeGreaterThanOrEqual(
+    millisecondOf(earlier.startTime + earlier.duration),
+  );
+}
+
+function millisecondOf(microseconds: number): number {
+  return Math.floor(microseconds / 1000) * 1000;
 }
