@@ -24,6 +24,7 @@ import { startPrometheus, type PrometheusAlert, type PrometheusServer } from '..
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
+import { terminateRunning } from '../support/terminate-running.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RULES_FILE = join(ROOT, 'deploy', 'helm', 'token-lifecycle-worker', 'files', 'alert-rules.yml');
@@ -75,12 +76,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (connection !== undefined) {
     const client = new Client({ connection });
-    for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow
-        .getHandle(execution.workflowId)
-        .terminate('test finished')
-        .catch(() => undefined);
-    }
+    await terminateRunning(client, taskQueue, 'test finished');
     await connection.close();
   }
   await prometheus?.stop();

@@ -25,6 +25,7 @@ import { startEmulatorProcess, type EmulatorProcess } from '../support/emulator-
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
+import { terminateRunning } from '../support/terminate-running.js';
 
 const CLIENTS = 300;
 const IAM_MAX_RPS = 40;
@@ -63,12 +64,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (client) {
-    for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow
-        .getHandle(execution.workflowId)
-        .terminate('test finished')
-        .catch(() => undefined);
-    }
+    await terminateRunning(client, taskQueue, 'test finished');
   }
   await worker?.kill9();
   monitor?.disconnect();

@@ -23,6 +23,7 @@ import type { MetricMeter } from '@temporalio/common';
 import { metricsDocsDifferences } from '../support/metrics-docs.js';
 import { eventually } from '../support/token-stack.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { terminateRunning } from '../support/terminate-running.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LIFETIME_SECONDS = 4;
@@ -89,12 +90,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (connection !== undefined) {
     const client = new Client({ connection });
-    for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow
-        .getHandle(execution.workflowId)
-        .terminate('test finished')
-        .catch(() => undefined);
-    }
+    await terminateRunning(client, taskQueue, 'test finished');
     await connection.close();
   }
   if (worker !== undefined && worker.exitCode === null) {

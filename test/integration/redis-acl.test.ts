@@ -24,6 +24,7 @@ import { storedToken, tokenWithGenerationAbove } from '../support/failure-scenar
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
+import { terminateRunning } from '../support/terminate-running.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const LIFETIME_SECONDS = 3;
@@ -171,12 +172,7 @@ afterAll(async () => {
   for (const close of closers) await close();
   if (connection !== undefined) {
     const client = new Client({ connection });
-    for await (const execution of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow
-        .getHandle(execution.workflowId)
-        .terminate('test finished')
-        .catch(() => undefined);
-    }
+    await terminateRunning(client, taskQueue, 'test finished');
     await connection.close();
   }
   await worker?.stop();
