@@ -24,7 +24,7 @@ import { EndpointRateWindow } from './endpoint-rate-window.js';
 import { RequestHeldBackError, StoreUnavailableError, storeCall, TokenEndpointError } from './errors.js';
 import { acceptedFirst, credentialCandidates, mayTryNextCredential, type CredentialCandidate } from './credential-fallbacks.js';
 import { LoginBudget, loginProof, type LoginBudgetObserver, type LoginCredentials, type LoginProofKey } from './login-budget.js';
-import { RequestAdmission } from './request-admission.js';
+import { LOCAL_ADMISSION_MAX_WAIT_MS, QUEUED_ADMISSION_MAX_WAIT_MS, RequestAdmission } from './request-admission.js';
 import { credentialMac, resolveRequestCredentials, type RequestCredentials } from './request-credentials.js';
 import { requestToken, type TokenResponse } from './token-endpoint.js';
 import { inTokenRequestSpan, inTokenWriteSpan, markRequestAdmitted } from './spans.js';
@@ -153,14 +153,16 @@ class TokenAcquirer {
     this.discovery =
       deps.discovery ??
       new IssuerMetadataCache(async (issuer, options) => {
-        await admission.rateSlot(discoveryUrls(issuer)[0]!, options.signal);
+        // Discovery documents are cached, so this wait is rare even in a local activity.
+        await admission.rateSlot(discoveryUrls(issuer)[0]!, options.signal, QUEUED_ADMISSION_MAX_WAIT_MS);
         return fetchIssuerMetadata(issuer, options);
       });
   }
 
   async acquire(input: AcquireTokenInput): Promise<TokenMetadata> {
     const context = Context.current();
-    const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
+    // A local activity has no heartbeat: its worker's loss times out the workflow task instead.
+    const heartbeat = context.info.isLocal ? undefined : setInterval(() => context.heartbeat(), HEARTBEAT_INTERVAL_MS);
     // Set by acquireAndStore when the request leaves: only a request sent has an outcome to count.
     const sent: SentRequest = { at: null };
     const recordOutcome = (outcome: FailureKind | 'issued') => {
@@ -204,6 +206,13 @@ class TokenAcquirer {
     // (A retried attempt whose first try wrote its token then writes the next generation: the
     // request is sent again anyway.)
     const generation = input.afterStoredGeneration === true ? Math.max(input.generation, highestStored + 1) : input.generation;
+    // A run again of an attempt whose token is stored already: its local activity finished, but its
+    // workflow task timed out before recording it (docs/design.md, "Local renewals"). Answer with
+    // that token and send nothing. Not with fallbacks: which one was accepted is not stored.
+    if (input.afterStoredGeneration !== true && highestStored >= generation && candidates.length === 1) {
+      const stored = await storeCall(() => this.store.readMetadata(input.clientId));
+      if (stored !== null && stored.generation >= generation) return heldToken(input.clientId, stored, undefined);
+    }
     const policy = resolvePolicy(input.policy);
     const tokenUrl = await this.tokenEndpointOf(input, credentials, policy, signal);
     const ordered = acceptedFirst(candidates, await this.acceptedCandidate(input, candidates, tokenUrl));
@@ -291,20 +300,7 @@ class TokenAcquirer {
     }
     // A newer generation is already stored (this is a retried attempt): report what Redis holds.
     const stored = await storeCall(() => this.store.readMetadata(input.clientId));
-    const held = stored ?? { ...result.stored, tokenType, scope, obtainedAt };
-    return {
-      clientId: input.clientId,
-      generation: held.generation,
-      fingerprint: held.fingerprint,
-      tokenType: held.tokenType,
-      scope: held.scope,
-      requestStartedAt: held.obtainedAt,
-      obtainedAt: held.obtainedAt,
-      expiresAt: held.expiresAt,
-      expiresInSeconds: Math.max(0, (held.expiresAt - held.obtainedAt) / 1000),
-      written: false,
-      ...(credential !== undefined && { credential }),
-    };
+    return heldToken(input.clientId, stored ?? { ...result.stored, tokenType, scope, obtainedAt }, credential);
   }
 
   /** The credentials of the first candidate that resolves; the first one's error when none does. */
@@ -356,6 +352,7 @@ class TokenAcquirer {
       workflowId,
       tokenExpiresAt: async () => (await this.store.readMetadata(input.clientId))?.expiresAt ?? 0,
       signal,
+      maxWaitMs: Context.current().info.isLocal ? LOCAL_ADMISSION_MAX_WAIT_MS : QUEUED_ADMISSION_MAX_WAIT_MS,
     });
 
     let response: TokenResponse;
@@ -437,6 +434,27 @@ class TokenAcquirer {
     });
     return tokenEndpointFor(metadata, isMtlsMethod(input.authMethod));
   }
+}
+
+/** The metadata of a token Redis holds already, as an attempt that wrote nothing reports it. */
+function heldToken(
+  clientId: string,
+  held: Pick<TokenMetadata, 'generation' | 'fingerprint' | 'tokenType' | 'scope' | 'obtainedAt' | 'expiresAt'>,
+  credential: string | undefined,
+): TokenMetadata {
+  return {
+    clientId,
+    generation: held.generation,
+    fingerprint: held.fingerprint,
+    tokenType: held.tokenType,
+    scope: held.scope,
+    requestStartedAt: held.obtainedAt,
+    obtainedAt: held.obtainedAt,
+    expiresAt: held.expiresAt,
+    expiresInSeconds: Math.max(0, (held.expiresAt - held.obtainedAt) / 1000),
+    written: false,
+    ...(credential !== undefined && { credential }),
+  };
 }
 
 /** The shortest lifetime accepted: a token that expires sooner would make the workflow renew in a tight loop. */

@@ -16,11 +16,19 @@ import type { LoginBudget, LoginBudgetObserver, LoginCredentials, LoginProofKey,
 import { endpointDownKind } from './token-endpoint.js';
 
 /**
- * The longest wait for a slot in the host's rate window. Temporal's task-queue limit starts
- * activities at about that rate, so waits are a fraction of a second; a longer queue (another
- * deployment sharing the host) is waited out durably by the workflow instead.
+ * The longest wait for a slot in the host's rate window, or for the host's turn for unproven
+ * credentials, in an activity run from the IAM task queue. Temporal's task-queue limit starts
+ * activities at about the window's rate, so waits are a fraction of a second; a longer queue
+ * (another deployment sharing the host) is waited out durably by the workflow instead.
  */
-const RATE_WINDOW_MAX_WAIT_MS = 5_000;
+export const QUEUED_ADMISSION_MAX_WAIT_MS = 5_000;
+
+/**
+ * The same wait in a local activity (docs/design.md, "Local renewals"): it holds its workflow task
+ * open, and signals wait behind it, so a full window or a busy login turn becomes a held-back
+ * attempt at once and the workflow waits on a timer, retrying from the IAM task queue.
+ */
+export const LOCAL_ADMISSION_MAX_WAIT_MS = 1_000;
 
 /**
  * How long a request may go unanswered before it becomes the endpoint's probe (at most half its
@@ -31,12 +39,6 @@ const SLOW_REQUEST_MS = 2_000;
 
 /** How much longer than a slow request's own timeout it may hold the probe it became. */
 const SUSPECT_LOCK_MARGIN_MS = 5_000;
-
-/**
- * The longest wait for the host's turn for unproven credentials, while another unproven request
- * is in flight there (they go one at a time); a longer queue is waited out durably.
- */
-const LOGIN_TURN_MAX_WAIT_MS = 5_000;
 
 /** Where the admission keeps its state, and whom it tells. */
 export interface RequestAdmissionDeps {
@@ -70,6 +72,11 @@ export interface AdmissionRequest {
   /** When the client's current token expires (Unix ms, 0 without one): the order of the wake-up. */
   tokenExpiresAt: () => Promise<number>;
   signal: AbortSignal;
+  /**
+   * The longest wait for the window's slot and for the login turn: {@link QUEUED_ADMISSION_MAX_WAIT_MS}
+   * or {@link LOCAL_ADMISSION_MAX_WAIT_MS}. A longer one is held back for the workflow to wait out.
+   */
+  maxWaitMs: number;
 }
 
 /**
@@ -102,12 +109,12 @@ export class RequestAdmission {
   constructor(private readonly deps: RequestAdmissionDeps) {}
 
   /**
-   * Waits for a slot in `url`'s host window (a discovery read takes one too). Throws
-   * {@link RequestHeldBackError} when none comes in time, and `store_unavailable` when Redis fails.
+   * Waits for a slot in `url`'s host window (a discovery read takes one too) up to `maxWaitMs`.
+   * Throws {@link RequestHeldBackError} when none comes in time, and `store_unavailable` when Redis fails.
    */
-  async rateSlot(url: string, signal: AbortSignal | undefined): Promise<void> {
+  async rateSlot(url: string, signal: AbortSignal | undefined, maxWaitMs: number): Promise<void> {
     try {
-      await this.deps.rateWindow.take(url, { maxWaitMs: RATE_WINDOW_MAX_WAIT_MS, ...(signal !== undefined && { signal }) });
+      await this.deps.rateWindow.take(url, { maxWaitMs, ...(signal !== undefined && { signal }) });
     } catch (err) {
       if (err instanceof RequestHeldBackError || signal?.aborted) throw err;
       throw new StoreUnavailableError(err);
@@ -131,7 +138,7 @@ export class RequestAdmission {
       login = await this.passLoginBudget(request);
       // The slot right before sending: the edge counts arrivals, so the less happens between the
       // slot and the request, the closer the two counts are.
-      await this.rateSlot(request.login.tokenUrl, request.signal);
+      await this.rateSlot(request.login.tokenUrl, request.signal, request.maxWaitMs);
       // The breaker is the last gate: it may have opened while this request waited above.
       gate = await this.passBreaker(endpoint, request, gate);
     } catch (err) {
@@ -196,8 +203,8 @@ export class RequestAdmission {
       return await loginBudget.admit(request.login, loginProofKey, {
         owner: request.owner,
         // The request's own budget, the rate window's longest wait, and a margin.
-        turnMs: request.policy.requestTimeoutMs + RATE_WINDOW_MAX_WAIT_MS + 5_000,
-        maxWaitMs: LOGIN_TURN_MAX_WAIT_MS,
+        turnMs: request.policy.requestTimeoutMs + QUEUED_ADMISSION_MAX_WAIT_MS + 5_000,
+        maxWaitMs: request.maxWaitMs,
         ...(onLoginBudgetWait !== undefined && { onWait: onLoginBudgetWait }),
       });
     } catch (err) {
