@@ -43,16 +43,16 @@ function requiredOr(message: string): (issue: { input: unknown }) => string {
 
 const backoffRule = z.object({ baseMs: z.number().positive(), capMs: z.number().positive() }).partial().strict();
 
-/** Every numeric field of the policy, from its defaults: a field the policy gains is accepted here too. */
-const policyNumbers = Object.fromEntries(
-  Object.keys(DEFAULT_POLICY)
-    .filter((field) => field !== 'backoff')
-    .map((field) => [field, z.number()]),
-) as Record<Exclude<keyof RefreshPolicy, 'backoff'>, z.ZodNumber>;
+/** Every field of the policy but `backoff`, typed as its default: a field the policy gains is accepted here too. */
+const policyFields = Object.fromEntries(
+  Object.entries(DEFAULT_POLICY)
+    .filter(([field]) => field !== 'backoff')
+    .map(([field, value]) => [field, typeof value === 'boolean' ? z.boolean() : z.number()]),
+) as { [Field in Exclude<keyof RefreshPolicy, 'backoff'>]: RefreshPolicy[Field] extends boolean ? z.ZodBoolean : z.ZodNumber };
 
 export const policySchema = z
   .object({
-    ...policyNumbers,
+    ...policyFields,
     backoff: z
       .object(
         Object.fromEntries(RETRYABLE_FAILURE_KINDS.map((kind) => [kind, backoffRule])) as Record<RetryableFailureKind, typeof backoffRule>,

@@ -1,8 +1,8 @@
 /**
- * The two Temporal workers of a worker process: one for the workflows (and their Redis-only
- * activities) on the workflow task queue, one for the IAM activity on `<queue>-iam`, whose
- * server-side rate limit caps token requests across the whole fleet (docs/design.md, "The IAM is
- * never hammered").
+ * The two Temporal workers of a worker process: one for the workflows (their Redis-only activities,
+ * and the renewals they run as local activities) on the workflow task queue, one for the IAM
+ * activity on `<queue>-iam`, whose server-side rate limit paces the other token requests across the
+ * whole fleet (docs/design.md, "The IAM is never hammered").
  */
 import { Client } from '@temporalio/client';
 import { Runtime, Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
@@ -122,7 +122,9 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     namespace,
     taskQueue,
     ...workflowCode,
-    activities: { purgeToken: activities.purgeToken },
+    // acquireToken runs here as a local activity (docs/design.md, "Local renewals"); it is never
+    // scheduled on this queue, so this worker takes no queued token request.
+    activities: { purgeToken: activities.purgeToken, acquireToken: activities.acquireToken },
     ...interceptors,
     ...(tracing !== undefined && { sinks: tracing.sinks }),
     stickyQueueScheduleToStartTimeout: STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS,

@@ -340,6 +340,15 @@ export class TokenLifecycleState {
     return this.refreshNowWaiting === 0 && (suggested || this.cyclesThisRun >= this.policy.maxCyclesPerRun);
   }
 
+  /**
+   * Whether the next token request may run as a local activity (docs/design.md, "Local renewals"):
+   * only while the client holds a current token and its policy allows it. The first token and every
+   * retry after a failure go through the IAM task queue, whose server-side rate limit paces bursts.
+   */
+  get mayRenewLocally(): boolean {
+    return this.policy.localRenewals && this.carried.state === 'active';
+  }
+
   /** A token request starts now: returns the generation it is to write. */
   beginAttempt(now: number): number {
     this.attemptsStarted++;

@@ -62,6 +62,12 @@ export interface RefreshPolicy {
    * @default 10_000
    */
   requestTimeoutMs: number;
+  /**
+   * Renew a token that is current as a local activity, inside the workflow task its timer woke
+   * (docs/design.md, "Local renewals"); false sends every request through the IAM task queue, as
+   * the first token and every retry after a failure always are. @default true
+   */
+  localRenewals: boolean;
 }
 
 /** A registration's overrides of `RefreshPolicy`: any field, and any part of any backoff rule. */
@@ -94,6 +100,7 @@ export const DEFAULT_POLICY: RefreshPolicy = Object.freeze({
   rejectedProbeIntervalMs: 0,
   maxCyclesPerRun: 50,
   requestTimeoutMs: 10 * SECOND,
+  localRenewals: true,
 });
 
 /**

@@ -7,6 +7,7 @@
  */
 import * as wf from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
+import type { AcquireTokenInput } from '../activities/acquire-token.js';
 import { FAILURE_KINDS, readFailureDetails, type FailureDetails, type FailureKind } from './failures.js';
 import { attemptSummary, publishLifecycle, showForcedRefreshDecision, waitSummary } from './lifecycle-presentation.js';
 import { TokenLifecycleState, type CarriedState } from './lifecycle-state.js';
@@ -22,6 +23,7 @@ import {
   type TokenStatus,
 } from './messages.js';
 import { MAX_CYCLES_PER_RUN_BEFORE_PATCH } from './policy.js';
+import type { TokenMetadata } from './token-metadata.js';
 import { inRequesterTrace } from './requester-trace.js';
 import type { ClientRegistration } from './registration.js';
 import { errorMessage } from '../shared/error-message.js';
@@ -47,6 +49,24 @@ const iamActivityOptions = (taskQueue: string): wf.ActivityOptions => ({
     nonRetryableErrorTypes: [...FAILURE_KINDS],
   },
 });
+
+/**
+ * How the IAM activity runs as a local activity (docs/design.md, "Local renewals"): inside the
+ * workflow task the renewal timer woke. Its worker's loss times out that task, and the worker that
+ * takes the task over runs the request again, as a heartbeat timeout does for the queued activity;
+ * so one attempt, and every answer, as there.
+ */
+const localIamActivityOptions: wf.LocalActivityOptions = {
+  startToCloseTimeout: '60s',
+  retry: { maximumAttempts: 1, nonRetryableErrorTypes: [...FAILURE_KINDS] },
+};
+
+/**
+ * The patch by which a token that is current is renewed by a local activity (docs/design.md,
+ * "Local renewals"): one workflow task and no activity task per cycle. A run that began before
+ * keeps the queued activity for every request (Temporal's determinism rule).
+ */
+const LOCAL_RENEWALS_PATCH = 'local-renewals';
 
 /**
  * The patch of the loop that leaves nothing behind per cycle (docs/design.md, "Continue-as-new"):
@@ -76,7 +96,7 @@ const FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH = 'forced-refresh-outlives-attempt';
  * deprecated (docs/design.md, "Retiring a patch"). Not {@link FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH},
  * asked only where it changes the commands: a run without it need not be older.
  */
-export const PATCHES_OF_EVERY_RUN = [LEAN_CYCLES_PATCH, ACTIVE_WITHOUT_TIMES_PATCH] as const;
+export const PATCHES_OF_EVERY_RUN = [LEAN_CYCLES_PATCH, ACTIVE_WITHOUT_TIMES_PATCH, LOCAL_RENEWALS_PATCH] as const;
 
 /** The `traceparent` of the forced-refresh request the next attempt answers, if it sent one. */
 interface RequesterTrace {
@@ -108,18 +128,26 @@ const waitWithTimer: WaitUntil = async (wakeAt, woken, summary) => {
 };
 
 type Activities = ReturnType<typeof wf.proxyActivities<ReturnType<typeof createActivities>>>;
-type AcquireToken = Activities['acquireToken'];
 type PurgeToken = Activities['purgeToken'];
+
+/** Sends one token request, as a local activity or from the IAM task queue. */
+type AcquireToken = (input: AcquireTokenInput, options: { local: boolean; summary: string }) => Promise<TokenMetadata>;
 
 /** How the Redis-only activities (purge) are run: retried until Redis answers. */
 const redisActivityOptions: wf.ActivityOptions = { startToCloseTimeout: '30s', retry: { initialInterval: '1s', maximumInterval: '30s' } };
 
 export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenStatus> {
   const info = wf.workflowInfo();
-  const { acquireToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(iamActivityOptions(info.taskQueue));
+  const queued = wf.proxyActivities<ReturnType<typeof createActivities>>(iamActivityOptions(info.taskQueue)).acquireToken;
+  const local = wf.proxyLocalActivities<ReturnType<typeof createActivities>>(localIamActivityOptions).acquireToken;
   const { purgeToken } = wf.proxyActivities<ReturnType<typeof createActivities>>(redisActivityOptions);
 
   const lean = wf.patched(LEAN_CYCLES_PATCH);
+  const localRenewals = wf.patched(LOCAL_RENEWALS_PATCH);
+  const acquireToken: AcquireToken = (request, options) =>
+    localRenewals && options.local
+      ? local.executeWithOptions({ ...localIamActivityOptions, summary: options.summary }, [request])
+      : queued.executeWithOptions({ ...iamActivityOptions(info.taskQueue), summary: options.summary }, [request]);
   const defaults = lean ? {} : { maxCyclesPerRun: MAX_CYCLES_PER_RUN_BEFORE_PATCH };
   const lifecycle = new TokenLifecycleState(input.registration, input.carried, showForcedRefreshDecision, defaults, () =>
     wf.patched(FORCED_REFRESH_OUTLIVES_ATTEMPT_PATCH),
@@ -152,7 +180,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   publish();
 
   if (!lean) {
-    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithConditionTimeout, requesterTrace);
+    await renewUntilStopped(lifecycle, publish, acquireToken, waitWithConditionTimeout, requesterTrace);
     return stop(lifecycle, publish, purgeToken);
   }
   // In the non-cancellable scope a cancellation reaches nothing: take it as a stop (the token stays
@@ -163,7 +191,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     lifecycle.requestStop(false);
   });
   const status = await wf.CancellationScope.nonCancellable(async () => {
-    await renewUntilStopped(lifecycle, publish, acquireToken, info.taskQueue, waitWithTimer, requesterTrace);
+    await renewUntilStopped(lifecycle, publish, acquireToken, waitWithTimer, requesterTrace);
     return stop(lifecycle, publish, purgeToken);
   });
   if (cancellation !== undefined) throw cancellation;
@@ -186,7 +214,6 @@ async function renewUntilStopped(
   lifecycle: TokenLifecycleState,
   publish: Publish,
   acquireToken: AcquireToken,
-  taskQueue: string,
   waitUntil: WaitUntil,
   requesterTrace: RequesterTrace,
 ): Promise<void> {
@@ -221,6 +248,7 @@ async function renewUntilStopped(
     }
 
     const summary = attemptSummary(lifecycle, Date.now());
+    const local = lifecycle.mayRenewLocally;
     const generation = lifecycle.beginAttempt(Date.now());
     const { traceparent } = requesterTrace;
     requesterTrace.traceparent = undefined;
@@ -228,7 +256,7 @@ async function renewUntilStopped(
       const metadata = await inRequesterTrace(
         traceparent,
         { 'token_lifecycle.client_id': lifecycle.clientId, 'token_lifecycle.generation': generation },
-        () => acquireToken.executeWithOptions({ ...iamActivityOptions(taskQueue), summary }, [lifecycle.acquireInput(generation)]),
+        () => acquireToken(lifecycle.acquireInput(generation), { local, summary }),
       );
       lifecycle.recordSuccess(metadata, Date.now());
     } catch (err) {
