@@ -18,7 +18,7 @@ import { forceRefreshSignal, workflowIdFor, type ForceRefreshRequest } from '../
 import type { ClientRegistration } from '../../workflows/registration.js';
 import { storedToken as storedTokenIn, tokenWithGenerationAbove as tokenWithGenerationAboveIn } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
-import { issuedTokenMetadata } from '../support/workflow-history.js';
+import { issuedTokenMetadata, tokenRequests } from '../support/workflow-history.js';
 
 const SECRET = 'continue-as-new-secret';
 /** History events after which this server suggests continue-as-new (the default is thousands). */
@@ -81,7 +81,7 @@ async function readRun(client: Client, workflowId: string, runId: string): Promi
       if (signal?.signalName !== 'forceRefresh') return [];
       return [defaultPayloadConverter.fromPayload<ForceRefreshRequest>(signal.input!.payloads![0] as Payload).reason ?? ''];
     }),
-    tokenRequests: events.filter((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'acquireToken').length,
+    tokenRequests: tokenRequests(events).length,
     tokenRequestsStartedAt: issuedTokenMetadata(events).map((token) => token.requestStartedAt),
     carriedGeneration: started?.carried?.generation,
     continuedAs: events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined,

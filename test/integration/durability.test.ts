@@ -22,13 +22,21 @@ import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS } from '../../worker/token-wo
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
+import { historyEvents, tokenRequests } from '../support/workflow-history.js';
 
 const SECRET = 'durability-secret-do-not-log';
 /** Temporal's default workflow task timeout: how long a started task may run before another worker gets it. */
 const WORKFLOW_TASK_TIMEOUT_MS = 10_000;
 /** The kill loop's `policy.refreshFraction` (see there). */
 const REFRESH_FRACTION = 0.25;
-const CLIENT_IDS = ['durability-inflight', 'durability-backoff', 'durability-kill-loop', 'durability-redis', 'durability-server'] as const;
+const CLIENT_IDS = [
+  'durability-inflight',
+  'durability-renewal',
+  'durability-backoff',
+  'durability-kill-loop',
+  'durability-redis',
+  'durability-server',
+] as const;
 
 let iam: IamEmulator;
 let redisServer: RedisServer;
@@ -155,6 +163,39 @@ test('a kill -9 during a token request: the lost attempt is retried once on the 
     newWorkerPollingAfterMs: pollingAfterMs,
     tokenAfterKillMs: recoveredMs,
   };
+});
+
+test('a kill -9 during a renewal run as a local activity: its workflow task times out, the new worker sends it once more, and nothing else', async () => {
+  const clientId = 'durability-renewal';
+  iam.setTokenLifetime(20);
+  await admin.register(registration(clientId, { policy: { refreshFraction: 0.5, jitterFraction: 0 } }));
+  await tokenWithGenerationAbove(clientId, 0, 30_000);
+  // The renewal hangs at the IAM, inside the workflow task its timer woke (docs/design.md, "Local renewals").
+  iam.inject({ kind: 'hang' }, { clientId, times: 1 });
+  await eventually(() => (iam.requestsFor(clientId).length > 1 ? true : undefined), 60_000, 'the hanging renewal');
+
+  const { killedAt } = await crashAndReplaceWorker();
+  const token = await tokenWithGenerationAbove(clientId, 1, 60_000);
+
+  // No marker was recorded for the lost request: the workflow task that ran it timed out, and the
+  // worker that took the task over ran the renewal again. That is the only other request.
+  expect(iam.requestsFor(clientId).map((r) => r.outcome)).toEqual(['issued', 'fault:hang', 'issued']);
+  expect(token.generation).toBe('2');
+  const status = await eventually(
+    async () => {
+      const current = await admin.status(clientId);
+      return current.generation === 2 ? current : undefined;
+    },
+    30_000,
+    `${clientId} at generation 2`,
+  );
+  expect(status).toMatchObject({ state: 'active', consecutiveFailures: 0, lastError: null });
+  const requests = tokenRequests(await historyEvents(new Client({ connection }), workflowIdFor(clientId)));
+  expect(requests.map((request) => [request.shape, request.result?.generation])).toEqual([
+    ['queued', 1],
+    ['local', 2],
+  ]);
+  figures.killDuringLocalRenewal = { tokenAfterKillMs: Date.now() - killedAt };
 });
 
 test('a kill -9 during a backoff: the durable timer fires on the new worker, not before the wait and not much after', async () => {

@@ -7,6 +7,11 @@
  * Laid out as in production, so that timing is measured where the edge measures it: the emulator
  * and the worker run as processes of their own; this process registers, watches Redis and checks.
  *
+ * Then a storm: every one of those clients is asked for a forced refresh at once, on three worker
+ * processes. Their tokens are current, so each renewal runs as a local activity (docs/design.md,
+ * "Local renewals"), with no task queue to pace it: the window in Redis alone holds the cap, and a
+ * renewal it holds back retries from the IAM task queue.
+ *
  * The stampede is made to outrun the cap on any machine: every workflow schedules its token request
  * first, while no IAM worker polls (a workflow-only worker in this process), so all of them wait on
  * the IAM task queue when the worker process starts. How fast the tokens then arrive is a figure of
@@ -26,7 +31,12 @@ import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
 import { terminateRunning } from '../support/terminate-running.js';
+import { historyEvents, tokenRequests, type TokenRequestShape } from '../support/workflow-history.js';
+import proto from '@temporalio/proto';
+import { workflowIdFor } from '../../workflows/messages.js';
+import { DEFAULT_POLICY } from '../../workflows/policy.js';
 
+const { EventType } = proto.temporal.api.enums.v1;
 const CLIENTS = 300;
 const IAM_MAX_RPS = 40;
 const EDGE_LIMIT_PER_SECOND = 50;
@@ -40,7 +50,11 @@ let iam: EmulatorProcess;
 let redisServer: RedisServer;
 let redis: Redis;
 let monitor: Awaited<ReturnType<Redis['monitor']>> | undefined;
+/** The slots the fleet's window in Redis granted (Redis's clock), seen by MONITOR from the first test on. */
+const grants: number[] = [];
 let worker: WorkerProcess | undefined;
+/** The two more worker processes of the storm test: three share the fleet's cap. */
+const moreWorkers: WorkerProcess[] = [];
 let connection: Connection;
 let nativeConnection: NativeConnection;
 let client: Client;
@@ -67,6 +81,7 @@ afterAll(async () => {
     await terminateRunning(client, taskQueue, 'test finished');
   }
   await worker?.kill9();
+  for (const more of moreWorkers) await more.kill9();
   monitor?.disconnect();
   await connection?.close();
   await nativeConnection?.close();
@@ -110,7 +125,6 @@ test(
     // 2. Every slot the fleet's window in Redis grants is a ZADD inside its script, scored with
     //    Redis's clock: MONITOR sees each one, with no polling gap.
     const windowKey = rateWindowKey('oauth:', iam.tokenUrl);
-    const grants: number[] = [];
     monitor = await redis.monitor();
     monitor.on('monitor', (_time: string, args: string[]) => {
       if (args[0]?.toUpperCase() === 'ZADD' && args[1] === windowKey) grants.push(Number(args[2]));
@@ -156,4 +170,72 @@ test(
     expect(busiestSecond(arrivals)).toBeLessThanOrEqual(EDGE_LIMIT_PER_SECOND);
   },
   3 * ALL_TOKENS_DEADLINE_MS,
+);
+
+test(
+  `a forced refresh of all ${CLIENTS} current tokens at once, on three workers, renewals run as local activities: zero 429s, at most ${IAM_MAX_RPS} let through in any second, one more request per client`,
+  async () => {
+    // The first test left every client active, with a token, on one worker process; two more join.
+    expect(worker).toBeDefined();
+    for (let i = 0; i < 2; i++) {
+      moreWorkers.push(
+        await startWorkerProcess({
+          temporalAddress: inject('temporalAddress'),
+          taskQueue,
+          redisUrl: redisServer.url,
+          workflowBundlePath: inject('workflowBundlePath'),
+          env: { FLEET_SECRET: SECRET, IAM_MAX_RPS: String(IAM_MAX_RPS), LOG_LEVEL: 'WARN' },
+        }),
+      );
+    }
+    // Past every client's minimum interval between forced refreshes: all of them are due at once.
+    await new Promise((resolve) => setTimeout(resolve, DEFAULT_POLICY.minForcedRefreshIntervalMs));
+    const before = iam.requests().length;
+    const grantsBefore = grants.length;
+    await Promise.all(clientIds.map((clientId) => admin.refresh(clientId, { reason: 'test: a storm of forced refreshes' })));
+    await eventually(
+      async () => {
+        const generations = await Promise.all(clientIds.map((clientId) => redis.hget(tokenKey('oauth:', clientId), 'generation')));
+        return generations.every((generation) => generation === '2') ? true : undefined;
+      },
+      2 * ALL_TOKENS_DEADLINE_MS,
+      `all ${CLIENTS} tokens at generation 2`,
+    );
+
+    const storm = iam.requests().slice(before);
+    const stormGrants = grants.slice(grantsBefore);
+    const shapes = new Map<TokenRequestShape, number>();
+    for (const clientId of clientIds.slice(0, 50)) {
+      const last = tokenRequests(await historyEvents(client, workflowIdFor(clientId)))
+        .filter((request) => request.result !== undefined)
+        .at(-1)!;
+      shapes.set(last.shape, (shapes.get(last.shape) ?? 0) + 1);
+    }
+    console.info(
+      `[fleet] storm of ${CLIENTS} forced refreshes on 3 workers: busiest second ${busiestSecond(stormGrants)} slots granted, ` +
+        `${busiestSecond(storm.map((r) => r.at))} arrivals at the edge; the 2nd token of 50 sampled clients came from ${JSON.stringify(Object.fromEntries(shapes))}`,
+    );
+    expect(storm.filter((r) => r.status === 429)).toEqual([]);
+    expect(new Set(storm.map((r) => r.outcome))).toEqual(new Set(['issued']));
+    expect(new Set(storm.map((r) => r.clientId))).toEqual(new Set(clientIds));
+    // One request per client, but for a local activity whose workflow task timed out (a starved
+    // worker) while its request was out: the task's next attempt runs it again. Each extra request
+    // must have such a timeout in its client's history.
+    const requestsPerClient = new Map<string, number>();
+    for (const request of storm) requestsPerClient.set(request.clientId!, (requestsPerClient.get(request.clientId!) ?? 0) + 1);
+    for (const [clientId, count] of requestsPerClient) {
+      if (count === 1) continue;
+      const events = await historyEvents(client, workflowIdFor(clientId));
+      const lostTasks = events.filter(
+        (event) =>
+          event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT || event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+      ).length;
+      expect(count - 1, `${clientId}: ${count} requests, ${lostTasks} workflow tasks lost`).toBeLessThanOrEqual(lostTasks);
+    }
+    expect(busiestSecond(stormGrants)).toBeLessThanOrEqual(IAM_MAX_RPS);
+    expect(busiestSecond(storm.map((r) => r.at))).toBeLessThanOrEqual(EDGE_LIMIT_PER_SECOND);
+    // The storm was met by local renewals first (the default for a current token).
+    expect(shapes.get('local') ?? 0).toBeGreaterThan(0);
+  },
+  4 * ALL_TOKENS_DEADLINE_MS,
 );

@@ -21,7 +21,7 @@ import { sleep } from '../support/failure-scenarios.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/token-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process.js';
-import { historyEvents, issuedTokenMetadata, scheduledRenewals } from '../support/workflow-history.js';
+import { historyEvents, issuedTokenMetadata, scheduledRenewals, tokenRequests } from '../support/workflow-history.js';
 
 const RIGHT_SECRET = 'the-right-secret-of-every-client';
 const WRONG_SECRET = 'copy-pasted-from-the-wrong-vault';
@@ -125,7 +125,7 @@ function mostRejectionsInAWindow(times: number[], windowMs: number): number {
 /** Every login_budget wait in a workflow's history (its failed attempts' failure types). */
 async function budgetWaitsIn(workflowId: string): Promise<number> {
   const events = await historyEvents(client(), workflowId);
-  return events.filter((event) => event.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo?.type === 'login_budget').length;
+  return tokenRequests(events).filter((request) => request.failureType === 'login_budget').length;
 }
 
 describe('eight wrong secrets applied at once while three healthy clients renew 6 s tokens', () => {

@@ -60,6 +60,8 @@ test('the recorded scenarios are all there', () => {
       'rate-limited-backoff-active-without-times',
       'forced-refresh-during-attempt',
       'forced-refresh-during-attempt-outlives-attempt',
+      'renewals-local-renewals',
+      'forced-refresh-local-renewals',
     ]),
   );
 });

@@ -216,6 +216,9 @@ SCENARIOS['forced-refresh-lean-cycles'] = SCENARIOS['forced-refresh']!;
 /** And under the `active-without-times` patch: a renewal that upserts nothing, a backoff that sets the times. */
 SCENARIOS['renewals-active-without-times'] = SCENARIOS.renewals!;
 SCENARIOS['rate-limited-backoff-active-without-times'] = SCENARIOS['rate-limited-backoff']!;
+/** And under the `local-renewals` patch: renewals and a forced refresh as local activities (markers). */
+SCENARIOS['renewals-local-renewals'] = SCENARIOS.renewals!;
+SCENARIOS['forced-refresh-local-renewals'] = SCENARIOS['forced-refresh']!;
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);

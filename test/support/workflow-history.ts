@@ -44,19 +44,73 @@ export function startedTimers(events: readonly HistoryEvent[]): StartedTimer[] {
   });
 }
 
-/** The metadata of every token request that succeeded in `events` (never the token), oldest first. */
-export function issuedTokenMetadata(events: readonly HistoryEvent[]): TokenMetadata[] {
-  const acquireTokenIds = new Set(
-    events
-      .filter((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'acquireToken')
-      .map((event) => String(event.eventId)),
-  );
-  return events.flatMap((event) => {
+/** The marker the SDK's core records for each local activity's outcome. */
+const LOCAL_ACTIVITY_MARKER = 'core_local_activity';
+
+/** What the core writes in a local activity's marker besides its result (the fields used here). */
+interface LocalActivityMarkerData {
+  activity_type?: string;
+}
+
+/** How a token request shows in a history: queued from the IAM task queue, or run as a local activity. */
+export type TokenRequestShape = 'queued' | 'local';
+
+/** A token request of the `acquireToken` activity in a history. */
+export interface TokenRequestEvent {
+  /** Where it is in the events passed: the scheduled event of a queued one, the marker of a local one. */
+  index: number;
+  shape: TokenRequestShape;
+  /** What it returned: a succeeded request's metadata (never the token); undefined when it failed or is in flight. */
+  result: TokenMetadata | undefined;
+  /** The failure kind it failed with (`ApplicationFailure.type`, e.g. `login_budget`); undefined otherwise. */
+  failureType: string | undefined;
+}
+
+/**
+ * Every `acquireToken` request in `events`, oldest first, in either shape (docs/design.md, "Local
+ * renewals"): a queued one is scheduled and later completes; a local one is a single marker.
+ */
+export function tokenRequests(events: readonly HistoryEvent[]): TokenRequestEvent[] {
+  const completions = new Map<string, TokenMetadata>();
+  const failures = new Map<string, string>();
+  for (const event of events) {
     const completed = event.activityTaskCompletedEventAttributes;
     const payload = completed?.result?.payloads?.[0];
-    if (!completed || !payload || !acquireTokenIds.has(String(completed.scheduledEventId))) return [];
-    return [defaultPayloadConverter.fromPayload<TokenMetadata>(payload)];
+    if (completed && payload)
+      completions.set(String(completed.scheduledEventId), defaultPayloadConverter.fromPayload<TokenMetadata>(payload));
+    const failed = event.activityTaskFailedEventAttributes;
+    if (failed) failures.set(String(failed.scheduledEventId), failureType(failed.failure));
+  }
+  return events.flatMap((event, index): TokenRequestEvent[] => {
+    if (event.activityTaskScheduledEventAttributes?.activityType?.name === 'acquireToken') {
+      const id = String(event.eventId);
+      return [{ index, shape: 'queued', result: completions.get(id), failureType: failures.get(id) }];
+    }
+    const marker = event.markerRecordedEventAttributes;
+    if (marker?.markerName !== LOCAL_ACTIVITY_MARKER) return [];
+    const data = marker.details?.data?.payloads?.[0];
+    if (data === undefined || defaultPayloadConverter.fromPayload<LocalActivityMarkerData>(data).activity_type !== 'acquireToken')
+      return [];
+    const result = marker.details?.result?.payloads?.[0];
+    return [
+      {
+        index,
+        shape: 'local',
+        result: result === undefined ? undefined : defaultPayloadConverter.fromPayload<TokenMetadata>(result),
+        failureType: marker.failure ? failureType(marker.failure) : undefined,
+      },
+    ];
   });
+}
+
+/** The failure kind of an activity's failure: its own, or its cause's (a failure wrapped by the SDK). */
+function failureType(failure: proto.temporal.api.failure.v1.IFailure | null | undefined): string {
+  return failure?.applicationFailureInfo?.type ?? failure?.cause?.applicationFailureInfo?.type ?? 'unknown';
+}
+
+/** The metadata of every token request that succeeded in `events` (never the token), oldest first. */
+export function issuedTokenMetadata(events: readonly HistoryEvent[]): TokenMetadata[] {
+  return tokenRequests(events).flatMap((request) => (request.result === undefined ? [] : [request.result]));
 }
 
 function millis(time: HistoryEvent['eventTime']): number {

@@ -45,6 +45,19 @@ describe('parseClientsFile', () => {
   });
 });
 
+describe('policy fields are typed as their defaults', () => {
+  test('localRenewals takes a boolean, and a number field refuses one', () => {
+    const withSecret = [...entry, '    secretRef: env:ORDERS'];
+    expect(() => parseClientsFile([...withSecret, '    policy: { localRenewals: false }', ''].join('\n'), 'clients.yaml')).not.toThrow();
+    expect(problemsOf([...withSecret, '    policy: { localRenewals: "no" }', ''].join('\n'))).toEqual([
+      expect.stringMatching(/^clients\[0\]\.policy\.localRenewals: .*boolean/),
+    ]);
+    expect(problemsOf([...withSecret, '    policy: { refreshFraction: true }', ''].join('\n'))).toEqual([
+      expect.stringMatching(/^clients\[0\]\.policy\.refreshFraction: .*number/),
+    ]);
+  });
+});
+
 describe('parseRegistration', () => {
   test('an unknown field of the admin API is named the same way', () => {
     const registration = { clientId: 'a', tokenUrl: 'https://iam.example.com/token', secretRef: 'env:A', tokenURL: 'x' };

@@ -264,6 +264,30 @@ describe('the transition table', () => {
   });
 });
 
+describe("which requests run as local activities (docs/design.md, 'Local renewals')", () => {
+  it('only a renewal of a current token: never the first token, nor a retry after a failure or a rejection', () => {
+    expect(clientIn('acquiring').lifecycle.mayRenewLocally).toBe(false);
+    expect(clientIn('active').lifecycle.mayRenewLocally).toBe(true);
+    expect(clientIn('backing_off').lifecycle.mayRenewLocally).toBe(false);
+    expect(clientIn('credentials_rejected').lifecycle.mayRenewLocally).toBe(false);
+    expect(clientIn('stopped').lifecycle.mayRenewLocally).toBe(false);
+  });
+
+  it('a held-back renewal retries from the IAM task queue, and the next success renews locally again', () => {
+    const client = clientIn('active');
+    client.sleepUntilDue();
+    client.fail('rate_limited', { heldBack: true, retryAfterMs: 400 });
+    expect(client.lifecycle.mayRenewLocally).toBe(false);
+    client.sleepUntilDue();
+    client.succeed();
+    expect(client.lifecycle.mayRenewLocally).toBe(true);
+  });
+
+  it('policy.localRenewals: false sends every request through the IAM task queue', () => {
+    expect(clientIn('active', { localRenewals: false }).lifecycle.mayRenewLocally).toBe(false);
+  });
+});
+
 describe("waiting for the endpoint (docs/design.md, 'The IAM is never hammered')", () => {
   it.each(['server_error', 'blocked', 'rate_limited'] as const)(
     'backing_off after %s, endpointRecovered → a token request at once, the wait cut short',

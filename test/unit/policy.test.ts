@@ -66,6 +66,10 @@ describe('DEFAULT_POLICY', () => {
     expect(DEFAULT_POLICY.maxCyclesPerRun).toBe(50);
   });
 
+  it('renews current tokens as local activities', () => {
+    expect(DEFAULT_POLICY.localRenewals).toBe(true);
+  });
+
   it('probes an endpoint that is down at least every 8 s', () => {
     expect(DEFAULT_POLICY.probeIntervalMaxMs).toBe(8_000);
   });
