@@ -21,6 +21,8 @@ import { eventually } from '../support/token-stack.js';
 
 const PREFIX = 'oauth:';
 const INTERVAL_MS = 200;
+/** Far more than an interval: a listing slowed by a busy machine must not hand the lease over. */
+const LEASE_TTL_MS = 10_000;
 /** Running workflows of the task queue, by client ID: their `TokenState`. */
 const STATES = new Map([
   ['listing-active', 'active'],
@@ -97,6 +99,7 @@ function startInstance(): Instance {
     prefix: PREFIX,
     taskQueue,
     intervalMs: INTERVAL_MS,
+    leaseTtlMs: LEASE_TTL_MS,
     logger: new DefaultLogger('DEBUG', (entry) => log.push(entry)),
   });
   running.subscribe(createClientStateGauge(recordingMeter(series)));
@@ -160,7 +163,7 @@ test('of two workers sharing a Redis exactly one lists; the other shows 0; the l
   // lists no more, and takes the lease back once that one expires.
   const redis = redisConnection();
   const key = listingLeaseKey(PREFIX, taskQueue);
-  await redis.set(key, 'a-worker-that-dies', 'PX', 2_000);
+  await redis.set(key, 'a-worker-that-dies', 'PX', 5_000);
   await eventually(() => (showsNothing(other) ? true : undefined), 30_000, 'the former holder showing 0');
   const lostAt = other.listings();
   expect(await other.running.list()).toBeNull();
@@ -171,7 +174,7 @@ test('of two workers sharing a Redis exactly one lists; the other shows 0; the l
   await other.running.stop();
   // Released on stop: nobody holds it.
   expect(await redis.exists(key)).toBe(0);
-});
+}, 120_000);
 
 test('while Redis is down nobody lists and the worker says so once; it lists again once Redis is back', async () => {
   const instance = startInstance();
@@ -192,4 +195,4 @@ test('while Redis is down nobody lists and the worker says so once; it lists aga
   await eventually(() => (showsListing(instance) ? true : undefined), 60_000, 'the listing shown again');
   expect(instance.listings()).toBeGreaterThan(downAt);
   expect(noListing()).toHaveLength(1);
-});
+}, 120_000);
