@@ -32,6 +32,9 @@ export const LISTING_INTERVAL_MS = 30_000;
  */
 export const LEASE_INTERVALS = 3;
 
+/** ioredis's states of a connection on its way to `ready`, before it failed. */
+const CONNECTING = new Set(['wait', 'connecting', 'connect']);
+
 /** Each running client's `TokenState`, by client ID. */
 export type RunningClientStates = ReadonlyMap<string, string>;
 
@@ -126,8 +129,10 @@ export function startRunningClients(options: RunningClientsOptions): RunningClie
 
   /** Whether this worker holds the lease, having renewed or taken it. */
   const keepLease = async (): Promise<boolean> => {
+    // A client that is not connected would queue the command until it is: nobody lists meanwhile.
+    // One still connecting (at start, or between attempts) is not an outage to report yet.
+    if (CONNECTING.has(redis.status)) return false;
     try {
-      // A client that is not connected would queue the command until it is: nobody lists meanwhile.
       if (redis.status !== 'ready') throw new Error(`the Redis connection is ${redis.status}`);
       const held = await lease.keep();
       redisDownReported = false;
