@@ -75,8 +75,8 @@ export interface RunningClients {
   /** Removes a consumer. */
   unsubscribe(listener: RunningClientsListener): void;
   /**
-   * Lists now, after the listing in progress (one at a time: a slow visibility store must not
-   * stack them up), and hands the result to the consumers too. Resolves with it, or with `null`
+   * Lists now, after the listing in progress (one at a time), and hands the result to the
+   * consumers too. Resolves with it, or with `null`
    * when this worker does not hold the lease (another one lists, or Redis is down) or has
    * stopped; rejects when the listing fails.
    */
@@ -160,13 +160,19 @@ export function startRunningClients(options: RunningClientsOptions): RunningClie
   };
 
   let current: Promise<unknown> = Promise.resolve();
+  /** Listings running or waiting to. */
+  let pending = 0;
   const list = (): Promise<RunningClientStates | null> => {
-    const next = current.then(listOnce);
+    pending++;
+    const next = current.then(listOnce).finally(() => pending--);
     current = next.catch(() => undefined);
     return next;
   };
 
+  // A listing slower than the interval (a slow visibility store) does not stack scheduled ones up
+  // behind it: the tick that finds one running or waiting is skipped.
   const scheduled = () => {
+    if (pending > 0) return;
     list().catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err))));
   };
   scheduled();
