@@ -16,6 +16,7 @@ import {
   breakerKey,
   escapeGlob,
   generationsKey,
+  listingLeaseKey,
   loginBudgetKey,
   loginProofKey,
   rateWindowKeyOfOrigin,
@@ -115,7 +116,10 @@ const WORKER_COMMANDS: readonly { commands: readonly string[]; by: string }[] = 
     commands: ['+hdel', '+pttl'],
     by: 'the endpoint breaker and failed-login budget scripts (activities/endpoint-breaker.ts, login-budget.ts); HDEL also the token write script, for a token written without refresh_at',
   },
-  { commands: ['+get', '+set'], by: 'the login proofs (activities/login-budget.ts)' },
+  {
+    commands: ['+get', '+set'],
+    by: 'the login proofs (activities/login-budget.ts); the listing lease, whose scripts also run PEXPIRE and DEL (worker/redis-lease.ts)',
+  },
   { commands: ['+scan', '+subscribe'], by: 'the token expiry gauge (worker/token-expiry-gauge.ts)' },
   {
     commands: [
@@ -137,7 +141,7 @@ const WORKER_COMMANDS: readonly { commands: readonly string[]; by: string }[] = 
  * The worker's least-privilege rules: the commands of {@link WORKER_COMMANDS} (each with the code
  * that runs it), read and write on its own keys of shared/redis-layout.ts (token hashes, the
  * generations record, the refresh-requests stream, breakers, rate windows, login budgets and
- * proofs) and the token-updated channel, which it publishes to (in the write script) and
+ * proofs, the listing lease) and the token-updated channel, which it publishes to (in the write script) and
  * subscribes to (the expiry gauge). `SCAN` names no key: it lists every key name of the database,
  * not their values.
  */
@@ -150,6 +154,7 @@ export function workerAclRules(prefix: string): string[] {
     rateWindowKeyOfOrigin(prefix, ''),
     loginBudgetKey(prefix, ''),
     loginProofKey(prefix, ''),
+    listingLeaseKey(prefix, ''),
   ].map((start) => `~${escapeGlob(start)}*`);
   return [
     'resetchannels',

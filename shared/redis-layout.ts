@@ -95,3 +95,13 @@ export function loginBudgetKey(prefix: string, origin: string): string {
 export function loginProofKey(prefix: string, clientId: string): string {
   return `${prefix}login-proof:${clientId}`;
 }
+
+/**
+ * The lease of the one worker of a fleet that lists the task queue's running workflows for the
+ * client-state gauge and the lost-token check: `<prefix>listing-lease:<taskQueue>` (string: the
+ * holder's random ID, expiring unless renewed). Per task queue, since the listing is. See
+ * docs/design.md, "One listing, by one worker". Worker-internal.
+ */
+export function listingLeaseKey(prefix: string, taskQueue: string): string {
+  return `${prefix}listing-lease:${encodeURIComponent(taskQueue)}`;
+}

@@ -2,6 +2,10 @@
  * Writes again the tokens Redis lost (a failover, an empty restart, an eviction): asks the workflow
  * of each `active` client whose key is missing or older than its workflow's generation for a new
  * token (docs/design.md, "Tokens Redis lost").
+ *
+ * The active clients come from the fleet's one listing of the running workflows
+ * (worker/running-clients.ts): only the worker holding the listing lease checks, on each of its
+ * listings and, with a fresh listing, after its Redis connection is ready.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/common';
@@ -10,18 +14,16 @@ import type { RedisClient } from '../shared/redis-connection.js';
 import { forEachConcurrently } from '../shared/for-each-concurrently.js';
 import { forceRefreshSignal, statusQuery, workflowIdFor } from '../workflows/messages.js';
 import { DEFAULT_POLICY, nextRefreshAt } from '../workflows/policy.js';
-import { TokenClientId, TokenState } from '../workflows/search-attributes.js';
+import type { RunningClients, RunningClientsListener, RunningClientStates } from './running-clients.js';
 
 /** Options of {@link startLostTokenCheck}. */
 export interface LostTokenCheckOptions {
   /** The store the workflows write to; its connection's `ready` events trigger a check. */
   store: TokenStore;
-  /** Lists the workflows and sends the signals. */
+  /** Sends the queries and signals. */
   client: Client;
-  /** The workflow task queue (`TEMPORAL_TASK_QUEUE`): only its workflows are checked. */
-  taskQueue: string;
-  /** @default 60_000 */
-  intervalMs?: number;
+  /** The listing of the running workflows: each of its listings is checked, and a check after `ready` asks it for a fresh one. */
+  runningClients: RunningClients;
   /** How long after Redis is ready a check runs (the failover settles, visibility catches up). @default 1_000 */
   afterReadyDelayMs?: number;
   logger: Logger;
@@ -49,9 +51,10 @@ export interface LostTokenCheckResult {
 
 export interface LostTokenCheck {
   /**
-   * Runs one check now (after the one in progress, if any); with `everyKey`, every present key is
-   * compared with its workflow, not only those past their renewal point. Never rejects: failures
-   * are logged.
+   * Runs one check now (after the one in progress, if any) on a fresh listing; with `everyKey`,
+   * every present key is compared with its workflow, not only those past their renewal point.
+   * Resolves with `null` when this worker does not list (another one holds the listing lease, or
+   * Redis is down). Never rejects: failures are logged.
    */
   check(trigger: string, options?: { everyKey?: boolean }): Promise<LostTokenCheckResult | null>;
   /** Stops the timers and waits for a check in progress. */
@@ -63,35 +66,57 @@ const CONCURRENCY = 50;
 
 /** Starts checking (when: docs/design.md, "Tokens Redis lost"); stop it with {@link LostTokenCheck.stop}. */
 export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCheck {
-  const { store, client, taskQueue, logger } = options;
-  const intervalMs = options.intervalMs ?? 60_000;
+  const { store, client, runningClients, logger } = options;
   const afterReadyDelayMs = options.afterReadyDelayMs ?? 1_000;
   const redis: RedisClient = store.redis;
 
   let stopped = false;
   let current: Promise<LostTokenCheckResult | null> = Promise.resolve(null);
+  /** Checks running or waiting to. */
+  let pending = 0;
   const pendingTimers = new Set<NodeJS.Timeout>();
 
-  const check = (trigger: string, { everyKey = false } = {}): Promise<LostTokenCheckResult | null> => {
+  const run = (
+    trigger: string,
+    everyKey: boolean,
+    listing: () => Promise<RunningClientStates | null>,
+  ): Promise<LostTokenCheckResult | null> => {
+    pending++;
     current = current
-      .then(() => (stopped ? null : checkOnce(trigger, everyKey)))
+      .then(async () => {
+        if (stopped) return null;
+        const clients = await listing();
+        if (clients === null) {
+          logger.debug('Lost-token check skipped: another worker of the fleet lists the workflows', { trigger });
+          return null;
+        }
+        const active = [...clients].filter(([, state]) => state === 'active').map(([clientId]) => clientId);
+        return checkOnce(trigger, everyKey, active);
+      })
       .catch((err: unknown) => {
         logger.warn('Lost-token check failed; the next one tries again', {
           trigger,
           error: err instanceof Error ? err.message : String(err),
         });
         return null;
-      });
+      })
+      .finally(() => pending--);
     return current;
   };
 
-  async function checkOnce(trigger: string, everyKey: boolean): Promise<LostTokenCheckResult> {
-    const query = `TaskQueue = '${taskQueue.replaceAll("'", "\\'")}' AND ExecutionStatus = 'Running' AND ${TokenState.name} = 'active'`;
-    const known: string[] = [];
-    for await (const execution of client.workflow.list({ query })) {
-      const clientId = execution.typedSearchAttributes.get(TokenClientId);
-      if (clientId !== undefined) known.push(clientId);
-    }
+  const check = (trigger: string, { everyKey = false } = {}): Promise<LostTokenCheckResult | null> =>
+    run(trigger, everyKey, () => runningClients.list());
+
+  // Each listing is checked, unless a check runs or waits: that one lists afresh, and a slow check
+  // must not stack up the listings that come meanwhile (the next one is checked).
+  const listener: RunningClientsListener = {
+    listed(clients) {
+      if (pending === 0 && !stopped) void run('periodic check', false, () => Promise.resolve(clients));
+    },
+  };
+  runningClients.subscribe(listener);
+
+  async function checkOnce(trigger: string, everyKey: boolean, known: readonly string[]): Promise<LostTokenCheckResult> {
 
     const missing: string[] = [];
     const behind: { clientId: string; stored: number; known: number }[] = [];
@@ -158,15 +183,14 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
     pendingTimers.add(timer);
   };
   // The first connection finds what an outage before the start left (missing keys, tokens past
-  // their renewal point) without a query per workflow: a whole fleet restarting would otherwise
-  // send one for every client from every worker, each a replay where no worker has it cached.
+  // their renewal point) without a query per workflow: each redeploy would otherwise send one for
+  // every client, each a replay where no worker has it cached.
   let connectedBefore = false;
   const onReady = () => {
     later(connectedBefore ? 'Redis reconnected' : 'Redis connection ready', connectedBefore);
     connectedBefore = true;
   };
   redis.on('ready', onReady);
-  const interval = setInterval(() => void check('periodic check'), intervalMs);
   // A client that is ready already emits no `ready` again until it reconnects.
   if (redis.status === 'ready') onReady();
 
@@ -174,7 +198,7 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
     check,
     async stop() {
       stopped = true;
-      clearInterval(interval);
+      runningClients.unsubscribe(listener);
       for (const timer of pendingTimers) clearTimeout(timer);
       pendingTimers.clear();
       redis.off('ready', onReady);

@@ -15,11 +15,12 @@ import { errorMessage } from '../shared/error-message.js';
 import { LoginProofKey } from '../activities/login-budget.js';
 import { resolveReference } from '../shared/references.js';
 import { TemporalUnreachableError, temporalConnectionOptions } from '../shared/temporal-connection.js';
-import { startClientStateGauge } from './client-state-gauge.js';
+import { createClientStateGauge } from './client-state-gauge.js';
 import { createWorkerLogger } from './logger.js';
 import { startLostTokenCheck } from './lost-token-check.js';
 import { createTokenMetrics, TOKEN_ENDPOINT_LATENCY_BUCKETS } from './metrics.js';
 import { metricsListenAddress, metricsLocalUrl } from './metrics-address.js';
+import { startRunningClients, visibilityLister } from './running-clients.js';
 import { ensureSearchAttributes } from './search-attribute-registration.js';
 import { startTokenExpiryGauge } from './token-expiry-gauge.js';
 import { createTokenWorkers } from './token-workers.js';
@@ -110,21 +111,23 @@ async function main(): Promise<void> {
           },
         });
   const client = new Client({ connection, namespace: settings.TEMPORAL_NAMESPACE });
-  const stateGauge =
-    settings.METRICS_PORT === 0
-      ? null
-      : await startClientStateGauge({
-          client,
-          taskQueue: settings.TEMPORAL_TASK_QUEUE,
-          meter: Runtime.instance().metricMeter,
-          onError: (error) => {
-            log.warn('Client state gauge: listing the workflows failed', { error: error.message });
-          },
-        });
+  // One worker of the fleet, the lease holder, lists the running workflows for both consumers
+  // (docs/design.md, "One listing, by one worker").
+  const runningClients = startRunningClients({
+    list: visibilityLister(client, settings.TEMPORAL_TASK_QUEUE),
+    redis,
+    prefix: settings.TOKEN_KEY_PREFIX,
+    taskQueue: settings.TEMPORAL_TASK_QUEUE,
+    logger: log,
+    onError: (error) => {
+      log.warn('Listing the running workflows failed; the gauge keeps the last listing', { error: error.message });
+    },
+  });
+  if (settings.METRICS_PORT !== 0) runningClients.subscribe(createClientStateGauge(Runtime.instance().metricMeter));
   const lostTokens = startLostTokenCheck({
     store,
     client,
-    taskQueue: settings.TEMPORAL_TASK_QUEUE,
+    runningClients,
     logger: log,
     onRewritten: (reason, count) => metrics.recordLostTokensRewritten(reason, count),
   });
@@ -132,7 +135,8 @@ async function main(): Promise<void> {
     await workers.run();
   } finally {
     await lostTokens.stop();
-    await stateGauge?.stop();
+    // Releases the listing lease, so another worker lists at once.
+    await runningClients.stop();
     expiryGauge?.stop();
     redis.disconnect();
     await connection.close();

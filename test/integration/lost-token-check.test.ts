@@ -3,12 +3,14 @@
  * is missing, or that holds an older token than its workflow knows, is written again through a new
  * token request; a key that is as the workflow left it costs no token request. A worker's first
  * connection asks no workflow whose token is young (a fleet's start costs no query per client).
+ * Of two workers, only the one holding the listing lease checks (worker/running-clients.ts); a
+ * worker that stops releases it.
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { generationsKey, tokenKey } from '../../shared/redis-layout.js';
+import { generationsKey, listingLeaseKey, tokenKey } from '../../shared/redis-layout.js';
 import { TokenAdmin } from '../../client/admin.js';
 import { startIamEmulator, type IamEmulator } from '../../dev/iam-emulator/emulator.js';
 import { findFreePorts } from '../../dev/free-port.js';
@@ -27,9 +29,12 @@ const taskQueue = `lost-token-${randomUUID()}`;
 let iam: IamEmulator;
 let redisServer: RedisServer;
 let redis: Redis;
+/** Registers the clients, then stops: it held the listing lease and releases it. */
 let worker: WorkerProcess;
-/** Started once every token is stored: its first connection finds young tokens only. */
+/** Started once every token is stored: it takes the lease, and its first connection finds young tokens only. */
 let laterWorker: WorkerProcess | undefined;
+/** Started after `laterWorker`, in `worker`'s place: it does not hold the lease, so it checks nothing. */
+let restartedWorker: WorkerProcess | undefined;
 let connection: Connection;
 let admin: TokenAdmin;
 /** `METRICS_PORT` of `worker` and of `laterWorker`. */
@@ -62,6 +67,7 @@ afterAll(async () => {
   }
   await worker?.kill9();
   await laterWorker?.kill9();
+  await restartedWorker?.kill9();
   redis?.disconnect();
   await redisServer?.stop();
   await iam?.close();
@@ -85,7 +91,16 @@ function checksOf(workerProcess: WorkerProcess): CheckLine[] {
     .map((line) => JSON.parse(line) as CheckLine);
 }
 
-/** `token_lost_tokens_rewritten_total{reason}` added up over both workers' `/metrics`. */
+/** The worker's `Lost-token check skipped` lines' triggers: the checks it left to the lease holder. */
+function skippedChecksOf(workerProcess: WorkerProcess): string[] {
+  return workerProcess
+    .output()
+    .split('\n')
+    .filter((line) => line.includes('"Lost-token check skipped'))
+    .map((line) => (JSON.parse(line) as { trigger: string }).trigger);
+}
+
+/** `token_lost_tokens_rewritten_total{reason}` added up over the running workers' `/metrics`. */
 async function rewrittenOnMetrics(reason: 'missing' | 'behind'): Promise<number> {
   let total = 0;
   for (const port of metricsPorts) {
@@ -107,19 +122,23 @@ const activeAt = (clientId: string, generation: number) =>
     `${clientId} active at generation ${generation}`,
   );
 
-test('after a reconnection the worker writes again a token Redis lost or holds an older one of, and leaves an intact one alone', async () => {
+test('after a reconnection the lease holder writes again a token Redis lost or holds an older one of, and leaves an intact one alone; the other worker checks nothing', async () => {
   for (const clientId of CLIENT_IDS) {
     await admin.register({ clientId, tokenUrl: iam.tokenUrl(), authMethod: 'client_secret_post', secretRef: 'env:LOST_SECRET' });
   }
   for (const clientId of CLIENT_IDS) await activeAt(clientId, 1);
-  // A worker that starts now checks the keys on its first connection, and queries none of these
-  // young tokens' workflows.
+  // The only worker held the listing lease; stopping, it releases it.
+  expect(await worker.stop()).toBe('code 0');
+  expect(await redis.exists(listingLeaseKey('oauth:', taskQueue))).toBe(0);
+  // A worker that starts now takes the lease, checks the keys on its first connection, and
+  // queries none of these young tokens' workflows.
+  const debugEnv = (metricsPort: number) => ({ LOST_SECRET: SECRET, LOG_LEVEL: 'DEBUG', LOG_FORMAT: 'json', METRICS_PORT: String(metricsPort) });
   laterWorker = await startWorkerProcess({
     temporalAddress: inject('temporalAddress'),
     taskQueue,
     redisUrl: redisServer.url,
     workflowBundlePath: inject('workflowBundlePath'),
-    env: { LOST_SECRET: SECRET, LOG_LEVEL: 'DEBUG', LOG_FORMAT: 'json', METRICS_PORT: String(metricsPorts[1]) },
+    env: debugEnv(metricsPorts[1]!),
   });
   const firstCheck = await eventually(
     () => checksOf(laterWorker!).find((c) => c.trigger === 'Redis connection ready'),
@@ -127,6 +146,19 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
     'the first check',
   );
   expect(firstCheck).toMatchObject({ checked: CLIENT_IDS.length, queried: 0, missing: 0, behind: 0 });
+  // A second worker now finds the lease held: it leaves its first check to the holder.
+  restartedWorker = await startWorkerProcess({
+    temporalAddress: inject('temporalAddress'),
+    taskQueue,
+    redisUrl: redisServer.url,
+    workflowBundlePath: inject('workflowBundlePath'),
+    env: debugEnv(metricsPorts[0]!),
+  });
+  await eventually(
+    () => (skippedChecksOf(restartedWorker!).includes('Redis connection ready') ? true : undefined),
+    60_000,
+    'the second worker’s first check left to the holder',
+  );
   // BEHIND gets a second token; Redis will be set back to the first, as a failover to a replica
   // that missed the second write would.
   const first = await redis.hgetall(tokenKey('oauth:', BEHIND));
@@ -139,7 +171,7 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
     .hset(tokenKey('oauth:', BEHIND), first)
     .pexpireat(tokenKey('oauth:', BEHIND), Number(first.expires_at))
     .exec();
-  // The worker's connections drop and come back, as after a failover.
+  // The workers' connections drop and come back, as after a failover.
   await redis.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
 
   await eventually(async () => ((await generationOf(MISSING)) === 2 ? true : undefined), 60_000, `${MISSING} written again`);
@@ -153,22 +185,31 @@ test('after a reconnection the worker writes again a token Redis lost or holds a
   expect(iam.issuedTokens.length - beforeLoss).toBe(2);
   expect(iam.requestsFor(INTACT)).toHaveLength(1);
   expect(Number(await redis.zscore(generationsKey('oauth:'), BEHIND))).toBe(3);
-  const log = worker.output();
+  const log = laterWorker.output();
   expect(log).toContain('Tokens lost by Redis');
   expect(log).not.toContain(SECRET);
   const recheck = await eventually(
     () => checksOf(laterWorker!).find((c) => c.trigger === 'Redis reconnected'),
     60_000,
-    'the later worker’s check after its reconnection',
+    'the holder’s check after its reconnection',
   );
-  // The later worker reconnected too, and asked every workflow whose key it found.
+  // It asked every workflow whose key it found.
   expect(recheck).toMatchObject({ checked: CLIENT_IDS.length, queried: CLIENT_IDS.length - recheck.missing });
-  expect(laterWorker.output()).not.toContain(SECRET);
-  // Counted for the alert TokenLostTokensRewritten: one signal per lost token from either worker,
-  // both at most (a second signal coalesces in the workflow).
+  // The other worker reconnected too, and left the check to the holder: it checked nothing at all.
+  await eventually(
+    () => (skippedChecksOf(restartedWorker!).includes('Redis reconnected') ? true : undefined),
+    60_000,
+    'the second worker’s check after its reconnection left to the holder',
+  );
+  expect(checksOf(restartedWorker)).toEqual([]);
+  expect(restartedWorker.output()).not.toContain('Tokens lost by Redis');
+  expect(restartedWorker.output()).not.toContain(SECRET);
+  // Counted for the alert TokenLostTokensRewritten: one signal per lost token, at most two (a
+  // periodic check may have found the missing key before the reconnection's check; a second
+  // signal coalesces in the workflow).
   for (const reason of ['missing', 'behind'] as const) {
     const rewritten = await rewrittenOnMetrics(reason);
     expect(rewritten, reason).toBeGreaterThanOrEqual(1);
     expect(rewritten, reason).toBeLessThanOrEqual(2);
   }
-}, 180_000);
+}, 240_000);

@@ -95,6 +95,7 @@ describe('workerAclRules', () => {
       '~oauth:rate:*',
       '~oauth:login-budget:*',
       '~oauth:login-proof:*',
+      '~oauth:listing-lease:*',
       '~oauth:generations',
       '~oauth:refresh-requests',
     ]);
