@@ -19,9 +19,17 @@
  *   BENCH_CPU_PROFILE               1: profile the worker (node --cpu-prof) and print, per thread,
  *                                   where the CPU of steady renewal went (bench/cpu-profile.ts)
  *   BENCH_TEMPORAL_ADDRESS          a running Temporal server to use (default: start a dev server)
+ *   BENCH_SHAPE (both)              how a current token is renewed (docs/design.md, "Local
+ *                                   renewals"): local (a local activity), queued (the IAM task
+ *                                   queue, `policy.localRenewals: false`), or both, one run after the
+ *                                   other, side by side with the rule that chose the default
  *   BENCH_TRACING (off)             on: the worker traces, exporting OTLP to a local Jaeger
- *                                   (dev/jaeger); both: a run without, then one with, and the two
- *                                   per-renewal CPU figures side by side
+ *                                   (dev/jaeger); both: a run without, then one with, side by side
+ *   BENCH_CACHE_SIZES               e.g. 250,1000,4000: one run per MAX_CACHED_WORKFLOWS, and the
+ *                                   curve of RSS against CPU per renewal (replays) they draw
+ *
+ * Late renewals are counted from the IAM's log: a client's request that came more than 5 s after
+ * the latest renewal point its previous token allowed (0.85 × the lifetime after that request).
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -42,7 +50,8 @@ import { startTemporalDevServer, type TemporalDevServer } from '../dev/temporal-
 import { busiestSecond } from '../test/support/busiest-second.js';
 import { summarizeProfiles } from './cpu-profile.js';
 import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS } from '../worker/token-workers.js';
-import { startEmulatorProcess } from '../test/support/emulator-process.js';
+import { startEmulatorProcess, type PrintedRequest } from '../test/support/emulator-process.js';
+import { tokenRequests } from '../test/support/workflow-history.js';
 import { startJaeger } from '../test/support/jaeger.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { terminateRunning } from '../test/support/terminate-running.js';
@@ -60,8 +69,20 @@ const SECRET = 'bench-secret';
 const STAMPEDE_TARGET = 1.15;
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const CLOCK_TICKS = 100;
-/** Issue 17's targets. */
-const TARGETS = { cpuMsPerRenewal: 8, eventsPerCycle: 11, actionsPerCycle: 2, rssKiBPerClient: 150 };
+/** The targets of issues 17 and 30, printed beside each figure. */
+const TARGETS = {
+  cpuMsPerRenewal: 8,
+  serverCpuMsPerRenewal: 10,
+  eventsPerCycle: 7,
+  actionsPerCycle: 2,
+  rssKiBPerClient: 150,
+  workerCoreShare: 0.5,
+  workerRssMiB: 1024,
+};
+/** How much later than its renewal point a renewal may come before it counts as late. */
+const LATE_AFTER_MS = 5_000;
+/** The share of total CPU per renewal (worker + server) local renewals must save to be the default. */
+const LOCAL_RENEWALS_MIN_SAVING = 0.3;
 /** Workflows whose histories are read for the per-cycle figures. */
 const HISTORY_SAMPLE = 20;
 /** A token's renewals in a 30-day month at 300 s tokens, renewed at 0.85 × the lifetime. */
@@ -146,9 +167,56 @@ function cpuSecondsOf(statFile: string): number {
 }
 
 const TRACING = process.env.BENCH_TRACING ?? 'off';
+const SHAPE = process.env.BENCH_SHAPE ?? 'both';
+const CACHE_SIZES = process.env.BENCH_CACHE_SIZES?.split(',').map(Number);
 
-/** One run of the benchmark; resolves with the worker's CPU per renewal, in ms. */
-async function run(tracing: boolean): Promise<number> {
+/** How renewals of current tokens are made (docs/design.md, "Local renewals"). */
+type RenewalShape = 'local' | 'queued';
+
+/** One run's settings. */
+interface RunOptions {
+  label: string;
+  tracing: boolean;
+  shape: RenewalShape;
+  /** MAX_CACHED_WORKFLOWS; undefined for the worker's default. */
+  cacheSize: number | undefined;
+}
+
+/** One run's key figures, for the side-by-side summary. */
+interface RunFigures {
+  options: RunOptions;
+  workerMsPerRenewal: number;
+  serverMsPerRenewal: number;
+  eventsPerCycle: number;
+  /** The worker's CPU in steady renewal, as a share of one core. */
+  workerCoreShare: number;
+  rssMiB: number;
+  renewals: number;
+  lateRenewals: number;
+}
+
+/** Renewals in the IAM's log, and those that came more than {@link LATE_AFTER_MS} after their renewal point. */
+function renewalTimeliness(requests: readonly PrintedRequest[]): { renewals: number; late: number; expired: number } {
+  const lastIssued = new Map<string, number>();
+  let renewals = 0;
+  let late = 0;
+  let expired = 0;
+  for (const request of requests) {
+    if (request.outcome !== 'issued' || request.clientId === undefined) continue;
+    const previous = lastIssued.get(request.clientId);
+    lastIssued.set(request.clientId, request.at);
+    if (previous === undefined) continue;
+    renewals++;
+    // Jitter only moves a renewal earlier: 0.85 × the lifetime is the latest point the policy allows.
+    if (request.at > previous + 0.85 * TOKEN_LIFETIME_SECONDS * 1000 + LATE_AFTER_MS) late++;
+    if (request.at > previous + TOKEN_LIFETIME_SECONDS * 1000) expired++;
+  }
+  return { renewals, late, expired };
+}
+
+/** One run of the benchmark, printed; resolves with its key figures. */
+async function run(options: RunOptions): Promise<RunFigures> {
+  const { tracing, shape, cacheSize } = options;
   if (!existsSync(WORKER)) throw new Error('dist/worker/main.js is missing: run `npm run build` first');
   const cleanups: Array<() => unknown> = [];
   try {
@@ -211,6 +279,7 @@ async function run(tracing: boolean): Promise<number> {
           LOG_LEVEL: 'WARN',
           LOG_FORMAT: 'json',
           BENCH_SECRET: SECRET,
+          ...(cacheSize !== undefined && { MAX_CACHED_WORKFLOWS: String(cacheSize) }),
           ...(process.env.BENCH_NODE_OPTIONS !== undefined && { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }),
         },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -243,11 +312,15 @@ async function run(tracing: boolean): Promise<number> {
     const startedAt = performance.now();
     for (let i = 0; i < clientIds.length; i += 50) {
       await Promise.all(
-        clientIds
-          .slice(i, i + 50)
-          .map((clientId) =>
-            admin.register({ clientId, tokenUrl: iam.tokenUrl, authMethod: 'client_secret_post', secretRef: 'env:BENCH_SECRET' }),
-          ),
+        clientIds.slice(i, i + 50).map((clientId) =>
+          admin.register({
+            clientId,
+            tokenUrl: iam.tokenUrl,
+            authMethod: 'client_secret_post',
+            secretRef: 'env:BENCH_SECRET',
+            ...(shape === 'queued' && { policy: { localRenewals: false } }),
+          }),
+        ),
       );
     }
     const registeredMs = performance.now() - startedAt;
@@ -296,14 +369,23 @@ async function run(tracing: boolean): Promise<number> {
     const perClient = (seconds: number) => `${seconds.toFixed(1)} s (${((seconds * 1000) / CLIENTS).toFixed(1)} ms per client)`;
     const perRenewalMs = (seconds: number) => (renewals === 0 ? NaN : (seconds * 1000) / renewals);
     const workerMsPerRenewal = perRenewalMs(cpuAfterIdle - cpuAfterAcquiring);
+    const serverMsPerRenewal =
+      serverCpuBefore === undefined || serverCpuAfter === undefined ? NaN : perRenewalMs(serverCpuAfter - serverCpuBefore);
+    const workerCoreShare = (cpuAfterIdle - cpuAfterAcquiring) / IDLE_SECONDS;
+    const timeliness = renewalTimeliness(requests);
     const cycles = await historyPerCycle(client, clientIds.slice(0, HISTORY_SAMPLE));
     const rssPerClientKiB = ((rssAfterIdle - rssAtStart) * 1024) / CLIENTS;
 
     const rows: Array<[string, string]> = [
+      ['run', options.label],
       ['clients', String(CLIENTS)],
+      [
+        'renewals of current tokens',
+        shape === 'local' ? 'local activities (the default)' : 'queued on the IAM task queue (policy.localRenewals: false)',
+      ],
       ['token lifetime', `${TOKEN_LIFETIME_SECONDS} s (renewed every ${(0.85 * TOKEN_LIFETIME_SECONDS).toFixed(0)} s)`],
       ['IAM_MAX_RPS', String(IAM_MAX_RPS)],
-      ['MAX_CACHED_WORKFLOWS', process.env.MAX_CACHED_WORKFLOWS ?? "the SDK's default (scales with the heap)"],
+      ['MAX_CACHED_WORKFLOWS', cacheSize === undefined ? "the worker's default" : String(cacheSize)],
       ['worker NODE_OPTIONS', process.env.BENCH_NODE_OPTIONS ?? '(none)'],
       ['tracing', jaeger === undefined ? 'off (no OTEL_* setting)' : `on: OTLP/HTTP to a local Jaeger (${jaeger.otlpHttpEndpoint})`],
       ['registrations sent', `${(registeredMs / 1000).toFixed(1)} s`],
@@ -329,7 +411,7 @@ async function run(tracing: boolean): Promise<number> {
       [`renewals in ${IDLE_SECONDS} s of steady renewal`, String(renewals)],
       [
         'worker CPU per renewal',
-        `${workerMsPerRenewal.toFixed(1)} ms (target ≤ ${TARGETS.cpuMsPerRenewal} ms: ${met(workerMsPerRenewal, TARGETS.cpuMsPerRenewal)}); ${(((cpuAfterIdle - cpuAfterAcquiring) / IDLE_SECONDS) * 100).toFixed(1)} % of a core`,
+        `${workerMsPerRenewal.toFixed(1)} ms (target ≤ ${TARGETS.cpuMsPerRenewal} ms: ${met(workerMsPerRenewal, TARGETS.cpuMsPerRenewal)}); ${(workerCoreShare * 100).toFixed(1)} % of a core (target ≤ ${TARGETS.workerCoreShare * 100} %: ${met(workerCoreShare, TARGETS.workerCoreShare)})`,
       ],
       ...[...threadsAfter.keys()]
         .sort()
@@ -341,7 +423,11 @@ async function run(tracing: boolean): Promise<number> {
         'Temporal server CPU per renewal',
         serverCpuBefore === undefined || serverCpuAfter === undefined
           ? 'not measured (BENCH_TEMPORAL_ADDRESS)'
-          : `${perRenewalMs(serverCpuAfter - serverCpuBefore).toFixed(1)} ms (the dev server, SQLite in memory)`,
+          : `${serverMsPerRenewal.toFixed(1)} ms (target ≤ ${TARGETS.serverCpuMsPerRenewal} ms: ${met(serverMsPerRenewal, TARGETS.serverCpuMsPerRenewal)}; the dev server, SQLite in memory); ${(((serverCpuAfter - serverCpuBefore) / IDLE_SECONDS) * 100).toFixed(1)} % of a core`,
+      ],
+      [
+        'renewals late',
+        `${timeliness.late} of ${timeliness.renewals} more than ${LATE_AFTER_MS / 1000} s after their renewal point, ${timeliness.expired} after their token expired (target: none late: ${timeliness.late === 0 ? 'met' : 'missed'})`,
       ],
       [
         'history per cycle',
@@ -363,7 +449,10 @@ async function run(tracing: boolean): Promise<number> {
       ],
       ['worker RSS at start', `${rssAtStart.toFixed(0)} MiB`],
       ['worker RSS, all active', `${rssAfterAcquiring.toFixed(0)} MiB (peak ${peakRss.toFixed(0)} MiB)`],
-      [`worker RSS after ${IDLE_SECONDS} s of renewal`, `${rssAfterIdle.toFixed(0)} MiB`],
+      [
+        `worker RSS after ${IDLE_SECONDS} s of renewal`,
+        `${rssAfterIdle.toFixed(0)} MiB (target ≤ ${TARGETS.workerRssMiB} MiB: ${met(rssAfterIdle, TARGETS.workerRssMiB)})`,
+      ],
       [
         'RSS per client',
         `${rssPerClientKiB.toFixed(1)} KiB (target ≤ ${TARGETS.rssKiBPerClient} KiB at 500 clients: ${met(rssPerClientKiB, TARGETS.rssKiBPerClient)})`,
@@ -389,7 +478,16 @@ async function run(tracing: boolean): Promise<number> {
         renewals,
       );
     }
-    return workerMsPerRenewal;
+    return {
+      options,
+      workerMsPerRenewal,
+      serverMsPerRenewal,
+      eventsPerCycle: cycles?.events ?? NaN,
+      workerCoreShare,
+      rssMiB: rssAfterIdle,
+      renewals,
+      lateRenewals: timeliness.late,
+    };
   } finally {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
   }
@@ -457,7 +555,7 @@ async function historyPerCycle(
     const list = history.events ?? [];
     // A sticky queue's schedule-to-start timeout shows as a timed-out workflow task (stampede included).
     workflowTaskTimeouts += list.filter((event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT).length;
-    const requests = list.flatMap((event, index) => (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED ? [index] : []));
+    const requests = tokenRequests(list).map((request) => request.index);
     if (requests.length < 3) continue;
     cycles += requests.length - 2;
     for (const event of list.slice(requests[1], requests.at(-1))) {
@@ -482,18 +580,69 @@ async function historyPerCycle(
   };
 }
 
-async function main(): Promise<void> {
-  if (TRACING !== 'off' && TRACING !== 'on' && TRACING !== 'both')
-    throw new Error(`BENCH_TRACING must be off, on or both, not '${TRACING}'`);
-  if (TRACING !== 'both') {
-    await run(TRACING === 'on');
-    return;
-  }
-  const off = await run(false);
-  const on = await run(true);
-  console.log(
-    `\nworker CPU per renewal: tracing off ${off.toFixed(1)} ms, tracing on ${on.toFixed(1)} ms (${(on - off >= 0 ? '+' : '') + (on - off).toFixed(1)} ms)`,
+/** The runs the settings ask for, in order. */
+function plannedRuns(): RunOptions[] {
+  if (!['off', 'on', 'both'].includes(TRACING)) throw new Error(`BENCH_TRACING must be off, on or both, not '${TRACING}'`);
+  if (!['local', 'queued', 'both'].includes(SHAPE)) throw new Error(`BENCH_SHAPE must be local, queued or both, not '${SHAPE}'`);
+  if (CACHE_SIZES?.some((size) => !Number.isInteger(size) || size < 0))
+    throw new Error(`BENCH_CACHE_SIZES must be a comma-separated list of whole numbers, not '${process.env.BENCH_CACHE_SIZES}'`);
+  const shapes: RenewalShape[] = SHAPE === 'both' ? ['queued', 'local'] : [SHAPE as RenewalShape];
+  const tracings = TRACING === 'both' ? [false, true] : [TRACING === 'on'];
+  const cacheSizes = CACHE_SIZES ?? [undefined];
+  return shapes.flatMap((shape) =>
+    tracings.flatMap((tracing) =>
+      cacheSizes.map((cacheSize) => ({
+        shape,
+        tracing,
+        cacheSize,
+        label: [`${shape} renewals`, tracing ? 'tracing on' : 'tracing off', `cache ${cacheSize ?? 'default'}`].join(', '),
+      })),
+    ),
   );
+}
+
+/** The runs side by side, and the rule that chose the renewal shape when both were measured. */
+function printSummary(figures: readonly RunFigures[]): void {
+  const total = (f: RunFigures) => f.workerMsPerRenewal + f.serverMsPerRenewal;
+  console.log(`\nside by side (${CLIENTS} clients, ${TOKEN_LIFETIME_SECONDS} s tokens, ${IDLE_SECONDS} s of steady renewal)`);
+  const header = ['run', 'worker ms', 'server ms', 'total ms', 'events', 'worker core', 'RSS MiB', 'late'];
+  const ms = (value: number) => (Number.isNaN(value) ? 'n/a' : value.toFixed(1));
+  const rows = figures.map((f) => [
+    f.options.label,
+    ms(f.workerMsPerRenewal),
+    ms(f.serverMsPerRenewal),
+    ms(total(f)),
+    f.eventsPerCycle.toFixed(1),
+    `${(f.workerCoreShare * 100).toFixed(1)} %`,
+    f.rssMiB.toFixed(0),
+    `${f.lateRenewals}/${f.renewals}`,
+  ]);
+  const widths = header.map((name, i) => Math.max(name.length, ...rows.map((row) => row[i]!.length)));
+  for (const row of [header, ...rows])
+    console.log(`  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`);
+  console.log(
+    `  targets: worker ≤ ${TARGETS.cpuMsPerRenewal} ms, server ≤ ${TARGETS.serverCpuMsPerRenewal} ms, events ≤ ${TARGETS.eventsPerCycle}, worker ≤ ${TARGETS.workerCoreShare * 100} % of a core and ≤ ${TARGETS.workerRssMiB} MiB, none late`,
+  );
+  const queued = figures.find((f) => f.options.shape === 'queued' && !f.options.tracing);
+  const local = figures.find((f) => f.options.shape === 'local' && !f.options.tracing && f.options.cacheSize === queued?.options.cacheSize);
+  if (queued !== undefined && local !== undefined && Number.isNaN(total(queued) + total(local))) {
+    console.log(
+      `local renewals: worker CPU per renewal ${queued.workerMsPerRenewal.toFixed(1)} → ${local.workerMsPerRenewal.toFixed(1)} ms; ` +
+        `the rule needs the server's CPU too, not measured on BENCH_TEMPORAL_ADDRESS`,
+    );
+  } else if (queued !== undefined && local !== undefined) {
+    const saving = 1 - total(local) / total(queued);
+    console.log(
+      `local renewals: total CPU per renewal ${total(queued).toFixed(1)} → ${total(local).toFixed(1)} ms (${(saving * 100).toFixed(0)} % less); ` +
+        `the rule (docs/design.md, "Local renewals"): the default if ≥ ${LOCAL_RENEWALS_MIN_SAVING * 100} % less: ${saving >= LOCAL_RENEWALS_MIN_SAVING ? 'met' : 'NOT met'}`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const figures: RunFigures[] = [];
+  for (const options of plannedRuns()) figures.push(await run(options));
+  if (figures.length > 1) printSummary(figures);
 }
 
 main().catch((err: unknown) => {
