@@ -519,5 +519,5 @@ function toFailure(err: unknown): ApplicationFailure {
     message = `Unexpected error while acquiring a token: ${message}`;
     category = undefined;
   }
-  return ApplicationFailure.create({ type: kind, message, details: [details], nonRetryable: true, category });
+  return ApplicationFailure.create({ type: kind, message, details: [{ ...details, failedAt: Date.now() }], nonRetryable: true, category });
 }

@@ -76,6 +76,12 @@ export interface FailureDetails {
    * is back soon after the endpoint heals (docs/design.md, "Failures").
    */
   endpointWaitMs?: number;
+  /**
+   * When the activity gave up, by its worker's clock (Unix ms). The workflow counts the waits above
+   * from it: a local activity runs inside its workflow task, whose clock stopped when the task began
+   * (docs/design.md, "Local renewals"). Absent in histories recorded before it was sent.
+   */
+  failedAt?: number;
 }
 
 /**

@@ -258,27 +258,40 @@ async function renewUntilStopped(
         { 'token_lifecycle.client_id': lifecycle.clientId, 'token_lifecycle.generation': generation },
         () => acquireToken(lifecycle.acquireInput(generation), { local, summary }),
       );
-      lifecycle.recordSuccess(metadata, Date.now());
+      lifecycle.recordSuccess(metadata, endedAt(metadata.obtainedAt));
     } catch (err) {
       const { kind, message, details } = describeFailure(err);
-      lifecycle.recordFailure(kind, message, details, Date.now());
+      lifecycle.recordFailure(kind, message, details, endedAt(details.failedAt));
     }
     publish();
   }
 }
 
-/** Maps what the IAM activity threw to a failure kind; anything unexpected is a server error. */
+/**
+ * When the attempt ended: the workflow's clock, or the activity's if later. The workflow's clock
+ * stands still within a workflow task, and a local activity runs inside one (docs/design.md,
+ * "Local renewals"): a wait counted from the task's start would end early by the request's time.
+ */
+function endedAt(activityClock: number | undefined): number {
+  return Math.max(Date.now(), activityClock ?? 0);
+}
+
+/**
+ * Maps what the IAM activity threw to a failure kind; anything unexpected is a server error. A
+ * queued activity's failure comes wrapped in an `ActivityFailure`; a local activity's, as the SDK's
+ * core records it in the marker, comes as it was thrown (or as the timeout that ended it).
+ */
 function describeFailure(err: unknown): { kind: FailureKind; message: string; details: FailureDetails } {
-  if (err instanceof wf.ActivityFailure && err.cause instanceof wf.ApplicationFailure) {
-    const cause = err.cause;
+  const cause = err instanceof wf.ActivityFailure ? err.cause : err;
+  if (cause instanceof wf.ApplicationFailure) {
     const kind = FAILURE_KINDS.find((k) => k === cause.type);
     if (kind !== undefined) {
       return { kind, message: cause.message, details: readFailureDetails(cause.details?.[0]) };
     }
   }
-  if (err instanceof wf.ActivityFailure && err.cause instanceof wf.TimeoutFailure) {
+  if (cause instanceof wf.TimeoutFailure) {
     // Every attempt lost its worker or hung past the timeouts: treat it like a blocked endpoint.
-    return { kind: 'blocked', message: `Token request timed out (${err.cause.timeoutType})`, details: {} };
+    return { kind: 'blocked', message: `Token request timed out (${cause.timeoutType})`, details: {} };
   }
   return { kind: 'server_error', message: `Token request failed unexpectedly: ${errorMessage(err)}`, details: {} };
 }

@@ -78,7 +78,7 @@ test('bench/worker-scale.ts prints what a worker costs per client and per renewa
     ' {2}workflow thread \\(the workflow sandbox, its GC\\) +[\\d.]+ ms',
     'renewals of current tokens +queued on the IAM task queue',
     'renewals of current tokens +local activities',
-    'Temporal server CPU per renewal +[\\d.]+ ms \\(target ≤ 10 ms: (met|missed)',
+    'Temporal server CPU per renewal +not measured \\(BENCH_TEMPORAL_ADDRESS\\)',
     'renewals late +\\d+ of \\d+ more than 5 s after their renewal point',
     'history per cycle +[\\d.]+ events \\(target ≤ 7: (met|missed)\\)',
     'billable actions per cycle +[\\d.]+ \\(.*activity_task_scheduled 1\\.00.*\\); at 300 s tokens ≈ \\d+ per client per month',

@@ -216,7 +216,11 @@ describe('the IAM activity with the breaker', () => {
 
     const heldBack = await failureOf('b');
     expect(heldBack.type).toBe('rate_limited');
-    expect(heldBack.details).toEqual({ heldBack: true, retryAfterMs: expect.any(Number) as number });
+    expect(heldBack.details).toEqual({
+      heldBack: true,
+      retryAfterMs: expect.any(Number) as number,
+      failedAt: expect.any(Number) as number,
+    });
     expect(heldBack.details.retryAfterMs).toBeGreaterThan(0);
     expect(heldBack.details.retryAfterMs).toBeLessThanOrEqual(2_000);
     expect(heldBack.message).toMatch(

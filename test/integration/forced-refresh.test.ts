@@ -19,6 +19,7 @@ import {
   tokenWithGenerationAbove as tokenWithGenerationAboveIn,
 } from '../support/failure-scenarios.js';
 import { eventually, startTokenStack, type TokenStack } from '../support/token-stack.js';
+import { historyEvents, tokenRequests } from '../support/workflow-history.js';
 import { TokenStore } from '../../shared/token-store.js';
 import { tokenFingerprint } from '../../activities/access-token.js';
 
@@ -34,12 +35,22 @@ let stack: TokenStack;
 beforeAll(async () => {
   iam = await startIamEmulator({
     tokenLifetimeSeconds: LIFETIME_SECONDS,
-    clients: ['burst', 'refresh-now', 'during-attempt', 'parked', 'failing', 'stopping', 'restart', 'stream-ok', 'proof-a', 'proof-b'].map(
-      (clientId) => ({
-        clientId,
-        clientSecret: SECRET,
-      }),
-    ),
+    clients: [
+      'burst',
+      'refresh-now',
+      'during-attempt',
+      'during-local-attempt',
+      'parked',
+      'failing',
+      'stopping',
+      'restart',
+      'stream-ok',
+      'proof-a',
+      'proof-b',
+    ].map((clientId) => ({
+      clientId,
+      clientSecret: SECRET,
+    })),
   });
   stack = await startTokenStack({
     env: { SECRET, WRONG_SECRET: 'not-the-secret' },
@@ -179,7 +190,9 @@ test('refreshNow returns the new status once the token is in Redis, coalescing c
 
 test('a refresh asked for while a request is in flight gets a newer token than that request’s, at the minimum interval', async () => {
   const clientId = 'during-attempt';
-  await stack.admin.register(registration(clientId));
+  // From the IAM task queue, where the signal is handled while the request is out: a local
+  // renewal's workflow task holds it until the request ends (the next test).
+  await stack.admin.register(registration(clientId, { policy: { minForcedRefreshIntervalMs: MIN_INTERVAL_MS, localRenewals: false } }));
   await tokenWithGenerationAbove(clientId, 0);
   const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
 
@@ -206,6 +219,32 @@ test('a refresh asked for while a request is in flight gets a newer token than t
   expect(third.generation).toBe('3');
   const [, secondRequest, thirdRequest] = issued(clientId);
   expect(thirdRequest!.at - secondRequest!.at).toBeGreaterThanOrEqual(MIN_INTERVAL_MS - 300);
+});
+
+test('a refresh asked for while a local renewal is in flight is handled after it, and still gets a newer token, at the minimum interval', async () => {
+  const clientId = 'during-local-attempt';
+  await stack.admin.register(registration(clientId));
+  await tokenWithGenerationAbove(clientId, 0);
+  const handle = stack.client.workflow.getHandle(workflowIdFor(clientId));
+
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    iam.inject({ kind: 'hold', release: new Promise<void>((r) => (release = r)), onHeld: resolve }, { clientId, times: 1 });
+  });
+  await handle.signal(forceRefreshSignal, { reason: 'first' });
+  await held;
+  await handle.signal(forceRefreshSignal, { reason: 'while in flight' });
+  release();
+
+  const second = await tokenWithGenerationAbove(clientId, 1);
+  expect(second.generation).toBe('2');
+  // Its sender may have read the token of the request in flight: the next one answers it.
+  const third = await tokenWithGenerationAbove(clientId, 2, MIN_INTERVAL_MS + 30_000);
+  expect(third.generation).toBe('3');
+  const [, secondRequest, thirdRequest] = issued(clientId);
+  expect(thirdRequest!.at - secondRequest!.at).toBeGreaterThanOrEqual(MIN_INTERVAL_MS - 300);
+  const requests = tokenRequests(await historyEvents(stack.client, workflowIdFor(clientId)));
+  expect(requests.map((request) => request.shape)).toEqual(['queued', 'local', 'local']);
 });
 
 /** Whether a workflow task completed after the `forceRefresh` signal with this reason: its handler ran. */

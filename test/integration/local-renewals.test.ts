@@ -80,10 +80,12 @@ test('policy.localRenewals: false renews from the IAM task queue, two workflow t
 
 test('a renewal that fails retries from the IAM task queue, and the next renewal is local again', async () => {
   const clientId = 'local-backoff';
-  await stack.admin.register(registration(clientId, { backoff: { malformed_response: { baseMs: 200, capMs: 200 } } }));
+  await stack.admin.register(registration(clientId, { backoff: { malformed_response: { baseMs: 2_000, capMs: 2_000 } } }));
   await statusWhere(stack, clientId, (status) => status.generation >= 1, 30_000, 'the first token');
   // Not an endpoint-down kind: no breaker, one failed attempt, one retry.
   iam.inject({ kind: 'body', body: 'not json' }, { clientId, times: 1 });
+  // The local activity's failure is classified as the queued one's would be.
+  await statusWhere(stack, clientId, (status) => status.lastError?.kind === 'malformed_response', 30_000, 'malformed_response');
   await statusWhere(stack, clientId, (status) => status.generation >= 3, 60_000, 'generation 3');
 
   const requests = tokenRequests(await historyEvents(stack.client, workflowIdFor(clientId)));
