@@ -34,12 +34,22 @@ let stack: TokenStack;
 beforeAll(async () => {
   iam = await startIamEmulator({
     tokenLifetimeSeconds: LIFETIME_SECONDS,
-    clients: ['burst', 'refresh-now', 'during-attempt', 'parked', 'failing', 'stopping', 'restart', 'stream-ok', 'proof-a', 'proof-b'].map(
-      (clientId) => ({
-        clientId,
-        clientSecret: SECRET,
-      }),
-    ),
+    clients: [
+      'burst',
+      'refresh-now',
+      'during-attempt',
+      'parked',
+      'failing',
+      'stopping',
+      'restart',
+      'stream-ok',
+      'proof-a',
+      'proof-b',
+      'traceparent',
+    ].map((clientId) => ({
+      clientId,
+      clientSecret: SECRET,
+    })),
   });
   stack = await startTokenStack({
     env: { SECRET, WRONG_SECRET: 'not-the-secret' },
@@ -442,4 +452,24 @@ test('the stream reader survives Redis restarting empty: it creates its group ag
   const reasons = await forceRefreshReasons(clientId);
   expect(reasons).toContain('after a Redis restart');
   expect(reasons).not.toContain('no token to prove it with');
+});
+
+test('a forceRefresh signal carrying a valid traceparent renews the token on a worker that does not trace', async () => {
+  // The stack runs the plain bundle, which holds no OpenTelemetry API (worker/workflow-bundle.ts):
+  // the ForcedRefresh span is not made, and the refresh must happen all the same.
+  const clientId = 'traceparent';
+  await stack.admin.register(registration(clientId, { policy: { minForcedRefreshIntervalMs: 0 } }));
+  const first = await tokenWithGenerationAbove(clientId, 0);
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  await stack.client.workflow
+    .getHandle(workflowIdFor(clientId))
+    .signal(forceRefreshSignal, { rejectedFingerprint: first.fingerprint!, reason: 'traced request', traceparent });
+
+  const renewed = await tokenWithGenerationAbove(clientId, Number(first.generation));
+  expect(renewed.fingerprint).not.toBe(first.fingerprint);
+  expect(issued(clientId)).toHaveLength(2);
+  expect(await forceRefreshReasons(clientId)).toEqual(['traced request']);
+  // No workflow task failed on the way (a throw in the workflow code would fail its task and retry it).
+  const history = await stack.client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory();
+  expect((history.events ?? []).filter((event) => event.workflowTaskFailedEventAttributes)).toEqual([]);
 });
