@@ -13,6 +13,7 @@ import { refreshRequestProof } from 'token-lifecycle/contract';
 import { REFRESH_REQUESTS_GROUP } from '../../shared/redis-layout.js';
 import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
+import { TokenFailures } from '../../workflows/search-attributes.js';
 import {
   activeAt,
   storedToken as storedTokenIn,
@@ -469,7 +470,14 @@ test('a forceRefresh signal carrying a valid traceparent renews the token on a w
   expect(renewed.fingerprint).not.toBe(first.fingerprint);
   expect(issued(clientId)).toHaveLength(2);
   expect(await forceRefreshReasons(clientId)).toEqual(['traced request']);
-  // No workflow task failed on the way (a throw in the workflow code would fail its task and retry it).
-  const history = await stack.client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory();
-  expect((history.events ?? []).filter((event) => event.workflowTaskFailedEventAttributes)).toEqual([]);
+  // The attempt did not fail first: a throw in the workflow code, inside the attempt, would count
+  // as a failed attempt (TokenFailures upserted to 1) and be retried, outside the trace, after a
+  // backoff; outside it, it would fail the workflow task.
+  const events = (await stack.client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory()).events ?? [];
+  const failureCounts = events.flatMap((event) => {
+    const payload = event.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.[TokenFailures.name];
+    return payload ? [defaultPayloadConverter.fromPayload<number>(payload)] : [];
+  });
+  expect(failureCounts.filter((count) => count > 0)).toEqual([]);
+  expect(events.filter((event) => event.workflowTaskFailedEventAttributes)).toEqual([]);
 });
