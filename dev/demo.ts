@@ -10,7 +10,7 @@
  * variables below move its ports and state folder (test/dev/demo.test.ts runs it beside a running
  * demo and runs what it prints).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -22,11 +22,11 @@ import { z } from 'zod';
 import { AlreadyRegisteredError, TokenAdmin } from '../client/admin.js';
 import { parseEnvironment } from '../shared/settings.js';
 import type { ClientRegistration } from '../workflows/registration.js';
-import { exitDescription, hasExited } from './child-process.js';
+import { exitDescription, stopChild } from './child-process.js';
 import { portAnswers } from './free-port.js';
 import { loadEmulatorConfig } from './iam-emulator/config.js';
 import { startIamEmulator } from './iam-emulator/emulator.js';
-import { SHUTDOWN_FORCE_TIME_MS } from '../worker/token-workers.js';
+import { WORKER_STOP_GRACE_MS } from '../worker/token-workers.js';
 import { startTemporalDevServer } from './temporal-dev-server.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -70,10 +70,11 @@ const REJECTED_ON_PURPOSE: Record<string, string> = {
   'shipping-service': 'the worker holds the secret from before a rotation',
 };
 
-const started: Array<() => Promise<void> | void> = [];
-
-/** A little longer than the worker's own bound on a shutdown. */
-const STOP_GRACE_MS = SHUTDOWN_FORCE_TIME_MS + 5_000;
+/**
+ * What to stop at the end, in reverse order. A child gets SIGKILL if it has not exited
+ * `WORKER_STOP_GRACE_MS` after SIGTERM: Ctrl-C must end the demo whatever state a child is in.
+ */
+const started: Array<() => Promise<unknown> | void> = [];
 
 /**
  * Ctrl-C (or SIGTERM) at any moment, start-up included. The listeners stay: Ctrl-C reaches make,
@@ -138,7 +139,7 @@ async function main(): Promise<void> {
       ),
     );
     process.once('exit', () => redis.kill('SIGKILL'));
-    started.push(() => stop(redis));
+    started.push(() => stopChild(redis, { graceMs: WORKER_STOP_GRACE_MS }));
     await unlessInterrupted(Promise.race([waitFor(() => portAnswers(REDIS_PORT), 'redis-server'), missing]));
   } else {
     // Stopped before this Redis is left (the steps stop in reverse): nothing writes after it.
@@ -172,7 +173,7 @@ async function main(): Promise<void> {
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'INFO',
     },
   });
-  started.push(() => stop(worker));
+  started.push(() => stopChild(worker, { graceMs: WORKER_STOP_GRACE_MS }));
 
   const connection = await unlessInterrupted(Connection.connect({ address: temporalAddress }));
   started.push(() => connection.close());
@@ -295,19 +296,6 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
     if (Date.now() > deadline) throw new Error(`${what} did not start within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-}
-
-/**
- * SIGTERM, then SIGKILL if it has not exited after {@link STOP_GRACE_MS}: Ctrl-C must end the demo
- * whatever state a child is in.
- */
-async function stop(child: ChildProcess): Promise<void> {
-  if (hasExited(child)) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await exited;
-  clearTimeout(timer);
 }
 
 main()

@@ -4,14 +4,13 @@
  * rather than through `@temporalio/testing`, which waits only a few seconds for it to come up.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { createWriteStream, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
 import { TOKEN_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
-import { exitDescription, hasExited } from './child-process.js';
+import { exitDescription, hasExited, stopChild } from './child-process.js';
 import { findFreePorts } from './free-port.js';
 
 export interface TemporalDevServerOptions {
@@ -113,12 +112,7 @@ async function startOnce(options: TemporalDevServerOptions): Promise<TemporalDev
   const stop = async () => {
     const proc = child;
     child = null;
-    if (proc === null || hasExited(proc)) return;
-    const exited = once(proc, 'exit');
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    if (proc !== null) await stopChild(proc);
   };
   process.once('exit', () => child?.kill('SIGKILL'));
 

@@ -27,7 +27,7 @@ import { promisify } from 'node:util';
 import { Connection, isGrpcServiceError } from '@temporalio/client';
 import { stringify } from 'yaml';
 import { toProtoDuration } from '../client/temporal-internals.js';
-import { exitDescription, hasExited } from './child-process.js';
+import { exitDescription, hasExited, stopChild } from './child-process.js';
 import { findFreePorts, findFreePortsInRange } from './free-port.js';
 
 const execFileAsync = promisify(execFile);
@@ -261,13 +261,7 @@ export async function startTemporalServer(options: TemporalServerOptions = {}): 
     });
   };
   const stopWith = async (signal: NodeJS.Signals) => {
-    const proc = child;
-    if (proc === null || hasExited(proc)) return;
-    const exited = once(proc, 'exit');
-    proc.kill(signal);
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-    await exited;
-    clearTimeout(timer);
+    if (child !== null) await stopChild(child, { signal, graceMs: 20_000 });
   };
   process.once('exit', () => child?.kill('SIGKILL'));
 

@@ -82,6 +82,12 @@ export const STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS = 1_000;
  */
 export const SHUTDOWN_FORCE_TIME_MS = 20_000;
 
+/**
+ * How long whoever stops a worker process (the demo, the tests) waits after SIGTERM before
+ * SIGKILL: a little over {@link SHUTDOWN_FORCE_TIME_MS}, so that only a stuck worker is killed.
+ */
+export const WORKER_STOP_GRACE_MS = SHUTDOWN_FORCE_TIME_MS + 5_000;
+
 /** The SDK's default of `maxConcurrentWorkflowTaskExecutions`. */
 const DEFAULT_WORKFLOW_TASK_SLOTS = 40;
 

@@ -44,13 +44,23 @@ const WORKFLOW_OTEL_API = createRequire(TRACING_WORKFLOW_INTERCEPTORS).resolve('
 export function bundleOptions({ traced = false }: { traced?: boolean } = {}): BundleOptions {
   return {
     workflowsPath: WORKFLOWS_PATH,
-    webpackConfigHook: resolveTsSources,
+    webpackConfigHook: (config) => webpackConfig(config, { traced }),
     ...(traced && { workflowInterceptorModules: [TRACING_WORKFLOW_INTERCEPTORS] }),
   };
 }
 
-function resolveTsSources(config: Configuration): Configuration {
-  const alias = { ...(config.resolve?.alias as Record<string, string> | undefined), '@opentelemetry/api$': WORKFLOW_OTEL_API };
+/**
+ * `.ts` sources behind `.js` imports, and the `@opentelemetry/api` the workflow code imports: the
+ * interceptors' copy in the traced bundle; none in the plain one (webpack's `false` alias: an
+ * empty module, which workflows/requester-trace.ts takes for "not traced"). Each workflow
+ * instantiates the bundle's modules for itself, so there the API would cost heap and CPU per
+ * workflow for no span (docs/design.md, "Traces").
+ */
+function webpackConfig(config: Configuration, { traced }: { traced: boolean }): Configuration {
+  const alias: Record<string, string | false> = {
+    ...(config.resolve?.alias as Record<string, string | false> | undefined),
+    '@opentelemetry/api$': traced ? WORKFLOW_OTEL_API : false,
+  };
   return { ...config, resolve: { ...config.resolve, alias, extensionAlias: { '.js': ['.ts', '.js'] } } };
 }
 

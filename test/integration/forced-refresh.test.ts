@@ -13,6 +13,7 @@ import { refreshRequestProof } from 'token-lifecycle/contract';
 import { REFRESH_REQUESTS_GROUP } from '../../shared/redis-layout.js';
 import { forceRefreshSignal, refreshNowUpdate, stopSignal, workflowIdFor, type ForceRefreshRequest } from '../../workflows/messages.js';
 import type { ClientRegistration } from '../../workflows/registration.js';
+import { TokenFailures } from '../../workflows/search-attributes.js';
 import {
   activeAt,
   storedToken as storedTokenIn,
@@ -47,6 +48,7 @@ beforeAll(async () => {
       'stream-ok',
       'proof-a',
       'proof-b',
+      'traceparent',
     ].map((clientId) => ({
       clientId,
       clientSecret: SECRET,
@@ -481,4 +483,31 @@ test('the stream reader survives Redis restarting empty: it creates its group ag
   const reasons = await forceRefreshReasons(clientId);
   expect(reasons).toContain('after a Redis restart');
   expect(reasons).not.toContain('no token to prove it with');
+});
+
+test('a forceRefresh signal carrying a valid traceparent renews the token on a worker that does not trace', async () => {
+  // The stack runs the plain bundle, which holds no OpenTelemetry API (worker/workflow-bundle.ts):
+  // the ForcedRefresh span is not made, and the refresh must happen all the same.
+  const clientId = 'traceparent';
+  await stack.admin.register(registration(clientId, { policy: { minForcedRefreshIntervalMs: 0 } }));
+  const first = await tokenWithGenerationAbove(clientId, 0);
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  await stack.client.workflow
+    .getHandle(workflowIdFor(clientId))
+    .signal(forceRefreshSignal, { rejectedFingerprint: first.fingerprint!, reason: 'traced request', traceparent });
+
+  const renewed = await tokenWithGenerationAbove(clientId, Number(first.generation));
+  expect(renewed.fingerprint).not.toBe(first.fingerprint);
+  expect(issued(clientId)).toHaveLength(2);
+  expect(await forceRefreshReasons(clientId)).toEqual(['traced request']);
+  // The attempt did not fail first: a throw in the workflow code, inside the attempt, would count
+  // as a failed attempt (TokenFailures upserted to 1) and be retried, outside the trace, after a
+  // backoff; outside it, it would fail the workflow task.
+  const events = (await stack.client.workflow.getHandle(workflowIdFor(clientId)).fetchHistory()).events ?? [];
+  const failureCounts = events.flatMap((event) => {
+    const payload = event.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.[TokenFailures.name];
+    return payload ? [defaultPayloadConverter.fromPayload<number>(payload)] : [];
+  });
+  expect(failureCounts.filter((count) => count > 0)).toEqual([]);
+  expect(events.filter((event) => event.workflowTaskFailedEventAttributes)).toEqual([]);
 });

@@ -9,11 +9,10 @@
  * returned instead, for the test to skip with.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { exitDescription, hasExited, stopChild } from '../../dev/child-process.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -82,13 +81,7 @@ export async function startDockerEngine(): Promise<DockerEngine | { unavailable:
   running.add(child);
   child.once('exit', () => running.delete(child));
   const stop = async () => {
-    if (!hasExited(child)) {
-      const gone = once(child, 'exit');
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      await gone;
-      clearTimeout(timer);
-    }
+    await stopChild(child, { graceMs: 30_000 });
     // What dockerd leaves mounted under its folder (the default network namespace's bind mount).
     const mounts = (await readFile('/proc/self/mounts', 'utf8').catch(() => ''))
       .split('\n')

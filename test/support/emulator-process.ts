@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EmulatorConfig } from '../../dev/iam-emulator/config.js';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { exitDescription, stopChild } from '../../dev/child-process.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAIN = join(ROOT, 'dev', 'iam-emulator', 'main.ts');
@@ -76,11 +76,7 @@ export async function startEmulatorProcess(
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
 
   const stop = async () => {
-    if (!hasExited(child)) {
-      const gone = once(child, 'exit');
-      child.kill('SIGTERM');
-      await gone;
-    }
+    await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   };
   const exited = once(child, 'exit').then(() => {

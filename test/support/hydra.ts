@@ -6,11 +6,10 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { stopChild, waitUntilAnswering } from '../../dev/child-process.js';
 import { findFreePorts } from '../../dev/free-port.js';
 
 const execFileAsync = promisify(execFile);
@@ -121,12 +120,9 @@ export async function startHydra(options: HydraOptions = {}): Promise<HydraServe
     };
     child.stdout!.on('data', read);
     child.stderr!.on('data', read);
-    await waitUntilReady(child, `${adminUrl}/health/ready`, () => output);
+    await waitUntilAnswering([`${adminUrl}/health/ready`], { what: 'Hydra', child, output: () => output });
   } catch (err) {
-    if (child !== undefined && !hasExited(child)) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
+    if (child !== undefined) await stopChild(child, { signal: 'SIGKILL' });
     await dropDatabase().catch(() => undefined);
     throw err;
   }
@@ -158,12 +154,7 @@ export async function startHydra(options: HydraOptions = {}): Promise<HydraServe
     publicRequests: () => [...publicLog],
     destroy() {
       destroyed ??= (async () => {
-        if (!hasExited(child)) {
-          child.kill('SIGTERM');
-          const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-          await once(child, 'exit');
-          clearTimeout(killer);
-        }
+        await stopChild(child);
         await dropDatabase();
       })();
       return destroyed;
@@ -184,18 +175,4 @@ function publicRequestOf(line: string, publicPort: number): HydraRequest | undef
   if (entry.msg !== 'completed handling request' || request?.method === undefined || request.path === undefined) return undefined;
   if (status === undefined || request.host !== `127.0.0.1:${publicPort}`) return undefined;
   return { method: request.method, path: request.path, status };
-}
-
-async function waitUntilReady(child: ChildProcess, readyUrl: string, output: () => string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    if (hasExited(child)) throw new Error(`Hydra exited (${exitDescription(child)}) before it was ready:\n${output()}`);
-    const ready = await fetch(readyUrl).then(
-      (response) => response.ok,
-      () => false,
-    );
-    if (ready) return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`Hydra was not ready at ${readyUrl} within 120 s:\n${output()}`);
 }

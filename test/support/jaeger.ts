@@ -5,14 +5,13 @@
  * through its query API (`/api/traces`, Jaeger's JSON model). {@link JaegerServer.destroy} stops it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { stopChild, waitUntilAnswering } from '../../dev/child-process.js';
 import { findFreePorts } from '../../dev/free-port.js';
 
 const execFileAsync = promisify(execFile);
@@ -125,12 +124,13 @@ export async function startJaeger(): Promise<JaegerServer> {
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   try {
-    await waitUntilReady(child, [`http://127.0.0.1:${health}/status`, `${queryUrl}/api/services`], () => output);
+    await waitUntilAnswering([`http://127.0.0.1:${health}/status`, `${queryUrl}/api/services`], {
+      what: 'Jaeger',
+      child,
+      output: () => output,
+    });
   } catch (err) {
-    if (!hasExited(child)) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
+    await stopChild(child, { signal: 'SIGKILL' });
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
@@ -163,12 +163,7 @@ export async function startJaeger(): Promise<JaegerServer> {
     },
     destroy() {
       destroyed ??= (async () => {
-        if (!hasExited(child)) {
-          child.kill('SIGTERM');
-          const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-          await once(child, 'exit');
-          clearTimeout(killer);
-        }
+        await stopChild(child);
         await rm(dir, { recursive: true, force: true });
       })();
       return destroyed;
@@ -209,24 +204,6 @@ function flattenTrace(trace: JaegerTrace): JaegerSpan[] {
       logs: (span.logs ?? []).map((log) => Object.fromEntries(log.fields.map((field) => [field.key, field.value]))),
     };
   });
-}
-
-async function waitUntilReady(child: ChildProcess, urls: string[], output: () => string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    if (hasExited(child)) throw new Error(`Jaeger exited (${exitDescription(child)}) before it was ready:\n${output()}`);
-    const answers = await Promise.all(
-      urls.map((url) =>
-        fetch(url).then(
-          (response) => response.ok,
-          () => false,
-        ),
-      ),
-    );
-    if (answers.every(Boolean)) return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`Jaeger was not ready at ${urls.join(' and ')} within 120 s:\n${output()}`);
 }
 
 /** The one span named `name` that `service` exported; fails the test unless there is exactly one. */

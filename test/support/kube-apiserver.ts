@@ -25,14 +25,13 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import got from 'got';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { exitDescription, hasExited, stopChild } from '../../dev/child-process.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { createTestPki, type TestPki } from './test-pki.js';
 
@@ -135,14 +134,6 @@ function startProcess(command: string, args: string[]): { child: ChildProcess; o
   return { child, output: () => output };
 }
 
-async function stopProcess(child: ChildProcess | undefined): Promise<void> {
-  if (child === undefined || hasExited(child)) return;
-  child.kill('SIGTERM');
-  const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await once(child, 'exit');
-  clearTimeout(killer);
-}
-
 /** Starts etcd and kube-apiserver on free loopback ports and waits until `/readyz` says ready. */
 export async function startKubeApiServer(): Promise<KubeApiServer> {
   const binary = await kubeApiServerBinary();
@@ -151,8 +142,8 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
   let etcd: ReturnType<typeof startProcess> | undefined;
   let apiserver: ReturnType<typeof startProcess> | undefined;
   const stopAll = async () => {
-    await stopProcess(apiserver?.child);
-    await stopProcess(etcd?.child);
+    if (apiserver !== undefined) await stopChild(apiserver.child);
+    if (etcd !== undefined) await stopChild(etcd.child);
     await pki?.remove();
     await rm(dir, { recursive: true, force: true });
   };

@@ -5,14 +5,13 @@
  * and deletes the directory.
  */
 import { execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { hasExited } from '../../dev/child-process.js';
+import { hasExited, stopChild } from '../../dev/child-process.js';
 import { findFreePort } from '../../dev/free-port.js';
 
 const execFileAsync = promisify(execFile);
@@ -107,11 +106,7 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
     return body.data;
   };
   const stop = async () => {
-    if (!hasExited(child)) {
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await stopChild(child);
     await rm(dir, { recursive: true, force: true });
   };
 

@@ -12,11 +12,10 @@
  * ```
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { exitDescription, hasExited, stopChild } from '../../dev/child-process.js';
 import { findFreePorts } from '../../dev/free-port.js';
 import { eventually } from './token-stack.js';
 import { redisCli, startRedisServer, type RedisServer } from './redis-server.js';
@@ -88,12 +87,7 @@ export async function startRedisSentinel(): Promise<RedisSentinel> {
   const sentinelPorts = await findFreePorts(3);
   const cli = (port: number, ...args: string[]) => redisCli(port, ...args).then((out) => out.trim());
   const stop = async () => {
-    for (const child of sentinels) {
-      if (hasExited(child)) continue;
-      const gone = once(child, 'exit');
-      child.kill('SIGKILL');
-      await gone;
-    }
+    for (const child of sentinels) await stopChild(child, { signal: 'SIGKILL' });
     for (const node of nodes.values()) await node.stop();
     await rm(dir, { recursive: true, force: true });
   };

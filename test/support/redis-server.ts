@@ -13,11 +13,10 @@
  * As a last resort, servers still running when the test process exits are killed.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { exitDescription, hasExited, stopChild } from '../../dev/child-process.js';
 import { findFreePort } from '../../dev/free-port.js';
 import { promisify } from 'node:util';
 
@@ -136,20 +135,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     throw error;
   }
 
-  const stopProcess = async (signal: NodeJS.Signals): Promise<void> => {
-    if (hasExited(child)) return;
-    const exited = once(child, 'exit');
-    child.kill(signal);
-    await exited;
-  };
-
   let removed = false;
   return {
     port,
     url: `${tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${port}`,
     dir,
     async stop() {
-      await stopProcess('SIGTERM');
+      await stopChild(child);
       if (!removed) {
         removed = true;
         cliArgs.delete(port);
@@ -158,13 +150,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     },
     async restart({ empty = false } = {}) {
       if (!empty && !hasExited(child)) await redisCli(port, 'SAVE');
-      await stopProcess('SIGTERM');
+      await stopChild(child);
       // A crash (kill9) or an earlier SAVE may have left a snapshot that an empty restart must not load.
       if (empty) await rm(join(dir, 'dump.rdb'), { force: true });
       child = await spawnAndWaitForPing(args, port, dir);
     },
     async kill9() {
-      await stopProcess('SIGKILL');
+      await stopChild(child, { signal: 'SIGKILL' });
     },
   };
 }

@@ -12,12 +12,11 @@
  * ```
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { exitDescription, hasExited, stopChild } from '../../dev/child-process.js';
 import { findFreePort } from '../../dev/free-port.js';
 
 export const TINYPROXY_BIN = process.env.TINYPROXY_BIN ?? 'tinyproxy';
@@ -78,10 +77,7 @@ export async function startTinyproxy(): Promise<Tinyproxy> {
     }
   };
   const stop = async () => {
-    if (child === undefined || hasExited(child)) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    await exited;
+    if (child !== undefined) await stopChild(child);
   };
   await start();
 

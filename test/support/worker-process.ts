@@ -10,14 +10,14 @@
  * ```
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { build } from 'esbuild';
-import { exitDescription, hasExited } from '../../dev/child-process.js';
+import { exitDescription, hasExited, stopChild } from '../../dev/child-process.js';
+import { WORKER_STOP_GRACE_MS } from '../../worker/token-workers.js';
 import { iamTaskQueueFor } from '../../workflows/messages.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -53,7 +53,10 @@ export interface WorkerProcess {
   output(): string;
   /** Kills it with SIGKILL (a crash: no graceful shutdown) and waits until it is gone. Idempotent. */
   kill9(): Promise<void>;
-  /** Sends SIGTERM (a graceful shutdown, as `docker stop` does) and resolves with how it exited: `code 0`, `SIGKILL`, … */
+  /**
+   * Sends SIGTERM (a graceful shutdown, as `docker stop` does), SIGKILL if it has not exited after
+   * `WORKER_STOP_GRACE_MS`, and resolves with how it exited: `code 0`, `SIGKILL`, …
+   */
   stop(): Promise<string>;
   /** Whether it exited, by itself or killed. */
   hasExited(): boolean;
@@ -127,10 +130,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const kill9 = async () => {
-    if (hasExited(child)) return;
-    const gone = once(child, 'exit');
-    child.kill('SIGKILL');
-    await gone;
+    await stopChild(child, { signal: 'SIGKILL' });
   };
 
   const identity = `${child.pid}@${hostname()}`;
@@ -159,14 +159,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     startMs: Date.now() - startedAt,
     output: () => output,
     kill9,
-    async stop() {
-      if (!hasExited(child)) {
-        const gone = once(child, 'exit');
-        child.kill('SIGTERM');
-        await gone;
-      }
-      return exitDescription(child);
-    },
+    stop: () => stopChild(child, { graceMs: WORKER_STOP_GRACE_MS }),
     hasExited: () => hasExited(child),
   };
 }
