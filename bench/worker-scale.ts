@@ -33,7 +33,6 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,12 +43,12 @@ import { Redis } from 'ioredis';
 import { tokenKey } from '../shared/redis-layout.js';
 import { workflowIdFor } from '../workflows/messages.js';
 import { TokenAdmin } from '../client/admin.js';
-import { hasExited } from '../dev/child-process.js';
+import { hasExited, stopChild } from '../dev/child-process.js';
 import { findFreePort } from '../dev/free-port.js';
 import { startTemporalDevServer, type TemporalDevServer } from '../dev/temporal-dev-server.js';
 import { busiestSecond } from '../test/support/busiest-second.js';
 import { summarizeProfiles } from './cpu-profile.js';
-import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS } from '../worker/token-workers.js';
+import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS, WORKER_STOP_GRACE_MS } from '../worker/token-workers.js';
 import { startEmulatorProcess, type PrintedRequest } from '../test/support/emulator-process.js';
 import { tokenRequests } from '../test/support/workflow-history.js';
 import { startJaeger } from '../test/support/jaeger.js';
@@ -287,12 +286,7 @@ async function run(options: RunOptions): Promise<RunFigures> {
     );
     worker.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
     worker.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    const stopWorker = async () => {
-      if (hasExited(worker)) return;
-      const exited = once(worker, 'exit');
-      worker.kill('SIGTERM');
-      await exited;
-    };
+    const stopWorker = () => stopChild(worker, { graceMs: WORKER_STOP_GRACE_MS });
     cleanups.push(stopWorker);
 
     const connection = await Connection.connect({ address: temporalAddress });

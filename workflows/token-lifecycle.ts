@@ -52,9 +52,9 @@ const iamActivityOptions = (taskQueue: string): wf.ActivityOptions => ({
 
 /**
  * How the IAM activity runs as a local activity (docs/design.md, "Local renewals"): inside the
- * workflow task the renewal timer woke. Its worker's loss times out that task, and the worker that
- * takes the task over runs the request again, as a heartbeat timeout does for the queued activity;
- * so one attempt, and every answer, as there.
+ * workflow task the renewal timer woke, one attempt, every answer a non-retryable failure type as
+ * from the queue. Its worker's loss times out that task, and the worker that takes the task over
+ * runs the request again, as a heartbeat timeout does for the queued activity.
  */
 const localIamActivityOptions: wf.LocalActivityOptions = {
   startToCloseTimeout: '60s',
@@ -145,7 +145,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   const lean = wf.patched(LEAN_CYCLES_PATCH);
   const localRenewals = wf.patched(LOCAL_RENEWALS_PATCH);
   const acquireToken: AcquireToken = (request, options) =>
-    localRenewals && options.local
+    options.local
       ? local.executeWithOptions({ ...localIamActivityOptions, summary: options.summary }, [request])
       : queued.executeWithOptions({ ...iamActivityOptions(info.taskQueue), summary: options.summary }, [request]);
   const defaults = lean ? {} : { maxCyclesPerRun: MAX_CYCLES_PER_RUN_BEFORE_PATCH };
@@ -180,7 +180,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
   publish();
 
   if (!lean) {
-    await renewUntilStopped(lifecycle, publish, acquireToken, waitWithConditionTimeout, requesterTrace);
+    await renewUntilStopped(lifecycle, publish, acquireToken, localRenewals, waitWithConditionTimeout, requesterTrace);
     return stop(lifecycle, publish, purgeToken);
   }
   // In the non-cancellable scope a cancellation reaches nothing: take it as a stop (the token stays
@@ -191,7 +191,7 @@ export async function tokenLifecycle(input: TokenLifecycleInput): Promise<TokenS
     lifecycle.requestStop(false);
   });
   const status = await wf.CancellationScope.nonCancellable(async () => {
-    await renewUntilStopped(lifecycle, publish, acquireToken, waitWithTimer, requesterTrace);
+    await renewUntilStopped(lifecycle, publish, acquireToken, localRenewals, waitWithTimer, requesterTrace);
     return stop(lifecycle, publish, purgeToken);
   });
   if (cancellation !== undefined) throw cancellation;
@@ -214,6 +214,7 @@ async function renewUntilStopped(
   lifecycle: TokenLifecycleState,
   publish: Publish,
   acquireToken: AcquireToken,
+  localRenewals: boolean,
   waitUntil: WaitUntil,
   requesterTrace: RequesterTrace,
 ): Promise<void> {
@@ -248,7 +249,7 @@ async function renewUntilStopped(
     }
 
     const summary = attemptSummary(lifecycle, Date.now());
-    const local = lifecycle.mayRenewLocally;
+    const local = localRenewals && lifecycle.mayRenewLocally;
     const generation = lifecycle.beginAttempt(Date.now());
     const { traceparent } = requesterTrace;
     requesterTrace.traceparent = undefined;
@@ -258,21 +259,22 @@ async function renewUntilStopped(
         { 'token_lifecycle.client_id': lifecycle.clientId, 'token_lifecycle.generation': generation },
         () => acquireToken(lifecycle.acquireInput(generation), { local, summary }),
       );
-      lifecycle.recordSuccess(metadata, endedAt(metadata.obtainedAt));
+      lifecycle.recordSuccess(metadata, local ? localAttemptEndedAt(metadata.obtainedAt) : Date.now());
     } catch (err) {
       const { kind, message, details } = describeFailure(err);
-      lifecycle.recordFailure(kind, message, details, endedAt(details.failedAt));
+      lifecycle.recordFailure(kind, message, details, local ? localAttemptEndedAt(details.failedAt) : Date.now());
     }
     publish();
   }
 }
 
 /**
- * When the attempt ended: the workflow's clock, or the activity's if later. The workflow's clock
- * stands still within a workflow task, and a local activity runs inside one (docs/design.md,
- * "Local renewals"): a wait counted from the task's start would end early by the request's time.
+ * When a local attempt ended: the workflow's clock, or the activity's if later. The workflow's clock
+ * stands still within a workflow task, and a local activity runs inside one (docs/design.md, "Local
+ * renewals"): a wait counted from the task's start would end early by the request's time. (A queued
+ * activity's outcome comes in a later task, whose clock is past it.)
  */
-function endedAt(activityClock: number | undefined): number {
+function localAttemptEndedAt(activityClock: number | undefined): number {
   return Math.max(Date.now(), activityClock ?? 0);
 }
 
