@@ -14,7 +14,6 @@
  *   BENCH_IDLE_SECONDS (60)         how long to watch steady renewal once every token is stored
  *   BENCH_TOKEN_LIFETIME (60)       the emulator's token lifetime, in seconds
  *   IAM_MAX_RPS (40)                the worker's fleet-wide cap
- *   MAX_CACHED_WORKFLOWS            the worker's workflow cache (default: the SDK's)
  *   BENCH_NODE_OPTIONS              NODE_OPTIONS of the worker only (heap flags, to compare)
  *   BENCH_CPU_PROFILE               1: profile the worker (node --cpu-prof) and print, per thread,
  *                                   where the CPU of steady renewal went (bench/cpu-profile.ts)
@@ -48,7 +47,7 @@ import { findFreePort } from '../dev/free-port.js';
 import { startTemporalDevServer, type TemporalDevServer } from '../dev/temporal-dev-server.js';
 import { busiestSecond } from '../test/support/busiest-second.js';
 import { summarizeProfiles } from './cpu-profile.js';
-import { STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS, WORKER_STOP_GRACE_MS } from '../worker/token-workers.js';
+import { DEFAULT_MAX_CACHED_WORKFLOWS, STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS, WORKER_STOP_GRACE_MS } from '../worker/token-workers.js';
 import { startEmulatorProcess, type PrintedRequest } from '../test/support/emulator-process.js';
 import { tokenRequests } from '../test/support/workflow-history.js';
 import { startJaeger } from '../test/support/jaeger.js';
@@ -379,7 +378,7 @@ async function run(options: RunOptions): Promise<RunFigures> {
       ],
       ['token lifetime', `${TOKEN_LIFETIME_SECONDS} s (renewed every ${(0.85 * TOKEN_LIFETIME_SECONDS).toFixed(0)} s)`],
       ['IAM_MAX_RPS', String(IAM_MAX_RPS)],
-      ['MAX_CACHED_WORKFLOWS', cacheSize === undefined ? "the worker's default" : String(cacheSize)],
+      ['MAX_CACHED_WORKFLOWS', cacheSize === undefined ? `the worker's default (${DEFAULT_MAX_CACHED_WORKFLOWS})` : String(cacheSize)],
       ['worker NODE_OPTIONS', process.env.BENCH_NODE_OPTIONS ?? '(none)'],
       ['tracing', jaeger === undefined ? 'off (no OTEL_* setting)' : `on: OTLP/HTTP to a local Jaeger (${jaeger.otlpHttpEndpoint})`],
       ['registrations sent', `${(registeredMs / 1000).toFixed(1)} s`],

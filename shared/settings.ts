@@ -43,7 +43,7 @@ const settingsSchema = z.object({
   /**
    * Workflows kept in the worker's memory between their tasks (Temporal's sticky cache); others are
    * replayed from their short history when they wake. 0 turns the cache off; the SDK needs at least
-   * 2 otherwise. Default: the SDK's, which scales with the heap.
+   * 2 otherwise. Default: `DEFAULT_MAX_CACHED_WORKFLOWS` (worker/token-workers.ts).
    */
   MAX_CACHED_WORKFLOWS: z.coerce
     .number()

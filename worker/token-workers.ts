@@ -28,7 +28,7 @@ export interface TokenWorkersOptions {
    * of each IAM host's one-second window in Redis.
    */
   iamMaxRps: number;
-  /** `MAX_CACHED_WORKFLOWS`: the workflow worker's sticky cache. @default the SDK's (scales with the heap) */
+  /** `MAX_CACHED_WORKFLOWS`: the workflow worker's sticky cache. @default {@link DEFAULT_MAX_CACHED_WORKFLOWS} */
   maxCachedWorkflows?: number;
   /** Prebuilt workflow code; without it the workflow sources are bundled at start (slow). */
   workflowBundle?: WorkflowBundleOption | null;
@@ -88,11 +88,20 @@ export const SHUTDOWN_FORCE_TIME_MS = 20_000;
  */
 export const WORKER_STOP_GRACE_MS = SHUTDOWN_FORCE_TIME_MS + 5_000;
 
+/**
+ * The workflow cache by default (`MAX_CACHED_WORKFLOWS`), chosen by the curve of RSS against CPU
+ * per renewal (docs/deployment.md, "The cache: every client or none"), not by the heap as the
+ * SDK's is. Renewals come round each client in turn, so a cache smaller than the client count keeps
+ * almost none warm when it renews: it costs memory and saves no replay. This one holds every client
+ * of a worker of up to 2000, which then stays under 1 GiB of RSS.
+ */
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 2_000;
+
 /** The SDK's default of `maxConcurrentWorkflowTaskExecutions`. */
 const DEFAULT_WORKFLOW_TASK_SLOTS = 40;
 
 export async function createTokenWorkers(options: TokenWorkersOptions): Promise<TokenWorkers> {
-  const { connection, namespace, taskQueue, store, metrics } = options;
+  const { connection, namespace, taskQueue, store, metrics, maxCachedWorkflows = DEFAULT_MAX_CACHED_WORKFLOWS } = options;
   const { tracing } = options;
   const client = new Client({
     connection,
@@ -135,12 +144,10 @@ export async function createTokenWorkers(options: TokenWorkersOptions): Promise<
     ...(tracing !== undefined && { sinks: tracing.sinks }),
     stickyQueueScheduleToStartTimeout: STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT_MS,
     shutdownForceTime: SHUTDOWN_FORCE_TIME_MS,
-    ...(options.maxCachedWorkflows !== undefined && {
-      maxCachedWorkflows: options.maxCachedWorkflows,
-      // The SDK runs no more workflow tasks at once than it can cache (and warns when asked to).
-      ...(options.maxCachedWorkflows > 0 && {
-        maxConcurrentWorkflowTaskExecutions: Math.min(DEFAULT_WORKFLOW_TASK_SLOTS, options.maxCachedWorkflows),
-      }),
+    maxCachedWorkflows,
+    // The SDK runs no more workflow tasks at once than it can cache (and warns when asked to).
+    ...(maxCachedWorkflows > 0 && {
+      maxConcurrentWorkflowTaskExecutions: Math.min(DEFAULT_WORKFLOW_TASK_SLOTS, maxCachedWorkflows),
     }),
   });
   const iamWorker = await Worker.create({
