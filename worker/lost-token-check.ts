@@ -117,7 +117,6 @@ export function startLostTokenCheck(options: LostTokenCheckOptions): LostTokenCh
   runningClients.subscribe(listener);
 
   async function checkOnce(trigger: string, everyKey: boolean, known: readonly string[]): Promise<LostTokenCheckResult> {
-
     const missing: string[] = [];
     const behind: { clientId: string; stored: number; known: number }[] = [];
     let queried = 0;

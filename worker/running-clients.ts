@@ -110,7 +110,11 @@ export function startRunningClients(options: RunningClientsOptions): RunningClie
   const { list: listRunning, redis, logger } = options;
   const onError = options.onError ?? (() => undefined);
   const intervalMs = options.intervalMs ?? LISTING_INTERVAL_MS;
-  const lease = new RedisLease(redis, listingLeaseKey(options.prefix, options.taskQueue), options.leaseTtlMs ?? LEASE_INTERVALS * intervalMs);
+  const lease = new RedisLease(
+    redis,
+    listingLeaseKey(options.prefix, options.taskQueue),
+    options.leaseTtlMs ?? LEASE_INTERVALS * intervalMs,
+  );
   const listeners = new Set<RunningClientsListener>();
 
   let stopped = false;

@@ -132,7 +132,12 @@ test('after a reconnection the lease holder writes again a token Redis lost or h
   expect(await redis.exists(listingLeaseKey('oauth:', taskQueue))).toBe(0);
   // A worker that starts now takes the lease, checks the keys on its first connection, and
   // queries none of these young tokens' workflows.
-  const debugEnv = (metricsPort: number) => ({ LOST_SECRET: SECRET, LOG_LEVEL: 'DEBUG', LOG_FORMAT: 'json', METRICS_PORT: String(metricsPort) });
+  const debugEnv = (metricsPort: number) => ({
+    LOST_SECRET: SECRET,
+    LOG_LEVEL: 'DEBUG',
+    LOG_FORMAT: 'json',
+    METRICS_PORT: String(metricsPort),
+  });
   laterWorker = await startWorkerProcess({
     temporalAddress: inject('temporalAddress'),
     taskQueue,
