@@ -132,19 +132,15 @@ test('after a reconnection the lease holder writes again a token Redis lost or h
   expect(await redis.exists(listingLeaseKey('oauth:', taskQueue))).toBe(0);
   // A worker that starts now takes the lease, checks the keys on its first connection, and
   // queries none of these young tokens' workflows.
-  const debugEnv = (metricsPort: number) => ({
-    LOST_SECRET: SECRET,
-    LOG_LEVEL: 'DEBUG',
-    LOG_FORMAT: 'json',
-    METRICS_PORT: String(metricsPort),
-  });
-  laterWorker = await startWorkerProcess({
-    temporalAddress: inject('temporalAddress'),
-    taskQueue,
-    redisUrl: redisServer.url,
-    workflowBundlePath: inject('workflowBundlePath'),
-    env: debugEnv(metricsPorts[1]!),
-  });
+  const startDebugWorker = (metricsPort: number) =>
+    startWorkerProcess({
+      temporalAddress: inject('temporalAddress'),
+      taskQueue,
+      redisUrl: redisServer.url,
+      workflowBundlePath: inject('workflowBundlePath'),
+      env: { LOST_SECRET: SECRET, LOG_LEVEL: 'DEBUG', LOG_FORMAT: 'json', METRICS_PORT: String(metricsPort) },
+    });
+  laterWorker = await startDebugWorker(metricsPorts[1]!);
   const firstCheck = await eventually(
     () => checksOf(laterWorker!).find((c) => c.trigger === 'Redis connection ready'),
     60_000,
@@ -152,13 +148,7 @@ test('after a reconnection the lease holder writes again a token Redis lost or h
   );
   expect(firstCheck).toMatchObject({ checked: CLIENT_IDS.length, queried: 0, missing: 0, behind: 0 });
   // A second worker now finds the lease held: it leaves its first check to the holder.
-  restartedWorker = await startWorkerProcess({
-    temporalAddress: inject('temporalAddress'),
-    taskQueue,
-    redisUrl: redisServer.url,
-    workflowBundlePath: inject('workflowBundlePath'),
-    env: debugEnv(metricsPorts[0]!),
-  });
+  restartedWorker = await startDebugWorker(metricsPorts[0]!);
   await eventually(
     () => (skippedChecksOf(restartedWorker!).includes('Redis connection ready') ? true : undefined),
     60_000,
