@@ -98,6 +98,7 @@ test('counts per patch the running workflows that began before it, until none is
   expect(await retirementWhen(2, 1)).toEqual([
     { patch: 'lean-cycles', running: 2, predating: 1 },
     { patch: 'active-without-times', running: 2, predating: 1 },
+    { patch: 'local-renewals', running: 2, predating: 1 },
   ]);
 
   // The old run ends (here terminated; in production it continues as new, or is removed): the
@@ -106,5 +107,6 @@ test('counts per patch the running workflows that began before it, until none is
   expect(await retirementWhen(1, 0)).toEqual([
     { patch: 'lean-cycles', running: 1, predating: 0 },
     { patch: 'active-without-times', running: 1, predating: 0 },
+    { patch: 'local-renewals', running: 1, predating: 0 },
   ]);
 });

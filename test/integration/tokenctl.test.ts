@@ -374,10 +374,12 @@ test("a client's life from the command line: register, status, token, list, refr
   expect(patches).toMatchObject({ code: 0, stderr: '' });
   expect(patches.stdout).toMatch(/^lean-cycles: no running workflow of \d+ began before it; it can be retired \(wf.deprecatePatch\)$/m);
   expect(patches.stdout).toMatch(/^active-without-times: no running workflow of \d+ began before it/m);
+  expect(patches.stdout).toMatch(/^local-renewals: no running workflow of \d+ began before it/m);
   const rows = JSON.parse(patchesJson.stdout) as PatchRetirement[];
   expect(rows.map(({ patch, predating }) => ({ patch, predating }))).toEqual([
     { patch: 'lean-cycles', predating: 0 },
     { patch: 'active-without-times', predating: 0 },
+    { patch: 'local-renewals', predating: 0 },
   ]);
 
   const refreshed = await tokenctl(['refresh', CLIENT, '--wait', '--reason', 'tokenctl test']);
