@@ -24,11 +24,14 @@ import { endpointDownKind } from './token-endpoint.js';
 export const QUEUED_ADMISSION_MAX_WAIT_MS = 5_000;
 
 /**
- * The same wait in a local activity (docs/design.md, "Local renewals"): it holds its workflow task
- * open, and signals wait behind it, so a full window or a busy login turn becomes a held-back
- * attempt at once and the workflow waits on a timer, retrying from the IAM task queue.
+ * The same wait in a local activity (docs/design.md, "Local renewals"): none. A local activity
+ * holds its workflow task open, and no task queue paces local activities: in a storm (timers
+ * overdue after an outage, forced refreshes of many clients) hundreds would wait on the window at
+ * once, and the ones that got a slot late bunched up at the IAM's edge (51 in one second in the
+ * storm test). So a full window or a busy login turn holds the attempt back at once, and its retry
+ * comes from the IAM task queue, whose rate limit paces it.
  */
-export const LOCAL_ADMISSION_MAX_WAIT_MS = 1_000;
+export const LOCAL_ADMISSION_MAX_WAIT_MS = 0;
 
 /**
  * How long a request may go unanswered before it becomes the endpoint's probe (at most half its
