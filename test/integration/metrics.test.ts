@@ -303,9 +303,11 @@ describe('the worker process on /metrics', () => {
       30_000,
       'metrics-no-secret backing off after two attempts',
     );
-    // A refresh request without its origin proof is refused; an operator's refresh is scheduled.
-    await redis.xadd(refreshRequestsStream('oauth:'), '*', 'clientId', 'metrics-good', 'reason', 'metrics test');
+    // An operator's refresh is scheduled; a refresh request without its origin proof is refused.
+    // The request follows the refresh, so its client has a token to check a proof against (a 4 s
+    // token may lapse on a busy machine: the request would be refused as no_token instead).
     await admin.refresh('metrics-good', { wait: true, reason: 'metrics test' });
+    await redis.xadd(refreshRequestsStream('oauth:'), '*', 'clientId', 'metrics-good', 'reason', 'metrics test');
     const text = await eventually(
       async () => {
         const scraped = await scrape();
