@@ -431,11 +431,16 @@ test('stream entries left unacknowledged by a stopped worker, or added while non
   await streamDrained();
   // Generous: after a restart, Temporal may first offer the workflow task to the old worker.
   await tokenWithGenerationAbove(clientId, 1, 30_000);
-  expect((await forceRefreshReasons(clientId)).sort()).toEqual([
-    'added while no worker ran',
-    'read by a worker that died 1',
-    'read by a worker that died 2',
-  ]);
+  // A local renewal may store the token before the reader has signalled every entry.
+  const reasons = await eventually(
+    async () => {
+      const signalled = await forceRefreshReasons(clientId);
+      return signalled.length >= 3 ? signalled : undefined;
+    },
+    30_000,
+    'the three refresh requests signalled',
+  );
+  expect(reasons.sort()).toEqual(['added while no worker ran', 'read by a worker that died 1', 'read by a worker that died 2']);
   // All three named the same token: one refresh.
   await sleep(500);
   expect(issued(clientId)).toHaveLength(2);
